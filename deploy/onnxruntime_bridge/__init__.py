@@ -1,0 +1,1 @@
+"""ONNX Runtime bridge: a Python-based Triton backend that serves `onnxruntime_onnx` models."""
