@@ -1,0 +1,14 @@
+"""Fine-tuning: data loading and validation, methods, evaluation, checkpoints."""
+
+from trainer.checkpoint import CheckpointInfo, read_checkpoint
+from trainer.config import TrainConfig
+from trainer.errors import DataError, TrainingError
+
+__all__ = ["CheckpointInfo", "DataError", "TrainConfig", "TrainingError", "read_checkpoint", "train"]
+
+
+def train(config: TrainConfig):  # type: ignore[no-untyped-def]
+    """Run one training job (imports the heavy stack only when called)."""
+    from trainer.training import train as run
+
+    return run(config)

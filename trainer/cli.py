@@ -1,2 +1,47 @@
-def register(subparsers):  # type: ignore[no-untyped-def]
-    pass
+"""`tuneship train` and `tuneship evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    from trainer.config import add_config_arguments
+
+    train = subparsers.add_parser("train", help="fine-tune a model on labelled texts into a checkpoint")
+    add_config_arguments(train)
+    train.set_defaults(handler=run_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="evaluate a checkpoint on a labelled file")
+    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument("--data", required=True, help="labelled file or built-in data set name")
+    evaluate.add_argument("--text-column", default="text")
+    evaluate.add_argument("--label-column", default="label")
+    evaluate.add_argument("--encoding", default="utf-8")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from trainer.config import config_from_args
+    from trainer.training import train
+
+    train(config_from_args(args))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from trainer.evaluate_checkpoint import evaluate_checkpoint
+    from trainer.evaluation import format_metrics
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, args.text_column, args.label_column,
+                                  args.encoding, args.batch_size)
+    print(format_metrics(metrics))
+    if args.json:
+        from trainer.config import save_json
+
+        save_json(args.json, metrics)
+    return 0

@@ -1,0 +1,63 @@
+"""Typed errors for inference calls; each keeps Triton's own message."""
+
+from __future__ import annotations
+
+
+class TritonError(Exception):
+    """Base class: something went wrong talking to Triton."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServerUnavailableError(TritonError):
+    """The server cannot be reached (down, restarting, wrong address)."""
+
+
+class DeadlineExceededError(TritonError):
+    """The call did not finish within its deadline."""
+
+
+class InvalidInputError(TritonError, ValueError):
+    """The request does not match what the model accepts."""
+
+
+class ModelNotReadyError(TritonError):
+    """The model is unknown to the server or not loaded."""
+
+
+class ServerError(TritonError):
+    """The server failed while handling a valid request."""
+
+
+_BY_STATUS: dict[str, type[TritonError]] = {
+    "StatusCode.UNAVAILABLE": ServerUnavailableError,
+    "StatusCode.DEADLINE_EXCEEDED": DeadlineExceededError,
+    "StatusCode.INVALID_ARGUMENT": InvalidInputError,
+    "StatusCode.NOT_FOUND": ModelNotReadyError,
+    "StatusCode.UNIMPLEMENTED": ServerError,
+    "StatusCode.INTERNAL": ServerError,
+}
+
+
+def from_triton_exception(error: Exception) -> TritonError:
+    """Map tritonclient's InferenceServerException (or a gRPC error) to our hierarchy."""
+    status_attr = getattr(error, "status", None)
+    status = str(status_attr() if callable(status_attr) else status_attr or "")
+    message_attr = getattr(error, "message", None)
+    message = str(message_attr() if callable(message_attr) else message_attr or error)
+    lowered = message.lower()
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        if "deadline" in lowered or "timeout" in lowered:
+            cls = DeadlineExceededError
+        elif "unavailable" in lowered or "failed to connect" in lowered or "connection refused" in lowered:
+            cls = ServerUnavailableError
+        elif "not ready" in lowered or "unknown model" in lowered or "not found" in lowered:
+            cls = ModelNotReadyError
+        else:
+            cls = ServerError
+    if cls is ServerError and ("unexpected" in lowered and "shape" in lowered or "inference input" in lowered):
+        cls = InvalidInputError
+    return cls(message, status or None)

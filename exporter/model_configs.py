@@ -1,0 +1,113 @@
+"""config.pbtxt for the four models of a text classifier, built with Triton's model-config protobuf."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+
+@dataclass
+class ServingOptions:
+    """What users tune most about how Triton runs the exported models."""
+
+    max_batch_size: int = field(default=64, metadata={"help": "largest batch Triton builds or accepts"})
+    queue_delay_us: int = field(default=2000, metadata={"help": "dynamic batcher: wait this long to fill a batch"})
+    preferred_batch_sizes: tuple[int, ...] = field(default=(), metadata={"help": "dynamic batcher targets"})
+    instance_count: int = field(default=1, metadata={"help": "model instances (parallel executions)"})
+    instance_kind: str = field(default="KIND_CPU", metadata={"help": "KIND_CPU or KIND_GPU"})
+    python_instance_count: int = field(default=1, metadata={"help": "instances of tokenizer / postprocess"})
+    intra_op_threads: int = field(default=0, metadata={"help": "ONNX Runtime intra-op threads (0: all cores)"})
+    versions_to_serve: int = field(default=1, metadata={"help": "serve the latest N versions"})
+
+
+def _instance_group(config: mc.ModelConfig, kind: str, count: int) -> None:
+    config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value(kind), count=count)
+
+
+def _latest(config: mc.ModelConfig, versions: int) -> None:
+    config.version_policy.latest.num_versions = versions
+
+
+def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad_token: str, pad_token_id: int,
+                     options: ServingOptions) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
+    config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
+    for input_name in input_names:
+        config.output.add(name=input_name, data_type=mc.TYPE_INT64, dims=[-1])
+    config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
+    _instance_group(config, "KIND_CPU", options.python_instance_count)
+    _latest(config, options.versions_to_serve)
+    config.parameters["max_length"].string_value = str(max_length)
+    config.parameters["pad_token"].string_value = pad_token
+    config.parameters["pad_token_id"].string_value = str(pad_token_id)
+    return config
+
+
+def onnx_model_config(name: str, input_names: Sequence[str], num_labels: int, options: ServingOptions,
+                      warmup_length: int = 16) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=options.max_batch_size,
+                            default_model_filename="model.onnx")
+    for input_name in input_names:
+        config.input.add(name=input_name, data_type=mc.TYPE_INT64, dims=[-1])
+    config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=[num_labels])
+    config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
+    config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
+    _instance_group(config, options.instance_kind, options.instance_count)
+    _latest(config, options.versions_to_serve)
+    if options.intra_op_threads:
+        config.parameters["intra_op_thread_count"].string_value = str(options.intra_op_threads)
+    warmup = config.model_warmup.add(name="warmup", batch_size=1)
+    for input_name in input_names:
+        tensor = warmup.inputs[input_name]
+        tensor.data_type = mc.TYPE_INT64
+        tensor.dims.append(warmup_length)
+        tensor.zero_data = True
+    return config
+
+
+def postprocess_config(name: str, num_labels: int, options: ServingOptions) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
+    config.input.add(name="logits", data_type=mc.TYPE_FP32, dims=[num_labels])
+    config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[num_labels], label_filename="labels.txt")
+    config.dynamic_batching.max_queue_delay_microseconds = 0
+    _instance_group(config, "KIND_CPU", options.python_instance_count)
+    _latest(config, options.versions_to_serve)
+    return config
+
+
+def ensemble_config(name: str, input_names: Sequence[str], labels: Sequence[str],
+                    options: ServingOptions) -> mc.ModelConfig:
+    num_labels = len(labels)
+    config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=options.max_batch_size)
+    # Clients read the label names (in class-id order) from here: one config call, no extra model.
+    config.parameters["labels"].string_value = json.dumps(list(labels))
+    config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[num_labels])
+    _latest(config, options.versions_to_serve)
+    tokenize = config.ensemble_scheduling.step.add(model_name=f"{name}_tokenizer", model_version=-1)
+    tokenize.input_map["TEXT"] = "TEXT"
+    for input_name in input_names:
+        tokenize.output_map[input_name] = input_name
+    model = config.ensemble_scheduling.step.add(model_name=f"{name}_model", model_version=-1)
+    for input_name in input_names:
+        model.input_map[input_name] = input_name
+    model.output_map["logits"] = "logits"
+    post = config.ensemble_scheduling.step.add(model_name=f"{name}_postprocess", model_version=-1)
+    post.input_map["logits"] = "logits"
+    post.output_map["LABEL"] = "LABEL"
+    post.output_map["PROBABILITIES"] = "PROBABILITIES"
+    return config
+
+
+def to_pbtxt(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def parse_pbtxt(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())

@@ -1,0 +1,128 @@
+"""The training recipe: one dataclass whose fields give the CLI flags, the recipe file keys and the manifest."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import DataError
+
+METHODS = ("full",)
+
+
+@dataclass
+class TrainConfig:
+    data: str = field(default="rotten-tomatoes", metadata={
+        "help": "training data: a built-in data set (rotten-tomatoes, tweets) or a .csv/.tsv/.jsonl/.parquet file"})
+    eval_file: str | None = field(default=None, metadata={
+        "help": "evaluation file; without it a seeded stratified split of --data is held out"})
+    text_column: str = field(default="text", metadata={"help": "column holding the text"})
+    label_column: str = field(default="label", metadata={"help": "column holding the label"})
+    encoding: str = field(default="utf-8", metadata={"help": "text encoding of data files"})
+    eval_fraction: float = field(default=0.2, metadata={"help": "share held out for evaluation when no --eval-file"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "train on a stratified subset (quick runs)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "evaluate on a stratified subset"})
+    model: str = field(default="minilm", metadata={
+        "help": "base model: a local Hugging Face folder, or 'minilm' (the bundled MiniLM-L6 encoder)"})
+    method: str = field(default="full", metadata={"help": f"fine-tuning method: {', '.join(METHODS)}"})
+    output: str = field(default="runs/sentiment", metadata={"help": "checkpoint directory to write"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing checkpoint directory"})
+    resume: bool = field(default=False, metadata={"help": "continue an interrupted run from its last checkpoint"})
+    epochs: float = field(default=2.0, metadata={"help": "training epochs"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW)"})
+    batch_size: int = field(default=32, metadata={"help": "training batch size per device"})
+    eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
+    max_length: int = field(default=128, metadata={"help": "maximum tokens per text (longer texts are truncated)"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps spent warming up the learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "batch texts of similar length together (less padding, faster on CPU)"})
+    logging_steps: int = field(default=20, metadata={"help": "log the loss every N steps"})
+    eval_steps: int | None = field(default=None, metadata={"help": "evaluate and save every N steps (default: per epoch)"})
+    seed: int = field(default=42, metadata={"help": "random seed (data split, initialisation, order)"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 on GPUs that have it, else fp32), fp32, bf16 or fp16"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults are suppressed so that only given flags override a recipe."""
+    parser.add_argument("--recipe", type=Path, default=None, help="YAML or TOML recipe file (flags override it)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if f.type in ("bool",):
+            parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS,
+                                help=help_text)
+            continue
+        kind = {"int": int, "float": float, "int | None": int, "str | None": str}.get(str(f.type), str)
+        parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(f"{path}: recipe file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            raw: Any = tomllib.loads(text)
+        else:
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+    except Exception as error:  # the parsers' own messages carry line numbers
+        raise DataError(f"{path}: cannot parse recipe: {error}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: a recipe must be a mapping of option names to values")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    recipe: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise DataError(f"{path}: unknown option {key!r} (options: {', '.join(sorted(known))})")
+        recipe[name] = value
+    return recipe
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = {}
+    if getattr(args, "recipe", None) is not None:
+        values.update(load_recipe(args.recipe))
+    for f in dataclasses.fields(TrainConfig):
+        if hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    config = TrainConfig(**values)
+    validate_config(config)
+    return config
+
+
+def validate_config(config: TrainConfig) -> None:
+    if config.method not in METHODS:
+        raise DataError(f"unknown --method {config.method!r}; choose one of: {', '.join(METHODS)}")
+    if config.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise DataError(f"unknown --precision {config.precision!r}; choose auto, fp32, bf16 or fp16")
+    for name in ("batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps"):
+        if getattr(config, name) <= 0:
+            raise DataError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+
+
+def save_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

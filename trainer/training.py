@@ -1,0 +1,233 @@
+"""`tuneship train`: validated data -> transformers Trainer -> an atomic, self-describing checkpoint."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.base_models import resolve_base_model
+from trainer.builtin_data import BUILTIN_DATASETS, load_builtin
+from trainer.checkpoint import (
+    EVAL_DATA,
+    FORMAT_VERSION,
+    MANIFEST,
+    METRICS,
+    data_fingerprint,
+    library_versions,
+    publish_directory,
+)
+from trainer.config import TrainConfig, save_json, validate_config
+from trainer.data import LabelledData, check_labels, imbalance_report, load_file, stratified_split, write_jsonl
+from trainer.errors import TrainingError
+from trainer.evaluation import classification_metrics, format_metrics, predict_logits
+from trainer.methods import method_module
+from trainer.plots import plot_training_curve
+
+
+@dataclass
+class PreparedData:
+    train: LabelledData
+    evaluation: LabelledData
+    labels: list[str]
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, Any]
+    train_seconds: float
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Load and validate everything before any output is written."""
+    if config.data in BUILTIN_DATASETS:
+        data = load_builtin(config.data)
+    else:
+        data = load_file(Path(config.data), config.text_column, config.label_column, config.encoding)
+    if config.eval_file:
+        train = data
+        evaluation = load_file(Path(config.eval_file), config.text_column, config.label_column, config.encoding)
+    else:
+        train, evaluation = stratified_split(data, config.eval_fraction, config.seed)
+    train = train.head(config.max_train_samples, config.seed)
+    evaluation = evaluation.head(config.max_eval_samples, config.seed)
+    labels = check_labels(train, evaluation)
+    return PreparedData(train=train, evaluation=evaluation, labels=labels)
+
+
+class _EncodedTexts:
+    """A map-style dataset of tokenized texts; the collator pads each batch to its longest text."""
+
+    def __init__(self, encodings: dict[str, list[list[int]]], label_ids: list[int]) -> None:
+        self.encodings = encodings
+        self.label_ids = label_ids
+
+    def __len__(self) -> int:
+        return len(self.label_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = {key: values[index] for key, values in self.encodings.items()}
+        item["labels"] = self.label_ids[index]
+        return item
+
+
+def _precision_flags(precision: str) -> dict[str, bool]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not cuda:
+        raise TrainingError(f"--precision {precision} needs a GPU; use fp32 (or auto) on a CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def _work_dir(output: Path) -> Path:
+    return output.with_name(f".{output.name}.work")
+
+
+def train(config: TrainConfig) -> TrainResult:
+    validate_config(config)
+    output = Path(config.output)
+    prepared = prepare_data(config)
+    if output.exists() and not config.overwrite:
+        raise TrainingError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+    base = resolve_base_model(config.model)
+    for note in prepared.train.notes:
+        print(f"note: {note}")
+    print(imbalance_report(prepared.train))
+    print(imbalance_report(prepared.evaluation))
+
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    label_index = {label: i for i, label in enumerate(prepared.labels)}
+
+    def encode(data: LabelledData) -> _EncodedTexts:
+        encodings = tokenizer(data.texts, truncation=True, max_length=config.max_length)
+        return _EncodedTexts(dict(encodings), [label_index[label] for label in data.labels])
+
+    train_set, eval_set = encode(prepared.train), encode(prepared.evaluation)
+    method = method_module(config.method)
+    model = method.build_model(base, prepared.labels, config)
+
+    work = _work_dir(output)
+    resume_from = None
+    if config.resume:
+        resume_from = get_last_checkpoint(str(work)) if work.is_dir() else None
+        print(f"resuming from {resume_from}" if resume_from else "no earlier checkpoint found: starting afresh")
+    elif work.exists():
+        shutil.rmtree(work)
+
+    steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation_steps))
+    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
+    strategy = "steps" if config.eval_steps else "epoch"
+    args = TrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=int(total_steps * config.warmup_ratio),
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="linear",
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=config.eval_steps,
+        save_steps=config.eval_steps,
+        save_total_limit=2,
+        logging_steps=config.logging_steps,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        report_to=[],
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=False,
+        **_precision_flags(config.precision),
+    )
+
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        predicted = prediction.predictions.argmax(-1)
+        return {"accuracy": float((predicted == prediction.label_ids).mean())}
+
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.monotonic() - started
+
+    final_model = method.model_for_saving(trainer.model)
+    logits = predict_logits(final_model, tokenizer, prepared.evaluation.texts, config.max_length,
+                            config.eval_batch_size)
+    metrics = classification_metrics([label_index[x] for x in prepared.evaluation.labels],
+                                     logits.argmax(-1).tolist(), prepared.labels)
+    metrics["train_seconds"] = round(train_seconds, 1)
+    metrics["steps"] = trainer.state.global_step
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        final_model.save_pretrained(str(staging), safe_serialization=True)
+        tokenizer.save_pretrained(str(staging))
+        write_jsonl(staging / EVAL_DATA, prepared.evaluation.texts, prepared.evaluation.labels)
+        save_json(staging / METRICS, metrics)
+        save_json(staging / "training_log.json", trainer.state.log_history)
+        plot_training_curve(trainer.state.log_history, staging / "training_curve.png")
+        save_json(staging / MANIFEST, _manifest(config, base, prepared, metrics, final_model))
+        publish_directory(staging, output, overwrite=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    print(format_metrics(metrics))
+    print(f"checkpoint: {output}  (training {train_seconds:.0f}s, curve: {output / 'training_curve.png'})")
+    return TrainResult(checkpoint=output, metrics=metrics, train_seconds=train_seconds)
+
+
+def _manifest(config: TrainConfig, base: Path, prepared: PreparedData, metrics: dict[str, Any],
+              model: Any) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "task": "text-classification",
+        "base_model": config.model,
+        "base_model_path": str(base),
+        "model_type": model.config.model_type,
+        "method": config.method,
+        "labels": prepared.labels,
+        "max_length": config.max_length,
+        "hyperparameters": config.to_dict(),
+        "data": {
+            "train": prepared.train.name,
+            "eval": prepared.evaluation.name,
+            "train_examples": len(prepared.train.examples),
+            "eval_examples": len(prepared.evaluation.examples),
+            "train_label_counts": dict(prepared.train.label_counts()),
+            "duplicates_dropped": prepared.train.duplicates_dropped,
+            "fingerprint": data_fingerprint(prepared.train.texts, prepared.train.labels),
+        },
+        "metrics": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
+        "versions": library_versions(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": os.uname().nodename,
+    }
