@@ -62,7 +62,7 @@ class ExportReport:
                  f"ONNX model {self.onnx_size_bytes / 1e6:.1f} MB; latency (ONNX Runtime, this machine) "
                  + ", ".join(f"batch {b}: {ms:.1f} ms" for b, ms in self.latency_ms.items())]
         if self.eval_accuracy is not None:
-            lines.append(f"eval accuracy (ONNX) {self.eval_accuracy:.4f}")
+            lines.append(f"eval accuracy (ONNX) {self.eval_accuracy:.4f} on {self.validation['examples']} held-out texts")
         return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ bash scripts/install.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 GRPC_PORT="${GRPC_PORT:-8001}" HTTP_PORT="${HTTP_PORT:-8000}" METRICS_PORT="${METRICS_PORT:-8002}"
-TRAIN_SAMPLES="${TRAIN_SAMPLES:-3000}"
+TRAIN_SAMPLES="${TRAIN_SAMPLES:-6000}"
 mkdir -p runs
 
 echo; echo "== 1/5 fine-tune MiniLM-L6 on Rotten Tomatoes (a short run: $TRAIN_SAMPLES reviews, 1 epoch)"

@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny models made on the spot, and real servers on free ports."""
+
+from __future__ import annotations
+
+import csv
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+POSITIVE = ["great", "wonderful", "superb", "moving", "brilliant", "delightful", "charming", "gripping"]
+NEGATIVE = ["awful", "dull", "boring", "terrible", "tedious", "bland", "clumsy", "lifeless"]
+FILLER = ["the", "film", "story", "acting", "movie", "plot", "was", "really", "quite", "and", "its", "cast"]
+
+
+def synthetic_reviews(count: int, seed: int) -> list[tuple[str, str]]:
+    """Short texts whose label is given by one sentiment word: learnable in seconds by a tiny model."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        label = "positive" if index % 2 == 0 else "negative"
+        words = rng.sample(FILLER, rng.randint(3, 8))
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "positive" else NEGATIVE))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer, saved as a local folder."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from trainer.base_models import resolve_base_model
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_base_model("minilm")))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def review_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("reviews")
+    return (write_csv(folder / "train.csv", synthetic_reviews(400, seed=1)),
+            write_csv(folder / "eval.csv", synthetic_reviews(60, seed=2)))

@@ -1,0 +1,90 @@
+"""Data validation: every bad input names the file, the line and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.data import check_labels, load_file, stratified_split
+from trainer.errors import DataError
+
+
+def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_file(tmp_path / "absent.csv")
+
+
+def test_missing_column_lists_the_columns(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.csv", "review,label\ngood,pos\n")
+    with pytest.raises(DataError, match=r"d\.csv:2: no column 'text' \(columns: label, review\)"):
+        load_file(path)
+
+
+def test_empty_text_names_the_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.csv", "text,label\ngood,pos\n  ,neg\nbad,neg\n")
+    with pytest.raises(DataError, match=r"d\.csv:3: field 'text' is empty"):
+        load_file(path)
+
+
+def test_missing_label_in_jsonl(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.jsonl", '{"text": "good", "label": "pos"}\n{"text": "bad"}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl:2: field 'label' is missing"):
+        load_file(path)
+
+
+def test_undecodable_bytes_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,label\ngood,pos\ncaf\xe9 au lait,neg\n")
+    with pytest.raises(DataError, match=r"d\.csv:3: bytes that are not valid utf-8"):
+        load_file(path)
+    assert load_file(path, encoding="latin-1").texts[1] == "café au lait"
+
+
+def test_duplicates_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.tsv", "text\tlabel\ngood\tpos\ngood\tpos\nbad\tneg\ngood\tpos\n")
+    with pytest.warns(UserWarning, match="2 duplicated rows dropped"):
+        data = load_file(path)
+    assert data.texts == ["good", "bad"]
+    assert data.duplicates_dropped == 2
+
+
+def test_single_class_is_rejected(tmp_path: Path) -> None:
+    data = load_file(_write(tmp_path / "d.csv", "text,label\na,pos\nb,pos\n"))
+    with pytest.raises(DataError, match="at least two classes"):
+        check_labels(data, None)
+
+
+def test_eval_label_unseen_in_training(tmp_path: Path) -> None:
+    train = load_file(_write(tmp_path / "t.csv", "text,label\na,pos\nb,neg\n"))
+    evaluation = load_file(_write(tmp_path / "e.csv", "text,label\nc,pos\nd,neutral\n"))
+    with pytest.raises(DataError, match=r"e\.csv:3: label 'neutral' does not occur in the training data"):
+        check_labels(train, evaluation)
+
+
+def test_stratified_split_is_seeded_and_keeps_shares(tmp_path: Path) -> None:
+    rows = "".join(f"text {i},{'pos' if i % 4 else 'neg'}\n" for i in range(200))
+    data = load_file(_write(tmp_path / "d.csv", "text,label\n" + rows))
+    train_a, eval_a = stratified_split(data, 0.2, seed=3)
+    train_b, eval_b = stratified_split(data, 0.2, seed=3)
+    assert eval_a.texts == eval_b.texts and train_a.texts == train_b.texts
+    assert len(eval_a.examples) == 40
+    assert eval_a.label_counts() == {"pos": 30, "neg": 10}
+    assert not set(train_a.texts) & set(eval_a.texts)
+
+
+def test_cli_reports_data_errors_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy.dispatch import main
+
+    output = tmp_path / "out"
+    code = main(["train", "--data", str(tmp_path / "missing.csv"), "--output", str(output)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "missing.csv: no such file" in captured.err
+    assert "Traceback" not in captured.err
+    assert not output.exists()

@@ -1,0 +1,80 @@
+"""train -> export -> repository -> serve -> classify raw text, on a tiny randomly initialised BERT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client import TextClassifier, TritonClient
+from deploy import ServeOptions, TritonServer, scrape_metrics
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainer import TrainConfig, train
+
+    train_file, eval_file = review_files
+    output = tmp_path_factory.mktemp("runs") / "tiny-sentiment"
+    train(TrainConfig(data=str(train_file), eval_file=str(eval_file), model=str(tiny_bert), output=str(output),
+                      epochs=4, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16, max_length=32, logging_steps=5,
+                      seed=7))
+    return output
+
+
+def test_checkpoint_follows_the_contract(checkpoint: Path) -> None:
+    manifest = json.loads((checkpoint / "tuneship.json").read_text())
+    assert manifest["task"] == "text-classification"
+    assert manifest["labels"] == ["negative", "positive"]
+    assert manifest["method"] == "full"
+    assert manifest["max_length"] == 32
+    assert manifest["data"]["fingerprint"].startswith("sha256:")
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    metrics = json.loads((checkpoint / "metrics.json").read_text())
+    assert metrics["confusion_matrix"]["labels"] == ["negative", "positive"]
+    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 60
+    # The synthetic task is learnable: a tiny model must beat chance clearly.
+    assert metrics["accuracy"] > 0.8
+    for name in ("model.safetensors", "tokenizer.json", "eval.jsonl", "training_curve.png"):
+        assert (checkpoint / name).is_file(), name
+    assert not list(checkpoint.parent.glob(".tiny-sentiment*")), "temporary directories left behind"
+
+
+def test_served_labels_equal_pytorch_predictions(checkpoint: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from exporter import ExportOptions, export_checkpoint
+
+    repository = tmp_path / "model_repository"
+    report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="tiny", repository=repository))
+    assert report.validation["max_abs_diff"] < 1e-3
+    assert report.versions == {"tiny_model": 1, "tiny_tokenizer": 1, "tiny_postprocess": 1, "tiny": 1}
+    assert (repository / "tiny" / "export_report.json").is_file()
+
+    texts = [json.loads(line)["text"] for line in (checkpoint / "eval.jsonl").read_text().splitlines()][:24]
+    texts += ["a superb and moving film", "dull, tedious and lifeless", "x", "the " * 100]
+    model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    import torch
+
+    with torch.inference_mode():
+        batch = tokenizer(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
+        probabilities = torch.softmax(model(**batch).logits, dim=-1).numpy()
+    expected = [model.config.id2label[int(i)] for i in probabilities.argmax(-1)]
+
+    options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)
+    with TritonServer(options) as server, TritonClient(server.grpc_url) as client:
+        classifier = TextClassifier(client, model="tiny", batch_size=8)
+        predictions = classifier.classify(texts)
+        assert classifier.labels() == ["negative", "positive"]
+        metrics = scrape_metrics(server.metrics_url)
+    assert [p.label for p in predictions] == expected
+    served = np.array([[p.scores["negative"], p.scores["positive"]] for p in predictions])
+    np.testing.assert_allclose(served, probabilities, atol=1e-4)
+    assert metrics.model("tiny").request_success == 4  # 28 texts in requests of 8
+    assert metrics.model("tiny").inference_count == 28

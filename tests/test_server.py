@@ -1,0 +1,120 @@
+"""The real embedded Triton server: inference, batching, metrics, and clear start-up failures."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from onnx_models import write_linear_model
+
+from deploy import ServeOptions, ServerError, TritonServer, free_port, scrape_metrics
+
+pytestmark = pytest.mark.integration
+
+
+def _options(repository: Path, **overrides: object) -> ServeOptions:
+    values: dict[str, object] = {"model_repository": repository, "grpc_port": 0, "http_port": 0,
+                                 "metrics_port": 0, "ready_timeout_s": 90}
+    values.update(overrides)
+    return ServeOptions(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def linear_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    repository = tmp_path_factory.mktemp("repo")
+    rng = np.random.default_rng(0)
+    weight, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    # A long queue delay makes the dynamic batcher merge concurrent requests reliably on 2 cores.
+    write_linear_model(repository, "linear", weight, bias, queue_delay_us=200_000)
+    with TritonServer(_options(repository)) as server:
+        yield server, weight, bias
+
+
+def _infer(url: str, x: np.ndarray) -> np.ndarray:
+    client = grpcclient.InferenceServerClient(url)
+    tensor = grpcclient.InferInput("X", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x.astype(np.float32))
+    try:
+        return client.infer("linear", [tensor]).as_numpy("Y")
+    finally:
+        client.close()
+
+
+def test_grpc_inference_returns_the_model_output(linear_server) -> None:  # type: ignore[no-untyped-def]
+    server, weight, bias = linear_server
+    x = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    y = _infer(server.grpc_url, x)
+    np.testing.assert_allclose(y, x @ weight + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_concurrent_requests_are_batched_and_counted(linear_server) -> None:  # type: ignore[no-untyped-def]
+    server, weight, bias = linear_server
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    before = client.get_inference_statistics("linear", as_json=True)["model_stats"][0]
+    metrics_before = scrape_metrics(server.metrics_url).models.get("linear")
+    inputs = [np.full((1, 4), i, dtype=np.float32) for i in range(16)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        outputs = list(pool.map(lambda x: _infer(server.grpc_url, x), inputs))
+    for x, y in zip(inputs, outputs, strict=True):
+        np.testing.assert_allclose(y, x @ weight + bias, rtol=1e-5, atol=1e-5)
+    after = client.get_inference_statistics("linear", as_json=True)["model_stats"][0]
+    inferences = int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
+    executions = int(after.get("execution_count", 0)) - int(before.get("execution_count", 0))
+    assert inferences == 16
+    assert executions < inferences, f"no batching: {executions} executions for {inferences} inferences"
+    metrics_after = scrape_metrics(server.metrics_url).model("linear")
+    done_before = metrics_before.request_success if metrics_before else 0
+    assert metrics_after.request_success - done_before == 16
+    assert metrics_after.inference_count >= 16
+    client.close()
+
+
+def test_model_that_cannot_load_names_the_model(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    write_linear_model(tmp_path, "broken_model", rng.normal(size=(4, 3)), rng.normal(size=3))
+    (tmp_path / "broken_model" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
+    with pytest.raises(ServerError) as caught:
+        TritonServer(_options(tmp_path)).start()
+    message = str(caught.value)
+    assert "broken_model" in message
+    assert "failed to load" in message
+
+
+def test_second_server_on_a_taken_port_gives_a_clear_error(linear_server) -> None:  # type: ignore[no-untyped-def]
+    server, _, _ = linear_server
+    repository = Path(server.options.model_repository)
+    second = TritonServer(_options(repository, grpc_port=server.grpc_port))
+    with pytest.raises(ServerError) as caught:
+        second.start()
+    assert str(server.grpc_port) in str(caught.value)
+    assert "already in use" in str(caught.value)
+    assert "--grpc-port" in str(caught.value)
+    assert not second.running
+    # The first server is unharmed.
+    assert server.is_ready()
+
+
+def test_missing_repository_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ServerError, match="does not exist"):
+        TritonServer(_options(tmp_path / "nope")).start()
+
+
+def test_stop_leaves_no_processes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    write_linear_model(tmp_path, "linear", rng.normal(size=(4, 3)), rng.normal(size=3))
+    server = TritonServer(_options(tmp_path))
+    with server:
+        pid = server._process.pid if server._process else -1
+        port = server.http_port
+    assert not server.running
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(pid, 0)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+    assert free_port() > 0
