@@ -58,6 +58,6 @@ def from_triton_exception(error: Exception) -> TritonError:
             cls = ModelNotReadyError
         else:
             cls = ServerError
-    if cls is ServerError and ("unexpected" in lowered and "shape" in lowered or "inference input" in lowered):
+    if cls is ServerError and (("unexpected" in lowered and "shape" in lowered) or "inference input" in lowered):
         cls = InvalidInputError
     return cls(message, status or None)

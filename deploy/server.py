@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -248,15 +249,11 @@ class TritonServer:
         if process is not None:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=self.options.exit_timeout_s + 10)
-                except subprocess.TimeoutExpired:
-                    pass
             # Stubs share the server's process group: make sure none outlives it.
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             process.wait()
             self._process = None
         if self._workdir is not None:

@@ -62,7 +62,8 @@ class ExportReport:
                  f"ONNX model {self.onnx_size_bytes / 1e6:.1f} MB; latency (ONNX Runtime, this machine) "
                  + ", ".join(f"batch {b}: {ms:.1f} ms" for b, ms in self.latency_ms.items())]
         if self.eval_accuracy is not None:
-            lines.append(f"eval accuracy (ONNX) {self.eval_accuracy:.4f} on {self.validation['examples']} held-out texts")
+            count = self.validation["examples"]
+            lines.append(f"eval accuracy (ONNX) {self.eval_accuracy:.4f} on {count} held-out texts")
         return "\n".join(lines)
 
 
@@ -101,10 +102,12 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
     model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint.path)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
     if not getattr(tokenizer, "is_fast", False) or not (checkpoint.path / "tokenizer.json").is_file():
-        raise ExportError(f"{checkpoint.path}: a fast tokenizer (tokenizer.json) is needed to tokenize inside Triton")
+        raise ExportError(
+            f"{checkpoint.path}: a fast tokenizer (tokenizer.json) is needed to tokenize inside Triton")
     labels = checkpoint.labels
     if model.config.num_labels != len(labels):
-        raise ExportError(f"{checkpoint.path}: the model has {model.config.num_labels} labels, the manifest {len(labels)}")
+        raise ExportError(
+            f"{checkpoint.path}: the model has {model.config.num_labels} labels, the manifest {len(labels)}")
 
     options.repository.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))

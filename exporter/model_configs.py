@@ -106,7 +106,7 @@ def ensemble_config(name: str, input_names: Sequence[str], labels: Sequence[str]
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:
-    return text_format.MessageToString(config)
+    return str(text_format.MessageToString(config))
 
 
 def parse_pbtxt(text: str) -> mc.ModelConfig:

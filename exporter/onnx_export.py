@@ -37,7 +37,8 @@ def model_input_names(tokenizer: Any) -> list[str]:
     """The token tensors the model takes, in a fixed order (token_type_ids only where the model has them)."""
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
     if names[:2] != ["input_ids", "attention_mask"]:
-        raise ExportError(f"unsupported tokenizer inputs {tokenizer.model_input_names}: need input_ids and attention_mask")
+        raise ExportError(
+            f"unsupported tokenizer inputs {tokenizer.model_input_names}: need input_ids and attention_mask")
     return names
 
 

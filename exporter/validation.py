@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass
@@ -29,7 +32,7 @@ class ValidationResult:
 
 
 def onnx_logits(session: Any, tokenizer: Any, input_names: Sequence[str], texts: Sequence[str], max_length: int,
-                batch_size: int = 64) -> np.ndarray:
+                batch_size: int = 64) -> FloatArray:
     outputs = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(list(texts[start:start + batch_size]), truncation=True, max_length=max_length,
@@ -39,7 +42,7 @@ def onnx_logits(session: Any, tokenizer: Any, input_names: Sequence[str], texts:
     return np.concatenate(outputs, axis=0)
 
 
-def validate(onnx_path: Path, reference_logits: np.ndarray, tokenizer: Any, input_names: Sequence[str],
+def validate(onnx_path: Path, reference_logits: FloatArray, tokenizer: Any, input_names: Sequence[str],
              texts: Sequence[str], max_length: int, tolerance: float) -> ValidationResult:
     import onnxruntime as ort
 
@@ -56,7 +59,7 @@ def validate(onnx_path: Path, reference_logits: np.ndarray, tokenizer: Any, inpu
                             examples=len(texts), tolerance=tolerance, worst=worst)
 
 
-def torch_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+def torch_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64) -> FloatArray:
     """Reference logits, batched exactly like onnx_logits."""
     import torch
 

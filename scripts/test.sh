@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 .venv/bin/ruff check .
-.venv/bin/mypy client deploy
+.venv/bin/mypy --strict client deploy
 .venv/bin/mypy trainer exporter
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

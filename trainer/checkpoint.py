@@ -71,7 +71,8 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
     if not path.is_dir():
         raise TrainingError(f"{path}: checkpoint directory not found")
     if not manifest_path.is_file():
-        raise TrainingError(f"{path}: not a tuneship checkpoint ({MANIFEST} is missing); train one with `tuneship train`")
+        raise TrainingError(
+            f"{path}: not a tuneship checkpoint ({MANIFEST} is missing); train one with `tuneship train`")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:

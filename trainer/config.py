@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from trainer.errors import DataError
 
@@ -25,7 +26,8 @@ class TrainConfig:
     label_column: str = field(default="label", metadata={"help": "column holding the label"})
     encoding: str = field(default="utf-8", metadata={"help": "text encoding of data files"})
     eval_fraction: float = field(default=0.2, metadata={"help": "share held out for evaluation when no --eval-file"})
-    max_train_samples: int | None = field(default=None, metadata={"help": "train on a stratified subset (quick runs)"})
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "train on a stratified subset (quick runs)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "evaluate on a stratified subset"})
     model: str = field(default="minilm", metadata={
         "help": "base model: a local Hugging Face folder, or 'minilm' (the bundled MiniLM-L6 encoder)"})
@@ -45,7 +47,8 @@ class TrainConfig:
     group_by_length: bool = field(default=True, metadata={
         "help": "batch texts of similar length together (less padding, faster on CPU)"})
     logging_steps: int = field(default=20, metadata={"help": "log the loss every N steps"})
-    eval_steps: int | None = field(default=None, metadata={"help": "evaluate and save every N steps (default: per epoch)"})
+    eval_steps: int | None = field(default=None, metadata={
+        "help": "evaluate and save every N steps (default: per epoch)"})
     seed: int = field(default=42, metadata={"help": "random seed (data split, initialisation, order)"})
     precision: str = field(default="auto", metadata={
         "help": "auto (bf16 on GPUs that have it, else fp32), fp32, bf16 or fp16"})

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 
-def classification_metrics(true_ids: Sequence[int], predicted_ids: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(true_ids: Sequence[int], predicted_ids: Sequence[int],
+                           labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (rows: true)."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
@@ -47,7 +49,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
-                   batch_size: int = 64) -> np.ndarray:
+                   batch_size: int = 64) -> npt.NDArray[np.float32]:
     """Logits of a sequence-classification model, batched and sorted by length for speed."""
     import torch
 

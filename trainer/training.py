@@ -109,7 +109,7 @@ def train(config: TrainConfig) -> TrainResult:
     from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     label_index = {label: i for i, label in enumerate(prepared.labels)}
@@ -125,7 +125,7 @@ def train(config: TrainConfig) -> TrainResult:
     work = _work_dir(output)
     resume_from = None
     if config.resume:
-        resume_from = get_last_checkpoint(str(work)) if work.is_dir() else None
+        resume_from = get_last_checkpoint(str(work)) if work.is_dir() else None  # type: ignore[no-untyped-call]
         print(f"resuming from {resume_from}" if resume_from else "no earlier checkpoint found: starting afresh")
     elif work.exists():
         shutil.rmtree(work)
@@ -133,6 +133,7 @@ def train(config: TrainConfig) -> TrainResult:
     steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation_steps))
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
     strategy = "steps" if config.eval_steps else "epoch"
+    precision = _precision_flags(config.precision)
     args = TrainingArguments(
         output_dir=str(work),
         num_train_epochs=config.epochs,
@@ -146,8 +147,8 @@ def train(config: TrainConfig) -> TrainResult:
         lr_scheduler_type="linear",
         eval_strategy=strategy,
         save_strategy=strategy,
-        eval_steps=config.eval_steps,
-        save_steps=config.eval_steps,
+        eval_steps=config.eval_steps or 500,
+        save_steps=config.eval_steps or 500,
         save_total_limit=2,
         logging_steps=config.logging_steps,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -157,7 +158,8 @@ def train(config: TrainConfig) -> TrainResult:
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
-        **_precision_flags(config.precision),
+        bf16=precision["bf16"],
+        fp16=precision["fp16"],
     )
 
     def compute_metrics(prediction: Any) -> dict[str, float]:

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import triton_python_backend_utils as pb_utils
 
 # Same mapping as the native backend (onnxruntime_backend/src/onnxruntime.cc): -1 basic,
 # 1 extended, anything else (the default 0 included) all optimizations.
 _GRAPH_LEVELS = {-1: "ORT_ENABLE_BASIC", 1: "ORT_ENABLE_EXTENDED"}
+
+Array = npt.NDArray[Any]
 
 _TRITON_TO_NUMPY = {
     "TYPE_BOOL": np.bool_,
@@ -125,9 +128,9 @@ class TritonPythonModel:
     def execute(self, requests: Sequence[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
         groups: dict[tuple[tuple[int, ...], ...], list[int]] = {}
-        arrays: list[dict[str, np.ndarray]] = []
+        arrays: list[dict[str, Array]] = []
         for index, request in enumerate(requests):
-            feeds: dict[str, np.ndarray] = {}
+            feeds: dict[str, Array] = {}
             for name in self.input_names:
                 tensor = pb_utils.get_input_tensor_by_name(request, name)
                 if tensor is None:
@@ -146,7 +149,7 @@ class TritonPythonModel:
             self._run_group(members, arrays, responses)
         return responses
 
-    def _run_group(self, members: list[int], arrays: list[dict[str, np.ndarray]], responses: list[Any]) -> None:
+    def _run_group(self, members: list[int], arrays: list[dict[str, Array]], responses: list[Any]) -> None:
         try:
             if self.batched:
                 feeds = {n: np.concatenate([arrays[i][n] for i in members], axis=0) for n in self.input_names}
@@ -161,7 +164,7 @@ class TritonPythonModel:
         for i in members:
             size = arrays[i][self.input_names[0]].shape[0] if self.batched else 0
             tensors = []
-            for (name, dtype), value in zip(self.outputs, results):
+            for (name, dtype), value in zip(self.outputs, results, strict=True):
                 part = value[offset:offset + size] if self.batched else value
                 if dtype is not None and part.dtype != dtype:
                     part = part.astype(dtype)

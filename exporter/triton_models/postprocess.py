@@ -5,19 +5,20 @@ class-id order). Needs only `numpy<2` in the Python backend's environment.
 """
 
 import os
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         directory = os.path.join(args["model_repository"], args["model_version"])
         with open(os.path.join(directory, "labels.txt"), encoding="utf-8") as handle:
             self.labels = np.array([line.rstrip("\n").encode("utf-8") for line in handle if line.strip()],
                                    dtype=np.object_)
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
             logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float32)

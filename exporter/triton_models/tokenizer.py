@@ -6,6 +6,7 @@ Installed as `<name>_tokenizer/<version>/model.py` next to `tokenizer.json`. Nee
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -13,7 +14,7 @@ from tokenizers import Tokenizer
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.max_length = int(parameters.get("max_length", "512"))
@@ -28,7 +29,7 @@ class TritonPythonModel:
         pad_token = parameters.get("pad_token", "[PAD]")
         self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         texts = []
         sizes = []
         for request in requests:

@@ -1,0 +1,96 @@
+"""config.pbtxt generation and atomic version publishing (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from exporter.errors import ExportError
+from exporter.model_configs import (
+    ServingOptions,
+    ensemble_config,
+    onnx_model_config,
+    parse_pbtxt,
+    postprocess_config,
+    to_pbtxt,
+    tokenizer_config,
+)
+from exporter.repository import check_model_name, existing_versions, prune_versions, publish_version
+
+INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def test_onnx_model_config_round_trips_through_text_format() -> None:
+    options = ServingOptions(max_batch_size=16, queue_delay_us=500, instance_count=2, intra_op_threads=1,
+                             preferred_batch_sizes=(4, 8))
+    config = parse_pbtxt(to_pbtxt(onnx_model_config("m_model", INPUTS, 3, options)))
+    assert config.platform == "onnxruntime_onnx"
+    assert config.max_batch_size == 16
+    assert [i.name for i in config.input] == INPUTS
+    assert all(list(i.dims) == [-1] and i.data_type == mc.TYPE_INT64 for i in config.input)
+    assert config.output[0].name == "logits" and list(config.output[0].dims) == [3]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.instance_group[0].count == 2
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert config.parameters["intra_op_thread_count"].string_value == "1"
+    assert config.version_policy.latest.num_versions == 1
+    assert set(config.model_warmup[0].inputs) == set(INPUTS)
+
+
+def test_ensemble_wires_the_three_steps_and_lists_labels() -> None:
+    config = ensemble_config("s", INPUTS[:2], ["neg", "pos"], ServingOptions())
+    assert config.platform == "ensemble"
+    steps = config.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["s_tokenizer", "s_model", "s_postprocess"]
+    assert dict(steps[0].output_map) == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
+    assert dict(steps[1].input_map) == dict(steps[0].output_map)
+    assert dict(steps[2].output_map) == {"LABEL": "LABEL", "PROBABILITIES": "PROBABILITIES"}
+    assert json.loads(config.parameters["labels"].string_value) == ["neg", "pos"]
+    assert [o.name for o in config.output] == ["LABEL", "PROBABILITIES"]
+    assert list(config.output[1].dims) == [2]
+
+
+def test_python_models_declare_string_and_token_tensors() -> None:
+    tokenizer = tokenizer_config("s_tokenizer", INPUTS, 64, "[PAD]", 0, ServingOptions())
+    assert tokenizer.backend == "python" and tokenizer.input[0].data_type == mc.TYPE_STRING
+    assert tokenizer.parameters["max_length"].string_value == "64"
+    post = postprocess_config("s_postprocess", 3, ServingOptions())
+    assert post.output[1].label_filename == "labels.txt"
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", ".hidden", "x" * 200, "sp ace", "a..b"])
+def test_bad_model_names_are_refused(name: str) -> None:
+    with pytest.raises(ExportError, match="invalid model name"):
+        check_model_name(name)
+
+
+def test_publish_adds_versions_atomically_and_prunes(tmp_path: Path) -> None:
+    config = postprocess_config("m", 2, ServingOptions())
+
+    def fill(target: Path) -> None:
+        (target / "model.py").write_text("# model\n")
+
+    assert publish_version(tmp_path, config, fill) == 1
+    assert publish_version(tmp_path, config, fill) == 2
+    assert publish_version(tmp_path, config, fill, keep=2) == 3
+    assert existing_versions(tmp_path / "m") == [2, 3]
+    assert parse_pbtxt((tmp_path / "m" / "config.pbtxt").read_text()).name == "m"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging directories left behind"
+    assert prune_versions(tmp_path / "m", 1) == [2]
+
+
+def test_failed_fill_publishes_nothing(tmp_path: Path) -> None:
+    config = postprocess_config("m", 2, ServingOptions())
+
+    def fill(target: Path) -> None:
+        (target / "partial").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish_version(tmp_path, config, fill)
+    assert existing_versions(tmp_path / "m") == []
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
