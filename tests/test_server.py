@@ -118,3 +118,61 @@ def test_stop_leaves_no_processes(tmp_path: Path) -> None:
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
     assert free_port() > 0
+
+
+def test_metrics_include_cpu_utilisation(linear_server) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    server, _, _ = linear_server
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    assert "nv_cpu_utilization" in text
+    assert "nv_inference_request_duration_us" in text
+
+
+def _processes_mentioning(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in command:
+            found.append(command)
+    return found
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_serve_command_stops_cleanly_on_signals(tmp_path: Path, signal_name: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(0)
+    repository = tmp_path / "repository-under-test"
+    write_linear_model(repository, "linear", rng.normal(size=(4, 3)), rng.normal(size=3))
+    ports = [str(free_port()) for _ in range(3)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.dispatch", "serve", "--model-repository", str(repository),
+         "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2]],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 90
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if line.startswith("Triton ready") or not line:
+            break
+    assert any(line.startswith("Triton ready") for line in lines), "".join(lines)
+    assert _processes_mentioning(str(repository)), "the server and its stub should be running"
+    process.send_signal(getattr(signal, signal_name))
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "stopped" in output
+    time.sleep(0.5)
+    assert _processes_mentioning(str(repository)) == []
