@@ -1,15 +1,24 @@
-"""Checkpoint -> validated ONNX -> Triton model repository."""
+"""Checkpoint -> validated ONNX -> Triton model repository.
 
-from exporter.errors import ExportError
-from exporter.model_configs import ServingOptions
+Public names load lazily, so importing the package stays cheap (no torch, no tritonclient until used).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __all__ = ["ExportError", "ExportOptions", "ServingOptions", "export_checkpoint"]
 
+_WHERE = {
+    "ExportError": "exporter.errors",
+    "ExportOptions": "exporter.export",
+    "export_checkpoint": "exporter.export",
+    "ServingOptions": "exporter.model_configs",
+}
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    # The export pipeline imports numpy/torch; load it only when asked for.
-    if name in ("ExportOptions", "export_checkpoint"):
-        from exporter import export
 
-        return getattr(export, name)
-    raise AttributeError(name)
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'exporter' has no attribute {name!r}")

@@ -161,17 +161,22 @@ def test_serve_command_stops_cleanly_on_signals(tmp_path: Path, signal_name: str
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert process.stdout is not None
-    deadline = time.monotonic() + 90
-    lines = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if line.startswith("Triton ready") or not line:
-            break
-    assert any(line.startswith("Triton ready") for line in lines), "".join(lines)
-    assert _processes_mentioning(str(repository)), "the server and its stub should be running"
-    process.send_signal(getattr(signal, signal_name))
-    output, _ = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 90
+        lines = []
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if line.startswith("Triton ready") or not line:
+                break
+        assert any(line.startswith("Triton ready") for line in lines), "".join(lines)
+        assert _processes_mentioning(str(repository)), "the server and its stub should be running"
+        process.send_signal(getattr(signal, signal_name))
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failed assertion must not leave a server behind
+            process.kill()
+            process.wait()
     assert process.returncode == 0, output
     assert "stopped" in output
     time.sleep(0.5)
