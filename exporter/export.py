@@ -90,17 +90,13 @@ def _latency_ms(session: Any, input_names: list[str], batch: int, length: int = 
 
 
 def export_checkpoint(options: ExportOptions) -> ExportReport:
-    from trainer import TrainingError, read_checkpoint
+    from trainer import TrainingError, load_classifier
 
     name = check_model_name(options.name)
     try:
-        checkpoint = read_checkpoint(Path(options.checkpoint))
+        model, tokenizer, checkpoint = load_classifier(Path(options.checkpoint))
     except TrainingError as error:
         raise ExportError(str(error)) from None
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint.path)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
     if not getattr(tokenizer, "is_fast", False) or not (checkpoint.path / "tokenizer.json").is_file():
         raise ExportError(
             f"{checkpoint.path}: a fast tokenizer (tokenizer.json) is needed to tokenize inside Triton")

@@ -4,7 +4,15 @@ from trainer.checkpoint import CheckpointInfo, read_checkpoint
 from trainer.config import TrainConfig
 from trainer.errors import DataError, TrainingError
 
-__all__ = ["CheckpointInfo", "DataError", "TrainConfig", "TrainingError", "read_checkpoint", "train"]
+__all__ = ["CheckpointInfo", "DataError", "TrainConfig", "TrainingError", "load_classifier", "read_checkpoint",
+           "train"]
+
+
+def load_classifier(path):  # type: ignore[no-untyped-def]
+    """Any checkpoint as (torch module with `.logits` output, tokenizer, CheckpointInfo)."""
+    from trainer.loading import load_classifier as load
+
+    return load(path)
 
 
 def train(config: TrainConfig):  # type: ignore[no-untyped-def]

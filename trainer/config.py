@@ -13,7 +13,11 @@ import tomllib
 
 from trainer.errors import DataError
 
-METHODS = ("full",)
+METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix-tuning", "features")
+
+# Learning rates that work for each method when --learning-rate is not given: adapters and prompts
+# train far fewer weights and want larger steps than full fine-tuning.
+DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 5e-4, "ptuning": 1e-3, "prompt-tuning": 3e-3, "prefix-tuning": 1e-3}
 
 
 @dataclass
@@ -37,7 +41,9 @@ class TrainConfig:
     resume: bool = field(default=False, metadata={"help": "continue an interrupted run from its last checkpoint"})
     epochs: float = field(default=2.0, metadata={"help": "training epochs"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW)"})
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "peak learning rate (AdamW); default per method: full 5e-5, lora 5e-4, ptuning 1e-3, "
+                "prompt-tuning 3e-3, prefix-tuning 1e-3"})
     batch_size: int = field(default=32, metadata={"help": "training batch size per device"})
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
@@ -50,11 +56,29 @@ class TrainConfig:
     eval_steps: int | None = field(default=None, metadata={
         "help": "evaluate and save every N steps (default: per epoch)"})
     seed: int = field(default=42, metadata={"help": "random seed (data split, initialisation, order)"})
+    lora_rank: int = field(default=8, metadata={"help": "lora: rank of the update matrices"})
+    lora_alpha: int = field(default=16, metadata={"help": "lora: scaling (alpha / rank multiplies the update)"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapter input"})
+    lora_targets: str | None = field(default=None, metadata={
+        "help": "lora: comma-separated module names to adapt (default: per architecture, e.g. query,value)"})
+    num_virtual_tokens: int = field(default=20, metadata={
+        "help": "ptuning / prompt-tuning / prefix-tuning: number of virtual tokens"})
+    prompt_encoder_hidden_size: int = field(default=128, metadata={"help": "ptuning: prompt encoder MLP width"})
+    classifier: str = field(default="logreg", metadata={
+        "help": "features: scikit-learn classifier on frozen features: logreg or svm (linear)"})
+    pooling: str = field(default="mean", metadata={"help": "features: how token vectors become one: mean or cls"})
+    feature_cache: str | None = field(default=None, metadata={
+        "help": "features: cache directory for extracted features (default: ~/.cache/tuneship/features)"})
     precision: str = field(default="auto", metadata={
         "help": "auto (bf16 on GPUs that have it, else fp32), fp32, bf16 or fp16"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return DEFAULT_LEARNING_RATES.get(self.method, 5e-5)
 
 
 def _parse_bool(value: str) -> bool:
@@ -76,7 +100,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS,
                                 help=help_text)
             continue
-        kind = {"int": int, "float": float, "int | None": int, "str | None": str}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "int | None": int, "str | None": str,
+                "float | None": float}.get(str(f.type), str)
         parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
 
 
@@ -122,7 +147,12 @@ def validate_config(config: TrainConfig) -> None:
         raise DataError(f"unknown --method {config.method!r}; choose one of: {', '.join(METHODS)}")
     if config.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise DataError(f"unknown --precision {config.precision!r}; choose auto, fp32, bf16 or fp16")
-    for name in ("batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps"):
+    if config.classifier not in ("logreg", "svm"):
+        raise DataError(f"unknown --classifier {config.classifier!r}; choose logreg or svm")
+    if config.pooling not in ("mean", "cls"):
+        raise DataError(f"unknown --pooling {config.pooling!r}; choose mean or cls")
+    for name in ("batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps", "lora_rank",
+                 "num_virtual_tokens"):
         if getattr(config, name) <= 0:
             raise DataError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
 

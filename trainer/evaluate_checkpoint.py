@@ -7,29 +7,21 @@ from typing import Any
 
 from trainer.builtin_data import BUILTIN_DATASETS, load_builtin
 from trainer.checkpoint import read_checkpoint
-from trainer.data import check_labels, load_file
+from trainer.data import load_file
 from trainer.errors import DataError
 from trainer.evaluation import classification_metrics, predict_logits
-
-
-def load_classifier(checkpoint: Path) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint))
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-    return model.eval(), tokenizer
+from trainer.loading import load_classifier
 
 
 def evaluate_checkpoint(checkpoint: Path, data: str, text_column: str = "text", label_column: str = "label",
                         encoding: str = "utf-8", batch_size: int = 64) -> dict[str, Any]:
-    info = read_checkpoint(checkpoint)
     dataset = load_builtin(data) if data in BUILTIN_DATASETS else load_file(
         Path(data), text_column, label_column, encoding)
+    info = read_checkpoint(checkpoint)
     unknown = sorted(set(dataset.labels) - set(info.labels))
     if unknown:
         raise DataError(f"{data}: labels {unknown} are not labels of {checkpoint} ({', '.join(info.labels)})")
-    check_labels(dataset, None) if len(set(dataset.labels)) > 1 else None
-    model, tokenizer = load_classifier(checkpoint)
+    model, tokenizer, info = load_classifier(checkpoint)
     logits = predict_logits(model, tokenizer, dataset.texts, info.max_length, batch_size)
     index = {label: i for i, label in enumerate(info.labels)}
     return classification_metrics([index[x] for x in dataset.labels], logits.argmax(-1).tolist(), info.labels)

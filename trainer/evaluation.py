@@ -54,13 +54,16 @@ def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length:
     import torch
 
     model.eval()
+    device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    out = np.zeros((len(texts), int(model.config.num_labels)), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length,
                               padding=True, return_tensors="pt")
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            out[index] = model(**batch).logits.float().cpu().numpy()
+            batch = {k: v.to(device) for k, v in batch.items()}
+            result = model(**batch)
+            logits = result.logits if hasattr(result, "logits") else result
+            out[index] = logits.float().cpu().numpy()
     return out

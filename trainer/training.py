@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from trainer.errors import TrainingError
 from trainer.evaluation import classification_metrics, format_metrics, predict_logits
 from trainer.methods import method_module
 from trainer.plots import plot_training_curve
+
+RUN_CONFIG = "tuneship-run.json"
 
 
 @dataclass
@@ -92,27 +96,46 @@ def _work_dir(output: Path) -> Path:
     return output.with_name(f".{output.name}.work")
 
 
-def train(config: TrainConfig) -> TrainResult:
-    validate_config(config)
-    output = Path(config.output)
-    prepared = prepare_data(config)
-    if output.exists() and not config.overwrite:
-        raise TrainingError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
-    base = resolve_base_model(config.model)
-    for note in prepared.train.notes:
-        print(f"note: {note}")
-    print(imbalance_report(prepared.train))
-    print(imbalance_report(prepared.evaluation))
+@dataclass
+class _Fitted:
+    """What a method's fitting step hands to the common saving code."""
 
+    model: Any
+    log_history: list[dict[str, Any]]
+    seconds: float
+    examples_per_second: float
+    steps: int
+    save: Callable[[Path], dict[str, Any]]
+    plot: Callable[[Path], None]
+    precision: str
+
+
+def last_complete_checkpoint(work: Path) -> Path | None:
+    """The newest Trainer checkpoint that was fully written (a SIGKILL can leave a partial one behind)."""
+    candidates = []
+    for path in work.glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if suffix.isdigit() and (path / "trainer_state.json").is_file() and (path / "optimizer.pt").is_file():
+            candidates.append((int(suffix), path))
+    return max(candidates)[1] if candidates else None
+
+
+def _check_resumable(work: Path, config: TrainConfig) -> None:
+    saved = work / RUN_CONFIG
+    if not saved.is_file():
+        return
+    earlier = json.loads(saved.read_text(encoding="utf-8"))
+    for key in ("method", "model", "data", "eval_file", "max_length", "seed", "max_train_samples"):
+        if earlier.get(key) != getattr(config, key):
+            raise TrainingError(
+                f"--resume: the interrupted run used {key}={earlier.get(key)!r}, this one {getattr(config, key)!r}; "
+                f"resume with the same options, or start afresh without --resume (removes {work})")
+
+
+def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
+                      label_index: dict[str, int], work: Path) -> _Fitted:
     import torch
-    import transformers
-    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
-
-    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    torch.manual_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
-    label_index = {label: i for i, label in enumerate(prepared.labels)}
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     def encode(data: LabelledData) -> _EncodedTexts:
         encodings = tokenizer(data.texts, truncation=True, max_length=config.max_length)
@@ -120,15 +143,19 @@ def train(config: TrainConfig) -> TrainResult:
 
     train_set, eval_set = encode(prepared.train), encode(prepared.evaluation)
     method = method_module(config.method)
+    torch.manual_seed(config.seed)
     model = method.build_model(base, prepared.labels, config)
 
-    work = _work_dir(output)
     resume_from = None
     if config.resume:
-        resume_from = get_last_checkpoint(str(work)) if work.is_dir() else None  # type: ignore[no-untyped-call]
+        _check_resumable(work, config)
+        found = last_complete_checkpoint(work) if work.is_dir() else None
+        resume_from = str(found) if found else None
         print(f"resuming from {resume_from}" if resume_from else "no earlier checkpoint found: starting afresh")
     elif work.exists():
         shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    save_json(work / RUN_CONFIG, config.to_dict())
 
     steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation_steps))
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
@@ -138,7 +165,7 @@ def train(config: TrainConfig) -> TrainResult:
         output_dir=str(work),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
+        learning_rate=config.resolved_learning_rate(),
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -163,8 +190,8 @@ def train(config: TrainConfig) -> TrainResult:
     )
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
-        predicted = prediction.predictions.argmax(-1)
-        return {"accuracy": float((predicted == prediction.label_ids).mean())}
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return {"accuracy": float((logits.argmax(-1) == prediction.label_ids).mean())}
 
     trainer = Trainer(
         model=model,
@@ -176,49 +203,101 @@ def train(config: TrainConfig) -> TrainResult:
         compute_metrics=compute_metrics,
     )
     started = time.monotonic()
-    trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.monotonic() - started
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.monotonic() - started
+    resolved = "bf16" if precision["bf16"] else "fp16" if precision["fp16"] else "fp32"
+    trained = trainer.model
+    return _Fitted(
+        model=trained, log_history=list(trainer.state.log_history), seconds=seconds,
+        examples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
+        steps=int(trainer.state.global_step), save=lambda directory: method.save(trained, directory),
+        plot=lambda path: plot_training_curve(trainer.state.log_history, path), precision=resolved,
+    )
 
-    final_model = method.model_for_saving(trainer.model)
-    logits = predict_logits(final_model, tokenizer, prepared.evaluation.texts, config.max_length,
+
+def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
+                  label_index: dict[str, int]) -> _Fitted:
+    from trainer.methods import features
+
+    fitted = features.fit(base, tokenizer, prepared.labels, prepared.train.texts,
+                          [label_index[label] for label in prepared.train.labels], config)
+    print(f"{config.classifier}: C={fitted.head.best_c} chosen by 3-fold cross-validation")
+    return _Fitted(
+        model=fitted.module, log_history=[{"search": fitted.head.search, "best_C": fitted.head.best_c}],
+        seconds=fitted.seconds, examples_per_second=fitted.examples_per_second, steps=0,
+        save=lambda directory: features.save(fitted.module, directory),
+        plot=lambda path: features.plot_search(fitted.head.search, path, config.classifier), precision="fp32",
+    )
+
+
+def train(config: TrainConfig) -> TrainResult:
+    validate_config(config)
+    output = Path(config.output)
+    prepared = prepare_data(config)
+    if output.exists() and not config.overwrite:
+        raise TrainingError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+    base = resolve_base_model(config.model)
+    for note in prepared.train.notes:
+        print(f"note: {note}")
+    print(imbalance_report(prepared.train))
+    print(imbalance_report(prepared.evaluation))
+
+    import transformers
+    from transformers import AutoTokenizer
+
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    label_index = {label: i for i, label in enumerate(prepared.labels)}
+    work = _work_dir(output)
+    if config.method == "features":
+        fitted = _fit_features(config, base, tokenizer, prepared, label_index)
+    else:
+        fitted = _fit_with_trainer(config, base, tokenizer, prepared, label_index, work)
+
+    logits = predict_logits(fitted.model, tokenizer, prepared.evaluation.texts, config.max_length,
                             config.eval_batch_size)
     metrics = classification_metrics([label_index[x] for x in prepared.evaluation.labels],
                                      logits.argmax(-1).tolist(), prepared.labels)
-    metrics["train_seconds"] = round(train_seconds, 1)
-    metrics["steps"] = trainer.state.global_step
+    metrics["train_seconds"] = round(fitted.seconds, 1)
+    metrics["train_examples_per_second"] = round(fitted.examples_per_second, 1)
+    metrics["steps"] = fitted.steps
 
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
-        final_model.save_pretrained(str(staging), safe_serialization=True)
+        method_fields = fitted.save(staging)
         tokenizer.save_pretrained(str(staging))
         write_jsonl(staging / EVAL_DATA, prepared.evaluation.texts, prepared.evaluation.labels)
         save_json(staging / METRICS, metrics)
-        save_json(staging / "training_log.json", trainer.state.log_history)
-        plot_training_curve(trainer.state.log_history, staging / "training_curve.png")
-        save_json(staging / MANIFEST, _manifest(config, base, prepared, metrics, final_model))
+        save_json(staging / "training_log.json", fitted.log_history)
+        fitted.plot(staging / "training_curve.png")
+        manifest = _manifest(config, base, prepared, metrics, fitted.model, fitted.precision)
+        manifest.update(method_fields)
+        save_json(staging / MANIFEST, manifest)
         publish_directory(staging, output, overwrite=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(work, ignore_errors=True)
     print(format_metrics(metrics))
-    print(f"checkpoint: {output}  (training {train_seconds:.0f}s, curve: {output / 'training_curve.png'})")
-    return TrainResult(checkpoint=output, metrics=metrics, train_seconds=train_seconds)
+    print(f"checkpoint: {output}  ({config.method}: {fitted.seconds:.0f}s, "
+          f"{fitted.examples_per_second:.0f} examples/s; curve: {output / 'training_curve.png'})")
+    return TrainResult(checkpoint=output, metrics=metrics, train_seconds=fitted.seconds)
 
 
 def _manifest(config: TrainConfig, base: Path, prepared: PreparedData, metrics: dict[str, Any],
-              model: Any) -> dict[str, Any]:
+              model: Any, precision: str) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "task": "text-classification",
         "base_model": config.model,
         "base_model_path": str(base),
-        "model_type": model.config.model_type,
+        "model_type": getattr(model.config, "model_type", None),
         "method": config.method,
         "labels": prepared.labels,
         "max_length": config.max_length,
         "hyperparameters": config.to_dict(),
+        "precision": precision,
         "data": {
             "train": prepared.train.name,
             "eval": prepared.evaluation.name,

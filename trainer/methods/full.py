@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 
-def build_model(base: Path, labels: Sequence[str], config: Any) -> Any:
+def load_base_classifier(base: Path, labels: Sequence[str]) -> Any:
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(
@@ -18,6 +18,15 @@ def build_model(base: Path, labels: Sequence[str], config: Any) -> Any:
     )
 
 
-def model_for_saving(model: Any) -> Any:
-    """The plain Hugging Face model the checkpoint should hold."""
-    return model
+def build_model(base: Path, labels: Sequence[str], config: Any) -> Any:
+    return load_base_classifier(base, labels)
+
+
+def save(model: Any, directory: Path) -> dict[str, Any]:
+    model.save_pretrained(str(directory), safe_serialization=True)
+    return {"adapter": None, "merged": True, "trainable_parameters": _count(model, trainable=True),
+            "total_parameters": _count(model, trainable=False)}
+
+
+def _count(model: Any, trainable: bool) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)

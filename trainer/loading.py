@@ -1,0 +1,46 @@
+"""Load any checkpoint the trainer writes as one torch module whose output has `.logits`.
+
+This is the single place that knows how each method's checkpoint fits together; `evaluate` and the
+exporter both go through it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainer.checkpoint import CheckpointInfo, read_checkpoint
+from trainer.errors import TrainingError
+
+
+def load_classifier(path: Path) -> tuple[Any, Any, CheckpointInfo]:
+    """(model in eval mode, tokenizer, checkpoint info)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    info = read_checkpoint(path)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    manifest = info.manifest
+    if manifest.get("head"):
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        from trainer.methods.features import build_classifier_module
+
+        head_path = path / str(manifest["head"])
+        if not head_path.is_file():
+            raise TrainingError(f"{head_path} is missing: the checkpoint's linear head is needed")
+        head = load_file(str(head_path))
+        pooling = str(manifest.get("hyperparameters", {}).get("pooling", "mean"))
+        encoder = AutoModel.from_pretrained(str(path))
+        model = build_classifier_module(encoder, head["weight"], head["bias"], pooling)
+        model.config.num_labels = len(info.labels)
+        return model.eval(), tokenizer, info
+    model = AutoModelForSequenceClassification.from_pretrained(str(path))
+    if manifest.get("adapter") and not manifest.get("merged", True):
+        from peft import PeftModel
+
+        adapter = path / str(manifest["adapter"])
+        if not (adapter / "adapter_config.json").is_file():
+            raise TrainingError(f"{adapter}: adapter files are missing (adapter_config.json)")
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return model.eval(), tokenizer, info
