@@ -109,7 +109,10 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
     workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))
     try:
         onnx_path = workdir / "model.onnx"
-        input_names = export_onnx(model, tokenizer, onnx_path, options.opset)
+        from exporter.prompt_folding import fold_prompt, is_prompt_learning
+
+        graph_model = fold_prompt(model) if is_prompt_learning(model) else model
+        input_names = export_onnx(graph_model, tokenizer, onnx_path, options.opset)
         texts, text_labels = _held_out_texts(checkpoint, options.validation_texts)
         reference = torch_logits(model, tokenizer, texts, checkpoint.max_length)
         result = validate(onnx_path, reference, tokenizer, input_names, texts, checkpoint.max_length,

@@ -50,6 +50,7 @@ def publish_version(repository: Path, config: mc.ModelConfig, fill: Callable[[Pa
     model_dir = repository / check_model_name(config.name)
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{config.name}.staging-", dir=repository))
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; it becomes the published version
     try:
         fill(staging)
         version = (existing_versions(model_dir) or [0])[-1] + 1

@@ -88,3 +88,25 @@ def test_cli_reports_data_errors_without_traceback(tmp_path: Path, capsys: pytes
     assert "missing.csv: no such file" in captured.err
     assert "Traceback" not in captured.err
     assert not output.exists()
+
+
+def test_parquet_and_custom_columns(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"review": ["good", "bad", ""], "stars": ["5", "1", "3"]}), path)
+    with pytest.raises(DataError, match=r"d\.parquet:3: field 'review' is empty"):
+        load_file(path, text_column="review", label_column="stars")
+
+
+def test_builtin_data_sets_are_deduplicated_and_labelled() -> None:
+    from trainer.builtin_data import load_builtin
+
+    rotten = load_builtin("rotten-tomatoes")
+    assert set(rotten.label_counts()) == {"fresh", "rotten"}
+    assert len(rotten.examples) > 12000
+    assert len(set(rotten.texts)) == len(rotten.texts)
+    assert set(load_builtin("tweets").label_counts()) == {"negative", "neutral", "positive"}
+    with pytest.raises(DataError, match="built-in data sets: rotten-tomatoes, tweets"):
+        load_builtin("imdb")

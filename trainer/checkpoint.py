@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,18 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         if key not in manifest:
             raise TrainingError(f"{manifest_path}: field {key!r} is missing")
     return CheckpointInfo(path=path, manifest=manifest)
+
+
+def make_staging_directory(parent: Path, prefix: str) -> Path:
+    """A temporary directory beside its final place (same file system, so rename is atomic).
+
+    mkdtemp creates it private (0700); give it the usual permissions, since it becomes the result.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
+    return staging
 
 
 def publish_directory(staging: Path, final: Path, overwrite: bool) -> None:

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from trainer.checkpoint import (
     METRICS,
     data_fingerprint,
     library_versions,
+    make_staging_directory,
     publish_directory,
 )
 from trainer.config import TrainConfig, save_json, validate_config
@@ -254,6 +254,9 @@ def train(config: TrainConfig) -> TrainResult:
     else:
         fitted = _fit_with_trainer(config, base, tokenizer, prepared, label_index, work)
 
+    if int(os.environ.get("RANK", "0")) != 0:
+        # Under torchrun every process trains; only the first evaluates and writes the checkpoint.
+        return TrainResult(checkpoint=output, metrics={}, train_seconds=fitted.seconds)
     logits = predict_logits(fitted.model, tokenizer, prepared.evaluation.texts, config.max_length,
                             config.eval_batch_size)
     metrics = classification_metrics([label_index[x] for x in prepared.evaluation.labels],
@@ -263,7 +266,7 @@ def train(config: TrainConfig) -> TrainResult:
     metrics["steps"] = fitted.steps
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    staging = make_staging_directory(output.parent, f".{output.name}.tmp-")
     try:
         method_fields = fitted.save(staging)
         tokenizer.save_pretrained(str(staging))

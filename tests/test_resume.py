@@ -1,0 +1,65 @@
+"""A training process killed with SIGKILL continues from its last checkpoint with --resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _command(tiny_bert: Path, files: tuple[Path, Path], output: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "deploy.dispatch", "train", "--data", str(files[0]), "--eval-file", str(files[1]),
+            "--model", str(tiny_bert), "--output", str(output), "--max-steps", "150", "--eval-steps", "10",
+            "--batch-size", "8", "--max-length", "32", "--logging-steps", "10", "--learning-rate", "1e-3", *extra]
+
+
+def test_sigkill_then_resume_finishes_the_run(tiny_bert: Path, review_files: tuple[Path, Path],
+                                              tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    work = tmp_path / ".run.work"
+    process = subprocess.Popen(_command(tiny_bert, review_files, output), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if any((c / "trainer_state.json").is_file() for c in work.glob("checkpoint-*")):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "training finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert not output.exists(), "a killed run must not leave a final checkpoint"
+    killed_at = max(int(c.name.split("-")[1]) for c in work.glob("checkpoint-*"))
+    assert killed_at < 150
+
+    resumed = subprocess.run(_command(tiny_bert, review_files, output, "--resume"), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["steps"] == 150
+    log = json.loads((output / "training_log.json").read_text())
+    assert min(e["step"] for e in log if "loss" in e) > killed_at, "the resumed run started over"
+    assert not work.exists()
+
+
+def test_resume_with_other_options_is_refused(tiny_bert: Path, review_files: tuple[Path, Path],
+                                              tmp_path: Path) -> None:
+    work = tmp_path / ".run.work"
+    work.mkdir()
+    (work / "tuneship-run.json").write_text(json.dumps({"method": "lora"}))
+    result = subprocess.run(_command(tiny_bert, review_files, tmp_path / "run", "--resume"), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--resume: the interrupted run used method='lora'" in result.stderr
