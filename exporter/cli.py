@@ -12,14 +12,30 @@ def register(subparsers: Any) -> None:
     export.add_argument("checkpoint", type=Path, help="checkpoint directory written by `tuneship train`")
     export.add_argument("--name", default="sentiment", help="model name in Triton (the ensemble's name)")
     export.add_argument("--repository", type=Path, default=Path("model_repository"), help="Triton model repository")
+    export.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="where Triton will run the model")
+    export.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                        help="auto: on CPU the fastest variant that passes the accuracy gate, on GPU fp16")
+    export.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="skip ONNX Runtime's transformer fusions")
+    export.add_argument("--int8-mode", choices=("dynamic", "static", "both"), default="both",
+                        help="int8 flavours to build and compare")
+    export.add_argument("--per-channel", action="store_true", help="int8: per-channel weight scales")
+    export.add_argument("--accuracy-threshold", type=float, default=1.0,
+                        help="largest eval-accuracy drop (points) a non-fp32 variant may have")
+    export.add_argument("--force", action="store_true", help="publish the requested precision even if it fails")
+    export.add_argument("--gate-samples", type=int, default=1000, help="eval texts used by the accuracy gate")
     export.add_argument("--opset", type=int, default=17)
-    export.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed |logit difference|")
+    export.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed fp32 |logit difference|")
     export.add_argument("--keep", type=int, default=None, help="keep only the newest N versions")
     export.add_argument("--max-batch-size", type=int, default=64)
     export.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batcher queue delay")
+    export.add_argument("--preferred-batch-size", type=int, action="append", default=[],
+                        help="dynamic batcher preferred size (repeatable)")
     export.add_argument("--instances", type=int, default=1, help="instances of the ONNX model")
-    export.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), default="KIND_CPU")
+    export.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), default=None,
+                        help="default: KIND_CPU for --target cpu, KIND_GPU for --target gpu")
     export.add_argument("--intra-op-threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    export.add_argument("--versions", type=int, default=1, help="how many latest versions Triton serves")
     export.set_defaults(handler=run_export)
 
 
@@ -27,9 +43,15 @@ def run_export(args: argparse.Namespace) -> int:
     from exporter.export import ExportOptions, export_checkpoint
     from exporter.model_configs import ServingOptions
 
+    kind = args.instance_kind or ("KIND_GPU" if args.target == "gpu" else "KIND_CPU")
     serving = ServingOptions(max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us,
-                             instance_count=args.instances, instance_kind=args.instance_kind,
-                             intra_op_threads=args.intra_op_threads)
-    export_checkpoint(ExportOptions(checkpoint=args.checkpoint, name=args.name, repository=args.repository,
-                                    opset=args.opset, tolerance=args.tolerance, keep=args.keep, serving=serving))
+                             preferred_batch_sizes=tuple(args.preferred_batch_size), instance_count=args.instances,
+                             instance_kind=kind, intra_op_threads=args.intra_op_threads,
+                             versions_to_serve=args.versions)
+    modes = ("dynamic", "static") if args.int8_mode == "both" else (args.int8_mode,)
+    export_checkpoint(ExportOptions(
+        checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,
+        tolerance=args.tolerance, precision=args.precision, target=args.target, optimize=args.optimize,
+        int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
+        gate_samples=args.gate_samples, force=args.force, keep=args.keep, serving=serving))
     return 0

@@ -1,16 +1,13 @@
-"""`tuneship export`: checkpoint -> validated ONNX -> the four models of a Triton text classifier."""
+"""`tuneship export`: checkpoint -> validated ONNX variants -> the four models of a Triton text classifier."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from exporter.errors import ExportError
 from exporter.model_configs import (
@@ -22,7 +19,16 @@ from exporter.model_configs import (
 )
 from exporter.onnx_export import export_onnx
 from exporter.repository import check_model_name, publish_version
+from exporter.selection import VariantReport, apply_gate, choose, format_table, measure, unmeasured
 from exporter.validation import ValidationResult, torch_logits, validate
+from exporter.variants import (
+    Variant,
+    convert_fp16,
+    fused_operators,
+    optimize_transformer,
+    quantize_int8_dynamic,
+    quantize_int8_static,
+)
 
 TRITON_MODELS = Path(__file__).parent / "triton_models"
 FALLBACK_TEXTS = [
@@ -31,6 +37,8 @@ FALLBACK_TEXTS = [
     "It has its moments, but the ending falls flat.",
     "One of the best movies of the year.",
 ]
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+TARGETS = ("cpu", "gpu")
 
 
 @dataclass
@@ -39,8 +47,20 @@ class ExportOptions:
     name: str = field(default="sentiment", metadata={"help": "Triton model name of the ensemble"})
     repository: Path = field(default=Path("model_repository"), metadata={"help": "Triton model repository"})
     opset: int = field(default=17, metadata={"help": "ONNX opset"})
-    tolerance: float = field(default=1e-3, metadata={"help": "largest allowed |logit difference| vs PyTorch"})
-    validation_texts: int = field(default=256, metadata={"help": "held-out texts used for validation"})
+    tolerance: float = field(default=1e-3, metadata={"help": "largest allowed fp32 |logit difference| vs PyTorch"})
+    validation_texts: int = field(default=256, metadata={"help": "held-out texts used for numerical validation"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (fastest variant that passes the gate on CPU, fp16 on GPU), fp32, fp16 or int8"})
+    target: str = field(default="cpu", metadata={"help": "cpu or gpu: where Triton will run the model"})
+    optimize: bool = field(default=True, metadata={"help": "apply ONNX Runtime transformer fusions"})
+    int8_modes: tuple[str, ...] = field(default=("dynamic", "static"), metadata={
+        "help": "int8 flavours to try: dynamic (weights only) and static (QDQ, calibrated on training texts)"})
+    per_channel: bool = field(default=False, metadata={"help": "int8: per-channel weight scales"})
+    accuracy_threshold: float = field(default=1.0, metadata={
+        "help": "largest allowed eval-accuracy drop (points) of a non-fp32 variant vs fp32"})
+    gate_samples: int = field(default=1000, metadata={"help": "eval texts used by the accuracy gate"})
+    calibration_samples: int = field(default=128, metadata={"help": "training texts used to calibrate static int8"})
+    force: bool = field(default=False, metadata={"help": "publish the requested precision even if it fails the gate"})
     keep: int | None = field(default=None, metadata={"help": "keep only the newest N versions of each model"})
     serving: ServingOptions = field(default_factory=ServingOptions)
 
@@ -50,49 +70,125 @@ class ExportReport:
     name: str
     repository: str
     versions: dict[str, int]
-    onnx_size_bytes: int
+    target: str
+    chosen: str
+    reason: str
+    variants: list[dict[str, Any]]
     validation: dict[str, Any]
     eval_accuracy: float | None
+    onnx_size_bytes: int
     latency_ms: dict[str, float]
     input_names: list[str]
 
     def describe(self) -> str:
-        lines = [f"published {self.name} to {self.repository}: "
-                 + ", ".join(f"{m} v{v}" for m, v in self.versions.items()),
-                 f"ONNX model {self.onnx_size_bytes / 1e6:.1f} MB; latency (ONNX Runtime, this machine) "
-                 + ", ".join(f"batch {b}: {ms:.1f} ms" for b, ms in self.latency_ms.items())]
-        if self.eval_accuracy is not None:
-            count = self.validation["examples"]
-            lines.append(f"eval accuracy (ONNX) {self.eval_accuracy:.4f} on {count} held-out texts")
-        return "\n".join(lines)
+        return (f"published {self.chosen} for {self.target} as {self.name} in {self.repository}: "
+                + ", ".join(f"{m} v{v}" for m, v in self.versions.items()) + f"\nwhy: {self.reason}")
 
 
-def _held_out_texts(checkpoint: Any, limit: int) -> tuple[list[str], list[str]]:
-    path = checkpoint.eval_data
-    if path is None:
-        return FALLBACK_TEXTS, []
-    texts, labels = [], []
+def _read_jsonl(path: Path | None, limit: int) -> tuple[list[str], list[str]]:
+    if path is None or not path.is_file():
+        return [], []
+    texts: list[str] = []
+    labels: list[str] = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
+            if len(texts) >= limit:
+                break
             record = json.loads(line)
             texts.append(record["text"])
             labels.append(record["label"])
-    return texts[:limit], labels[:limit]
+    return texts, labels
 
 
-def _latency_ms(session: Any, input_names: list[str], batch: int, length: int = 32, repeats: int = 10) -> float:
-    feeds = {name: np.ones((batch, length), dtype=np.int64) for name in input_names}
-    session.run(None, feeds)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        session.run(None, feeds)
-    return (time.perf_counter() - started) / repeats * 1000.0
+def _calibration_texts(checkpoint: Any, limit: int) -> list[str]:
+    """Training texts for static int8 calibration (falls back to the held-out texts)."""
+    from trainer.builtin_data import BUILTIN_DATASETS, load_builtin
+    from trainer.data import load_file
+
+    hyper = checkpoint.manifest.get("hyperparameters", {})
+    source = str(hyper.get("data", ""))
+    try:
+        texts: list[str]
+        if source in BUILTIN_DATASETS:
+            texts = load_builtin(source).texts
+        elif source and Path(source).is_file():
+            texts = load_file(Path(source), hyper.get("text_column", "text"), hyper.get("label_column", "label"),
+                              hyper.get("encoding", "utf-8")).texts
+        else:
+            texts = []
+    except Exception:  # calibration data is best-effort: the eval texts are a fine stand-in
+        texts = []
+    texts = list(texts)
+    if not texts:
+        texts, _ = _read_jsonl(checkpoint.eval_data, limit)
+    step = max(1, len(texts) // max(1, limit))
+    return texts[::step][:limit] or list(FALLBACK_TEXTS)
+
+
+def _encoder_shape(model: Any) -> tuple[str, int, int]:
+    from trainer.architectures import architecture
+
+    config = model.config
+    known = architecture(str(getattr(config, "model_type", "")))
+    return (known.fusion_model_type if known else "", int(getattr(config, "num_attention_heads", 0)),
+            int(getattr(config, "hidden_size", 0)))
+
+
+def _build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any, tokenizer: Any,
+                    input_names: list[str], checkpoint: Any) -> list[Variant]:
+    variants = [Variant("fp32", fp32, "fp32", "torch.onnx export, no fusions")]
+    fusion_type, heads, hidden = _encoder_shape(model)
+    base_for_fp16 = fp32
+    if options.optimize and fusion_type:
+        try:
+            optimized = optimize_transformer(fp32, workdir / "optimized.onnx", fusion_type, heads, hidden,
+                                             use_gpu=options.target == "gpu")
+            fused = fused_operators(optimized)
+            description = "fused: " + (", ".join(f"{n} x{c}" for n, c in sorted(fused.items())) or "none")
+            variants.append(Variant("fp32-optimized", optimized, "fp32", description))
+            base_for_fp16 = optimized
+        except Exception as error:  # report, don't fail: the plain graph is still publishable
+            print(f"note: transformer optimizer failed ({error}); continuing without fusions")
+    wants_int8 = options.precision == "int8" or (options.precision == "auto" and options.target == "cpu")
+    wants_fp16 = options.precision == "fp16" or (options.precision == "auto" and options.target == "gpu")
+    if wants_int8:
+        if "dynamic" in options.int8_modes:
+            source = variants[-1].path
+            try:
+                path = quantize_int8_dynamic(source, workdir / "int8-dynamic.onnx", options.per_channel)
+                variants.append(Variant("int8-dynamic", path, "int8", f"dynamic int8 weights on {variants[-1].name}"
+                                        f"{', per channel' if options.per_channel else ''}"))
+            except Exception as error:
+                print(f"note: dynamic int8 quantization failed ({error}); continuing without it")
+        if "static" in options.int8_modes:
+            import numpy as np
+
+            texts = _calibration_texts(checkpoint, options.calibration_samples)
+            batches = []
+            for start in range(0, len(texts), 16):
+                encoded = tokenizer(texts[start:start + 16], truncation=True, max_length=checkpoint.max_length,
+                                    padding=True, return_tensors="np")
+                batches.append({n: encoded[n].astype(np.int64) for n in input_names})
+            try:
+                path = quantize_int8_static(fp32, workdir / "int8-static.onnx", batches, options.per_channel)
+                variants.append(Variant("int8-static", path, "int8",
+                                        f"static QDQ int8, calibrated on {len(texts)} training texts"))
+            except Exception as error:
+                print(f"note: static int8 quantization failed ({error}); continuing without it")
+    if wants_fp16:
+        path = convert_fp16(base_for_fp16, workdir / "fp16.onnx", fused=base_for_fp16 != fp32)
+        variants.append(Variant("fp16", path, "fp16", "fp16 compute, fp32 inputs/outputs, norms/softmax in fp32"))
+    return variants
 
 
 def export_checkpoint(options: ExportOptions) -> ExportReport:
     from trainer import TrainingError, load_classifier
 
     name = check_model_name(options.name)
+    if options.precision not in PRECISIONS:
+        raise ExportError(f"unknown --precision {options.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if options.target not in TARGETS:
+        raise ExportError(f"unknown --target {options.target!r}; choose cpu or gpu")
     try:
         model, tokenizer, checkpoint = load_classifier(Path(options.checkpoint))
     except TrainingError as error:
@@ -108,40 +204,59 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
     options.repository.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))
     try:
-        onnx_path = workdir / "model.onnx"
+        fp32_path = workdir / "model.onnx"
         from exporter.prompt_folding import fold_prompt, is_prompt_learning
 
         graph_model = fold_prompt(model) if is_prompt_learning(model) else model
-        input_names = export_onnx(graph_model, tokenizer, onnx_path, options.opset)
-        texts, text_labels = _held_out_texts(checkpoint, options.validation_texts)
-        reference = torch_logits(model, tokenizer, texts, checkpoint.max_length)
-        result = validate(onnx_path, reference, tokenizer, input_names, texts, checkpoint.max_length,
+        input_names = export_onnx(graph_model, tokenizer, fp32_path, options.opset)
+        eval_texts, eval_labels = _read_jsonl(checkpoint.eval_data, max(options.gate_samples,
+                                                                        options.validation_texts))
+        validation_texts = eval_texts[:options.validation_texts] or list(FALLBACK_TEXTS)
+        reference = torch_logits(model, tokenizer, validation_texts, checkpoint.max_length)
+        result = validate(fp32_path, reference, tokenizer, input_names, validation_texts, checkpoint.max_length,
                           options.tolerance)
         print(result.describe())
         if not result.passed:
             raise ExportError(_validation_failure(result))
-        import onnxruntime as ort
 
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        accuracy = None
-        if text_labels:
-            from exporter.validation import onnx_logits
-
-            predicted = onnx_logits(session, tokenizer, input_names, texts, checkpoint.max_length).argmax(-1)
-            accuracy = float(np.mean([labels[i] == label for i, label in zip(predicted, text_labels, strict=True)]))
-        latency = {str(b): round(_latency_ms(session, input_names, b), 2) for b in (1, 32)}
-        versions = _publish(options, name, checkpoint, tokenizer, input_names, onnx_path, labels)
-        report = ExportReport(
-            name=name, repository=str(options.repository), versions=versions,
-            onnx_size_bytes=onnx_path.stat().st_size, validation=asdict(result), eval_accuracy=accuracy,
-            latency_ms=latency, input_names=input_names,
+        variants = _build_variants(options, fp32_path, workdir, graph_model, tokenizer, input_names, checkpoint)
+        label_index = {label: i for i, label in enumerate(labels)}
+        gate_texts = eval_texts[:options.gate_samples]
+        gate_ids = [label_index[x] for x in eval_labels[:options.gate_samples]] if eval_labels else None
+        reports: list[VariantReport] = []
+        for variant in variants:
+            try:
+                report, _ = measure(variant, tokenizer, input_names, reference, validation_texts, gate_texts,
+                                    gate_ids, checkpoint.max_length)
+            except Exception as error:  # e.g. fp16 kernels that exist only on GPUs
+                print(f"note: {variant.name} cannot run on this machine's CPU: {str(error).splitlines()[0][:200]}")
+                reports.append(unmeasured(variant, "cannot run on this machine's CPU; not evaluated"))
+                continue
+            if variant.name == "fp32-optimized":
+                report.fused_operators = fused_operators(variant.path)
+            reports.append(report)
+        apply_gate(reports, reports[0], options.accuracy_threshold, options.tolerance)
+        try:
+            chosen, reason = choose(reports, options.precision, options.target, options.force)
+        except ValueError as error:
+            print(format_table(reports, chosen=""))
+            raise ExportError(f"not published: {error}") from None
+        print(format_table(reports, chosen.name))
+        chosen_path = next(v.path for v in variants if v.name == chosen.name)
+        versions = _publish(options, name, checkpoint, tokenizer, input_names, chosen_path, labels)
+        export_report = ExportReport(
+            name=name, repository=str(options.repository), versions=versions, target=options.target,
+            chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports], validation=asdict(result),
+            eval_accuracy=chosen.accuracy, onnx_size_bytes=chosen.size_bytes, latency_ms=chosen.latency_ms,
+            input_names=input_names,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report_path = options.repository / name / "export_report.json"
-    report_path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    print(report.describe())
-    return report
+    report_path.write_text(json.dumps(asdict(export_report), indent=2) + "\n", encoding="utf-8")
+    print(export_report.describe())
+    print(f"report: {report_path}")
+    return export_report
 
 
 def _validation_failure(result: ValidationResult) -> str:
@@ -151,9 +266,18 @@ def _validation_failure(result: ValidationResult) -> str:
             f"worst inputs: {worst}. Raise --tolerance only if the drift is understood.")
 
 
+PYTHON_MODEL_REQUIREMENTS = {
+    "tokenizer": "# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
+                 "numpy<2\ntokenizers>=0.15\n",
+    "postprocess": "# Needed by this Python model in the Triton image: pip install -r requirements.txt\nnumpy<2\n",
+}
+
+
 def _publish(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any, input_names: list[str],
              onnx_path: Path, labels: list[str]) -> dict[str, int]:
     repo, serving = options.repository, options.serving
+    if options.target == "gpu" and serving.instance_kind == "KIND_CPU":
+        serving = ServingOptions(**{**asdict(serving), "instance_kind": "KIND_GPU"})
     pad_token = tokenizer.pad_token or "[PAD]"
     pad_id = int(tokenizer.pad_token_id or 0)
 
@@ -172,17 +296,23 @@ def _publish(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any,
         (target / "README").write_text(f"ensemble of {name}_tokenizer, {name}_model, {name}_postprocess\n")
 
     num_labels = len(labels)
+    model_config = onnx_model_config(f"{name}_model", input_names, num_labels, serving)
+    if options.target == "gpu":
+        from exporter.model_configs import add_tensorrt_accelerator
+
+        add_tensorrt_accelerator(model_config, "FP16" if options.precision in ("auto", "fp16") else "FP32")
     post_config = postprocess_config(f"{name}_postprocess", num_labels, serving)
     versions = {
-        f"{name}_model": publish_version(repo, onnx_model_config(f"{name}_model", input_names, num_labels, serving),
-                                         fill_model, options.keep),
+        f"{name}_model": publish_version(repo, model_config, fill_model, options.keep),
         f"{name}_tokenizer": publish_version(
             repo, tokenizer_config(f"{name}_tokenizer", input_names, checkpoint.max_length, pad_token, pad_id,
                                    serving), fill_tokenizer, options.keep),
         f"{name}_postprocess": publish_version(repo, post_config, fill_postprocess, options.keep),
     }
-    # The labels file named in the config lives beside config.pbtxt (Triton's convention).
+    # Beside config.pbtxt: the labels file the config names, and what the Python models need installed.
     (repo / post_config.name / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    (repo / f"{name}_tokenizer" / "requirements.txt").write_text(PYTHON_MODEL_REQUIREMENTS["tokenizer"])
+    (repo / post_config.name / "requirements.txt").write_text(PYTHON_MODEL_REQUIREMENTS["postprocess"])
     versions[name] = publish_version(repo, ensemble_config(name, input_names, labels, serving), fill_ensemble,
                                      options.keep)
     return versions

@@ -111,3 +111,17 @@ def to_pbtxt(config: mc.ModelConfig) -> str:
 
 def parse_pbtxt(text: str) -> mc.ModelConfig:
     return text_format.Parse(text, mc.ModelConfig())
+
+
+def add_tensorrt_accelerator(config: mc.ModelConfig, precision_mode: str = "FP16",
+                             workspace_bytes: int = 1 << 30, cache_path: str = "/tmp/tuneship-trt-cache") -> None:
+    """ONNX Runtime's TensorRT execution provider inside Triton, with its engine cache on.
+
+    The native ONNX Runtime backend builds TensorRT engines for the ONNX model at load time; the
+    cache keeps them across restarts. The embedded CPU server's bridge ignores this (and says so).
+    """
+    accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+    accelerator.parameters["precision_mode"] = precision_mode
+    accelerator.parameters["max_workspace_size_bytes"] = str(workspace_bytes)
+    accelerator.parameters["trt_engine_cache_enable"] = "1"
+    accelerator.parameters["trt_engine_cache_path"] = cache_path

@@ -1,0 +1,187 @@
+"""Measure each ONNX variant next to fp32 and pick the one to publish (the accuracy gate)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from exporter.validation import onnx_logits
+from exporter.variants import Variant
+
+
+@dataclass
+class VariantReport:
+    name: str
+    precision: str
+    description: str
+    size_bytes: int
+    max_abs_diff: float
+    label_agreement: float
+    accuracy: float | None
+    accuracy_drop_points: float | None
+    latency_ms: dict[str, float]
+    passed: bool = False
+    note: str = ""
+    fused_operators: dict[str, int] = field(default_factory=dict)
+
+
+def _session(path: Any) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def latency_ms(
+    session: Any,
+    tokenizer: Any,
+    input_names: Sequence[str],
+    texts: Sequence[str],
+    batch: int,
+    max_length: int,
+    repeats: int = 8,
+) -> float:
+    """Median wall time of one ONNX Runtime call on real texts, after a warm-up call."""
+    chosen = [texts[i % len(texts)] for i in range(batch)]
+    encoded = tokenizer(chosen, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+    feeds = {name: encoded[name].astype(np.int64) for name in input_names}
+    session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.run(None, feeds)
+        times.append((time.perf_counter() - started) * 1000.0)
+    return round(statistics.median(times), 2)
+
+
+def measure(
+    variant: Variant,
+    tokenizer: Any,
+    input_names: Sequence[str],
+    reference: np.ndarray[Any, Any],
+    validation_texts: Sequence[str],
+    gate_texts: Sequence[str],
+    gate_label_ids: Sequence[int] | None,
+    max_length: int,
+) -> tuple[VariantReport, np.ndarray[Any, Any] | None]:
+    """Figures for one variant; also returns its predictions on the gate texts."""
+    session = _session(variant.path)
+    logits = onnx_logits(session, tokenizer, input_names, validation_texts, max_length)
+    diff = float(np.abs(logits - reference).max())
+    agreement = float((logits.argmax(-1) == reference.argmax(-1)).mean())
+    accuracy = None
+    predictions = None
+    if gate_label_ids is not None and gate_texts:
+        predictions = onnx_logits(session, tokenizer, input_names, gate_texts, max_length).argmax(-1)
+        accuracy = float((predictions == np.asarray(gate_label_ids)).mean())
+    latencies = {str(b): latency_ms(session, tokenizer, input_names, validation_texts, b, max_length) for b in (1, 32)}
+    report = VariantReport(
+        name=variant.name,
+        precision=variant.precision,
+        description=variant.description,
+        size_bytes=variant.path.stat().st_size,
+        max_abs_diff=diff,
+        label_agreement=agreement,
+        accuracy=accuracy,
+        accuracy_drop_points=None,
+        latency_ms=latencies,
+    )
+    return report, predictions
+
+
+def unmeasured(variant: Variant, note: str) -> VariantReport:
+    return VariantReport(name=variant.name, precision=variant.precision, description=variant.description,
+                         size_bytes=variant.path.stat().st_size, max_abs_diff=float("nan"), label_agreement=0.0,
+                         accuracy=None, accuracy_drop_points=None, latency_ms={"1": float("nan"), "32": float("nan")},
+                         passed=False, note=note)
+
+
+def apply_gate(
+    reports: list[VariantReport], baseline: VariantReport, threshold_points: float, tolerance: float
+) -> None:
+    """fp32 variants must match PyTorch within `tolerance`; the others may lose at most `threshold_points`."""
+    for report in reports:
+        if report.note:  # could not be measured: stays failed
+            continue
+        if report.precision == "fp32":
+            report.passed = report.max_abs_diff <= tolerance
+            report.note = (
+                "matches PyTorch" if report.passed else f"logits drift {report.max_abs_diff:.2e} > {tolerance:.0e}"
+            )
+            if report.accuracy is not None and baseline.accuracy is not None:
+                report.accuracy_drop_points = round(100 * (baseline.accuracy - report.accuracy), 2)
+            continue
+        if report.accuracy is not None and baseline.accuracy is not None:
+            drop = 100 * (baseline.accuracy - report.accuracy)
+            report.accuracy_drop_points = round(drop, 2)
+            report.passed = drop <= threshold_points
+            report.note = (
+                f"eval accuracy {abs(drop):.2f} points {'below' if drop > 0 else 'above'} fp32 "
+                f"({'within' if report.passed else 'over'} the {threshold_points:g}-point gate)"
+            )
+        else:
+            # No labelled eval data: use agreement with fp32 labels as the gate instead.
+            disagreement = 100 * (1 - report.label_agreement)
+            report.passed = disagreement <= threshold_points
+            report.note = (
+                f"no labelled eval data: {disagreement:.2f}% of labels differ from fp32 "
+                f"({'within' if report.passed else 'over'} the {threshold_points:g}-point gate)"
+            )
+
+
+def choose(reports: list[VariantReport], precision: str, target: str, force: bool) -> tuple[VariantReport, str]:
+    """The variant to publish and why, or raise ValueError explaining why none may be published."""
+
+    def fastest(candidates: list[VariantReport]) -> VariantReport:
+        return min(candidates, key=lambda r: r.latency_ms["32"])
+
+    if precision == "auto":
+        if target == "gpu":
+            fp16 = [r for r in reports if r.precision == "fp16" and r.passed]
+            if fp16:
+                return fastest(fp16), "GPU target: fp16 passes the accuracy gate"
+            fallback = fastest([r for r in reports if r.precision == "fp32" and r.passed])
+            fp16_note = next((r.note for r in reports if r.precision == "fp16"), "not built")
+            return fallback, (f"GPU target: fp16 not published ({fp16_note}); fp32 ONNX with TensorRT's FP16 "
+                              "precision mode, so the engine built at load time on the GPU still runs in fp16")
+        passing = [r for r in reports if r.passed]
+        if not passing:
+            raise ValueError("no variant passed validation")
+        best = fastest(passing)
+        return best, (
+            f"CPU target: fastest variant that passes the accuracy gate ({best.latency_ms['32']:.1f} ms at batch 32)"
+        )
+    of_precision = [r for r in reports if r.precision == precision]
+    if not of_precision:
+        raise ValueError(f"no {precision} variant was built")
+    passing = [r for r in of_precision if r.passed]
+    if passing:
+        return fastest(passing), f"{precision} requested; passes the accuracy gate"
+    if force:
+        return fastest(of_precision), f"{precision} requested with --force despite failing the gate"
+    details = "; ".join(f"{r.name}: {r.note}" for r in of_precision)
+    raise ValueError(
+        f"{precision} was requested but no {precision} variant passes the gate ({details}); "
+        "pass --force to publish it anyway"
+    )
+
+
+def format_table(reports: list[VariantReport], chosen: str) -> str:
+    lines = [
+        f"{'variant':<18}{'size MB':>9}{'max|diff|':>11}{'agree':>8}{'accuracy':>10}{'drop':>7}"
+        f"{'b1 ms':>8}{'b32 ms':>9}  gate"
+    ]
+    for r in reports:
+        accuracy = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
+        drop = f"{r.accuracy_drop_points:+.2f}" if r.accuracy_drop_points is not None else "-"
+        mark = "*" if r.name == chosen else " "
+        lines.append(
+            f"{mark}{r.name:<17}{r.size_bytes / 1e6:>9.1f}{r.max_abs_diff:>11.2e}{100 * r.label_agreement:>7.1f}%"
+            f"{accuracy:>10}{drop:>7}{r.latency_ms['1']:>8.1f}{r.latency_ms['32']:>9.1f}  "
+            f"{'pass' if r.passed else 'FAIL'}: {r.note}"
+        )
+    return "\n".join(lines)

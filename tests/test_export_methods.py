@@ -1,0 +1,113 @@
+"""Every method's checkpoint exports to an ONNX model that matches the PyTorch (or PEFT) model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from exporter import ExportError, ExportOptions, export_checkpoint
+from trainer import TrainConfig, load_classifier, train
+from trainer.evaluation import predict_logits
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("method", ["lora", "ptuning", "prompt-tuning", "features"])
+def test_every_method_exports_and_validates(method: str, tiny_bert: Path, review_files: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    checkpoint = tmp_path / method
+    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+                      output=str(checkpoint), method=method, epochs=1, batch_size=16, max_length=32, seed=3,
+                      feature_cache=str(tmp_path / "cache")))
+    repository = tmp_path / "repo"
+    report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="clf", repository=repository,
+                                             precision="fp32"))
+    assert report.validation["max_abs_diff"] < 1e-4
+    assert report.validation["label_agreement"] == 1.0
+
+    model, tokenizer, info = load_classifier(checkpoint)
+    texts = ["a superb and moving film", "dull", "the acting was bland and the plot clumsy"]
+    expected = predict_logits(model, tokenizer, texts, info.max_length, batch_size=1)
+    session = ort.InferenceSession(str(repository / "clf_model" / "1" / "model.onnx"))
+    for text, row in zip(texts, expected, strict=True):
+        batch = tokenizer([text], return_tensors="np")
+        feeds = {i.name: batch[i.name].astype(np.int64) for i in session.get_inputs()}
+        np.testing.assert_allclose(session.run(["logits"], feeds)[0][0], row, atol=1e-4)
+
+
+def test_drift_beyond_tolerance_is_not_published(tiny_bert: Path, review_files: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    checkpoint = tmp_path / "full"
+    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+                      output=str(checkpoint), epochs=1, batch_size=16, max_length=32))
+    repository = tmp_path / "repo"
+    with pytest.raises(ExportError, match="not published: ONNX logits differ from PyTorch by up to"):
+        export_checkpoint(ExportOptions(checkpoint=checkpoint, name="clf", repository=repository, tolerance=0.0))
+    assert not (repository / "clf_model").exists()
+    assert [p.name for p in repository.iterdir()] == []
+
+
+def test_export_refuses_a_folder_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({}))
+    with pytest.raises(ExportError, match=r"not a tuneship checkpoint \(tuneship.json is missing\)"):
+        export_checkpoint(ExportOptions(checkpoint=tmp_path, name="clf", repository=tmp_path / "repo"))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tiny_bert: Path, review_files: tuple[Path, Path],
+                    tmp_path_factory: pytest.TempPathFactory) -> Path:
+    checkpoint = tmp_path_factory.mktemp("ckpt") / "full"
+    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+                      output=str(checkpoint), epochs=4, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16,
+                      max_length=32, seed=7))
+    return checkpoint
+
+
+def test_auto_precision_on_cpu_measures_every_variant_and_explains_the_choice(tiny_checkpoint: Path,
+                                                                              tmp_path: Path) -> None:
+    report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=tmp_path / "repo",
+                                             precision="auto", gate_samples=60))
+    names = [v["name"] for v in report.variants]
+    assert names[:2] == ["fp32", "fp32-optimized"]
+    assert {"int8-dynamic", "int8-static"} & set(names)
+    assert report.chosen in names
+    chosen = next(v for v in report.variants if v["name"] == report.chosen)
+    assert chosen["passed"]
+    assert all(v["accuracy"] is not None and v["latency_ms"]["32"] > 0 for v in report.variants)
+    fastest_passing = min((v for v in report.variants if v["passed"]), key=lambda v: v["latency_ms"]["32"])
+    assert report.chosen == fastest_passing["name"]
+    assert "fastest variant that passes the accuracy gate" in report.reason
+    saved = json.loads((tmp_path / "repo" / "clf" / "export_report.json").read_text())
+    assert saved["chosen"] == report.chosen
+    assert (tmp_path / "repo" / "clf_tokenizer" / "requirements.txt").read_text().count("tokenizers") == 1
+
+
+def test_a_variant_over_the_accuracy_gate_needs_force(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    options = {"checkpoint": tiny_checkpoint, "name": "clf", "precision": "int8", "gate_samples": 60,
+               "accuracy_threshold": -200.0}  # an impossible gate: int8 must fail it
+    with pytest.raises(ExportError, match="int8 was requested but no int8 variant passes the gate"):
+        export_checkpoint(ExportOptions(repository=tmp_path / "refused", **options))  # type: ignore[arg-type]
+    assert not (tmp_path / "refused" / "clf_model").exists()
+    forced = export_checkpoint(
+        ExportOptions(repository=tmp_path / "forced", force=True, **options))  # type: ignore[arg-type]
+    assert forced.chosen.startswith("int8")
+    assert "--force" in forced.reason
+
+
+def test_gpu_target_writes_fp16_with_the_tensorrt_accelerator(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from exporter.model_configs import parse_pbtxt
+
+    repository = tmp_path / "repo"
+    report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
+                                             target="gpu", gate_samples=60))
+    assert report.chosen == "fp16"
+    config = parse_pbtxt((repository / "clf_model" / "config.pbtxt").read_text())
+    accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accelerator.name == "tensorrt"
+    assert accelerator.parameters["precision_mode"] == "FP16"
+    assert accelerator.parameters["trt_engine_cache_enable"] == "1"
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
