@@ -46,12 +46,26 @@ def test_sigkill_then_resume_finishes_the_run(tiny_bert: Path, review_files: tup
     resumed = subprocess.run(_command(tiny_bert, review_files, output, "--resume"), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming from" in resumed.stdout
+    assert f"resuming from {work / f'checkpoint-{killed_at}'}" in resumed.stdout
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["steps"] == 150
     log = json.loads((output / "training_log.json").read_text())
-    assert min(e["step"] for e in log if "loss" in e) > killed_at, "the resumed run started over"
+    steps = [e["step"] for e in log if "loss" in e]
+    assert steps == sorted(set(steps)) and steps[-1] == 150, "each step is logged once, in order"
     assert not work.exists()
+
+
+def test_partial_checkpoints_are_skipped(tmp_path: Path) -> None:
+    from trainer.training import last_complete_checkpoint
+
+    for step, complete in ((10, True), (20, True), (30, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+            (folder / "optimizer.pt").write_bytes(b"")
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-20"
+    assert last_complete_checkpoint(tmp_path / "none") is None
 
 
 def test_resume_with_other_options_is_refused(tiny_bert: Path, review_files: tuple[Path, Path],

@@ -34,15 +34,19 @@ def build_model(base: Path, labels: Sequence[str], config: Any) -> Any:
     from peft import get_peft_model
 
     model = load_base_classifier(base, labels)
-    try:
-        return get_peft_model(model, peft_config(config.method, config))
-    except ValueError as error:
-        if "past key values" in str(error):
-            raise TrainingError(
-                f"{config.method} needs a model that takes past_key_values; {model.config.model_type} encoders "
-                "in this transformers version do not. Use --method ptuning or --method prompt-tuning instead."
-            ) from None
-        raise
+    if config.method == "prefix-tuning" and not _takes_past_key_values(model):
+        # PEFT only finds out in the first forward pass, deep inside the Trainer; say it up front.
+        raise TrainingError(
+            f"prefix-tuning needs a model that takes past_key_values; {model.config.model_type} classifiers in "
+            "this transformers version do not. Use --method ptuning or --method prompt-tuning instead.")
+    return get_peft_model(model, peft_config(config.method, config))
+
+
+def _takes_past_key_values(model: Any) -> bool:
+    import inspect
+
+    inner = getattr(model, model.base_model_prefix, model)
+    return "past_key_values" in inspect.signature(inner.forward).parameters
 
 
 def save(model: Any, directory: Path) -> dict[str, Any]:
