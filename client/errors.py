@@ -27,6 +27,14 @@ class ModelNotReadyError(TritonError):
     """The model is unknown to the server or not loaded."""
 
 
+class ResourceExhaustedError(TritonError):
+    """The server refused the call for lack of resources (queue full, too many requests)."""
+
+
+class PermissionDeniedError(TritonError):
+    """The call lacks the credentials (e.g. the key for Triton's restricted APIs)."""
+
+
 class ServerError(TritonError):
     """The server failed while handling a valid request."""
 
@@ -36,6 +44,9 @@ _BY_STATUS: dict[str, type[TritonError]] = {
     "StatusCode.DEADLINE_EXCEEDED": DeadlineExceededError,
     "StatusCode.INVALID_ARGUMENT": InvalidInputError,
     "StatusCode.NOT_FOUND": ModelNotReadyError,
+    "StatusCode.RESOURCE_EXHAUSTED": ResourceExhaustedError,
+    "StatusCode.UNAUTHENTICATED": PermissionDeniedError,
+    "StatusCode.PERMISSION_DENIED": PermissionDeniedError,
     "StatusCode.UNIMPLEMENTED": ServerError,
     "StatusCode.INTERNAL": ServerError,
 }

@@ -1,6 +1,7 @@
-"""The protocol-level client: one method per Triton gRPC call, typed, with our error hierarchy.
+"""The protocol-level client: one method per Triton gRPC call, typed, with our error hierarchy,
+deadlines, retries and client metrics. Task conveniences (TextClassifier) live on top of it.
 
-Task conveniences (TextClassifier) live in their own module on top of this one.
+`AsyncTritonClient` (client/aio_client.py) has the same methods as coroutines.
 """
 
 from __future__ import annotations
@@ -10,52 +11,80 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.utils import InferenceServerException
 
+from client._calls import CallPlan, error_code, to_infer_inputs
 from client.errors import ServerUnavailableError, TritonError, from_triton_exception
-
-Array = npt.NDArray[Any]
+from client.metrics import ClientMetrics
+from client.options import ClientOptions
+from client.results import Array, InferResult
+from client.retry import RetryBudget
+from client.validation import check_inputs
 
 
 class TritonClient:
-    """Synchronous gRPC client for one Triton server."""
+    """Synchronous gRPC client for one Triton server.
 
-    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float | None = 30.0) -> None:
-        """`url` is host:port of Triton's gRPC endpoint; `timeout_s` is the default per-call deadline."""
+    Args:
+        url: host:port of Triton's gRPC endpoint.
+        options: deadlines, retries, TLS, headers, compression, keep-alive, message sizes.
+        metrics: where to record client-side metrics (None: not recorded).
+    """
+
+    def __init__(self, url: str = "127.0.0.1:8001", options: ClientOptions | None = None,
+                 metrics: ClientMetrics | None = None, *, timeout_s: float | None = None) -> None:
         self.url = url
-        self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(url=url)
+        self.options = options or ClientOptions()
+        if timeout_s is not None:
+            from dataclasses import replace
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+            self.options = replace(self.options, timeout_s=timeout_s)
+        self.metrics = metrics
+        self.budget = self.options.retry.budget or RetryBudget()
+        self._metadata: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
+        self._client = grpcclient.InferenceServerClient(url=url, **self.options.grpc_kwargs())
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _call(self, method: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
+        """One non-inference RPC with the default deadline and headers; errors mapped, not retried."""
+        timeout = timeout_s if timeout_s is not None else self.options.timeout_s
         try:
-            return getattr(self._client, method)(*args, **kwargs)
+            return getattr(self._client, method)(*args, headers=dict(self.options.headers) or None,
+                                                 client_timeout=timeout, **kwargs)
         except InferenceServerException as error:
             raise from_triton_exception(error) from error
+
+    # -- health -----------------------------------------------------------------------------------
 
     def is_server_live(self) -> bool:
         """Whether the server answers liveness; False (not an error) when it is unreachable."""
         try:
-            return bool(self._call("is_server_live", client_timeout=self.timeout_s))
+            return bool(self._call("is_server_live"))
         except TritonError:
             return False
 
     def is_server_ready(self) -> bool:
+        """Whether the server is ready for inference; False when unreachable."""
         try:
-            return bool(self._call("is_server_ready", client_timeout=self.timeout_s))
+            return bool(self._call("is_server_ready"))
         except TritonError:
             return False
 
     def is_model_ready(self, model: str, version: str = "") -> bool:
+        """Whether `model` (a version, or the latest) is loaded and ready; False when unreachable."""
         try:
-            return bool(self._call("is_model_ready", model, version, client_timeout=self.timeout_s))
+            return bool(self._call("is_model_ready", model, version))
         except TritonError:
             return False
 
-    def wait_until_ready(self, model: str | None = None, timeout_s: float = 60.0, interval_s: float = 0.5) -> None:
-        """Block until the server (and `model`, if given) is ready; raise ServerUnavailableError on timeout."""
+    def wait_until_ready(self, model: str | None = None, timeout_s: float = 60.0, interval_s: float = 0.25) -> None:
+        """Block until the server (and `model`, if given) is ready.
+
+        Raises:
+            ServerUnavailableError: not ready within `timeout_s`.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.is_server_ready() and (model is None or self.is_model_ready(model)):
@@ -64,36 +93,103 @@ class TritonClient:
         what = f"model {model!r} on " if model else ""
         raise ServerUnavailableError(f"{what}Triton at {self.url} was not ready within {timeout_s:.0f}s")
 
+    # -- metadata and configuration ---------------------------------------------------------------
+
+    def get_server_metadata(self) -> dict[str, Any]:
+        """Server name, version and protocol extensions."""
+        result: dict[str, Any] = self._call("get_server_metadata", as_json=True)
+        return result
+
     def get_model_metadata(self, model: str, version: str = "") -> dict[str, Any]:
-        """Inputs and outputs (names, datatypes, shapes) as a dict."""
-        result: dict[str, Any] = self._call("get_model_metadata", model, version, as_json=True,
-                                            client_timeout=self.timeout_s)
+        """Inputs and outputs (names, datatypes, shapes) and versions of `model`."""
+        result: dict[str, Any] = self._call("get_model_metadata", model, version, as_json=True)
         return result
 
     def get_model_config(self, model: str, version: str = "") -> dict[str, Any]:
-        """The model's configuration (config.pbtxt as Triton completed it) as a dict."""
-        result: dict[str, Any] = self._call("get_model_config", model, version, as_json=True,
-                                            client_timeout=self.timeout_s)
+        """The model's configuration (config.pbtxt as Triton completed it)."""
+        result: dict[str, Any] = self._call("get_model_config", model, version, as_json=True)
         config: dict[str, Any] = result.get("config", result)
         return config
 
+    def get_inference_statistics(self, model: str = "", version: str = "") -> dict[str, Any]:
+        """Triton's per-model counters and cumulative queue / compute times ('' for all models)."""
+        result: dict[str, Any] = self._call("get_inference_statistics", model, version, as_json=True)
+        return result
+
+    def get_model_repository_index(self) -> list[dict[str, Any]]:
+        """Every model in the repository with its state (READY, UNAVAILABLE...)."""
+        result: dict[str, Any] = self._call("get_model_repository_index", as_json=True)
+        models: list[dict[str, Any]] = result.get("models", [])
+        return models
+
+    def load_model(self, model: str) -> None:
+        """Load or reload `model` (explicit model-control mode)."""
+        self._call("load_model", model)
+        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+
+    def unload_model(self, model: str) -> None:
+        """Unload `model` (explicit model-control mode)."""
+        self._call("unload_model", model)
+        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+
+    # -- inference --------------------------------------------------------------------------------
+
+    def _input_spec(self, model: str, version: str) -> tuple[dict[str, Any], int]:
+        key = (model, version)
+        if key not in self._metadata:
+            metadata = self.get_model_metadata(model, version)
+            config = self.get_model_config(model, version)
+            self._metadata[key] = (metadata, int(config.get("max_batch_size", 0)))
+        return self._metadata[key]
+
     def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
-              timeout_s: float | None = None) -> dict[str, Array]:
-        """Run one inference; returns each requested output (all outputs when None) as an array."""
-        request_inputs = []
-        for name, array in inputs.items():
-            data = np.asarray(array)
-            datatype = "BYTES" if data.dtype.kind in ("U", "S", "O") else np_to_triton_dtype(data.dtype)
-            if data.dtype.kind == "U":
-                data = np.char.encode(data, "utf-8").astype(np.object_)
-            tensor = grpcclient.InferInput(name, list(data.shape), datatype)
-            tensor.set_data_from_numpy(data)
-            request_inputs.append(tensor)
+              version: str = "", timeout_s: float | None = None, request_id: str = "",
+              validate: bool = True) -> InferResult:
+        """Run one inference.
+
+        Inputs are checked against the model's metadata first (names, datatypes, shapes, batch
+        limit). Retryable failures are retried with back-off inside the deadline.
+
+        Raises:
+            InvalidInputError: the inputs do not fit the model (nothing was sent).
+            DeadlineExceededError: no answer within the deadline.
+            ServerUnavailableError: the server could not be reached, after the retries allowed.
+            ModelNotReadyError, ServerError: as Triton reported them.
+        """
+        if validate:
+            metadata, max_batch = self._input_spec(model, version)
+            check_inputs(model, metadata, inputs, max_batch)
+        request = to_infer_inputs(inputs)
         requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
-        result = self._call("infer", model, request_inputs, outputs=requested,
-                            client_timeout=timeout_s if timeout_s is not None else self.timeout_s)
-        names = list(outputs) if outputs else [o["name"] for o in result.get_response(as_json=True)["outputs"]]
-        return {name: result.as_numpy(name) for name in names}
+        timeout = timeout_s if timeout_s is not None else self.options.timeout_s
+        plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
+        tracker = self.metrics.track(model) if self.metrics is not None else None
+        state = tracker.__enter__() if tracker is not None else {}
+        try:
+            while True:
+                remaining = plan.start_attempt()
+                try:
+                    response = self._client.infer(
+                        model, request, model_version=version, outputs=requested, request_id=request_id,
+                        client_timeout=remaining, headers=dict(self.options.headers) or None,
+                        compression_algorithm=self.options.compression)
+                except InferenceServerException as raw:
+                    error = from_triton_exception(raw)
+                    delay = plan.retry_delay(error)
+                    if delay is None:
+                        raise plan.final_error(error) from raw
+                    time.sleep(delay)
+                    continue
+                plan.succeeded()
+                return _result(model, response, outputs)
+        except TritonError as error:
+            state["outcome"] = error_code(error)
+            if self.metrics is not None:
+                self.metrics.errors.labels(model, error_code(error)).inc()
+            raise
+        finally:
+            if tracker is not None:
+                tracker.__exit__(None, None, None)
 
     def close(self) -> None:
         self._client.close()
@@ -104,3 +200,11 @@ class TritonClient:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _result(model: str, response: Any, outputs: Sequence[str] | None) -> InferResult:
+    message = response.get_response(as_json=True)
+    names = list(outputs) if outputs else [o["name"] for o in message.get("outputs", [])]
+    return InferResult(model=model, version=str(message.get("model_version", "")),
+                       outputs={name: response.as_numpy(name) for name in names},
+                       request_id=str(message.get("id", "")))

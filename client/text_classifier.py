@@ -1,15 +1,21 @@
-"""Task-level API: classify raw texts with a Triton text-classification ensemble."""
+"""Task-level API: classify raw texts with a Triton text-classification ensemble (tuneship's export contract:
+TEXT in, LABEL and PROBABILITIES out, label names in the ensemble config's `labels` parameter)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from client.aio_client import AsyncTritonClient
 from client.errors import InvalidInputError
 from client.grpc_client import TritonClient
+from client.results import InferResult
 
 
 @dataclass(frozen=True)
@@ -21,38 +27,93 @@ class Prediction:
     scores: dict[str, float]
 
 
-class TextClassifier:
-    """Sends texts to an ensemble with TEXT in, LABEL and PROBABILITIES out (tuneship's export contract)."""
+def _labels_from_config(model: str, config: dict[str, Any]) -> list[str]:
+    raw = config.get("parameters", {}).get("labels", {}).get("string_value")
+    if not raw:
+        raise InvalidInputError(
+            f"model {model!r} has no 'labels' parameter in its config: is it a tuneship text classifier?")
+    return [str(label) for label in json.loads(raw)]
 
-    def __init__(self, client: TritonClient, model: str = "sentiment", batch_size: int = 32) -> None:
+
+def _request(texts: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+    return {"TEXT": np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_).reshape(len(texts), 1)}
+
+
+def _predictions(result: InferResult, labels: list[str]) -> list[Prediction]:
+    predictions = []
+    for label, probabilities in zip(result.strings("LABEL"), result["PROBABILITIES"], strict=True):
+        scores = {labels[i]: float(p) for i, p in enumerate(probabilities)}
+        predictions.append(Prediction(label=label, score=scores[label], scores=scores))
+    return predictions
+
+
+def _chunks(texts: Sequence[str], size: int) -> list[list[str]]:
+    if isinstance(texts, str):
+        raise InvalidInputError("classify() takes a list of texts, not a single string")
+    if any(not isinstance(t, str) for t in texts):
+        raise InvalidInputError("classify() takes strings only")
+    return [list(texts[i:i + size]) for i in range(0, len(texts), size)]
+
+
+class TextClassifier:
+    """Classify texts; long lists go out as requests of `batch_size` texts, `concurrency` at a time."""
+
+    def __init__(self, client: TritonClient, model: str = "sentiment", batch_size: int = 32,
+                 concurrency: int = 4) -> None:
         self.client = client
         self.model = model
         self.batch_size = batch_size
+        self.concurrency = concurrency
         self._labels: list[str] | None = None
 
     def labels(self) -> list[str]:
-        """Label names in class-id order, from the ensemble's config (`parameters.labels`, a JSON list)."""
+        """Label names in class-id order, as published with the model."""
         if self._labels is None:
-            config = self.client.get_model_config(self.model)
-            raw = config.get("parameters", {}).get("labels", {}).get("string_value")
-            if not raw:
-                raise InvalidInputError(
-                    f"model {self.model!r} has no 'labels' parameter in its config: is it a tuneship text classifier?")
-            self._labels = [str(label) for label in json.loads(raw)]
+            self._labels = _labels_from_config(self.model, self.client.get_model_config(self.model))
         return self._labels
 
-    def classify(self, texts: Sequence[str]) -> list[Prediction]:
-        """Classify texts, in requests of at most `batch_size` texts."""
-        if isinstance(texts, str):
-            raise InvalidInputError("classify() takes a list of texts, not a single string")
+    def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
+        """Predictions in the order of `texts`."""
+        chunks = _chunks(texts, self.batch_size)
         labels = self.labels()
-        predictions: list[Prediction] = []
-        for start in range(0, len(texts), self.batch_size):
-            chunk = list(texts[start:start + self.batch_size])
-            data = np.array([[t.encode("utf-8")] for t in chunk], dtype=np.object_)
-            result = self.client.infer(self.model, {"TEXT": data}, outputs=["LABEL", "PROBABILITIES"])
-            for label, probabilities in zip(result["LABEL"].reshape(-1), result["PROBABILITIES"], strict=True):
-                name = label.decode() if isinstance(label, bytes) else str(label)
-                scores = {labels[i]: float(p) for i, p in enumerate(probabilities)}
-                predictions.append(Prediction(label=name, score=scores[name], scores=scores))
-        return predictions
+
+        def send(chunk: list[str]) -> list[Prediction]:
+            result = self.client.infer(self.model, _request(chunk), outputs=["LABEL", "PROBABILITIES"],
+                                       timeout_s=timeout_s)
+            return _predictions(result, labels)
+
+        if len(chunks) <= 1 or self.concurrency <= 1:
+            return [p for chunk in chunks for p in send(chunk)]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return [p for part in pool.map(send, chunks) for p in part]
+
+
+class AsyncTextClassifier:
+    """The asyncio twin of TextClassifier."""
+
+    def __init__(self, client: AsyncTritonClient, model: str = "sentiment", batch_size: int = 32,
+                 concurrency: int = 4) -> None:
+        self.client = client
+        self.model = model
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self._labels: list[str] | None = None
+
+    async def labels(self) -> list[str]:
+        if self._labels is None:
+            self._labels = _labels_from_config(self.model, await self.client.get_model_config(self.model))
+        return self._labels
+
+    async def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
+        chunks = _chunks(texts, self.batch_size)
+        labels = await self.labels()
+        gate = asyncio.Semaphore(max(1, self.concurrency))
+
+        async def send(chunk: list[str]) -> list[Prediction]:
+            async with gate:
+                result = await self.client.infer(self.model, _request(chunk), outputs=["LABEL", "PROBABILITIES"],
+                                                 timeout_s=timeout_s)
+            return _predictions(result, labels)
+
+        parts = await asyncio.gather(*(send(chunk) for chunk in chunks))
+        return [p for part in parts for p in part]

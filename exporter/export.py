@@ -183,6 +183,7 @@ def _build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: An
 
 def export_checkpoint(options: ExportOptions) -> ExportReport:
     from trainer import TrainingError, load_classifier
+    from trainer.architectures import ARCHITECTURES, architecture
 
     name = check_model_name(options.name)
     if options.precision not in PRECISIONS:
@@ -197,6 +198,10 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
         raise ExportError(
             f"{checkpoint.path}: a fast tokenizer (tokenizer.json) is needed to tokenize inside Triton")
     labels = checkpoint.labels
+    model_type = str(getattr(model.config, "model_type", ""))
+    if architecture(model_type) is None:
+        raise ExportError(f"{checkpoint.path}: unsupported architecture {model_type!r}; the exporter supports "
+                          f"{', '.join(sorted(ARCHITECTURES))} (add it to trainer/architectures.py after checking it)")
     if model.config.num_labels != len(labels):
         raise ExportError(
             f"{checkpoint.path}: the model has {model.config.num_labels} labels, the manifest {len(labels)}")

@@ -79,3 +79,43 @@ def test_served_labels_equal_pytorch_predictions(checkpoint: Path, tmp_path: Pat
     np.testing.assert_allclose(served, probabilities, atol=1e-4)
     assert metrics.model("tiny").request_success == 4  # 28 texts in requests of 8
     assert metrics.model("tiny").inference_count == 28
+
+
+METHODS = ["full", "lora", "ptuning", "prompt-tuning", "features"]
+
+
+def test_every_method_is_served_with_pytorch_labels(tiny_bert: Path, review_files: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    """One server, one repository holding a classifier per trainer method; each answers like PyTorch."""
+    import torch
+
+    from exporter import ExportOptions, export_checkpoint
+    from trainer import TrainConfig, load_classifier, train
+
+    repository = tmp_path / "model_repository"
+    texts = ["a superb and moving film", "dull, tedious and lifeless", "the cast was charming but the plot bland",
+             "x", "the " * 60]
+    expected: dict[str, np.ndarray] = {}
+    for method in METHODS:
+        checkpoint = tmp_path / method
+        train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+                          output=str(checkpoint), method=method, epochs=2, batch_size=16, max_length=32, seed=5,
+                          feature_cache=str(tmp_path / "cache")))
+        name = "tiny_" + method.replace("-", "_")
+        export_checkpoint(ExportOptions(checkpoint=checkpoint, name=name, repository=repository, precision="fp32",
+                                        gate_samples=60))
+        model, tokenizer, _info = load_classifier(checkpoint)
+        with torch.inference_mode():
+            # One text per call: what Triton's tokenizer model does for a batch pads to its longest text,
+            # and padding must not change the answer; comparing unpadded calls checks that too.
+            rows = [model(**tokenizer([t], truncation=True, max_length=32, return_tensors="pt")).logits for t in texts]
+        expected[name] = torch.softmax(torch.cat(rows), dim=-1).numpy()
+
+    options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)
+    with TritonServer(options) as server, TritonClient(server.grpc_url) as client:
+        for name, probabilities in expected.items():
+            predictions = TextClassifier(client, model=name).classify(texts)
+            labels = TextClassifier(client, model=name).labels()
+            served = np.array([[p.scores[label] for label in labels] for p in predictions])
+            np.testing.assert_allclose(served, probabilities, atol=1e-4, err_msg=name)
+            assert [p.label for p in predictions] == [labels[i] for i in probabilities.argmax(-1)], name

@@ -111,3 +111,53 @@ def test_gpu_target_writes_fp16_with_the_tensorrt_accelerator(tiny_checkpoint: P
     assert accelerator.parameters["precision_mode"] == "FP16"
     assert accelerator.parameters["trt_engine_cache_enable"] == "1"
     assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
+
+
+def _snapshot(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.fixture
+def populated_repository(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    repository = tmp_path / "repo"
+    export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
+                                    precision="fp32", optimize=False))
+    return repository
+
+
+def test_corrupt_weights_are_named_and_nothing_changes(tiny_checkpoint: Path, populated_repository: Path,
+                                                       tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00not safetensors at all")
+    before = _snapshot(populated_repository)
+    with pytest.raises(ExportError, match=r"broken: cannot load the checkpoint"):
+        export_checkpoint(ExportOptions(checkpoint=broken, name="clf", repository=populated_repository))
+    assert _snapshot(populated_repository) == before
+
+
+def test_a_path_in_the_model_name_is_refused(tiny_checkpoint: Path, populated_repository: Path) -> None:
+    before = _snapshot(populated_repository)
+    with pytest.raises(ExportError, match=r"invalid model name '\.\./escape'"):
+        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="../escape", repository=populated_repository))
+    assert _snapshot(populated_repository) == before
+    assert not (populated_repository.parent / "escape").exists()
+
+
+def test_an_unsupported_architecture_is_refused(tiny_checkpoint: Path, populated_repository: Path,
+                                                tmp_path: Path) -> None:
+    import shutil
+
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    other = tmp_path / "gpt2"
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30522, num_labels=2, pad_token_id=0)
+    GPT2ForSequenceClassification(config).save_pretrained(str(other))
+    for name in ("tuneship.json", "tokenizer.json", "tokenizer_config.json", "eval.jsonl"):
+        shutil.copy2(tiny_checkpoint / name, other / name)
+    before = _snapshot(populated_repository)
+    with pytest.raises(ExportError, match=r"unsupported architecture 'gpt2'; the exporter supports .*bert"):
+        export_checkpoint(ExportOptions(checkpoint=other, name="clf", repository=populated_repository))
+    assert _snapshot(populated_repository) == before

@@ -14,10 +14,20 @@ from trainer.errors import TrainingError
 
 
 def load_classifier(path: Path) -> tuple[Any, Any, CheckpointInfo]:
-    """(model in eval mode, tokenizer, checkpoint info)."""
+    """(model in eval mode, tokenizer, checkpoint info); a broken checkpoint raises TrainingError naming it."""
+    info = read_checkpoint(path)
+    try:
+        return _load(path, info)
+    except TrainingError:
+        raise
+    except Exception as error:  # corrupt weights, missing files: say which checkpoint and why
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrainingError(f"{path}: cannot load the checkpoint ({type(error).__name__}: {reason})") from error
+
+
+def _load(path: Path, info: CheckpointInfo) -> tuple[Any, Any, CheckpointInfo]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    info = read_checkpoint(path)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     manifest = info.manifest
     if manifest.get("head"):

@@ -1,0 +1,49 @@
+"""Shared timing helpers for the export benchmarks (used by both venvs: plain numpy + onnxruntime)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def time_call(call: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    """Median seconds of `call` after warm-up."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def token_batch(tokenizer: Any, texts: list[str], batch: int, length: int, names: list[str]) -> dict[str, Any]:
+    """`batch` real texts, tokenized and padded (or truncated) to exactly `length` tokens."""
+    chosen = [texts[i % len(texts)] for i in range(batch)]
+    encoded = tokenizer(chosen, truncation=True, max_length=length, padding="max_length", return_tensors="np")
+    return {n: encoded[n].astype(np.int64) for n in names}
+
+
+def ort_session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def ort_accuracy(session: Any, tokenizer: Any, texts: list[str], label_ids: list[int], max_length: int,
+                 names: list[str]) -> float:
+    correct = 0
+    for start in range(0, len(texts), 64):
+        encoded = tokenizer(texts[start:start + 64], truncation=True, max_length=max_length, padding=True,
+                            return_tensors="np")
+        feeds = {n: encoded[n].astype(np.int64) for n in names if n in encoded}
+        logits = session.run(None, feeds)[0]
+        correct += int((logits.argmax(-1) == np.asarray(label_ids[start:start + 64])).sum())
+    return correct / len(texts)

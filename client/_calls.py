@@ -1,0 +1,86 @@
+"""The retry-and-deadline bookkeeping of one call, shared by the sync and asyncio clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from client.errors import DeadlineExceededError, TritonError
+from client.metrics import ClientMetrics
+from client.retry import RetryBudget, RetryPolicy
+from client.validation import triton_datatype
+
+
+class CallPlan:
+    """Tracks attempts and the deadline of one logical call; says whether and when to retry."""
+
+    def __init__(self, model: str, policy: RetryPolicy, budget: RetryBudget, timeout_s: float | None,
+                 metrics: ClientMetrics | None) -> None:
+        self.model = model
+        self.policy = policy
+        self.budget = budget
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.timeout_s = timeout_s
+        self.metrics = metrics
+        self.attempt = 0
+
+    def remaining_s(self) -> float | None:
+        """Time left for the next attempt; raises DeadlineExceededError when none is left."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceededError(
+                f"call to {self.model!r} exceeded its {self.timeout_s:g}s deadline after {self.attempt} attempt(s)")
+        return left
+
+    def start_attempt(self) -> float | None:
+        self.attempt += 1
+        return self.remaining_s()
+
+    def succeeded(self) -> None:
+        self.budget.record_success()
+
+    def retry_delay(self, error: TritonError) -> float | None:
+        """Seconds to wait before retrying `error`, or None to give up (then `error` is raised)."""
+        if not self.policy.retryable(error) or self.attempt >= self.policy.max_attempts:
+            return None
+        if not self.budget.try_spend():
+            return None
+        delay = self.policy.backoff_s(self.attempt)
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                return None
+            delay = min(delay, left)
+        if self.metrics is not None:
+            self.metrics.retries.labels(self.model, error_code(error)).inc()
+        return delay
+
+    def final_error(self, error: TritonError) -> TritonError:
+        """The error to raise, noting how many attempts were made when there were several."""
+        if self.attempt > 1:
+            error.args = (f"{error.args[0]} (after {self.attempt} attempts)",)
+        return error
+
+
+def error_code(error: TritonError) -> str:
+    """A short, bounded label for metrics: the error class."""
+    return type(error).__name__.removesuffix("Error").lower() or "error"
+
+
+def to_infer_inputs(inputs: Mapping[str, np.ndarray[Any, Any]]) -> list[Any]:
+    """numpy arrays -> tritonclient InferInput objects (str arrays become BYTES)."""
+    request = []
+    for name, array in inputs.items():
+        data = np.asarray(array)
+        if data.dtype.kind == "U":
+            data = np.char.encode(data, "utf-8").astype(np.object_)
+        tensor = grpcclient.InferInput(name, list(data.shape), triton_datatype(data))
+        tensor.set_data_from_numpy(data)
+        request.append(tensor)
+    return request

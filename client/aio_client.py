@@ -1,0 +1,161 @@
+"""The asyncio twin of TritonClient: same names, same arguments, coroutines instead of calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
+from client._calls import CallPlan, error_code, to_infer_inputs
+from client.errors import ServerUnavailableError, TritonError, from_triton_exception
+from client.grpc_client import _result
+from client.metrics import ClientMetrics
+from client.options import ClientOptions
+from client.results import Array, InferResult
+from client.retry import RetryBudget
+from client.validation import check_inputs
+
+
+class AsyncTritonClient:
+    """asyncio gRPC client for one Triton server; see TritonClient for the meaning of each method."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", options: ClientOptions | None = None,
+                 metrics: ClientMetrics | None = None, *, timeout_s: float | None = None) -> None:
+        self.url = url
+        self.options = options or ClientOptions()
+        if timeout_s is not None:
+            from dataclasses import replace
+
+            self.options = replace(self.options, timeout_s=timeout_s)
+        self.metrics = metrics
+        self.budget = self.options.retry.budget or RetryBudget()
+        self._metadata: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
+        self._client = aioclient.InferenceServerClient(url=url, **self.options.grpc_kwargs())
+
+    async def _call(self, method: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
+        timeout = timeout_s if timeout_s is not None else self.options.timeout_s
+        try:
+            return await getattr(self._client, method)(*args, headers=dict(self.options.headers) or None,
+                                                       client_timeout=timeout, **kwargs)
+        except InferenceServerException as error:
+            raise from_triton_exception(error) from error
+
+    async def is_server_live(self) -> bool:
+        try:
+            return bool(await self._call("is_server_live"))
+        except TritonError:
+            return False
+
+    async def is_server_ready(self) -> bool:
+        try:
+            return bool(await self._call("is_server_ready"))
+        except TritonError:
+            return False
+
+    async def is_model_ready(self, model: str, version: str = "") -> bool:
+        try:
+            return bool(await self._call("is_model_ready", model, version))
+        except TritonError:
+            return False
+
+    async def wait_until_ready(self, model: str | None = None, timeout_s: float = 60.0,
+                               interval_s: float = 0.25) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if await self.is_server_ready() and (model is None or await self.is_model_ready(model)):
+                return
+            await asyncio.sleep(interval_s)
+        what = f"model {model!r} on " if model else ""
+        raise ServerUnavailableError(f"{what}Triton at {self.url} was not ready within {timeout_s:.0f}s")
+
+    async def get_server_metadata(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("get_server_metadata", as_json=True)
+        return result
+
+    async def get_model_metadata(self, model: str, version: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("get_model_metadata", model, version, as_json=True)
+        return result
+
+    async def get_model_config(self, model: str, version: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("get_model_config", model, version, as_json=True)
+        config: dict[str, Any] = result.get("config", result)
+        return config
+
+    async def get_inference_statistics(self, model: str = "", version: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("get_inference_statistics", model, version, as_json=True)
+        return result
+
+    async def get_model_repository_index(self) -> list[dict[str, Any]]:
+        result: dict[str, Any] = await self._call("get_model_repository_index", as_json=True)
+        models: list[dict[str, Any]] = result.get("models", [])
+        return models
+
+    async def load_model(self, model: str) -> None:
+        await self._call("load_model", model)
+        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+
+    async def unload_model(self, model: str) -> None:
+        await self._call("unload_model", model)
+        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+
+    async def _input_spec(self, model: str, version: str) -> tuple[dict[str, Any], int]:
+        key = (model, version)
+        if key not in self._metadata:
+            metadata = await self.get_model_metadata(model, version)
+            config = await self.get_model_config(model, version)
+            self._metadata[key] = (metadata, int(config.get("max_batch_size", 0)))
+        return self._metadata[key]
+
+    async def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
+                    version: str = "", timeout_s: float | None = None, request_id: str = "",
+                    validate: bool = True) -> InferResult:
+        if validate:
+            metadata, max_batch = await self._input_spec(model, version)
+            check_inputs(model, metadata, inputs, max_batch)
+        request = to_infer_inputs(inputs)
+        requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
+        timeout = timeout_s if timeout_s is not None else self.options.timeout_s
+        plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
+        tracker = self.metrics.track(model) if self.metrics is not None else None
+        state = tracker.__enter__() if tracker is not None else {}
+        try:
+            while True:
+                remaining = plan.start_attempt()
+                try:
+                    response = await self._client.infer(
+                        model, request, model_version=version, outputs=requested, request_id=request_id,
+                        client_timeout=remaining, headers=dict(self.options.headers) or None,
+                        compression_algorithm=self.options.compression)
+                except InferenceServerException as raw:
+                    error = from_triton_exception(raw)
+                    delay = plan.retry_delay(error)
+                    if delay is None:
+                        raise plan.final_error(error) from raw
+                    await asyncio.sleep(delay)
+                    continue
+                plan.succeeded()
+                return _result(model, response, outputs)
+        except TritonError as error:
+            state["outcome"] = error_code(error)
+            if self.metrics is not None:
+                self.metrics.errors.labels(model, error_code(error)).inc()
+            raise
+        finally:
+            if tracker is not None:
+                tracker.__exit__(None, None, None)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> AsyncTritonClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
