@@ -3,6 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# Prometheus' promtool checks the rules and a real Prometheus scrapes a real Triton in the tests.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "tuneship: installing Prometheus (Debian package) for the monitoring tests ..."
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus >/dev/null
+  else
+    echo "tuneship: promtool not found and cannot apt-get install prometheus here; monitoring tests will skip" >&2
+  fi
+fi
 .venv/bin/ruff check .
 .venv/bin/mypy --strict client deploy
 .venv/bin/mypy trainer exporter

@@ -1,0 +1,157 @@
+"""Prometheus config and rules checked by promtool; every alert is made to fire and not to fire."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+PROMETHEUS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing: scripts/test.sh installs the Debian package prometheus")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    return found
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_promtool(), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_config_and_rules_are_valid() -> None:
+    checked = _run("check", "config", str(PROMETHEUS / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = _run("check", "rules", str(PROMETHEUS / "recording_rules.yml"), str(PROMETHEUS / "alert_rules.yml"))
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+
+
+def _runbooks() -> dict[str, str]:
+    groups = yaml.safe_load((PROMETHEUS / "alert_rules.yml").read_text())["groups"]
+    return {rule["alert"]: rule["annotations"]["runbook"] for group in groups for rule in group["rules"]}
+
+
+def _series(name: str, values: str | list[float]) -> dict[str, str]:
+    text = values if isinstance(values, str) else " ".join(f"{v:g}" for v in values)
+    return {"series": name, "values": text}
+
+
+def _rising_queue() -> list[float]:
+    """Cumulative queue microseconds whose per-request average climbs from 25 ms by 5 ms every 2 minutes."""
+    total, values = 0.0, []
+    for step in range(120):
+        values.append(total)
+        total += 100 * (25_000 + 5_000 * (step // 8))
+    return values
+
+
+def _flat_queue() -> list[float]:
+    return [step * 100 * 30_000.0 for step in range(120)]
+
+
+CASES: list[dict[str, Any]] = [
+    {"alert": "TritonP99LatencyOverSLO", "eval_time": "10m",
+     "series": [_series('nv_inference_request_summary_us{model="slow",version="1",quantile="0.99"}', "600000x60"),
+                _series('nv_inference_request_summary_us{model="fast",version="1",quantile="0.99"}', "100000x60")],
+     "expect": [({"model": "slow", "version": "1", "quantile": "0.99", "severity": "page"},
+                 "slow v1: server p99 latency 600 ms > 500 ms")]},
+    {"alert": "TritonP99LatencyOverSLO", "eval_time": "3m",  # over the SLO, but not for 5 minutes yet
+     "series": [_series('nv_inference_request_summary_us{model="slow",version="1",quantile="0.99"}', "600000x60")],
+     "expect": []},
+    {"alert": "ClientP99LatencyOverSLO", "eval_time": "10m",
+     "series": [_series('tuneship_client_request_duration_seconds_bucket{model="slow",outcome="ok",le="0.5"}', "0x60"),
+                _series('tuneship_client_request_duration_seconds_bucket{model="slow",outcome="ok",le="1.0"}',
+                        "0+10x60"),
+                _series('tuneship_client_request_duration_seconds_bucket{model="slow",outcome="ok",le="+Inf"}',
+                        "0+10x60"),
+                _series('tuneship_client_request_duration_seconds_bucket{model="fast",outcome="ok",le="0.05"}',
+                        "0+10x60"),
+                _series('tuneship_client_request_duration_seconds_bucket{model="fast",outcome="ok",le="+Inf"}',
+                        "0+10x60")],
+     "expect": [({"model": "slow", "severity": "page"}, "slow: p99 latency seen by clients 995 ms > 500 ms")]},
+    {"alert": "TritonErrorRatioHigh", "eval_time": "10m",
+     "series": [_series('nv_inference_request_success{model="flaky",version="2"}', "0+100x60"),
+                _series('nv_inference_request_failure{model="flaky",version="2",reason="BACKEND"}', "0+10x60"),
+                _series('nv_inference_request_success{model="healthy",version="1"}', "0+100x60")],
+     "expect": [({"model": "flaky", "version": "2", "severity": "page"}, "flaky v2: 9.091% of requests fail")]},
+    {"alert": "TritonQueueTimeGrowing", "eval_time": "29m30s",
+     "series": [_series('nv_inference_request_success{model="busy",version="1"}', "0+100x120"),
+                _series('nv_inference_queue_duration_us{model="busy",version="1"}', _rising_queue()),
+                _series('nv_inference_request_success{model="steady",version="1"}', "0+100x120"),
+                _series('nv_inference_queue_duration_us{model="steady",version="1"}', _flat_queue())],
+     "expect": [({"model": "busy", "version": "1", "severity": "ticket"},
+                 "busy v1: queue time 95 ms and rising")]},
+    {"alert": "TritonTargetDown", "eval_time": "3m",
+     "series": [_series('up{job="triton",instance="a:8002"}', "0x20"),
+                _series('up{job="triton",instance="b:8002"}', "1x20")],
+     "expect": [({"job": "triton", "instance": "a:8002", "severity": "page"},
+                 "Triton metrics endpoint a:8002 is down")]},
+    {"alert": "TritonModelNotReady", "eval_time": "18m",
+     "series": [_series('nv_inference_request_success{model="gone",version="1"}', "0+1x40"),
+                _series('nv_inference_request_success{model="stays",version="1"}', "0+1x80")],
+     "expect": [({"model": "gone", "severity": "page"},
+                 "gone disappeared from Triton's metrics (unloaded or failed to load)")]},
+    {"alert": "TritonNoTraffic", "eval_time": "20m",
+     "series": [_series('nv_inference_request_success{model="idle",version="1"}', "5x100"),
+                _series('nv_inference_request_success{model="idle_tokenizer",version="1"}', "5x100"),
+                _series('nv_inference_request_success{model="busy",version="1"}', "0+10x100")],
+     "expect": [({"model": "idle", "severity": "ticket"}, "idle has had no requests for 15 minutes")]},
+]
+
+
+def test_every_alert_fires_and_stays_quiet_as_expected(tmp_path: Path) -> None:
+    runbooks = _runbooks()
+    assert {case["alert"] for case in CASES} == set(runbooks), "each alert needs a case"
+    tests = []
+    for case in CASES:
+        expected = [{"exp_labels": labels, "exp_annotations": {
+                        "summary": summary,
+                        "runbook": runbooks[case["alert"]].replace("{{ $labels.model }}", labels.get("model", ""))}}
+                    for labels, summary in case["expect"]]
+        tests.append({"interval": "15s", "input_series": case["series"],
+                      "alert_rule_test": [{"eval_time": case["eval_time"], "alertname": case["alert"],
+                                           "exp_alerts": expected}]})
+    spec = {"rule_files": [str(PROMETHEUS / "recording_rules.yml"), str(PROMETHEUS / "alert_rules.yml")],
+            "evaluation_interval": "15s", "tests": tests}
+    path = tmp_path / "alerts_test.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = _run("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_recording_rules_compute_what_they_say(tmp_path: Path) -> None:
+    series = [
+        _series('nv_inference_request_success{model="m",version="1"}', "0+60x20"),  # 4 requests/s
+        _series('nv_inference_request_duration_us{model="m",version="1"}', "0+1200000x20"),  # 20 ms each
+        _series('nv_inference_queue_duration_us{model="m",version="1"}', "0+300000x20"),  # 5 ms each
+        _series('nv_inference_compute_infer_duration_us{model="m",version="1"}', "0+600000x20"),
+        _series('nv_inference_compute_input_duration_us{model="m",version="1"}', "0+60000x20"),
+        _series('nv_inference_compute_output_duration_us{model="m",version="1"}', "0+60000x20"),
+        _series('nv_inference_count{model="m",version="1"}', "0+240x20"),
+        _series('nv_inference_exec_count{model="m",version="1"}', "0+30x20"),
+    ]
+    expected = [
+        ("model_version:triton_request_rate:rate1m", 4.0),
+        ("model_version:triton_error_ratio:rate5m", 0.0),
+        ("model_version:triton_request_latency_ms:avg1m", 20.0),
+        ("model_version:triton_queue_latency_ms:avg1m", 5.0),
+        ("model_version:triton_compute_latency_ms:avg1m", 12.0),
+        ("model_version:triton_batch_size:avg1m", 8.0),
+    ]
+    spec = {"rule_files": [str(PROMETHEUS / "recording_rules.yml")], "evaluation_interval": "15s",
+            "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": [
+                {"expr": name, "eval_time": "4m",
+                 "exp_samples": [{"labels": f'{name}{{model="m",version="1"}}', "value": value}]}
+                for name, value in expected]}]}
+    path = tmp_path / "recording_test.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = _run("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
