@@ -59,7 +59,8 @@ def from_triton_exception(error: Exception) -> TritonError:
     message_attr = getattr(error, "message", None)
     message = str(message_attr() if callable(message_attr) else message_attr or error)
     lowered = message.lower()
-    cls = _BY_STATUS.get(status)
+    # Triton answers restricted APIs without the key with UNAVAILABLE; the message tells them apart.
+    cls = PermissionDeniedError if "restricted" in lowered and "header" in lowered else _BY_STATUS.get(status)
     if cls is None:
         if "deadline" in lowered or "timeout" in lowered:
             cls = DeadlineExceededError

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from client.aio_client import AsyncTritonClient
-from client.errors import InvalidInputError
+from client.errors import InvalidInputError, PermissionDeniedError
 from client.grpc_client import TritonClient
 from client.results import InferResult
 
@@ -25,6 +25,25 @@ class Prediction:
     label: str
     score: float
     scores: dict[str, float]
+
+
+def _classification_request(count: int) -> tuple[list[Any], list[Any]]:
+    """Zero logits for `<model>_postprocess` with Triton's classification extension asked for every class:
+    its answer lists "score:index:label" from the labels file, needing no model-config access."""
+    import tritonclient.grpc as grpcclient
+
+    tensor = grpcclient.InferInput("logits", [1, count], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, count), dtype=np.float32))
+    return [tensor], [grpcclient.InferRequestedOutput("PROBABILITIES", class_count=count)]
+
+
+def _labels_from_classification(entries: Any) -> list[str]:
+    by_index: dict[int, str] = {}
+    for entry in np.asarray(entries).reshape(-1):
+        text = entry.decode("utf-8") if isinstance(entry, bytes) else str(entry)
+        _score, index, label = text.split(":", 2)
+        by_index[int(index)] = label
+    return [by_index[i] for i in range(len(by_index))]
 
 
 def _labels_from_config(model: str, config: dict[str, Any]) -> list[str]:
@@ -67,9 +86,19 @@ class TextClassifier:
         self._labels: list[str] | None = None
 
     def labels(self) -> list[str]:
-        """Label names in class-id order, as published with the model."""
+        """Label names in class-id order, as published with the model.
+
+        Read from the ensemble's config; where the model-config API is restricted to admins, from
+        the post-processing model's labels file through Triton's classification extension instead.
+        """
         if self._labels is None:
-            self._labels = _labels_from_config(self.model, self.client.get_model_config(self.model))
+            try:
+                self._labels = _labels_from_config(self.model, self.client.get_model_config(self.model))
+            except PermissionDeniedError:
+                count = int(self.client.get_model_metadata(self.model)["outputs"][-1]["shape"][-1])
+                inputs, outputs = _classification_request(count)
+                response = self.client._call("infer", f"{self.model}_postprocess", inputs, outputs=outputs)
+                self._labels = _labels_from_classification(response.as_numpy("PROBABILITIES"))
         return self._labels
 
     def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
@@ -101,7 +130,13 @@ class AsyncTextClassifier:
 
     async def labels(self) -> list[str]:
         if self._labels is None:
-            self._labels = _labels_from_config(self.model, await self.client.get_model_config(self.model))
+            try:
+                self._labels = _labels_from_config(self.model, await self.client.get_model_config(self.model))
+            except PermissionDeniedError:
+                count = int((await self.client.get_model_metadata(self.model))["outputs"][-1]["shape"][-1])
+                inputs, outputs = _classification_request(count)
+                response = await self.client._call("infer", f"{self.model}_postprocess", inputs, outputs=outputs)
+                self._labels = _labels_from_classification(response.as_numpy("PROBABILITIES"))
         return self._labels
 
     async def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:

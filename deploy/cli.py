@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,32 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--log-verbose", type=int, default=0)
     serve.set_defaults(handler=run_serve)
 
+    serve.add_argument("--admin-key", default=None,
+                       help="restrict load/unload and model config to callers sending this key "
+                            "(header tuneship-admin-key; also read from TUNESHIP_ADMIN_KEY)")
+
+    deploy = subparsers.add_parser("deploy", help="manage models on a running Triton server")
+    actions = deploy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("status", "models and versions the server knows, with their state"),
+                         ("load", "load (or reload) a model"), ("unload", "unload a model"),
+                         ("publish", "export a checkpoint as the next version and switch the server to it")):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC endpoint")
+        parser.add_argument("--admin-key", default=None, help="key for restricted APIs (or TUNESHIP_ADMIN_KEY)")
+        if action in ("load", "unload"):
+            parser.add_argument("model")
+        if action == "publish":
+            parser.add_argument("checkpoint", type=Path)
+            parser.add_argument("--name", default="sentiment")
+            parser.add_argument("--repository", type=Path, default=Path("model_repository"),
+                                help="the repository the server serves")
+            parser.add_argument("--mode", choices=("explicit", "poll"), default="explicit",
+                                help="the server's --model-control-mode")
+            parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
+            parser.add_argument("--keep", type=int, default=3, help="versions to keep on disk")
+            parser.add_argument("--timeout", type=float, default=180.0)
+        parser.set_defaults(handler=run_deploy)
+
     metrics = subparsers.add_parser("metrics", help="print a Triton server's request counts and latency")
     metrics.add_argument("--url", default="http://127.0.0.1:8002/metrics", help="Triton metrics endpoint")
     metrics.add_argument("--model", action="append", default=[], help="only these models")
@@ -43,6 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         log_file=args.log_file,
         log_verbose=args.log_verbose,
+        admin_key=args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"),
     )
     stop = threading.Event()
 
@@ -65,6 +93,36 @@ def run_serve(args: argparse.Namespace) -> int:
                 return 1
         print("stopping Triton ...", flush=True)
     print("stopped", flush=True)
+    return 0
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    from client import ClientOptions, TritonClient
+    from deploy.server import ADMIN_HEADER
+
+    key = args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY")
+    options = ClientOptions(timeout_s=60.0, headers={ADMIN_HEADER: key} if key else {})
+    with TritonClient(args.url, options) as client:
+        if args.action == "status":
+            print(f"{'model':<32}{'version':>8}  state")
+            for entry in sorted(client.get_model_repository_index(), key=lambda e: (e["name"], e.get("version", ""))):
+                reason = f"  ({entry['reason']})" if entry.get("reason") else ""
+                print(f"{entry['name']:<32}{entry.get('version', '-'):>8}  {entry.get('state', 'UNKNOWN')}{reason}")
+        elif args.action == "load":
+            client.load_model(args.model)
+            print(f"loaded {args.model}")
+        elif args.action == "unload":
+            client.unload_model(args.model)
+            print(f"unloaded {args.model}")
+        else:
+            from deploy.publish import publish
+            from exporter import ExportOptions
+
+            result = publish(client, ExportOptions(checkpoint=args.checkpoint, name=args.name,
+                                                   repository=args.repository, precision=args.precision,
+                                                   keep=args.keep), args.mode, args.timeout)
+            print(f"serving {result.name}: " + ", ".join(f"{m} v{v}" for m, v in result.versions.items())
+                  + f" (was {', '.join(f'v{v}' for v in result.previous.values())}; {result.seconds:.0f}s)")
     return 0
 
 

@@ -29,6 +29,8 @@ from deploy.triton_install import TritonInstall
 
 ModelControlMode = Literal["none", "poll", "explicit"]
 
+ADMIN_HEADER = "tuneship-admin-key"
+RESTRICTED_APIS = "model-repository,model-config"
 _LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version (\d+): (.*?)\"?$")
 _SERVICE_FAILURE = re.compile(r"failed to start (\w+) service: (.*?)\s*\"?$")
 # Triton logs one of these per endpoint once it listens; HTTP readiness alone is not proof that
@@ -58,6 +60,8 @@ class ServeOptions:
     exit_timeout_s: int = field(default=10, metadata={"help": "grace period for in-flight requests at stop"})
     log_verbose: int = field(default=0, metadata={"help": "Triton's --log-verbose level"})
     log_file: Path | None = field(default=None, metadata={"help": "where Triton's log goes (default: temp)"})
+    admin_key: str | None = field(default=None, metadata={
+        "help": "restrict the model-repository and model-config APIs to callers sending this key"})
     extra_args: tuple[str, ...] = field(default=(), metadata={"help": "more tritonserver arguments"})
 
 
@@ -133,6 +137,11 @@ class TritonServer:
         if o.model_control_mode == "poll":
             args.append(f"--repository-poll-secs={o.repository_poll_secs}")
         args.extend(f"--load-model={name}" for name in o.load_models)
+        if o.admin_key:
+            # Load, unload, repository index and model config need the key; inference, health and
+            # metadata stay open. Same header on gRPC and HTTP.
+            args.append(f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={o.admin_key}")
+            args.append(f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={o.admin_key}")
         args.extend(o.extra_args)
         return args
 

@@ -60,3 +60,18 @@ def review_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("reviews")
     return (write_csv(folder / "train.csv", synthetic_reviews(400, seed=1)),
             write_csv(folder / "eval.csv", synthetic_reviews(60, seed=2)))
+
+
+@pytest.fixture(scope="session")
+def tiny_repository(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository holding the `tiny` sentiment ensemble (fp32), trained in seconds."""
+    from exporter import ExportOptions, export_checkpoint
+    from trainer import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("tiny-repository")
+    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+                      output=str(folder / "ckpt"), epochs=4, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16,
+                      max_length=32, seed=7))
+    export_checkpoint(ExportOptions(checkpoint=folder / "ckpt", name="tiny", repository=folder / "repo",
+                                    precision="fp32", optimize=False))
+    return folder / "repo"

@@ -37,17 +37,8 @@ TEXTS = ["a superb and moving film", "dull, tedious and lifeless", "the cast was
 
 
 @pytest.fixture(scope="module")
-def repository(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from exporter import ExportOptions, export_checkpoint
-    from trainer import TrainConfig, train
-
-    folder = tmp_path_factory.mktemp("client")
-    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
-                      output=str(folder / "ckpt"), epochs=4, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16,
-                      max_length=32, seed=7))
-    export_checkpoint(ExportOptions(checkpoint=folder / "ckpt", name="tiny", repository=folder / "repo",
-                                    precision="fp32", optimize=False))
-    return folder / "repo"
+def repository(tiny_repository: Path) -> Path:
+    return tiny_repository
 
 
 @pytest.fixture(scope="module")

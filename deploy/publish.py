@@ -1,0 +1,83 @@
+"""Hot model updates: export the next version into the served repository and make Triton serve it.
+
+A version that fails to load is removed again, so the repository keeps matching what is served,
+and the previous version goes on answering (Triton only swaps once the new one is ready).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from client import TritonClient, TritonError
+
+PublishMode = Literal["explicit", "poll"]
+
+
+class PublishError(RuntimeError):
+    """The new version was not published or did not load; the message has Triton's reason."""
+
+
+@dataclass
+class PublishResult:
+    name: str
+    versions: dict[str, int]
+    previous: dict[str, int]
+    seconds: float
+
+
+def served_versions(client: TritonClient, names: list[str]) -> dict[str, int]:
+    """The highest READY version of each model, from the repository index (0 when none)."""
+    ready: dict[str, int] = {name: 0 for name in names}
+    for entry in client.get_model_repository_index():
+        if entry.get("name") in ready and entry.get("state") == "READY" and str(entry.get("version", "")).isdigit():
+            ready[entry["name"]] = max(ready[entry["name"]], int(entry["version"]))
+    return ready
+
+
+def publish(client: TritonClient, export_options: Any, mode: PublishMode = "explicit",
+            timeout_s: float = 180.0) -> PublishResult:
+    """Export `export_options.checkpoint` as the next version and switch the running server to it."""
+    from exporter import export_checkpoint
+
+    name = export_options.name
+    models = [f"{name}_model", f"{name}_tokenizer", f"{name}_postprocess", name]
+    started = time.monotonic()
+    try:
+        previous = served_versions(client, models)
+    except TritonError as error:
+        raise PublishError(f"cannot read the server's model repository index: {error}") from None
+    report = export_checkpoint(export_options)
+    repository = Path(export_options.repository)
+    try:
+        if mode == "explicit":
+            # Loading the ensemble reloads its composing models; Triton keeps the old versions
+            # serving until the new ones are ready, and keeps them if the new ones fail.
+            client.load_model(name)
+        _wait_for(client, report.versions, timeout_s)
+    except (TritonError, PublishError) as error:
+        for model, version in report.versions.items():
+            shutil.rmtree(repository / model / str(version), ignore_errors=True)
+        still = ", ".join(f"{m} v{v}" for m, v in previous.items() if v)
+        raise PublishError(f"the new version of {name!r} did not load and was removed: {error}; "
+                           f"still serving: {still or 'nothing'}") from None
+    return PublishResult(name=name, versions=report.versions, previous=previous,
+                         seconds=time.monotonic() - started)
+
+
+def _wait_for(client: TritonClient, versions: dict[str, int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = {e["name"]: e for e in client.get_model_repository_index()
+                  if e.get("name") in versions and str(e.get("version")) == str(versions[e["name"]])}
+        failed = {n: e.get("reason", "") for n, e in states.items() if e.get("state") == "UNAVAILABLE"
+                  and e.get("reason")}
+        if failed:
+            raise PublishError("; ".join(f"{n}: {r}" for n, r in failed.items()))
+        if all(client.is_model_ready(model, str(version)) for model, version in versions.items()):
+            return
+        time.sleep(0.5)
+    raise PublishError(f"not ready within {timeout_s:.0f}s")

@@ -1,0 +1,130 @@
+"""A real Prometheus scrapes the real embedded Triton and a client's metrics under load; every recording
+rule and every dashboard panel query must return data."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from client import ClientMetrics, ModelNotReadyError, TextClassifier, TritonClient
+from deploy import ServeOptions, TritonServer, free_port
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "tuneship-triton.json"
+
+
+def _prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is missing: scripts/test.sh installs the Debian package")
+        pytest.skip("prometheus not installed")
+    return found
+
+
+def _query(port: int, expr: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def _fast_rules(source: Path, target: Path) -> Path:
+    """The same rules, evaluated every second so a short test sees them."""
+    rules = yaml.safe_load(source.read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+    target.write_text(yaml.safe_dump(rules, sort_keys=False))
+    return target
+
+
+def _panel_queries() -> list[tuple[str, str, bool]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = []
+    for panel in dashboard["panels"]:
+        gpu_only = bool(panel.get("tuneship", {}).get("gpu_only"))
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$model", ".*").replace("$version", ".*")
+            queries.append((panel["title"], expr, gpu_only))
+    return queries
+
+
+def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Path, tmp_path: Path) -> None:
+    binary = _prometheus_binary()
+    registry = CollectorRegistry()
+    metrics = ClientMetrics(registry)
+    client_port = free_port()
+    metrics.serve(client_port)
+    with TritonServer(ServeOptions(model_repository=tiny_repository, grpc_port=0, http_port=0,
+                                   metrics_port=0)) as server:
+        prometheus_port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(_fast_rules(PROMETHEUS_DIR / "recording_rules.yml", tmp_path / "recording.yml")),
+                           str(_fast_rules(PROMETHEUS_DIR / "alert_rules.yml", tmp_path / "alerts.yml"))],
+            "scrape_configs": [
+                {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{server.metrics_port}"]}]},
+                {"job_name": "tuneship-client", "static_configs": [{"targets": [f"127.0.0.1:{client_port}"]}]},
+            ],
+        }
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        process = subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
+        try:
+            stop = threading.Event()
+
+            def load() -> None:
+                with TritonClient(server.grpc_url, metrics=metrics) as client:
+                    classifier = TextClassifier(client, "tiny", batch_size=4, concurrency=2)
+                    while not stop.is_set():
+                        classifier.classify(["a superb film", "dull and bland", "gripping", "an awful mess"] * 2)
+                        # A failure now and then, so the client error panels have something to show.
+                        with contextlib.suppress(ModelNotReadyError):
+                            client.infer("tiny_missing", {"TEXT": np.array([[b"x"]], dtype=np.object_)},
+                                         validate=False)
+
+            workers = [threading.Thread(target=load) for _ in range(2)]
+            for worker in workers:
+                worker.start()
+            time.sleep(25)
+            missing = []
+            deadline = time.monotonic() + 40
+            recording = [rule["record"] for group in yaml.safe_load(
+                (PROMETHEUS_DIR / "recording_rules.yml").read_text())["groups"] for rule in group["rules"]]
+            pending = [(f"rule {name}", name, False) for name in recording] + _panel_queries()
+            while pending and time.monotonic() < deadline:
+                missing = []
+                for label, expr, gpu_only in pending:
+                    result = _query(prometheus_port, expr)  # also proves the query parses
+                    if not result and not gpu_only:
+                        missing.append((label, expr, gpu_only))
+                pending = missing
+                if pending:
+                    time.sleep(2)
+            stop.set()
+            for worker in workers:
+                worker.join()
+            assert not pending, "no data for: " + "; ".join(f"{label}: {expr}" for label, expr, _ in pending)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
