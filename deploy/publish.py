@@ -6,6 +6,7 @@ and the previous version goes on answering (Triton only swaps once the new one i
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -50,8 +51,11 @@ def publish(client: TritonClient, export_options: Any, mode: PublishMode = "expl
         previous = served_versions(client, models)
     except TritonError as error:
         raise PublishError(f"cannot read the server's model repository index: {error}") from None
-    report = export_checkpoint(export_options)
     repository = Path(export_options.repository)
+    # Configs live beside the versions, not inside them: keep the old ones to put back on failure.
+    saved = {model: (repository / model / "config.pbtxt").read_bytes() for model in models
+             if (repository / model / "config.pbtxt").is_file()}
+    report = export_checkpoint(export_options)
     try:
         if mode == "explicit":
             # Loading the ensemble reloads its composing models; Triton keeps the old versions
@@ -61,6 +65,10 @@ def publish(client: TritonClient, export_options: Any, mode: PublishMode = "expl
     except (TritonError, PublishError) as error:
         for model, version in report.versions.items():
             shutil.rmtree(repository / model / str(version), ignore_errors=True)
+        for model, config in saved.items():
+            temporary = repository / model / ".config.pbtxt.restore"
+            temporary.write_bytes(config)
+            os.replace(temporary, repository / model / "config.pbtxt")
         still = ", ".join(f"{m} v{v}" for m, v in previous.items() if v)
         raise PublishError(f"the new version of {name!r} did not load and was removed: {error}; "
                            f"still serving: {still or 'nothing'}") from None
