@@ -13,7 +13,7 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from client._calls import CallPlan, error_code, to_infer_inputs
-from client.errors import ServerUnavailableError, TritonError, from_triton_exception
+from client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
 from client.grpc_client import _result
 from client.metrics import ClientMetrics
 from client.options import ClientOptions
@@ -108,8 +108,11 @@ class AsyncTritonClient:
         key = (model, version)
         if key not in self._metadata:
             metadata = await self.get_model_metadata(model, version)
-            config = await self.get_model_config(model, version)
-            self._metadata[key] = (metadata, int(config.get("max_batch_size", 0)))
+            try:
+                max_batch = int((await self.get_model_config(model, version)).get("max_batch_size", 0))
+            except PermissionDeniedError:  # model config restricted to admins: skip the batch-limit check
+                max_batch = 0
+            self._metadata[key] = (metadata, max_batch)
         return self._metadata[key]
 
     async def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,

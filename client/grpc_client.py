@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from client._calls import CallPlan, error_code, to_infer_inputs
-from client.errors import ServerUnavailableError, TritonError, from_triton_exception
+from client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
 from client.metrics import ClientMetrics
 from client.options import ClientOptions
 from client.results import Array, InferResult
@@ -138,8 +138,11 @@ class TritonClient:
         key = (model, version)
         if key not in self._metadata:
             metadata = self.get_model_metadata(model, version)
-            config = self.get_model_config(model, version)
-            self._metadata[key] = (metadata, int(config.get("max_batch_size", 0)))
+            try:
+                max_batch = int(self.get_model_config(model, version).get("max_batch_size", 0))
+            except PermissionDeniedError:  # model config restricted to admins: skip the batch-limit check
+                max_batch = 0
+            self._metadata[key] = (metadata, max_batch)
         return self._metadata[key]
 
     def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,

@@ -6,6 +6,7 @@ and the previous version goes on answering (Triton only swaps once the new one i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -69,6 +70,10 @@ def publish(client: TritonClient, export_options: Any, mode: PublishMode = "expl
             temporary = repository / model / ".config.pbtxt.restore"
             temporary.write_bytes(config)
             os.replace(temporary, repository / model / "config.pbtxt")
+        if mode == "explicit":
+            # Models of the new version that did load (the ensemble, say) go back to the old files.
+            with contextlib.suppress(TritonError):
+                client.load_model(name)
         still = ", ".join(f"{m} v{v}" for m, v in previous.items() if v)
         raise PublishError(f"the new version of {name!r} did not load and was removed: {error}; "
                            f"still serving: {still or 'nothing'}") from None

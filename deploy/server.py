@@ -29,7 +29,9 @@ from deploy.triton_install import TritonInstall
 
 ModelControlMode = Literal["none", "poll", "explicit"]
 
-ADMIN_HEADER = "tuneship-admin-key"
+ADMIN_KEY_NAME = "tuneship-admin-key"
+# Triton checks restricted gRPC calls for the key name with this prefix; HTTP calls use the bare name.
+ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_NAME}"
 RESTRICTED_APIS = "model-repository,model-config"
 _LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version (\d+): (.*?)\"?$")
 _SERVICE_FAILURE = re.compile(r"failed to start (\w+) service: (.*?)\s*\"?$")
@@ -140,8 +142,8 @@ class TritonServer:
         if o.admin_key:
             # Load, unload, repository index and model config need the key; inference, health and
             # metadata stay open. Same header on gRPC and HTTP.
-            args.append(f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={o.admin_key}")
-            args.append(f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={o.admin_key}")
+            args.append(f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_KEY_NAME}={o.admin_key}")
+            args.append(f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_KEY_NAME}={o.admin_key}")
         args.extend(o.extra_args)
         return args
 
