@@ -20,7 +20,15 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from client import ClientMetrics, ModelNotReadyError, TextClassifier, TritonClient
+from client import (
+    ClientMetrics,
+    ClientOptions,
+    ModelNotReadyError,
+    RetryPolicy,
+    ServerUnavailableError,
+    TextClassifier,
+    TritonClient,
+)
 from deploy import ServeOptions, TritonServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -103,6 +111,12 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
                             client.infer("tiny_missing", {"TEXT": np.array([[b"x"]], dtype=np.object_)},
                                          validate=False)
 
+            # A client of a server that is down: its retries feed the retry panel.
+            dead = ClientOptions(timeout_s=5, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.01))
+            with TritonClient(f"127.0.0.1:{free_port()}", dead, metrics) as unreachable:
+                for _ in range(3):
+                    with contextlib.suppress(ServerUnavailableError):
+                        unreachable.infer("tiny", {"TEXT": np.array([[b"x"]], dtype=np.object_)}, validate=False)
             workers = [threading.Thread(target=load) for _ in range(2)]
             for worker in workers:
                 worker.start()
