@@ -6,7 +6,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from client.errors import ResourceExhaustedError, ServerUnavailableError, TritonError
+from client.errors import ModelNotReadyError, ResourceExhaustedError, ServerUnavailableError, TritonError
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,15 @@ class RetryPolicy:
     jitter: float = 0.5
     """Each back-off is scaled by a random factor in [1 - jitter, 1 + jitter]."""
     retry_resource_exhausted: bool = False
+    retry_model_not_ready: bool = False
+    """Also retry "model not ready / no available versions": what a server answers while it restarts
+    or swaps models. Off by default, since a model that is simply not deployed would be retried too."""
     budget: RetryBudget | None = field(default=None, compare=False)
 
     def retryable(self, error: TritonError) -> bool:
         if isinstance(error, ServerUnavailableError):
+            return True
+        if self.retry_model_not_ready and isinstance(error, ModelNotReadyError):
             return True
         return self.retry_resource_exhausted and isinstance(error, ResourceExhaustedError)
 

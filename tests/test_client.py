@@ -159,24 +159,34 @@ def test_server_restart_with_requests_in_flight_loses_nothing(repository: Path) 
     ports = {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port()}
     options = ServeOptions(model_repository=repository, **ports)  # type: ignore[arg-type]
     texts = [f"{TEXTS[i % len(TEXTS)]} number {i}" for i in range(240)]
-    client_options = ClientOptions(timeout_s=120, retry=RetryPolicy(max_attempts=100, initial_backoff_s=0.1,
-                                                                    max_backoff_s=0.5, budget=RetryBudget(1000)))
+    # While Triton shuts down it unloads models before closing its port ("no available versions"):
+    # a client that rides through restarts retries that too.
+    client_options = ClientOptions(timeout_s=120, retry=RetryPolicy(max_attempts=1000, initial_backoff_s=0.1,
+                                                                    max_backoff_s=0.5, retry_model_not_ready=True,
+                                                                    budget=RetryBudget(1000)))
     first = TritonServer(options).start()
     try:
         with TritonClient(first.grpc_url, client_options) as client:
             classifier = TextClassifier(client, "tiny", batch_size=2, concurrency=4)
             expected = classifier.classify(texts)
             restarted: list[TritonServer] = []
+            problems: list[BaseException] = []
 
             def restart() -> None:
-                time.sleep(0.3)
-                first.stop()
-                restarted.append(TritonServer(options).start())
+                try:
+                    time.sleep(0.3)
+                    first.stop()
+                    restarted.append(TritonServer(options).start())
+                except BaseException as error:  # surfaced below; a thread's exception is otherwise lost
+                    problems.append(error)
 
             thread = threading.Thread(target=restart)
             thread.start()
-            during = classifier.classify(texts)
-            thread.join()
+            try:
+                during = classifier.classify(texts)
+            finally:
+                thread.join()
+            assert not problems, f"restart failed: {problems}"
         assert restarted and restarted[0].running, "the server was not restarted during the test"
         assert len(during) == len(texts)
         assert [p.label for p in during] == [p.label for p in expected]
