@@ -36,7 +36,7 @@ def test_toml_recipe(tmp_path: Path) -> None:
 
 def test_default_learning_rate_depends_on_the_method() -> None:
     assert config_from_args(_parse()).resolved_learning_rate() == 5e-5
-    assert config_from_args(_parse("--method", "lora")).resolved_learning_rate() == 5e-4
+    assert config_from_args(_parse("--method", "lora")).resolved_learning_rate() == 1e-3
     assert config_from_args(_parse("--method", "lora", "--learning-rate", "1e-4")).resolved_learning_rate() == 1e-4
 
 

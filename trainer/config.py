@@ -17,7 +17,7 @@ METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix-tuning", "feature
 
 # Learning rates that work for each method when --learning-rate is not given: adapters and prompts
 # train far fewer weights and want larger steps than full fine-tuning.
-DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 5e-4, "ptuning": 1e-3, "prompt-tuning": 3e-3, "prefix-tuning": 1e-3}
+DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "ptuning": 1e-3, "prompt-tuning": 3e-3, "prefix-tuning": 1e-3}
 
 
 @dataclass
@@ -42,7 +42,7 @@ class TrainConfig:
     epochs: float = field(default=2.0, metadata={"help": "training epochs"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
     learning_rate: float | None = field(default=None, metadata={
-        "help": "peak learning rate (AdamW); default per method: full 5e-5, lora 5e-4, ptuning 1e-3, "
+        "help": "peak learning rate (AdamW); default per method: full 5e-5, lora 1e-3, ptuning 1e-3, "
                 "prompt-tuning 3e-3, prefix-tuning 1e-3"})
     batch_size: int = field(default=32, metadata={"help": "training batch size per device"})
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
