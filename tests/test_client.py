@@ -184,8 +184,10 @@ def test_server_restart_with_requests_in_flight_loses_nothing(repository: Path) 
             thread.start()
             try:
                 during = classifier.classify(texts)
-            finally:
+            except Exception as error:
                 thread.join()
+                raise AssertionError(f"requests failed ({error}); restart problems: {problems}") from error
+            thread.join()
             assert not problems, f"restart failed: {problems}"
         assert restarted and restarted[0].running, "the server was not restarted during the test"
         assert len(during) == len(texts)
