@@ -132,7 +132,12 @@ async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str]
     measured = [lat for w in windows[-3:] for lat in w[2]]
     throughput = statistics.fmean(w[0] for w in windows[-3:]) if windows else 0.0
     split = _server_split(stats_before, stats_after)
-    top = split.get(model, {})
+    top = dict(split.get(model, {}))
+    composing = [v for k, v in split.items() if k != model]
+    if composing and not top.get("queue_ms"):
+        # An ensemble queues nothing itself: its requests wait and compute in the models it is made of.
+        top["queue_ms"] = sum(v["queue_ms"] for v in composing)
+        top["compute_ms"] = sum(v["compute_ms"] for v in composing)
     return LevelResult(
         concurrency=concurrency, requests=len(measured), errors=errors, throughput_rps=round(throughput, 2),
         texts_per_second=round(throughput * batch_size, 1),

@@ -157,7 +157,7 @@ def test_retry_budget_stops_retries_during_an_outage() -> None:
 
 def test_server_restart_with_requests_in_flight_loses_nothing(repository: Path) -> None:
     ports = {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port()}
-    options = ServeOptions(model_repository=repository, **ports)  # type: ignore[arg-type]
+    options = ServeOptions(model_repository=repository, exit_timeout_s=5, **ports)  # type: ignore[arg-type]
     texts = [f"{TEXTS[i % len(TEXTS)]} number {i}" for i in range(240)]
     # While Triton shuts down it unloads models before closing its port ("no available versions"):
     # a client that rides through restarts retries that too.
