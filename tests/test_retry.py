@@ -70,3 +70,14 @@ def test_budget_is_spent_by_retries_and_refilled_by_successes() -> None:
     for _ in range(10):
         budget.record_success()
     assert budget.tokens == 2
+
+
+def test_the_client_package_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, client, client.bench, client.cli; "
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'onnxruntime', 'sklearn') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"client imported {result.stdout.strip()}"
