@@ -118,7 +118,8 @@ def apply_gate(
         if report.accuracy is not None and baseline.accuracy is not None:
             drop = 100 * (baseline.accuracy - report.accuracy)
             report.accuracy_drop_points = round(drop, 2)
-            report.passed = drop <= threshold_points
+            # Rounded: a drop of exactly the threshold passes ("more than" fails), floats notwithstanding.
+            report.passed = round(drop, 6) <= threshold_points
             report.note = (
                 f"eval accuracy {abs(drop):.2f} points {'below' if drop > 0 else 'above'} fp32 "
                 f"({'within' if report.passed else 'over'} the {threshold_points:g}-point gate)"
@@ -126,7 +127,7 @@ def apply_gate(
         else:
             # No labelled eval data: use agreement with fp32 labels as the gate instead.
             disagreement = 100 * (1 - report.label_agreement)
-            report.passed = disagreement <= threshold_points
+            report.passed = round(disagreement, 6) <= threshold_points
             report.note = (
                 f"no labelled eval data: {disagreement:.2f}% of labels differ from fp32 "
                 f"({'within' if report.passed else 'over'} the {threshold_points:g}-point gate)"
