@@ -57,7 +57,7 @@ def quantize_int8_dynamic(source: Path, target: Path, per_channel: bool) -> Path
     # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference; their outputs
     # are float, which is what DefaultTensorType tells the quantizer.
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
-                     op_types_to_quantize=["MatMul", "Attention", "Gemm"],
+                     op_types_to_quantize=["MatMul", "Attention"],
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return target
 
