@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,8 +12,26 @@ import tritonclient.grpc as grpcclient
 
 from client.errors import DeadlineExceededError, TritonError
 from client.metrics import ClientMetrics
+from client.options import ClientOptions
 from client.retry import RetryBudget, RetryPolicy
 from client.validation import triton_datatype
+
+
+class ClientState:
+    """What the sync and asyncio clients hold alike: options, metrics, the retry budget and cached metadata."""
+
+    def __init__(self, url: str, options: ClientOptions | None, metrics: ClientMetrics | None,
+                 timeout_s: float | None) -> None:
+        self.url = url
+        self.options = options or ClientOptions()
+        if timeout_s is not None:
+            self.options = replace(self.options, timeout_s=timeout_s)
+        self.metrics = metrics
+        self.budget = self.options.retry.budget or RetryBudget()
+        self._metadata: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
+
+    def _forget(self, model: str) -> None:
+        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
 
 
 class CallPlan:

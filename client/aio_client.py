@@ -12,30 +12,21 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from client._calls import CallPlan, error_code, to_infer_inputs
+from client._calls import CallPlan, ClientState, error_code, to_infer_inputs
 from client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
 from client.grpc_client import _result
 from client.metrics import ClientMetrics
 from client.options import ClientOptions
 from client.results import Array, InferResult
-from client.retry import RetryBudget
 from client.validation import check_inputs
 
 
-class AsyncTritonClient:
+class AsyncTritonClient(ClientState):
     """asyncio gRPC client for one Triton server; see TritonClient for the meaning of each method."""
 
     def __init__(self, url: str = "127.0.0.1:8001", options: ClientOptions | None = None,
                  metrics: ClientMetrics | None = None, *, timeout_s: float | None = None) -> None:
-        self.url = url
-        self.options = options or ClientOptions()
-        if timeout_s is not None:
-            from dataclasses import replace
-
-            self.options = replace(self.options, timeout_s=timeout_s)
-        self.metrics = metrics
-        self.budget = self.options.retry.budget or RetryBudget()
-        self._metadata: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
+        super().__init__(url, options, metrics, timeout_s)
         self._client = aioclient.InferenceServerClient(url=url, **self.options.grpc_kwargs())
 
     async def _call(self, method: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
@@ -98,11 +89,11 @@ class AsyncTritonClient:
 
     async def load_model(self, model: str) -> None:
         await self._call("load_model", model)
-        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+        self._forget(model)
 
     async def unload_model(self, model: str) -> None:
         await self._call("unload_model", model)
-        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+        self._forget(model)
 
     async def _input_spec(self, model: str, version: str) -> tuple[dict[str, Any], int]:
         key = (model, version)

@@ -14,16 +14,15 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client._calls import CallPlan, error_code, to_infer_inputs
+from client._calls import CallPlan, ClientState, error_code, to_infer_inputs
 from client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
 from client.metrics import ClientMetrics
 from client.options import ClientOptions
 from client.results import Array, InferResult
-from client.retry import RetryBudget
 from client.validation import check_inputs
 
 
-class TritonClient:
+class TritonClient(ClientState):
     """Synchronous gRPC client for one Triton server.
 
     Args:
@@ -34,15 +33,7 @@ class TritonClient:
 
     def __init__(self, url: str = "127.0.0.1:8001", options: ClientOptions | None = None,
                  metrics: ClientMetrics | None = None, *, timeout_s: float | None = None) -> None:
-        self.url = url
-        self.options = options or ClientOptions()
-        if timeout_s is not None:
-            from dataclasses import replace
-
-            self.options = replace(self.options, timeout_s=timeout_s)
-        self.metrics = metrics
-        self.budget = self.options.retry.budget or RetryBudget()
-        self._metadata: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
+        super().__init__(url, options, metrics, timeout_s)
         self._client = grpcclient.InferenceServerClient(url=url, **self.options.grpc_kwargs())
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -125,12 +116,12 @@ class TritonClient:
     def load_model(self, model: str) -> None:
         """Load or reload `model` (explicit model-control mode)."""
         self._call("load_model", model)
-        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+        self._forget(model)
 
     def unload_model(self, model: str) -> None:
         """Unload `model` (explicit model-control mode)."""
         self._call("unload_model", model)
-        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+        self._forget(model)
 
     # -- inference --------------------------------------------------------------------------------
 
