@@ -89,3 +89,20 @@ def test_prefix_tuning_on_an_encoder_is_refused_clearly(tiny_bert: Path, review_
 def test_unknown_lora_targets_are_named(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"LoRA target modules \['q_proj'\] do not exist"):
         _train(tiny_bert, review_files, tmp_path / "lora", "lora", lora_targets="q_proj")
+
+
+def test_evaluate_command_prints_and_saves_the_metrics(tiny_bert: Path, review_files: tuple[Path, Path],
+                                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy.dispatch import main
+
+    checkpoint = _train(tiny_bert, review_files, tmp_path / "full", "full")
+    code = main(["evaluate", str(checkpoint), "--data", str(review_files[1]), "--json", str(tmp_path / "m.json")])
+    printed = capsys.readouterr().out
+    assert code == 0
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert f"accuracy {saved['accuracy']:.4f}" in printed
+    assert "confusion matrix" in printed and saved["examples"] == 60
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("text,label\ngood film,neutral\n")
+    assert main(["evaluate", str(checkpoint), "--data", str(wrong)]) == 2
+    assert "labels ['neutral'] are not labels of" in capsys.readouterr().err
