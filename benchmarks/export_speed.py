@@ -9,7 +9,6 @@ with the same real texts and threads, and their accuracy on the checkpoint's eva
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -20,16 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from onnx_timing import ort_accuracy, ort_session, time_call, token_batch
+from onnx_timing import benchmark_arguments, ort_accuracy, ort_session, time_call, token_batch
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--eval-samples", type=int, default=1000)
-    args = parser.parse_args()
+    args = benchmark_arguments()
 
     import torch
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def benchmark_arguments() -> argparse.Namespace:
+    """The options both export benchmarks take, so their runs stay comparable."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-samples", type=int, default=1000)
+    return parser.parse_args()
 
 
 def time_call(call: Callable[[], Any], repeats: int, warmup: int = 2) -> float:

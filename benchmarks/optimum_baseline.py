@@ -9,7 +9,6 @@ AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True); measured 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -18,16 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from onnx_timing import ort_accuracy, ort_session, time_call, token_batch
+from onnx_timing import benchmark_arguments, ort_accuracy, ort_session, time_call, token_batch
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--eval-samples", type=int, default=1000)
-    args = parser.parse_args()
+    args = benchmark_arguments()
 
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig

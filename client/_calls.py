@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -56,6 +57,20 @@ class CallPlan:
             raise DeadlineExceededError(
                 f"call to {self.model!r} exceeded its {self.timeout_s:g}s deadline after {self.attempt} attempt(s)")
         return left
+
+    @contextmanager
+    def tracked(self) -> Iterator[None]:
+        """Record the whole call (retries included) in the client metrics: duration, outcome, errors."""
+        if self.metrics is None:
+            yield
+            return
+        with self.metrics.track(self.model) as state:
+            try:
+                yield
+            except TritonError as error:
+                state["outcome"] = error_code(error)
+                self.metrics.errors.labels(self.model, error_code(error)).inc()
+                raise
 
     def start_attempt(self) -> float | None:
         self.attempt += 1

@@ -12,7 +12,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from client._calls import CallPlan, ClientState, error_code, to_infer_inputs
+from client._calls import CallPlan, ClientState, to_infer_inputs
 from client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
 from client.grpc_client import _result
 from client.metrics import ClientMetrics
@@ -116,9 +116,7 @@ class AsyncTritonClient(ClientState):
         requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
         timeout = timeout_s if timeout_s is not None else self.options.timeout_s
         plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
-        tracker = self.metrics.track(model) if self.metrics is not None else None
-        state = tracker.__enter__() if tracker is not None else {}
-        try:
+        with plan.tracked():
             while True:
                 remaining = plan.start_attempt()
                 try:
@@ -135,14 +133,6 @@ class AsyncTritonClient(ClientState):
                     continue
                 plan.succeeded()
                 return _result(model, response, outputs)
-        except TritonError as error:
-            state["outcome"] = error_code(error)
-            if self.metrics is not None:
-                self.metrics.errors.labels(model, error_code(error)).inc()
-            raise
-        finally:
-            if tracker is not None:
-                tracker.__exit__(None, None, None)
 
     async def close(self) -> None:
         await self._client.close()

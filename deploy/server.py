@@ -198,14 +198,14 @@ class TritonServer:
             code = process.poll()
             if code is not None:
                 raise ServerError(f"Triton exited with code {code} while starting: {self.failure_reason()}")
-            failures = self.load_failures()
+            log = self.log_text()
+            failures = self.load_failures(log)
             if failures:
                 details = "; ".join(f"model '{m}' failed to load: {r}" for m, r in failures.items())
                 raise ServerError(f"Triton could not load a model: {details} (log: {self.log_path})")
-            service_failures = self.service_failures()
+            service_failures = self.service_failures(log)
             if service_failures:
                 raise ServerError(f"Triton could not start: {'; '.join(service_failures)}")
-            log = self.log_text()
             if all(marker in log for marker in _STARTED) and self.is_ready():
                 return
             time.sleep(0.2)
@@ -214,20 +214,20 @@ class TritonServer:
             + "\n".join(self.log_text().splitlines()[-15:])
         )
 
-    def load_failures(self) -> dict[str, str]:
-        """Models that failed to load, with Triton's reason, from the server log."""
+    def load_failures(self, log: str | None = None) -> dict[str, str]:
+        """Models that failed to load, with Triton's reason, from the server log (or `log`, already read)."""
         failures: dict[str, str] = {}
-        for line in self.log_text().splitlines():
+        for line in (self.log_text() if log is None else log).splitlines():
             match = _LOAD_FAILURE.search(line)
             if match:
                 reason = match.group(3).replace("\\n", " ").strip()
                 failures[match.group(1)] = re.sub(r"\s+At:.*$", "", reason)
         return failures
 
-    def service_failures(self) -> list[str]:
+    def service_failures(self, log: str | None = None) -> list[str]:
         """Endpoints that failed to start (a taken port, usually), in Triton's words plus a hint."""
         messages = []
-        for line in self.log_text().splitlines():
+        for line in (self.log_text() if log is None else log).splitlines():
             match = _SERVICE_FAILURE.search(line)
             if match:
                 service, reason = match.group(1), match.group(2).strip()
@@ -238,13 +238,14 @@ class TritonServer:
 
     def failure_reason(self) -> str:
         """The most useful explanation the log gives for a failed start."""
-        failures = self.load_failures()
+        log = self.log_text()
+        failures = self.load_failures(log)
         if failures:
             return "; ".join(f"model '{m}' failed to load: {r}" for m, r in failures.items())
-        services = self.service_failures()
+        services = self.service_failures(log)
         if services:
             return "; ".join(services)
-        lines = self.log_text().splitlines()
+        lines = log.splitlines()
         errors = [line.strip() for line in lines if _ERROR_LINE.match(line.strip())]
         if errors:
             return " | ".join(errors[-3:])

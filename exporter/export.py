@@ -145,7 +145,7 @@ def _build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: An
                                              use_gpu=options.target == "gpu")
             fused = fused_operators(optimized)
             description = "fused: " + (", ".join(f"{n} x{c}" for n, c in sorted(fused.items())) or "none")
-            variants.append(Variant("fp32-optimized", optimized, "fp32", description))
+            variants.append(Variant("fp32-optimized", optimized, "fp32", description, fused))
             base_for_fp16 = optimized
         except Exception as error:  # report, don't fail: the plain graph is still publishable
             print(f"note: transformer optimizer failed ({error}); continuing without fusions")
@@ -238,8 +238,7 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
                 print(f"note: {variant.name} cannot run on this machine's CPU: {str(error).splitlines()[0][:200]}")
                 reports.append(unmeasured(variant, "cannot run on this machine's CPU; not evaluated"))
                 continue
-            if variant.name == "fp32-optimized":
-                report.fused_operators = fused_operators(variant.path)
+            report.fused_operators = variant.fused_operators
             reports.append(report)
         apply_gate(reports, reports[0], options.accuracy_threshold, options.tolerance)
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ class Variant:
     path: Path
     precision: str  # fp32, fp16, int8
     description: str
+    fused_operators: dict[str, int] = field(default_factory=dict)
 
 
 def optimize_transformer(source: Path, target: Path, model_type: str, num_heads: int, hidden_size: int,

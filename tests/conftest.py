@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+def require_tool(name: str) -> str:
+    """Path of a command the test needs; missing fails under CI (scripts/test.sh installs it), else skips."""
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: scripts/test.sh installs the Debian package prometheus")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return found
+
 
 POSITIVE = ["great", "wonderful", "superb", "moving", "brilliant", "delightful", "charming", "gripping"]
 NEGATIVE = ["awful", "dull", "boring", "terrible", "tedious", "bland", "clumsy", "lifeless"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from conftest import require_tool
 from prometheus_client import CollectorRegistry
 
 from client import (
@@ -35,15 +34,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "tuneship-triton.json"
-
-
-def _prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing: scripts/test.sh installs the Debian package")
-        pytest.skip("prometheus not installed")
-    return found
 
 
 def _query(port: int, expr: str) -> list[dict[str, Any]]:
@@ -76,7 +66,7 @@ def _panel_queries() -> list[tuple[str, str, bool]]:
 
 
 def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Path, tmp_path: Path) -> None:
-    binary = _prometheus_binary()
+    binary = require_tool("prometheus")
     registry = CollectorRegistry()
     metrics = ClientMetrics(registry)
     client_port = free_port()

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from conftest import require_tool
 
 PROMETHEUS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 
 
-def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing: scripts/test.sh installs the Debian package prometheus")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return found
-
-
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_promtool(), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([require_tool("promtool"), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_config_and_rules_are_valid() -> None:
