@@ -17,9 +17,11 @@ def register(subparsers: Any) -> None:
                         help="auto: on CPU the fastest variant that passes the accuracy gate, on GPU fp16")
     export.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="skip ONNX Runtime's transformer fusions")
-    export.add_argument("--int8-mode", choices=("dynamic", "static", "both"), default="both",
-                        help="int8 flavours to build and compare")
-    export.add_argument("--per-channel", action="store_true", help="int8: per-channel weight scales")
+    export.add_argument("--int8-mode", choices=("dynamic", "static", "both"), default="dynamic",
+                        help="int8 flavours to build and compare (static QDQ is slower and less accurate on CPU "
+                             "for these encoders, so it is opt-in)")
+    export.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                        help="int8: per-channel weight scales (default on)")
     export.add_argument("--accuracy-threshold", type=float, default=1.0,
                         help="largest eval-accuracy drop (points) a non-fp32 variant may have")
     export.add_argument("--force", action="store_true", help="publish the requested precision even if it fails")
@@ -35,6 +37,10 @@ def register(subparsers: Any) -> None:
     export.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), default=None,
                         help="default: KIND_CPU for --target cpu, KIND_GPU for --target gpu")
     export.add_argument("--intra-op-threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    export.add_argument("--engine-opt-batch", type=int, default=None,
+                        help="--target gpu with TensorRT: profile batch size to tune for (default: max batch / 2)")
+    export.add_argument("--engine-opt-sequence", type=int, default=None,
+                        help="--target gpu with TensorRT: profile sequence length to tune for (default: max / 2)")
     export.add_argument("--versions", type=int, default=1, help="how many latest versions Triton serves")
     export.set_defaults(handler=run_export)
 
@@ -53,5 +59,6 @@ def run_export(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,
         tolerance=args.tolerance, precision=args.precision, target=args.target, optimize=args.optimize,
         int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
-        gate_samples=args.gate_samples, force=args.force, keep=args.keep, serving=serving))
+        gate_samples=args.gate_samples, force=args.force, keep=args.keep, serving=serving,
+        engine_opt_batch=args.engine_opt_batch, engine_opt_sequence=args.engine_opt_sequence))
     return 0

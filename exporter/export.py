@@ -15,6 +15,7 @@ from exporter.model_configs import (
     ensemble_config,
     onnx_model_config,
     postprocess_config,
+    tensorrt_model_config,
     tokenizer_config,
 )
 from exporter.onnx_export import export_onnx
@@ -22,10 +23,12 @@ from exporter.repository import check_model_name, publish_version
 from exporter.selection import VariantReport, apply_gate, choose, format_table, measure, unmeasured
 from exporter.validation import ValidationResult, torch_logits, validate
 from exporter.variants import (
+    GRAPH_LEVEL_BASIC,
     Variant,
     convert_fp16,
     fused_operators,
     optimize_transformer,
+    ort_offline_optimize,
     quantize_int8_dynamic,
     quantize_int8_static,
 )
@@ -53,15 +56,21 @@ class ExportOptions:
         "help": "auto (fastest variant that passes the gate on CPU, fp16 on GPU), fp32, fp16 or int8"})
     target: str = field(default="cpu", metadata={"help": "cpu or gpu: where Triton will run the model"})
     optimize: bool = field(default=True, metadata={"help": "apply ONNX Runtime transformer fusions"})
-    int8_modes: tuple[str, ...] = field(default=("dynamic", "static"), metadata={
-        "help": "int8 flavours to try: dynamic (weights only) and static (QDQ, calibrated on training texts)"})
-    per_channel: bool = field(default=False, metadata={"help": "int8: per-channel weight scales"})
+    int8_modes: tuple[str, ...] = field(default=("dynamic",), metadata={
+        "help": "int8 flavours to try: dynamic (weights only) and static (QDQ, calibrated on training texts; on "
+                "CPU slower and less accurate than dynamic for these encoders, so opt-in)"})
+    per_channel: bool = field(default=True, metadata={"help": "int8: per-channel weight scales"})
     accuracy_threshold: float = field(default=1.0, metadata={
         "help": "largest allowed eval-accuracy drop (points) of a non-fp32 variant vs fp32"})
     gate_samples: int = field(default=1000, metadata={"help": "eval texts used by the accuracy gate"})
     calibration_samples: int = field(default=128, metadata={"help": "training texts used to calibrate static int8"})
     force: bool = field(default=False, metadata={"help": "publish the requested precision even if it fails the gate"})
     keep: int | None = field(default=None, metadata={"help": "keep only the newest N versions of each model"})
+    engine_opt_batch: int | None = field(default=None, metadata={
+        "help": "TensorRT profile: the batch size kernels are tuned for (default: half of max batch)"})
+    engine_opt_sequence: int | None = field(default=None, metadata={
+        "help": "TensorRT profile: the sequence length kernels are tuned for (default: half of max length)"})
+    engine_workspace_bytes: int = field(default=1 << 30, metadata={"help": "TensorRT builder workspace"})
     serving: ServingOptions = field(default_factory=ServingOptions)
 
 
@@ -134,52 +143,101 @@ def _encoder_shape(model: Any) -> tuple[str, int, int]:
             int(getattr(config, "hidden_size", 0)))
 
 
-def _build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any, tokenizer: Any,
+def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any, tokenizer: Any,
                     input_names: list[str], checkpoint: Any) -> list[Variant]:
     variants = [Variant("fp32", fp32, "fp32", "torch.onnx export, no fusions")]
     fusion_type, heads, hidden = _encoder_shape(model)
-    base_for_fp16 = fp32
+    on_cpu = options.target == "cpu"
+    fused: Path | None = None
     if options.optimize and fusion_type:
         try:
-            optimized = optimize_transformer(fp32, workdir / "optimized.onnx", fusion_type, heads, hidden,
-                                             use_gpu=options.target == "gpu")
-            fused = fused_operators(optimized)
-            description = "fused: " + (", ".join(f"{n} x{c}" for n, c in sorted(fused.items())) or "none")
-            variants.append(Variant("fp32-optimized", optimized, "fp32", description, fused))
-            base_for_fp16 = optimized
+            fused = optimize_transformer(fp32, workdir / "fused.onnx", fusion_type, heads, hidden, use_gpu=not on_cpu)
+            counts = fused_operators(fused)
+            description = "fused: " + (", ".join(f"{n} x{c}" for n, c in sorted(counts.items())) or "none")
+            if on_cpu:
+                optimized = ort_offline_optimize(fused, workdir / "optimized.onnx")
+                variants.append(Variant("fp32-optimized", optimized, "fp32", description + ", ORT offline",
+                                        counts, graph_level=GRAPH_LEVEL_BASIC))
+            else:
+                variants.append(Variant("fp32-optimized", fused, "fp32", description, counts))
         except Exception as error:  # report, don't fail: the plain graph is still publishable
             print(f"note: transformer optimizer failed ({error}); continuing without fusions")
-    wants_int8 = options.precision == "int8" or (options.precision == "auto" and options.target == "cpu")
-    wants_fp16 = options.precision == "fp16" or (options.precision == "auto" and options.target == "gpu")
+            fused = None
+    wants_int8 = options.precision == "int8" or (options.precision == "auto" and on_cpu)
+    wants_fp16 = options.precision == "fp16" or (options.precision == "auto" and not on_cpu)
     if wants_int8:
         if "dynamic" in options.int8_modes:
-            # The unfused graph: on MiniLM it quantizes faster and loses less than the fused one
-            # (BENCHMARKS.md); ONNX Runtime fuses the quantized MatMuls at session creation.
+            # The fused graph: its Attention becomes QAttention (int8 Q/K/V projection in one op).
             try:
-                path = quantize_int8_dynamic(fp32, workdir / "int8-dynamic.onnx", options.per_channel)
-                variants.append(Variant("int8-dynamic", path, "int8", "dynamic int8 MatMul weights"
-                                        f"{', per channel' if options.per_channel else ''}"))
+                quantized = quantize_int8_dynamic(fused or fp32, workdir / "int8-dynamic.q.onnx", options.per_channel)
+                path = ort_offline_optimize(quantized, workdir / "int8-dynamic.onnx")
+                variants.append(Variant(
+                    "int8-dynamic", path, "int8",
+                    f"dynamic int8 weights{' per channel' if options.per_channel else ''} on the "
+                    f"{'fused' if fused else 'plain'} graph, ORT offline", graph_level=GRAPH_LEVEL_BASIC))
             except Exception as error:
                 print(f"note: dynamic int8 quantization failed ({error}); continuing without it")
         if "static" in options.int8_modes:
-            import numpy as np
-
-            texts = _calibration_texts(checkpoint, options.calibration_samples)
-            batches = []
-            for start in range(0, len(texts), 16):
-                encoded = tokenizer(texts[start:start + 16], truncation=True, max_length=checkpoint.max_length,
-                                    padding=True, return_tensors="np")
-                batches.append({n: encoded[n].astype(np.int64) for n in input_names})
-            try:
-                path = quantize_int8_static(fp32, workdir / "int8-static.onnx", batches, options.per_channel)
-                variants.append(Variant("int8-static", path, "int8",
-                                        f"static QDQ int8, calibrated on {len(texts)} training texts"))
-            except Exception as error:
-                print(f"note: static int8 quantization failed ({error}); continuing without it")
+            static = _static_int8(options, fp32, workdir, tokenizer, input_names, checkpoint)
+            if static is not None:
+                variants.append(static)
     if wants_fp16:
-        path = convert_fp16(base_for_fp16, workdir / "fp16.onnx", fused=base_for_fp16 != fp32)
+        path = convert_fp16(fused or fp32, workdir / "fp16.onnx", fused=fused is not None)
         variants.append(Variant("fp16", path, "fp16", "fp16 compute, fp32 inputs/outputs, norms/softmax in fp32"))
     return variants
+
+
+def _static_int8(options: ExportOptions, fp32: Path, workdir: Path, tokenizer: Any, input_names: list[str],
+                 checkpoint: Any) -> Variant | None:
+    import numpy as np
+
+    texts = _calibration_texts(checkpoint, options.calibration_samples)
+    batches = []
+    for start in range(0, len(texts), 16):
+        encoded = tokenizer(texts[start:start + 16], truncation=True, max_length=checkpoint.max_length,
+                            padding=True, return_tensors="np")
+        batches.append({n: encoded[n].astype(np.int64) for n in input_names})
+    try:
+        path = quantize_int8_static(fp32, workdir / "int8-static.onnx", batches, options.per_channel)
+    except Exception as error:
+        print(f"note: static int8 quantization failed ({error}); continuing without it")
+        return None
+    return Variant("int8-static", path, "int8", f"static QDQ int8, calibrated on {len(texts)} training texts")
+
+
+ENGINE_PRECISION = {"auto": "FP16", "fp16": "FP16", "int8": "INT8", "fp32": "FP32"}
+
+
+def _tensorrt_variants(options: ExportOptions, fp32: Path, workdir: Path, variants: list[Variant], tokenizer: Any,
+                       input_names: list[str], checkpoint: Any) -> tuple[list[Variant], str]:
+    """A `tensorrt_plan` engine where TensorRT and a GPU exist; otherwise nothing, and the reason."""
+    from exporter.tensorrt_engine import build_engine, default_profile, tensorrt_unavailable
+
+    missing = tensorrt_unavailable()
+    if missing is not None:
+        return [], (f"no standalone TensorRT engine: {missing}; the ONNX model is published with ONNX Runtime's "
+                    "TensorRT accelerator, which builds (and caches) the engine on the GPU at load time")
+    precision = ENGINE_PRECISION[options.precision]
+    source = fp32
+    if precision == "INT8":  # explicit quantization: TensorRT reads the scales from a QDQ graph
+        static = next((v for v in variants if v.name == "int8-static"), None) or _static_int8(
+            options, fp32, workdir, tokenizer, input_names, checkpoint)
+        if static is None:
+            return [], "no TensorRT INT8 engine: static QDQ quantization failed"
+        source = static.path
+    # At least 64: the gate runs batches of 64 through the engine; Triton may still cap batches lower.
+    profile = default_profile(max(options.serving.max_batch_size, 64), checkpoint.max_length,
+                              options.engine_opt_batch, options.engine_opt_sequence)  # bad values: an error
+    try:
+        built = build_engine(source, workdir / "model.plan", input_names, profile, precision,
+                             options.engine_workspace_bytes)
+    except ExportError as error:
+        return [], f"TensorRT engine not built: {error}"
+    variant = Variant(f"tensorrt-{precision.lower()}", workdir / "model.plan", precision.lower(),
+                      f"TensorRT {built['tensorrt']} {precision} engine for {built['gpu']}, profile batch "
+                      f"1/{profile.opt_batch}/{profile.max_batch}, sequence 1/{profile.opt_sequence}/"
+                      f"{profile.max_sequence}", format="tensorrt_plan", profile=profile)
+    return [variant], f"TensorRT {precision} engine built ({built['gpu']})"
 
 
 def export_checkpoint(options: ExportOptions) -> ExportReport:
@@ -225,7 +283,13 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
         if not result.passed:
             raise ExportError(_validation_failure(result))
 
-        variants = _build_variants(options, fp32_path, workdir, graph_model, tokenizer, input_names, checkpoint)
+        variants = build_variants(options, fp32_path, workdir, graph_model, tokenizer, input_names, checkpoint)
+        engine_note = ""
+        if options.target == "gpu":
+            engines, engine_note = _tensorrt_variants(options, fp32_path, workdir, variants, tokenizer, input_names,
+                                                      checkpoint)
+            variants += engines
+            print(f"note: {engine_note}")
         label_index = {label: i for i, label in enumerate(labels)}
         gate_texts = eval_texts[:options.gate_samples]
         gate_ids = [label_index[x] for x in eval_labels[:options.gate_samples]] if eval_labels else None
@@ -243,12 +307,14 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
         apply_gate(reports, reports[0], options.accuracy_threshold, options.tolerance)
         try:
             chosen, reason = choose(reports, options.precision, options.target, options.force)
+            if engine_note:
+                reason += f"; {engine_note}"
         except ValueError as error:
             print(format_table(reports, chosen=""))
             raise ExportError(f"not published: {error}") from None
         print(format_table(reports, chosen.name))
-        chosen_path = next(v.path for v in variants if v.name == chosen.name)
-        versions = _publish(options, name, checkpoint, tokenizer, input_names, chosen_path, labels)
+        chosen_variant = next(v for v in variants if v.name == chosen.name)
+        versions = _publish(options, name, checkpoint, tokenizer, input_names, chosen_variant, labels)
         export_report = ExportReport(
             name=name, repository=str(options.repository), versions=versions, target=options.target,
             chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports], validation=asdict(result),
@@ -279,15 +345,17 @@ PYTHON_MODEL_REQUIREMENTS = {
 
 
 def _publish(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any, input_names: list[str],
-             onnx_path: Path, labels: list[str]) -> dict[str, int]:
+             variant: Variant, labels: list[str]) -> dict[str, int]:
     repo, serving = options.repository, options.serving
     if options.target == "gpu" and serving.instance_kind == "KIND_CPU":
         serving = ServingOptions(**{**asdict(serving), "instance_kind": "KIND_GPU"})
     pad_token = tokenizer.pad_token or "[PAD]"
     pad_id = int(tokenizer.pad_token_id or 0)
 
+    engine = variant.format == "tensorrt_plan"
+
     def fill_model(target: Path) -> None:
-        shutil.copy2(onnx_path, target / "model.onnx")
+        shutil.copy2(variant.path, target / ("model.plan" if engine else "model.onnx"))
 
     def fill_tokenizer(target: Path) -> None:
         shutil.copy2(TRITON_MODELS / "tokenizer.py", target / "model.py")
@@ -301,8 +369,14 @@ def _publish(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any,
         (target / "README").write_text(f"ensemble of {name}_tokenizer, {name}_model, {name}_postprocess\n")
 
     num_labels = len(labels)
-    model_config = onnx_model_config(f"{name}_model", input_names, num_labels, serving)
-    if options.target == "gpu":
+    if engine:
+        model_config = tensorrt_model_config(f"{name}_model", input_names, num_labels, serving,
+                                             profile_max_batch=variant.profile.max_batch,
+                                             warmup_length=min(16, variant.profile.max_sequence))
+    else:
+        model_config = onnx_model_config(f"{name}_model", input_names, num_labels, serving,
+                                         graph_level=variant.graph_level)
+    if options.target == "gpu" and not engine:
         from exporter.model_configs import add_tensorrt_accelerator
 
         add_tensorrt_accelerator(model_config, "FP16" if options.precision in ("auto", "fp16") else "FP32")

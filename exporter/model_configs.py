@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -48,9 +48,33 @@ def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad
 
 
 def onnx_model_config(name: str, input_names: Sequence[str], num_labels: int, options: ServingOptions,
-                      warmup_length: int = 16) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=options.max_batch_size,
-                            default_model_filename="model.onnx")
+                      warmup_length: int = 16, graph_level: int = 0) -> mc.ModelConfig:
+    """`graph_level` -1 (basic) serves a graph the exporter already optimized exactly as it was measured."""
+    config = _token_model_config(name, "onnxruntime_onnx", "model.onnx", input_names, num_labels, options,
+                                 warmup_length)
+    if graph_level:
+        config.optimization.graph.level = graph_level
+    if options.intra_op_threads:
+        config.parameters["intra_op_thread_count"].string_value = str(options.intra_op_threads)
+    return config
+
+
+def tensorrt_model_config(name: str, input_names: Sequence[str], num_labels: int, options: ServingOptions,
+                          profile_max_batch: int, warmup_length: int = 16) -> mc.ModelConfig:
+    """A serialized TensorRT engine (model.plan); Triton refuses a max_batch_size above the profile's."""
+    if options.max_batch_size > profile_max_batch:
+        raise ValueError(f"max_batch_size {options.max_batch_size} exceeds the engine profile's maximum batch "
+                         f"{profile_max_batch}")
+    if options.instance_kind != "KIND_GPU":
+        options = replace(options, instance_kind="KIND_GPU")
+    return _token_model_config(name, "tensorrt_plan", "model.plan", input_names, num_labels, options,
+                               warmup_length)
+
+
+def _token_model_config(name: str, platform: str, filename: str, input_names: Sequence[str], num_labels: int,
+                        options: ServingOptions, warmup_length: int) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, platform=platform, max_batch_size=options.max_batch_size,
+                            default_model_filename=filename)
     for input_name in input_names:
         config.input.add(name=input_name, data_type=mc.TYPE_INT64, dims=[-1])
     config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=[num_labels])
@@ -58,8 +82,6 @@ def onnx_model_config(name: str, input_names: Sequence[str], num_labels: int, op
     config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
     _instance_group(config, options.instance_kind, options.instance_count)
     _latest(config, options.versions_to_serve)
-    if options.intra_op_threads:
-        config.parameters["intra_op_thread_count"].string_value = str(options.intra_op_threads)
     warmup = config.model_warmup.add(name="warmup", batch_size=1)
     for input_name in input_names:
         tensor = warmup.inputs[input_name]

@@ -7,6 +7,8 @@ trainer needs transformers 5; torch.onnx's TorchScript exporter handles these en
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,26 @@ class _LogitsOnly:
         return Wrapper(model)
 
 
+@contextmanager
+def eager_attention(model: Any) -> Iterator[None]:
+    """Trace the plain matmul-softmax attention instead of SDPA, restoring the model's choice afterwards.
+
+    transformers 5 routes BERT-like attention through scaled_dot_product_attention, which traces to a
+    graph (IsNaN/Where masking) that ONNX Runtime's transformer optimizer does not recognise: no
+    Attention fusion, hence no QAttention for int8. The eager path traces to the pattern it fuses.
+    """
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None),
+                                                                         "_attn_implementation")}
+    before = {key: config._attn_implementation for key, config in configs.items()}
+    try:
+        for config in configs.values():
+            config._attn_implementation = "eager"
+        yield
+    finally:
+        for key, config in configs.items():
+            config._attn_implementation = before[key]
+
+
 def model_input_names(tokenizer: Any) -> list[str]:
     """The token tensors the model takes, in a fixed order (token_type_ids only where the model has them)."""
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
@@ -55,7 +77,7 @@ def export_onnx(model: Any, tokenizer: Any, path: Path, opset: int = 17) -> list
     # The wrapper must be in eval mode too: the exporter restores the wrapper's mode afterwards, and a
     # wrapper left in training mode would switch the wrapped model's dropout back on.
     wrapper = _LogitsOnly(model).eval()
-    with warnings.catch_warnings(), torch.inference_mode():
+    with warnings.catch_warnings(), torch.inference_mode(), eager_attention(model):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, args, str(path), input_names=names, output_names=["logits"], dynamic_axes=dynamic_axes,

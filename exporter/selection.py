@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from exporter.validation import onnx_logits
-from exporter.variants import Variant
+from exporter.variants import Variant, session_options
 
 
 @dataclass
@@ -30,10 +30,16 @@ class VariantReport:
     fused_operators: dict[str, int] = field(default_factory=dict)
 
 
-def _session(path: Any) -> Any:
+def _session(variant: Variant) -> Any:
+    """A session configured the way Triton will run the variant, so the figures are the served ones."""
+    if variant.format == "tensorrt_plan":
+        from exporter.tensorrt_engine import EngineSession
+
+        return EngineSession(variant.path, variant.profile)
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(variant.path), session_options(variant.graph_level),
+                                providers=["CPUExecutionProvider"])
 
 
 def latency_ms(
@@ -69,7 +75,7 @@ def measure(
     max_length: int,
 ) -> tuple[VariantReport, np.ndarray[Any, Any] | None]:
     """Figures for one variant; also returns its predictions on the gate texts."""
-    session = _session(variant.path)
+    session = _session(variant)
     logits = onnx_logits(session, tokenizer, input_names, validation_texts, max_length)
     diff = float(np.abs(logits - reference).max())
     agreement = float((logits.argmax(-1) == reference.argmax(-1)).mean())
@@ -142,6 +148,9 @@ def choose(reports: list[VariantReport], precision: str, target: str, force: boo
 
     if precision == "auto":
         if target == "gpu":
+            engines = [r for r in reports if r.name.startswith("tensorrt-") and r.passed]
+            if engines:
+                return fastest(engines), "GPU target: the TensorRT engine passes the accuracy gate"
             fp16 = [r for r in reports if r.precision == "fp16" and r.passed]
             if fp16:
                 return fastest(fp16), "GPU target: fp16 passes the accuracy gate"

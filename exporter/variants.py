@@ -18,6 +18,11 @@ import numpy as np
 FP16_BLOCKED_OPS = ["LayerNormalization", "SkipLayerNormalization", "Softmax", "ReduceMean", "Pow", "Sqrt", "Erf"]
 
 
+# Triton's ONNX Runtime backend graph levels (config.pbtxt `optimization { graph { level } }`).
+GRAPH_LEVEL_DEFAULT = 0  # all of ONNX Runtime's optimizations at load time
+GRAPH_LEVEL_BASIC = -1  # basic only: for graphs whose extended optimizations were applied at export
+
+
 @dataclass
 class Variant:
     name: str
@@ -25,17 +30,64 @@ class Variant:
     precision: str  # fp32, fp16, int8
     description: str
     fused_operators: dict[str, int] = field(default_factory=dict)
+    # The level it must be served (and measured) with: a pre-optimized graph asks for basic, so ONNX Runtime
+    # does not fuse again what the export deliberately left unfused.
+    graph_level: int = GRAPH_LEVEL_DEFAULT
+    format: str = "onnx"  # or "tensorrt_plan": a serialized engine (exporter/tensorrt_engine.py)
+    profile: Any = None  # the engine's ShapeProfile
+
+
+# ONNX Runtime's CPU SkipLayerNormalization kernel is slower than the plain Add + LayerNormalization it
+# replaces (ORT 1.32 on this 2-core CPU: 216 vs 257 ms for int8 MiniLM at batch 32, BENCHMARKS.md), so CPU
+# graphs keep the residual Add and LayerNormalization apart, offline and at load time.
+CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 
 
 def optimize_transformer(source: Path, target: Path, model_type: str, num_heads: int, hidden_size: int,
                          use_gpu: bool = False) -> Path:
     """Attention / LayerNorm / GELU fusions from onnxruntime.transformers.optimizer."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    fusions = FusionOptions(model_type)
+    if not use_gpu:  # see CPU_DISABLED_FUSIONS; CUDA's SkipLayerNormalization is the fast path there
+        fusions.enable_skip_layer_norm = False
+        fusions.enable_bias_skip_layer_norm = False
     optimized = optimize_model(str(source), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size,
-                               opt_level=1 if use_gpu else 2, use_gpu=use_gpu)
+                               optimization_options=fusions, opt_level=1 if use_gpu else 0, use_gpu=use_gpu)
     optimized.save_model_to_file(str(target))
     return target
+
+
+def ort_offline_optimize(source: Path, target: Path, threads: int = 0) -> Path:
+    """Apply ONNX Runtime's extended CPU optimizations now and save the result (ORT's "offline mode").
+
+    The quantized MatMul fusions (DynamicQuantizeMatMul, MatMulIntegerToFloat) are extended-level, so they
+    are baked in here; the served config then asks for basic level (GRAPH_LEVEL_BASIC), which keeps
+    ONNX Runtime from re-creating the fusions in CPU_DISABLED_FUSIONS. Extended (not layout) optimizations
+    are CPU-EP specific but not CPU-model specific, so the graph stays portable across x86 machines.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.intra_op_num_threads = threads
+    options.optimized_model_filepath = str(target)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=list(CPU_DISABLED_FUSIONS))
+    return target
+
+
+def session_options(graph_level: int, threads: int = 0) -> Any:
+    """SessionOptions matching how Triton's ONNX Runtime backend reads `graph_level` (measure as served)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    levels = {GRAPH_LEVEL_BASIC: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
+    options.graph_optimization_level = levels.get(graph_level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    return options
 
 
 def fused_operators(path: Path) -> dict[str, int]:

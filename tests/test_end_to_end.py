@@ -26,6 +26,38 @@ def checkpoint(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factor
     return output
 
 
+def test_served_int8_equals_what_the_exporter_measured(checkpoint: Path, tmp_path: Path) -> None:
+    """The int8 graph is pre-optimized and served at basic level: Triton must compute what the gate measured."""
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    from exporter import ExportOptions, export_checkpoint
+    from exporter.variants import session_options
+
+    repository = tmp_path / "model_repository"
+    report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="tiny8", repository=repository,
+                                             precision="int8", force=True, gate_samples=60))
+    assert report.chosen == "int8-dynamic"
+    texts = ["a superb and moving film", "dull, tedious and lifeless", "x", "the cast was charming, the plot bland"]
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    session = ort.InferenceSession(str(repository / "tiny8_model" / "1" / "model.onnx"), session_options(-1))
+    rows = []
+    for text in texts:  # one text per call, as Triton's tokenizer model pads each batch to its own longest
+        encoded = tokenizer([text], truncation=True, max_length=32, return_tensors="np")
+        logits = session.run(None, {i.name: encoded[i.name].astype(np.int64) for i in session.get_inputs()})[0]
+        rows.append(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True))
+    expected = np.concatenate(rows)
+
+    options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)
+    with TritonServer(options) as server, TritonClient(server.grpc_url) as client:
+        classifier = TextClassifier(client, model="tiny8", batch_size=1)
+        # One at a time: dynamic int8 scales activations per batch, so batch-mates would change the numbers.
+        predictions = [classifier.classify([text])[0] for text in texts]
+        labels = classifier.labels()
+    served = np.array([[p.scores[label] for label in labels] for p in predictions])
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
 def test_checkpoint_follows_the_contract(checkpoint: Path) -> None:
     manifest = json.loads((checkpoint / "tuneship.json").read_text())
     assert manifest["task"] == "text-classification"

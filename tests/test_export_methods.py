@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 from exporter import ExportError, ExportOptions, export_checkpoint
+from exporter.tensorrt_engine import tensorrt_unavailable
 from trainer import TrainConfig, load_classifier, train
 from trainer.evaluation import predict_logits
 
@@ -98,6 +100,37 @@ def test_a_variant_over_the_accuracy_gate_needs_force(tiny_checkpoint: Path, tmp
     assert "--force" in forced.reason
 
 
+def test_cpu_int8_is_the_fused_graph_quantized_and_served_as_measured(tiny_checkpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    from exporter.model_configs import parse_pbtxt
+
+    repository = tmp_path / "repo"
+    report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
+                                             precision="int8", force=True, gate_samples=60))
+    assert report.chosen == "int8-dynamic"
+    model_dir = repository / "clf_model"
+    ops = {node.op_type for node in onnx.load(str(model_dir / "1" / "model.onnx")).graph.node}
+    # Attention fused (eager-attention export) and quantized; quantized MatMuls fused offline; the residual
+    # Add + LayerNormalization kept apart (ONNX Runtime's CPU SkipLayerNormalization is the slower kernel).
+    assert {"QAttention", "DynamicQuantizeMatMul", "LayerNormalization"} <= ops
+    assert "SkipLayerNormalization" not in ops
+    config = parse_pbtxt((model_dir / "config.pbtxt").read_text())
+    assert config.optimization.graph.level == -1  # basic: ONNX Runtime must not re-fuse what was left apart
+    chosen = next(v for v in report.variants if v["name"] == "int8-dynamic")
+    assert chosen["description"].startswith("dynamic int8 weights per channel on the fused graph")
+
+
+def test_export_leaves_the_models_attention_implementation_as_it_was(tiny_checkpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    from exporter.onnx_export import export_onnx
+
+    model, tokenizer, _info = load_classifier(tiny_checkpoint)
+    before = model.config._attn_implementation
+    export_onnx(model, tokenizer, tmp_path / "m.onnx")
+    assert model.config._attn_implementation == before != "eager"
+
+
+@pytest.mark.skipif(tensorrt_unavailable() is None, reason="TensorRT and a GPU present: an engine is published")
 def test_gpu_target_writes_fp16_with_the_tensorrt_accelerator(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from exporter.model_configs import parse_pbtxt
 
@@ -105,6 +138,7 @@ def test_gpu_target_writes_fp16_with_the_tensorrt_accelerator(tiny_checkpoint: P
     report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
                                              target="gpu", gate_samples=60))
     assert report.chosen == "fp16"
+    assert f"no standalone TensorRT engine: {tensorrt_unavailable()}" in report.reason
     config = parse_pbtxt((repository / "clf_model" / "config.pbtxt").read_text())
     accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert accelerator.name == "tensorrt"

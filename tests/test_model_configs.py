@@ -41,6 +41,13 @@ def test_onnx_model_config_round_trips_through_text_format() -> None:
     assert set(config.model_warmup[0].inputs) == set(INPUTS)
 
 
+def test_a_pre_optimized_graph_is_served_at_basic_level_and_others_at_the_default() -> None:
+    plain = parse_pbtxt(to_pbtxt(onnx_model_config("m_model", INPUTS, 2, ServingOptions())))
+    assert not plain.HasField("optimization")  # ONNX Runtime's default: all optimizations at load time
+    basic = parse_pbtxt(to_pbtxt(onnx_model_config("m_model", INPUTS, 2, ServingOptions(), graph_level=-1)))
+    assert basic.optimization.graph.level == -1
+
+
 def test_ensemble_wires_the_three_steps_and_lists_labels() -> None:
     config = ensemble_config("s", INPUTS[:2], ["neg", "pos"], ServingOptions())
     assert config.platform == "ensemble"
