@@ -17,6 +17,8 @@ def register(subparsers: Any) -> None:
                         help="auto: on CPU the fastest variant that passes the accuracy gate, on GPU fp16")
     export.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="skip ONNX Runtime's transformer fusions")
+    export.add_argument("--keep-padding", dest="remove_padding", action="store_false",
+                        help="CPU: do not remove padding from the fused graph's token-wise operators")
     export.add_argument("--int8-mode", choices=("dynamic", "static", "both"), default="dynamic",
                         help="int8 flavours to build and compare (static QDQ is slower and less accurate on CPU "
                              "for these encoders, so it is opt-in)")
@@ -58,6 +60,7 @@ def run_export(args: argparse.Namespace) -> int:
     export_checkpoint(ExportOptions(
         checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,
         tolerance=args.tolerance, precision=args.precision, target=args.target, optimize=args.optimize,
+        remove_padding=args.remove_padding,
         int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
         gate_samples=args.gate_samples, force=args.force, keep=args.keep, serving=serving,
         engine_opt_batch=args.engine_opt_batch, engine_opt_sequence=args.engine_opt_sequence))

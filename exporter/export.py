@@ -21,6 +21,7 @@ from exporter.model_configs import (
 from exporter.onnx_export import export_onnx
 from exporter.repository import check_model_name, publish_version
 from exporter.selection import VariantReport, apply_gate, choose, format_table, measure, unmeasured
+from exporter.token_packing import pack_tokens_file
 from exporter.validation import ValidationResult, torch_logits, validate
 from exporter.variants import (
     GRAPH_LEVEL_BASIC,
@@ -56,6 +57,8 @@ class ExportOptions:
         "help": "auto (fastest variant that passes the gate on CPU, fp16 on GPU), fp32, fp16 or int8"})
     target: str = field(default="cpu", metadata={"help": "cpu or gpu: where Triton will run the model"})
     optimize: bool = field(default=True, metadata={"help": "apply ONNX Runtime transformer fusions"})
+    remove_padding: bool = field(default=True, metadata={
+        "help": "CPU: run token-wise operators on real tokens only (exporter/token_packing.py)"})
     int8_modes: tuple[str, ...] = field(default=("dynamic",), metadata={
         "help": "int8 flavours to try: dynamic (weights only) and static (QDQ, calibrated on training texts; on "
                 "CPU slower and less accurate than dynamic for these encoders, so opt-in)"})
@@ -154,6 +157,9 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
             fused = optimize_transformer(fp32, workdir / "fused.onnx", fusion_type, heads, hidden, use_gpu=not on_cpu)
             counts = fused_operators(fused)
             description = "fused: " + (", ".join(f"{n} x{c}" for n, c in sorted(counts.items())) or "none")
+            if on_cpu and options.remove_padding and pack_tokens_file(fused, workdir / "fused-packed.onnx"):
+                fused = workdir / "fused-packed.onnx"
+                description += ", padding removed"
             if on_cpu:
                 optimized = ort_offline_optimize(fused, workdir / "optimized.onnx")
                 variants.append(Variant("fp32-optimized", optimized, "fp32", description + ", ORT offline",
@@ -168,13 +174,15 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
     if wants_int8:
         if "dynamic" in options.int8_modes:
             # The fused graph: its Attention becomes QAttention (int8 Q/K/V projection in one op).
+            graph = ("fused graph, padding removed" if fused and fused.name == "fused-packed.onnx"
+                     else "fused graph" if fused else "plain graph")
             try:
                 quantized = quantize_int8_dynamic(fused or fp32, workdir / "int8-dynamic.q.onnx", options.per_channel)
                 path = ort_offline_optimize(quantized, workdir / "int8-dynamic.onnx")
                 variants.append(Variant(
                     "int8-dynamic", path, "int8",
-                    f"dynamic int8 weights{' per channel' if options.per_channel else ''} on the "
-                    f"{'fused' if fused else 'plain'} graph, ORT offline", graph_level=GRAPH_LEVEL_BASIC))
+                    f"dynamic int8 weights{' per channel' if options.per_channel else ''} on the {graph}, "
+                    "ORT offline", graph_level=GRAPH_LEVEL_BASIC))
             except Exception as error:
                 print(f"note: dynamic int8 quantization failed ({error}); continuing without it")
         if "static" in options.int8_modes:

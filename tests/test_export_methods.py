@@ -117,7 +117,7 @@ def test_cpu_int8_is_the_fused_graph_quantized_and_served_as_measured(tiny_check
     config = parse_pbtxt((model_dir / "config.pbtxt").read_text())
     assert config.optimization.graph.level == -1  # basic: ONNX Runtime must not re-fuse what was left apart
     chosen = next(v for v in report.variants if v["name"] == "int8-dynamic")
-    assert chosen["description"].startswith("dynamic int8 weights per channel on the fused graph")
+    assert chosen["description"].startswith("dynamic int8 weights per channel on the fused graph, padding removed")
 
 
 def test_export_leaves_the_models_attention_implementation_as_it_was(tiny_checkpoint: Path,
