@@ -171,8 +171,11 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
             fused = None
     wants_int8 = options.precision == "int8" or (options.precision == "auto" and on_cpu)
     wants_fp16 = options.precision == "fp16" or (options.precision == "auto" and not on_cpu)
+    # GPU int8 is static QDQ: the form TensorRT consumes (its scales), where dynamic int8's MatMulInteger
+    # family has CPU kernels only.
+    int8_modes = options.int8_modes if on_cpu else ("static",)
     if wants_int8:
-        if "dynamic" in options.int8_modes:
+        if "dynamic" in int8_modes:
             # The fused graph: its Attention becomes QAttention (int8 Q/K/V projection in one op).
             graph = ("fused graph, padding removed" if fused and fused.name == "fused-packed.onnx"
                      else "fused graph" if fused else "plain graph")
@@ -185,7 +188,7 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
                     "ORT offline", graph_level=GRAPH_LEVEL_BASIC))
             except Exception as error:
                 print(f"note: dynamic int8 quantization failed ({error}); continuing without it")
-        if "static" in options.int8_modes:
+        if "static" in int8_modes:
             static = _static_int8(options, fp32, workdir, tokenizer, input_names, checkpoint)
             if static is not None:
                 variants.append(static)
@@ -387,7 +390,9 @@ def _publish(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any,
     if options.target == "gpu" and not engine:
         from exporter.model_configs import add_tensorrt_accelerator
 
-        add_tensorrt_accelerator(model_config, "FP16" if options.precision in ("auto", "fp16") else "FP32")
+        mode = {"int8": "INT8", "fp16": "FP16"}.get(variant.precision,
+                                                    "FP16" if options.precision == "auto" else "FP32")
+        add_tensorrt_accelerator(model_config, mode)
     post_config = postprocess_config(f"{name}_postprocess", num_labels, serving)
     versions = {
         f"{name}_model": publish_version(repo, model_config, fill_model, options.keep),

@@ -75,3 +75,54 @@ def test_engine_matches_onnx_runtime_and_is_published_as_tensorrt_plan(tiny_repo
     assert (repository / "trt_model" / "1" / "model.plan").is_file()
     config = parse_pbtxt((repository / "trt_model" / "config.pbtxt").read_text())
     assert config.platform == "tensorrt_plan"
+
+
+@pytest.mark.slow
+def test_gpu_export_publishes_the_engine_the_builder_made(tiny_repository: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter's glue around TensorRT, with stand-ins for what needs TensorRT and a GPU: the builder
+    "compiles" by copying the ONNX file, and the engine session runs that file with ONNX Runtime."""
+    import shutil
+
+    import onnxruntime as ort
+
+    import exporter.tensorrt_engine as engines
+    from exporter import ExportOptions, export_checkpoint
+
+    built: dict[str, object] = {}
+
+    def build(onnx_path: Path, plan_path: Path, input_names: list[str], profile: ShapeProfile, precision: str,
+              workspace_bytes: int) -> dict[str, str]:
+        built.update(source=onnx_path.name, inputs=list(input_names), profile=profile, precision=precision)
+        shutil.copy2(onnx_path, plan_path)
+        return {"tensorrt": "stand-in", "gpu": "no GPU", "precision": precision}
+
+    class Session:
+        def __init__(self, plan_path: Path, profile: ShapeProfile) -> None:
+            self.session, self.profile = ort.InferenceSession(str(plan_path)), profile
+
+        def run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            assert self.profile.admits(*next(iter(feeds.values())).shape), "fed outside the engine's profile"
+            return self.session.run(names, feeds)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(engines, "tensorrt_unavailable", lambda: None)
+    monkeypatch.setattr(engines, "build_engine", build)
+    monkeypatch.setattr(engines, "EngineSession", Session)
+    checkpoint = tiny_repository.parent / "ckpt"
+    repository = tmp_path / "repo"
+    report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="trt", repository=repository, target="gpu",
+                                             gate_samples=60, engine_opt_batch=4))
+    assert report.chosen == "tensorrt-fp16"
+    assert "the TensorRT engine passes the accuracy gate" in report.reason
+    assert built["source"] == "model.onnx" and built["precision"] == "FP16" and built["inputs"] == INPUTS
+    assert built["profile"] == ShapeProfile(1, 4, 64, 1, 16, 32)  # max length 32; opt length half of it
+    version = repository / "trt_model" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["model.plan"]
+    config = parse_pbtxt((repository / "trt_model" / "config.pbtxt").read_text())
+    assert config.platform == "tensorrt_plan" and config.instance_group[0].kind == config.instance_group[0].KIND_GPU
+    assert (repository / "trt" / "config.pbtxt").is_file()  # the ensemble around it is unchanged
+
+    report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="trt8", repository=repository,
+                                             target="gpu", precision="int8", force=True, gate_samples=60))
+    assert built["source"] == "int8-static.onnx" and built["precision"] == "INT8"  # TensorRT reads QDQ scales
+    assert report.chosen in ("tensorrt-int8", "int8-static")
