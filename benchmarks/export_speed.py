@@ -62,8 +62,10 @@ def main() -> int:
     import onnxruntime as ort
     import torch
 
-    from exporter.export import ExportOptions, _read_jsonl, build_variants
+    from exporter.build import build_variants
+    from exporter.export import ExportOptions
     from exporter.onnx_export import export_onnx
+    from exporter.texts import read_jsonl
     from exporter.variants import session_options
     from trainer import load_classifier
 
@@ -78,7 +80,7 @@ def main() -> int:
         results["tuneship_export_chosen"] = report["chosen"]
 
         model, tokenizer, info = load_classifier(args.checkpoint)
-        texts, labels = _read_jsonl(info.eval_data, args.eval_samples)
+        texts, labels = read_jsonl(info.eval_data, args.eval_samples)
         label_ids = [info.labels.index(x) for x in labels]
         fp32 = Path(scratch) / "fp32.onnx"
         names = export_onnx(model, tokenizer, fp32)

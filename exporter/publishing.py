@@ -1,0 +1,86 @@
+"""The four models of a text classifier, published as the next version of each (see model_repository/README.md)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from exporter.model_configs import (
+    ServingOptions,
+    ensemble_config,
+    onnx_model_config,
+    postprocess_config,
+    tensorrt_model_config,
+    tokenizer_config,
+)
+from exporter.repository import publish_version
+from exporter.variants import Variant
+
+if TYPE_CHECKING:
+    from exporter.export import ExportOptions
+
+TRITON_MODELS = Path(__file__).parent / "triton_models"
+
+
+PYTHON_MODEL_REQUIREMENTS = {
+    "tokenizer": "# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
+                 "numpy<2\ntokenizers>=0.15\n",
+    "postprocess": "# Needed by this Python model in the Triton image: pip install -r requirements.txt\nnumpy<2\n",
+}
+
+
+def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any, input_names: list[str],
+             variant: Variant, labels: list[str]) -> dict[str, int]:
+    repo, serving = options.repository, options.serving
+    if options.target == "gpu" and serving.instance_kind == "KIND_CPU":
+        serving = ServingOptions(**{**asdict(serving), "instance_kind": "KIND_GPU"})
+    pad_token = tokenizer.pad_token or "[PAD]"
+    pad_id = int(tokenizer.pad_token_id or 0)
+
+    engine = variant.format == "tensorrt_plan"
+
+    def fill_model(target: Path) -> None:
+        shutil.copy2(variant.path, target / ("model.plan" if engine else "model.onnx"))
+
+    def fill_tokenizer(target: Path) -> None:
+        shutil.copy2(TRITON_MODELS / "tokenizer.py", target / "model.py")
+        shutil.copy2(checkpoint.path / "tokenizer.json", target / "tokenizer.json")
+
+    def fill_postprocess(target: Path) -> None:
+        shutil.copy2(TRITON_MODELS / "postprocess.py", target / "model.py")
+        (target / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+
+    def fill_ensemble(target: Path) -> None:
+        (target / "README").write_text(f"ensemble of {name}_tokenizer, {name}_model, {name}_postprocess\n")
+
+    num_labels = len(labels)
+    if engine:
+        model_config = tensorrt_model_config(f"{name}_model", input_names, num_labels, serving,
+                                             profile_max_batch=variant.profile.max_batch,
+                                             warmup_length=min(16, variant.profile.max_sequence))
+    else:
+        model_config = onnx_model_config(f"{name}_model", input_names, num_labels, serving,
+                                         graph_level=variant.graph_level)
+    if options.target == "gpu" and not engine:
+        from exporter.model_configs import add_tensorrt_accelerator
+
+        mode = {"int8": "INT8", "fp16": "FP16"}.get(variant.precision,
+                                                    "FP16" if options.precision == "auto" else "FP32")
+        add_tensorrt_accelerator(model_config, mode)
+    post_config = postprocess_config(f"{name}_postprocess", num_labels, serving)
+    versions = {
+        f"{name}_model": publish_version(repo, model_config, fill_model, options.keep),
+        f"{name}_tokenizer": publish_version(
+            repo, tokenizer_config(f"{name}_tokenizer", input_names, checkpoint.max_length, pad_token, pad_id,
+                                   serving), fill_tokenizer, options.keep),
+        f"{name}_postprocess": publish_version(repo, post_config, fill_postprocess, options.keep),
+    }
+    # Beside config.pbtxt: the labels file the config names, and what the Python models need installed.
+    (repo / post_config.name / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    (repo / f"{name}_tokenizer" / "requirements.txt").write_text(PYTHON_MODEL_REQUIREMENTS["tokenizer"])
+    (repo / post_config.name / "requirements.txt").write_text(PYTHON_MODEL_REQUIREMENTS["postprocess"])
+    versions[name] = publish_version(repo, ensemble_config(name, input_names, labels, serving), fill_ensemble,
+                                     options.keep)
+    return versions
