@@ -89,17 +89,22 @@ def static_int8(options: ExportOptions, fp32: Path, workdir: Path, tokenizer: An
     import numpy as np
 
     texts = calibration_texts(checkpoint, options.calibration_samples)
+    # Histogram calibrators need one shape for every batch: pad to the longest calibration text.
+    longest = max(len(ids) for ids in tokenizer(texts, truncation=True, max_length=checkpoint.max_length)["input_ids"])
+    padding: Any = True if options.calibration == "minmax" else "max_length"
     batches = []
     for start in range(0, len(texts), 16):
-        encoded = tokenizer(texts[start:start + 16], truncation=True, max_length=checkpoint.max_length,
-                            padding=True, return_tensors="np")
+        encoded = tokenizer(texts[start:start + 16], truncation=True, max_length=longest, padding=padding,
+                            return_tensors="np")
         batches.append({n: encoded[n].astype(np.int64) for n in input_names})
     try:
-        path = quantize_int8_static(fp32, workdir / "int8-static.onnx", batches, options.per_channel)
+        path = quantize_int8_static(fp32, workdir / "int8-static.onnx", batches, options.per_channel,
+                                    options.calibration)
     except Exception as error:
         print(f"note: static int8 quantization failed ({error}); continuing without it")
         return None
-    return Variant("int8-static", path, "int8", f"static QDQ int8, calibrated on {len(texts)} training texts")
+    return Variant("int8-static", path, "int8",
+                   f"static QDQ int8, {options.calibration} calibration on {len(texts)} training texts")
 
 
 ENGINE_PRECISION = {"auto": "FP16", "fp16": "FP16", "int8": "INT8", "fp32": "FP32"}

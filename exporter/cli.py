@@ -22,6 +22,8 @@ def register(subparsers: Any) -> None:
     export.add_argument("--int8-mode", choices=("dynamic", "static", "both"), default="dynamic",
                         help="int8 flavours to build and compare (static QDQ is slower and less accurate on CPU "
                              "for these encoders, so it is opt-in)")
+    export.add_argument("--calibration", choices=("percentile", "minmax", "entropy"), default="percentile",
+                        help="static int8: how activation ranges are calibrated on training texts")
     export.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
                         help="int8: per-channel weight scales (default on)")
     export.add_argument("--accuracy-threshold", type=float, default=1.0,
@@ -60,7 +62,7 @@ def run_export(args: argparse.Namespace) -> int:
     export_checkpoint(ExportOptions(
         checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,
         tolerance=args.tolerance, precision=args.precision, target=args.target, optimize=args.optimize,
-        remove_padding=args.remove_padding,
+        remove_padding=args.remove_padding, calibration=args.calibration,
         int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
         gate_samples=args.gate_samples, force=args.force, keep=args.keep, serving=serving,
         engine_opt_batch=args.engine_opt_batch, engine_opt_sequence=args.engine_opt_sequence))

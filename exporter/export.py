@@ -18,6 +18,7 @@ from exporter.repository import check_model_name
 from exporter.selection import VariantReport, apply_gate, choose, format_table, measure, unmeasured
 from exporter.texts import FALLBACK_TEXTS, read_jsonl
 from exporter.validation import ValidationResult, torch_logits, validate
+from exporter.variants import CALIBRATION_METHODS
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 TARGETS = ("cpu", "gpu")
@@ -45,6 +46,8 @@ class ExportOptions:
         "help": "largest allowed eval-accuracy drop (points) of a non-fp32 variant vs fp32"})
     gate_samples: int = field(default=1000, metadata={"help": "eval texts used by the accuracy gate"})
     calibration_samples: int = field(default=128, metadata={"help": "training texts used to calibrate static int8"})
+    calibration: str = field(default="percentile", metadata={
+        "help": "static int8 activation ranges: percentile (99.99th, default), minmax or entropy"})
     force: bool = field(default=False, metadata={"help": "publish the requested precision even if it fails the gate"})
     keep: int | None = field(default=None, metadata={"help": "keep only the newest N versions of each model"})
     engine_opt_batch: int | None = field(default=None, metadata={
@@ -82,6 +85,9 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
     name = check_model_name(options.name)
     if options.precision not in PRECISIONS:
         raise ExportError(f"unknown --precision {options.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if options.calibration not in CALIBRATION_METHODS:
+        raise ExportError(f"unknown --calibration {options.calibration!r}; choose one of "
+                          f"{', '.join(CALIBRATION_METHODS)}")
     if options.target not in TARGETS:
         raise ExportError(f"unknown --target {options.target!r}; choose cpu or gpu")
     try:

@@ -128,10 +128,25 @@ class _TextCalibration:
         pass
 
 
+# Activation-range calibration for static int8. On MiniLM / rotten-tomatoes (1,000 eval texts, fp32 0.843):
+# minmax 0.795, entropy 0.782, percentile 99.99 0.826 (99.9: 0.826, 99.999: 0.789): outliers set MinMax's
+# ranges, so the default clips the top 0.01%.
+CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
+
+
 def quantize_int8_static(source: Path, target: Path, calibration: Sequence[dict[str, np.ndarray[Any, Any]]],
-                         per_channel: bool) -> Path:
-    """QDQ int8 with activation ranges calibrated on real texts (MinMax)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+                         per_channel: bool, method: str = "percentile") -> Path:
+    """QDQ int8 (symmetric, TensorRT's form) with activation ranges calibrated on real texts.
+
+    percentile and entropy build histograms across batches, so their batches must share one shape.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = target.with_name(target.stem + ".pre.onnx")
@@ -143,10 +158,14 @@ def quantize_int8_static(source: Path, target: Path, calibration: Sequence[dict[
     class Reader(_TextCalibration, CalibrationDataReader):  # type: ignore[misc]
         pass
 
+    methods = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
+               "entropy": CalibrationMethod.Entropy}
+    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
     quantize_static(str(prepared), str(target), Reader(calibration), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["MatMul", "Gemm"],
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                    op_types_to_quantize=["MatMul"], calibrate_method=methods[method], extra_options=extra)
     prepared.unlink(missing_ok=True)
     return target
 

@@ -195,3 +195,10 @@ def test_an_unsupported_architecture_is_refused(tiny_checkpoint: Path, populated
     with pytest.raises(ExportError, match=r"unsupported architecture 'gpt2'; the exporter supports .*bert"):
         export_checkpoint(ExportOptions(checkpoint=other, name="clf", repository=populated_repository))
     assert _snapshot(populated_repository) == before
+
+
+def test_an_unknown_calibration_method_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="unknown --calibration 'histogram'; choose one of percentile, minmax"):
+        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, repository=tmp_path / "repo",
+                                        calibration="histogram"))
+    assert not (tmp_path / "repo").exists()
