@@ -47,6 +47,7 @@ class CallPlan:
         self.timeout_s = timeout_s
         self.metrics = metrics
         self.attempt = 0
+        self.last_error: TritonError | None = None
 
     def remaining_s(self) -> float | None:
         """Time left for the next attempt; raises DeadlineExceededError when none is left."""
@@ -54,8 +55,10 @@ class CallPlan:
             return None
         left = self.deadline - time.monotonic()
         if left <= 0:
+            last = f"; the last attempt failed with: {self.last_error}" if self.last_error is not None else ""
             raise DeadlineExceededError(
-                f"call to {self.model!r} exceeded its {self.timeout_s:g}s deadline after {self.attempt} attempt(s)")
+                f"call to {self.model!r} exceeded its {self.timeout_s:g}s deadline after {self.attempt} attempt(s)"
+                + last)
         return left
 
     @contextmanager
@@ -73,14 +76,16 @@ class CallPlan:
                 raise
 
     def start_attempt(self) -> float | None:
+        remaining = self.remaining_s()  # before counting: an attempt the deadline stopped was not made
         self.attempt += 1
-        return self.remaining_s()
+        return remaining
 
     def succeeded(self) -> None:
         self.budget.record_success()
 
     def retry_delay(self, error: TritonError) -> float | None:
         """Seconds to wait before retrying `error`, or None to give up (then `error` is raised)."""
+        self.last_error = error
         if not self.policy.retryable(error) or self.attempt >= self.policy.max_attempts:
             return None
         if not self.budget.try_spend():

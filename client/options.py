@@ -34,7 +34,11 @@ class ClientOptions:
     keepalive_time_ms: int | None = None
     keepalive_timeout_ms: int = 20000
     max_message_bytes: int | None = None
-    """Raises gRPC's 4 MiB default for both directions (large batches of long texts)."""
+    """Largest message in either direction (default: tritonclient's, 2 GiB)."""
+    max_reconnect_backoff_ms: int = 2000
+    """Longest wait between gRPC's reconnection attempts. gRPC's own default grows to 120 s after repeated
+    failures, leaving a channel failing fast for minutes after a server restart; the retry policy already
+    paces the calls."""
 
     def grpc_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for tritonclient's InferenceServerClient (sync and aio alike)."""
@@ -44,11 +48,20 @@ class ClientOptions:
         if self.tls is not None:
             kwargs.update(ssl=True, root_certificates=self.tls.root_certificates,
                           private_key=self.tls.private_key, certificate_chain=self.tls.certificate_chain)
-        if self.keepalive_time_ms is not None:
-            kwargs["keepalive_options"] = grpcclient.KeepAliveOptions(
-                keepalive_time_ms=self.keepalive_time_ms, keepalive_timeout_ms=self.keepalive_timeout_ms,
-                keepalive_permit_without_calls=True)
-        if self.max_message_bytes is not None:
-            kwargs["channel_args"] = [("grpc.max_send_message_length", self.max_message_bytes),
-                                      ("grpc.max_receive_message_length", self.max_message_bytes)]
+        # All channel arguments in one list: tritonclient drops its own defaults (message sizes, keepalive)
+        # as soon as any channel_args are given, so they are restated here.
+        keepalive = grpcclient.KeepAliveOptions() if self.keepalive_time_ms is None else grpcclient.KeepAliveOptions(
+            keepalive_time_ms=self.keepalive_time_ms, keepalive_timeout_ms=self.keepalive_timeout_ms,
+            keepalive_permit_without_calls=True)
+        size = self.max_message_bytes or grpcclient.MAX_GRPC_MESSAGE_SIZE
+        kwargs["channel_args"] = [
+            ("grpc.max_send_message_length", size),
+            ("grpc.max_receive_message_length", size),
+            ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+            ("grpc.initial_reconnect_backoff_ms", min(1000, self.max_reconnect_backoff_ms)),
+            ("grpc.max_reconnect_backoff_ms", self.max_reconnect_backoff_ms),
+        ]
         return kwargs

@@ -81,3 +81,30 @@ def test_the_client_package_imports_nothing_heavy() -> None:
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"client imported {result.stdout.strip()}"
+
+
+def test_a_missed_deadline_names_the_error_the_last_attempt_got() -> None:
+    import time
+
+    from client._calls import CallPlan
+
+    plan = CallPlan("tiny", RetryPolicy(max_attempts=10, initial_backoff_s=0.01), RetryBudget(10), timeout_s=0.05,
+                    metrics=None)
+    plan.start_attempt()
+    assert plan.retry_delay(ServerUnavailableError("failed to connect to all addresses")) is not None
+    time.sleep(0.06)
+    with pytest.raises(DeadlineExceededError,
+                       match=r"deadline after 1 attempt\(s\); the last attempt failed with: failed to connect"):
+        plan.start_attempt()
+
+
+def test_channel_arguments_keep_keepalive_with_a_message_limit_and_bound_reconnect_backoff() -> None:
+    from client.options import ClientOptions
+
+    args = dict(ClientOptions(max_message_bytes=1 << 20, keepalive_time_ms=5000).grpc_kwargs()["channel_args"])
+    assert args["grpc.max_send_message_length"] == args["grpc.max_receive_message_length"] == 1 << 20
+    assert args["grpc.keepalive_time_ms"] == 5000 and args["grpc.keepalive_permit_without_calls"] is True
+    assert args["grpc.max_reconnect_backoff_ms"] == 2000
+    assert args["grpc.initial_reconnect_backoff_ms"] <= args["grpc.max_reconnect_backoff_ms"]
+    defaults = dict(ClientOptions().grpc_kwargs()["channel_args"])
+    assert defaults["grpc.max_receive_message_length"] == 2**31 - 1  # tritonclient's own default, kept
