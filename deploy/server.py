@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -75,7 +77,8 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    # A killed test or CLI process must not leave a server (and its stubs) behind.
+    # A killed test or CLI process must not leave a server (and its stubs) behind. Linux sends this signal
+    # when the *thread* that started the child ends, so it is only set from the main thread (see start()).
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -173,8 +176,11 @@ class TritonServer:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                # From another thread the server would be killed as soon as that thread returned (a restart
+                # done by a worker thread, say); there, stop() and the atexit hook below are the cleanup.
+                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
             )
+        atexit.register(self.stop)
         try:
             self._wait_ready()
         except BaseException:
@@ -268,6 +274,7 @@ class TritonServer:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             self._process = None
+            atexit.unregister(self.stop)
         if self._workdir is not None:
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,25 @@ def test_second_server_on_a_taken_port_gives_a_clear_error(linear_server) -> Non
 def test_missing_repository_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ServerError, match="does not exist"):
         TritonServer(_options(tmp_path / "nope")).start()
+
+
+def test_a_server_started_by_a_worker_thread_outlives_the_thread(tmp_path: Path) -> None:
+    """Linux's parent-death signal follows the starting thread: a restart done in a thread must not die with it."""
+    import threading
+
+    rng = np.random.default_rng(0)
+    write_linear_model(tmp_path, "linear", rng.normal(size=(4, 3)), rng.normal(size=3))
+    server = TritonServer(_options(tmp_path))
+    thread = threading.Thread(target=server.start)
+    thread.start()
+    thread.join()
+    try:
+        time.sleep(1.0)
+        assert server.running, f"the server died with its starting thread: {server.log_text()[-300:]}"
+        assert server.is_ready()
+    finally:
+        server.stop()
+    assert not server.running
 
 
 def test_stop_leaves_no_processes(tmp_path: Path) -> None:
