@@ -128,14 +128,19 @@ def test_every_method_is_served_with_pytorch_labels(tiny_bert: Path, review_file
     texts = ["a superb and moving film", "dull, tedious and lifeless", "the cast was charming but the plot bland",
              "x", "the " * 60]
     expected: dict[str, np.ndarray] = {}
+    fused_by_method: dict[str, str] = {}
     for method in METHODS:
         checkpoint = tmp_path / method
         train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
                           output=str(checkpoint), method=method, epochs=2, batch_size=16, max_length=32, seed=5,
                           feature_cache=str(tmp_path / "cache")))
         name = "tiny_" + method.replace("-", "_")
-        export_checkpoint(ExportOptions(checkpoint=checkpoint, name=name, repository=repository, precision="fp32",
-                                        gate_samples=60))
+        report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name=name, repository=repository,
+                                                 precision="fp32", gate_samples=60))
+        # The fused (and, where it applies, padding-free) graph must match PyTorch for every method too.
+        fused = {v["name"]: v for v in report.variants}.get("fp32-optimized")
+        assert fused is not None and fused["max_abs_diff"] < 1e-4, (method, fused)
+        fused_by_method[method] = fused["description"]
         model, tokenizer, _info = load_classifier(checkpoint)
         with torch.inference_mode():
             # One text per call: what Triton's tokenizer model does for a batch pads to its longest text,
@@ -143,6 +148,8 @@ def test_every_method_is_served_with_pytorch_labels(tiny_bert: Path, review_file
             rows = [model(**tokenizer([t], truncation=True, max_length=32, return_tensors="pt")).logits for t in texts]
         expected[name] = torch.softmax(torch.cat(rows), dim=-1).numpy()
 
+    # Prompt-folded graphs have no fused embeddings to pack by; the others run without padding.
+    assert [m for m, d in fused_by_method.items() if "padding removed" in d] == ["full", "lora", "features"]
     options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)
     with TritonServer(options) as server, TritonClient(server.grpc_url) as client:
         for name, probabilities in expected.items():
