@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -16,6 +16,8 @@ from client.aio_client import AsyncTritonClient
 from client.errors import InvalidInputError, PermissionDeniedError
 from client.grpc_client import TritonClient
 from client.results import InferResult
+
+ClientT = TypeVar("ClientT", TritonClient, AsyncTritonClient)
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,19 @@ def _chunks(texts: Sequence[str], size: int) -> list[list[str]]:
     return [list(texts[i:i + size]) for i in range(0, len(texts), size)]
 
 
-class TextClassifier:
-    """Classify texts; long lists go out as requests of `batch_size` texts, `concurrency` at a time."""
+class _Settings(Generic[ClientT]):
+    """What both classifiers hold: the client, the ensemble's name, request size and parallelism."""
 
-    def __init__(self, client: TritonClient, model: str = "sentiment", batch_size: int = 32,
-                 concurrency: int = 4) -> None:
-        self.client = client
+    def __init__(self, client: ClientT, model: str = "sentiment", batch_size: int = 32, concurrency: int = 4) -> None:
+        self.client: ClientT = client
         self.model = model
         self.batch_size = batch_size
         self.concurrency = concurrency
         self._labels: list[str] | None = None
+
+
+class TextClassifier(_Settings[TritonClient]):
+    """Classify texts; long lists go out as requests of `batch_size` texts, `concurrency` at a time."""
 
     def labels(self) -> list[str]:
         """Label names in class-id order, as published with the model.
@@ -117,16 +122,8 @@ class TextClassifier:
             return [p for part in pool.map(send, chunks) for p in part]
 
 
-class AsyncTextClassifier:
+class AsyncTextClassifier(_Settings[AsyncTritonClient]):
     """The asyncio twin of TextClassifier."""
-
-    def __init__(self, client: AsyncTritonClient, model: str = "sentiment", batch_size: int = 32,
-                 concurrency: int = 4) -> None:
-        self.client = client
-        self.model = model
-        self.batch_size = batch_size
-        self.concurrency = concurrency
-        self._labels: list[str] | None = None
 
     async def labels(self) -> list[str]:
         if self._labels is None:

@@ -38,14 +38,17 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
     fusion_type, heads, hidden = _encoder_shape(model)
     on_cpu = options.target == "cpu"
     fused: Path | None = None
+    graph = "plain graph"  # what the int8 and fp16 variants start from, for their descriptions
     if options.optimize and fusion_type:
         try:
             fused = optimize_transformer(fp32, workdir / "fused.onnx", fusion_type, heads, hidden, use_gpu=not on_cpu)
             counts = fused_operators(fused)
             description = "fused: " + (", ".join(f"{n} x{c}" for n, c in sorted(counts.items())) or "none")
+            graph = "fused graph"
             if on_cpu and options.remove_padding and pack_tokens_file(fused, workdir / "fused-packed.onnx"):
                 fused = workdir / "fused-packed.onnx"
                 description += ", padding removed"
+                graph = "fused graph, padding removed"
             if on_cpu:
                 optimized = ort_offline_optimize(fused, workdir / "optimized.onnx")
                 variants.append(Variant("fp32-optimized", optimized, "fp32", description + ", ORT offline",
@@ -54,7 +57,7 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
                 variants.append(Variant("fp32-optimized", fused, "fp32", description, counts))
         except Exception as error:  # report, don't fail: the plain graph is still publishable
             print(f"note: transformer optimizer failed ({error}); continuing without fusions")
-            fused = None
+            fused, graph = None, "plain graph"
     wants_int8 = options.precision == "int8" or (options.precision == "auto" and on_cpu)
     wants_fp16 = options.precision == "fp16" or (options.precision == "auto" and not on_cpu)
     # GPU int8 is static QDQ: the form TensorRT consumes (its scales), where dynamic int8's MatMulInteger
@@ -63,8 +66,6 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
     if wants_int8:
         if "dynamic" in int8_modes:
             # The fused graph: its Attention becomes QAttention (int8 Q/K/V projection in one op).
-            graph = ("fused graph, padding removed" if fused and fused.name == "fused-packed.onnx"
-                     else "fused graph" if fused else "plain graph")
             try:
                 quantized = quantize_int8_dynamic(fused or fp32, workdir / "int8-dynamic.q.onnx", options.per_channel)
                 path = ort_offline_optimize(quantized, workdir / "int8-dynamic.onnx")
@@ -89,14 +90,15 @@ def static_int8(options: ExportOptions, fp32: Path, workdir: Path, tokenizer: An
     import numpy as np
 
     texts = calibration_texts(checkpoint, options.calibration_samples)
+    encoded = tokenizer(texts, truncation=True, max_length=checkpoint.max_length)  # once; padded per batch below
     # Histogram calibrators need one shape for every batch: pad to the longest calibration text.
-    longest = max(len(ids) for ids in tokenizer(texts, truncation=True, max_length=checkpoint.max_length)["input_ids"])
+    longest = max(len(ids) for ids in encoded["input_ids"])
     padding: Any = True if options.calibration == "minmax" else "max_length"
     batches = []
     for start in range(0, len(texts), 16):
-        encoded = tokenizer(texts[start:start + 16], truncation=True, max_length=longest, padding=padding,
-                            return_tensors="np")
-        batches.append({n: encoded[n].astype(np.int64) for n in input_names})
+        part = {n: encoded[n][start:start + 16] for n in input_names}
+        padded = tokenizer.pad(part, padding=padding, max_length=longest, return_tensors="np")
+        batches.append({n: padded[n].astype(np.int64) for n in input_names})
     try:
         path = quantize_int8_static(fp32, workdir / "int8-static.onnx", batches, options.per_channel,
                                     options.calibration)

@@ -14,6 +14,7 @@ padding within noise of the unpacked graph.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,10 @@ def pack_tokens(model: Any) -> bool:
         helper.make_node("Slice", [p + "hidden_shape", zero, two], [p + "batch_seq"]),  # [batch, seq]
         helper.make_node("ReduceProd", [p + "batch_seq"], [p + "rows"], keepdims=1),  # [batch * seq]
     ]
-    count = [0]
+    numbers = itertools.count(1)
 
     def fresh(stem: str) -> str:
-        count[0] += 1
-        return f"{p}{stem}_{count[0]}"
+        return f"{p}{stem}_{next(numbers)}"
 
     def unpad(padded: str, packed: str) -> list[Any]:
         """[batch, seq, ...] -> [tokens, ...]"""

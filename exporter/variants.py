@@ -79,7 +79,11 @@ def ort_offline_optimize(source: Path, target: Path, threads: int = 0) -> Path:
 
 
 def session_options(graph_level: int, threads: int = 0) -> Any:
-    """SessionOptions matching how Triton's ONNX Runtime backend reads `graph_level` (measure as served)."""
+    """SessionOptions matching how Triton's ONNX Runtime backend reads `graph_level` (measure as served).
+
+    The same mapping as deploy/onnxruntime_bridge/model.py's, which cannot be imported here (it runs inside
+    Triton's stub); tests/test_bridge.py checks that the two agree.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -36,6 +36,10 @@ def test_thread_counts_and_graph_level_are_honoured(bridge: Any) -> None:
 def test_graph_levels_match_the_native_backend(bridge: Any, level: int, expected: str) -> None:
     options, _ = bridge.session_options_from_config({"optimization": {"graph": {"level": level}}})
     assert options.graph_optimization_level == getattr(ort.GraphOptimizationLevel, expected)
+    # The exporter measures variants with its own copy of the mapping (the bridge is not importable there).
+    from exporter.variants import session_options
+
+    assert session_options(level).graph_optimization_level == options.graph_optimization_level
 
 
 def test_bad_thread_count_is_named(bridge: Any) -> None:
