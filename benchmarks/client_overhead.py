@@ -91,8 +91,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from client.bench import builtin_reviews, run_bench
-    from deploy import ServeOptions, TritonServer
+    from tuneship.client.bench import builtin_reviews, run_bench
+    from tuneship.deploy import ServeOptions, TritonServer
 
     texts = builtin_reviews()
     results = {}

@@ -61,19 +61,18 @@ def main() -> int:
 
     import onnxruntime as ort
     import torch
-
-    from exporter.build import build_variants
-    from exporter.export import ExportOptions
-    from exporter.onnx_export import export_onnx
-    from exporter.texts import read_jsonl
-    from exporter.variants import session_options
-    from trainer import load_classifier
+    from tuneship.exporter.build import build_variants
+    from tuneship.exporter.export import ExportOptions
+    from tuneship.exporter.onnx_export import export_onnx
+    from tuneship.exporter.texts import read_jsonl
+    from tuneship.exporter.variants import session_options
+    from tuneship.trainer import load_classifier
 
     torch.set_num_threads(args.threads)
     results: dict[str, Any] = {"threads": args.threads}
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "deploy.dispatch", "export", str(args.checkpoint), "--repository",
+        subprocess.run([sys.executable, "-m", "tuneship", "export", str(args.checkpoint), "--repository",
                         f"{scratch}/repo", "--name", "bench"], check=True, stdout=subprocess.DEVNULL)
         results["tuneship_export_seconds"] = round(time.perf_counter() - started, 1)
         report = json.loads(Path(f"{scratch}/repo/bench/export_report.json").read_text())

@@ -4,8 +4,8 @@ TextClassifier / AsyncTextClassifier, with deadlines, retries and client-side me
 Light on purpose: no torch, no transformers.
 """
 
-from client.aio_client import AsyncTritonClient
-from client.errors import (
+from tuneship.client.aio_client import AsyncTritonClient
+from tuneship.client.errors import (
     DeadlineExceededError,
     InvalidInputError,
     ModelNotReadyError,
@@ -15,12 +15,12 @@ from client.errors import (
     ServerUnavailableError,
     TritonError,
 )
-from client.grpc_client import TritonClient
-from client.metrics import ClientMetrics
-from client.options import ClientOptions, TLSOptions
-from client.results import InferResult
-from client.retry import RetryBudget, RetryPolicy
-from client.text_classifier import AsyncTextClassifier, Prediction, TextClassifier
+from tuneship.client.grpc_client import TritonClient
+from tuneship.client.metrics import ClientMetrics
+from tuneship.client.options import ClientOptions, TLSOptions
+from tuneship.client.results import InferResult
+from tuneship.client.retry import RetryBudget, RetryPolicy
+from tuneship.client.text_classifier import AsyncTextClassifier, Prediction, TextClassifier
 
 __all__ = [
     "AsyncTextClassifier",

@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-
-from client.errors import DeadlineExceededError, TritonError
-from client.metrics import ClientMetrics
-from client.options import ClientOptions
-from client.retry import RetryBudget, RetryPolicy
-from client.validation import triton_datatype
+from tuneship.client.errors import DeadlineExceededError, TritonError
+from tuneship.client.metrics import ClientMetrics
+from tuneship.client.options import ClientOptions
+from tuneship.client.retry import RetryBudget, RetryPolicy
+from tuneship.client.validation import triton_datatype
 
 
 class ClientState:

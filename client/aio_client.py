@@ -11,14 +11,13 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
-
-from client._calls import CallPlan, ClientState, to_infer_inputs
-from client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
-from client.grpc_client import _result
-from client.metrics import ClientMetrics
-from client.options import ClientOptions
-from client.results import Array, InferResult
-from client.validation import check_inputs
+from tuneship.client._calls import CallPlan, ClientState, to_infer_inputs
+from tuneship.client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
+from tuneship.client.grpc_client import _result
+from tuneship.client.metrics import ClientMetrics
+from tuneship.client.options import ClientOptions
+from tuneship.client.results import Array, InferResult
+from tuneship.client.validation import check_inputs
 
 
 class AsyncTritonClient(ClientState):

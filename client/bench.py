@@ -14,15 +14,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from client.aio_client import AsyncTritonClient
-from client.errors import TritonError
-from client.options import ClientOptions
-from client.text_classifier import _request
+from tuneship.client.aio_client import AsyncTritonClient
+from tuneship.client.errors import TritonError
+from tuneship.client.options import ClientOptions
+from tuneship.client.text_classifier import _request
 
 
 def builtin_reviews() -> list[str]:
     """A few dozen short movie reviews shipped with the client, for load that looks like real traffic."""
-    text = resources.files("client").joinpath("sample_reviews.txt").read_text(encoding="utf-8")
+    text = resources.files("tuneship.client").joinpath("sample_reviews.txt").read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 

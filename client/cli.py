@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from client.options import ClientOptions, TLSOptions
+    from tuneship.client.options import ClientOptions, TLSOptions
 
     headers = {}
     for item in args.header:
@@ -59,8 +59,8 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    from client.grpc_client import TritonClient
-    from client.text_classifier import TextClassifier
+    from tuneship.client.grpc_client import TritonClient
+    from tuneship.client.text_classifier import TextClassifier
 
     texts: list[str] = list(args.texts) or [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
@@ -83,7 +83,7 @@ def run_infer(args: argparse.Namespace) -> int:
 def run_bench_command(args: argparse.Namespace) -> int:
     import asyncio
 
-    from client.bench import HEADER, builtin_reviews, run_bench, write_outputs
+    from tuneship.client.bench import HEADER, builtin_reviews, run_bench, write_outputs
 
     try:
         levels = [int(x) for x in args.concurrency.split(",") if x.strip()]

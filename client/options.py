@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from client.retry import RetryPolicy
+from tuneship.client.retry import RetryPolicy
 
 Compression = Literal["gzip", "deflate"]
 

@@ -6,7 +6,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from client.errors import ModelNotReadyError, ResourceExhaustedError, ServerUnavailableError, TritonError
+from tuneship.client.errors import ModelNotReadyError, ResourceExhaustedError, ServerUnavailableError, TritonError
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-
-from client.aio_client import AsyncTritonClient
-from client.errors import InvalidInputError, PermissionDeniedError
-from client.grpc_client import TritonClient
-from client.results import InferResult
+from tuneship.client.aio_client import AsyncTritonClient
+from tuneship.client.errors import InvalidInputError, PermissionDeniedError
+from tuneship.client.grpc_client import TritonClient
+from tuneship.client.results import InferResult
 
 ClientT = TypeVar("ClientT", TritonClient, AsyncTritonClient)
 

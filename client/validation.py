@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from client.errors import InvalidInputError
+from tuneship.client.errors import InvalidInputError
 
 # Triton datatype -> numpy kinds/dtypes that may be sent for it.
 _NUMPY_FOR = {

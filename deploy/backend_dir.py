@@ -12,7 +12,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from deploy.triton_install import TritonInstall, site_packages_dirs
+from tuneship.deploy.triton_install import TritonInstall, site_packages_dirs
 
 PYTHON_BACKEND_UTILS = "triton_python_backend_utils.py"
 
@@ -45,6 +45,6 @@ def assemble_backend_dir(target: Path, install: TritonInstall) -> Path:
 
     bridge_dir = target / "onnxruntime"
     bridge_dir.mkdir(parents=True, exist_ok=True)
-    bridge_source = resources.files("deploy.onnxruntime_bridge").joinpath("model.py").read_text()
+    bridge_source = resources.files("tuneship.deploy.onnxruntime_bridge").joinpath("model.py").read_text()
     (bridge_dir / "model.py").write_text(bridge_source)
     return target

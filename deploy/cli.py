@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from deploy.server import ServeOptions, TritonServer
+    from tuneship.deploy.server import ServeOptions, TritonServer
 
     options = ServeOptions(
         model_repository=args.model_repository,
@@ -97,8 +97,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from client import ClientOptions, TritonClient
-    from deploy.server import ADMIN_HEADER
+    from tuneship.client import ClientOptions, TritonClient
+    from tuneship.deploy.server import ADMIN_HEADER
 
     key = args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY")
     options = ClientOptions(timeout_s=60.0, headers={ADMIN_HEADER: key} if key else {})
@@ -115,8 +115,8 @@ def run_deploy(args: argparse.Namespace) -> int:
             client.unload_model(args.model)
             print(f"unloaded {args.model}")
         else:
-            from deploy.publish import publish
-            from exporter import ExportOptions
+            from tuneship.deploy.publish import publish
+            from tuneship.exporter import ExportOptions
 
             result = publish(client, ExportOptions(checkpoint=args.checkpoint, name=args.name,
                                                    repository=args.repository, precision=args.precision,
@@ -127,7 +127,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_metrics(args: argparse.Namespace) -> int:
-    from deploy.metrics import scrape_metrics
+    from tuneship.deploy.metrics import scrape_metrics
 
     metrics = scrape_metrics(args.url)
     names = args.model or sorted(metrics.models)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from client import TritonClient, TritonError
+from tuneship.client import TritonClient, TritonError
 
 PublishMode = Literal["explicit", "poll"]
 
@@ -43,7 +43,7 @@ def served_versions(client: TritonClient, names: list[str]) -> dict[str, int]:
 def publish(client: TritonClient, export_options: Any, mode: PublishMode = "explicit",
             timeout_s: float = 180.0) -> PublishResult:
     """Export `export_options.checkpoint` as the next version and switch the running server to it."""
-    from exporter import export_checkpoint
+    from tuneship.exporter import export_checkpoint
 
     name = export_options.name
     models = [f"{name}_model", f"{name}_tokenizer", f"{name}_postprocess", name]

@@ -26,8 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from deploy.backend_dir import assemble_backend_dir
-from deploy.triton_install import TritonInstall
+from tuneship.deploy.backend_dir import assemble_backend_dir
+from tuneship.deploy.triton_install import TritonInstall
 
 ModelControlMode = Literal["none", "poll", "explicit"]
 

@@ -11,14 +11,14 @@ from typing import Any
 __all__ = ["ExportError", "ExportOptions", "ServingOptions", "export_checkpoint"]
 
 _WHERE = {
-    "ExportError": "exporter.errors",
-    "ExportOptions": "exporter.export",
-    "export_checkpoint": "exporter.export",
-    "ServingOptions": "exporter.model_configs",
+    "ExportError": "tuneship.exporter.errors",
+    "ExportOptions": "tuneship.exporter.export",
+    "export_checkpoint": "tuneship.exporter.export",
+    "ServingOptions": "tuneship.exporter.model_configs",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'exporter' has no attribute {name!r}")
+    raise AttributeError(f"module 'tuneship.exporter' has no attribute {name!r}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporter.errors import ExportError
-from exporter.texts import calibration_texts
-from exporter.token_packing import pack_tokens_file
-from exporter.variants import (
+from tuneship.exporter.errors import ExportError
+from tuneship.exporter.texts import calibration_texts
+from tuneship.exporter.token_packing import pack_tokens_file
+from tuneship.exporter.variants import (
     GRAPH_LEVEL_BASIC,
     Variant,
     convert_fp16,
@@ -20,11 +20,11 @@ from exporter.variants import (
 )
 
 if TYPE_CHECKING:
-    from exporter.export import ExportOptions
+    from tuneship.exporter.export import ExportOptions
 
 
 def _encoder_shape(model: Any) -> tuple[str, int, int]:
-    from trainer.architectures import architecture
+    from tuneship.trainer.architectures import architecture
 
     config = model.config
     known = architecture(str(getattr(config, "model_type", "")))
@@ -115,7 +115,7 @@ ENGINE_PRECISION = {"auto": "FP16", "fp16": "FP16", "int8": "INT8", "fp32": "FP3
 def tensorrt_variants(options: ExportOptions, fp32: Path, workdir: Path, variants: list[Variant], tokenizer: Any,
                        input_names: list[str], checkpoint: Any) -> tuple[list[Variant], str]:
     """A `tensorrt_plan` engine where TensorRT and a GPU exist; otherwise nothing, and the reason."""
-    from exporter.tensorrt_engine import build_engine, default_profile, tensorrt_unavailable
+    from tuneship.exporter.tensorrt_engine import build_engine, default_profile, tensorrt_unavailable
 
     missing = tensorrt_unavailable()
     if missing is not None:

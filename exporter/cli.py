@@ -50,8 +50,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from exporter.export import ExportOptions, export_checkpoint
-    from exporter.model_configs import ServingOptions
+    from tuneship.exporter.export import ExportOptions, export_checkpoint
+    from tuneship.exporter.model_configs import ServingOptions
 
     kind = args.instance_kind or ("KIND_GPU" if args.target == "gpu" else "KIND_CPU")
     serving = ServingOptions(max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us,

@@ -9,16 +9,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.build import build_variants, tensorrt_variants
-from exporter.errors import ExportError
-from exporter.model_configs import ServingOptions
-from exporter.onnx_export import export_onnx
-from exporter.publishing import publish_models
-from exporter.repository import check_model_name
-from exporter.selection import VariantReport, apply_gate, choose, format_table, measure, unmeasured
-from exporter.texts import FALLBACK_TEXTS, read_jsonl
-from exporter.validation import ValidationResult, torch_logits, validate
-from exporter.variants import CALIBRATION_METHODS
+from tuneship.exporter.build import build_variants, tensorrt_variants
+from tuneship.exporter.errors import ExportError
+from tuneship.exporter.model_configs import ServingOptions
+from tuneship.exporter.onnx_export import export_onnx
+from tuneship.exporter.publishing import publish_models
+from tuneship.exporter.repository import check_model_name
+from tuneship.exporter.selection import VariantReport, apply_gate, choose, format_table, measure, unmeasured
+from tuneship.exporter.texts import FALLBACK_TEXTS, read_jsonl
+from tuneship.exporter.validation import ValidationResult, torch_logits, validate
+from tuneship.exporter.variants import CALIBRATION_METHODS
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 TARGETS = ("cpu", "gpu")
@@ -79,8 +79,8 @@ class ExportReport:
 
 
 def export_checkpoint(options: ExportOptions) -> ExportReport:
-    from trainer import TrainingError, load_classifier
-    from trainer.architectures import ARCHITECTURES, architecture
+    from tuneship.trainer import TrainingError, load_classifier
+    from tuneship.trainer.architectures import ARCHITECTURES, architecture
 
     name = check_model_name(options.name)
     if options.precision not in PRECISIONS:
@@ -110,7 +110,7 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
     workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))
     try:
         fp32_path = workdir / "model.onnx"
-        from exporter.prompt_folding import fold_prompt, is_prompt_learning
+        from tuneship.exporter.prompt_folding import fold_prompt, is_prompt_learning
 
         graph_model = fold_prompt(model) if is_prompt_learning(model) else model
         input_names = export_onnx(graph_model, tokenizer, fp32_path, options.opset)

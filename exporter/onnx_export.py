@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import ExportError
+from tuneship.exporter.errors import ExportError
 
 
 class _LogitsOnly:

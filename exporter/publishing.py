@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporter.model_configs import (
+from tuneship.exporter.model_configs import (
     ServingOptions,
     ensemble_config,
     onnx_model_config,
@@ -15,11 +15,11 @@ from exporter.model_configs import (
     tensorrt_model_config,
     tokenizer_config,
 )
-from exporter.repository import publish_version
-from exporter.variants import Variant
+from tuneship.exporter.repository import publish_version
+from tuneship.exporter.variants import Variant
 
 if TYPE_CHECKING:
-    from exporter.export import ExportOptions
+    from tuneship.exporter.export import ExportOptions
 
 TRITON_MODELS = Path(__file__).parent / "triton_models"
 
@@ -64,7 +64,7 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
         model_config = onnx_model_config(f"{name}_model", input_names, num_labels, serving,
                                          graph_level=variant.graph_level)
     if options.target == "gpu" and not engine:
-        from exporter.model_configs import add_tensorrt_accelerator
+        from tuneship.exporter.model_configs import add_tensorrt_accelerator
 
         mode = {"int8": "INT8", "fp16": "FP16"}.get(variant.precision,
                                                     "FP16" if options.precision == "auto" else "FP32")

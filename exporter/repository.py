@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
-
-from exporter.errors import ExportError
-from exporter.model_configs import to_pbtxt
+from tuneship.exporter.errors import ExportError
+from tuneship.exporter.model_configs import to_pbtxt
 
 _LEGAL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from exporter.validation import onnx_logits
-from exporter.variants import Variant, session_options
+from tuneship.exporter.validation import onnx_logits
+from tuneship.exporter.variants import Variant, session_options
 
 
 @dataclass
@@ -33,7 +32,7 @@ class VariantReport:
 def _session(variant: Variant) -> Any:
     """A session configured the way Triton will run the variant, so the figures are the served ones."""
     if variant.format == "tensorrt_plan":
-        from exporter.tensorrt_engine import EngineSession
+        from tuneship.exporter.tensorrt_engine import EngineSession
 
         return EngineSession(variant.path, variant.profile)
     import onnxruntime as ort

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import ExportError
+from tuneship.exporter.errors import ExportError
 
 PRECISIONS = ("FP16", "INT8", "FP32")
 

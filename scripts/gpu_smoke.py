@@ -28,9 +28,8 @@ def main() -> int:
     import torch
     from conftest import synthetic_reviews, write_csv
     from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from trainer import TrainConfig, train
-    from trainer.training import _precision_flags
+    from tuneship.trainer import TrainConfig, train
+    from tuneship.trainer.training import _precision_flags
 
     findings: dict[str, object] = {"cuda": torch.cuda.is_available(),
                                    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -54,9 +53,8 @@ def main() -> int:
     findings["manifest_precision"] = manifest["hyperparameters"]["precision"]
 
     from transformers import AutoModelForSequenceClassification
-
-    from exporter.onnx_export import export_onnx
-    from exporter.validation import torch_logits, validate
+    from tuneship.exporter.onnx_export import export_onnx
+    from tuneship.exporter.validation import torch_logits, validate
 
     model = AutoModelForSequenceClassification.from_pretrained(str(args.out / "ckpt")).eval()
     names = export_onnx(model, tokenizer, args.out / "model.onnx")

@@ -14,6 +14,5 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 .venv/bin/ruff check .
-.venv/bin/mypy --strict client deploy
-.venv/bin/mypy trainer exporter
+bash scripts/typecheck.sh
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

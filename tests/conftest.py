@@ -52,8 +52,7 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer, saved as a local folder."""
     from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from trainer.base_models import resolve_base_model
+    from tuneship.trainer.base_models import resolve_base_model
 
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_base_model("minilm")))
@@ -77,8 +76,8 @@ def review_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def tiny_repository(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository holding the `tiny` sentiment ensemble (fp32), trained in seconds."""
-    from exporter import ExportOptions, export_checkpoint
-    from trainer import TrainConfig, train
+    from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.trainer import TrainConfig, train
 
     folder = tmp_path_factory.mktemp("tiny-repository")
     train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),

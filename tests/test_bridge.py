@@ -16,7 +16,7 @@ def bridge(monkeypatch: pytest.MonkeyPatch) -> Any:
     fake = types.ModuleType("triton_python_backend_utils")
     fake.Logger = types.SimpleNamespace(log_info=lambda message: None)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
-    module = importlib.import_module("deploy.onnxruntime_bridge.model")
+    module = importlib.import_module("tuneship.deploy.onnxruntime_bridge.model")
     return importlib.reload(module)
 
 
@@ -37,7 +37,7 @@ def test_graph_levels_match_the_native_backend(bridge: Any, level: int, expected
     options, _ = bridge.session_options_from_config({"optimization": {"graph": {"level": level}}})
     assert options.graph_optimization_level == getattr(ort.GraphOptimizationLevel, expected)
     # The exporter measures variants with its own copy of the mapping (the bridge is not importable there).
-    from exporter.variants import session_options
+    from tuneship.exporter.variants import session_options
 
     assert session_options(level).graph_optimization_level == options.graph_optimization_level
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-
-from client import (
+from tuneship.client import (
     AsyncTextClassifier,
     AsyncTritonClient,
     ClientMetrics,
@@ -28,7 +27,7 @@ from client import (
     TLSOptions,
     TritonClient,
 )
-from deploy import ServeOptions, TritonServer, free_port
+from tuneship.deploy import ServeOptions, TritonServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from trainer.data import check_labels, load_file, stratified_split
-from trainer.errors import DataError
+from tuneship.trainer.data import check_labels, load_file, stratified_split
+from tuneship.trainer.errors import DataError
 
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -79,7 +78,7 @@ def test_stratified_split_is_seeded_and_keeps_shares(tmp_path: Path) -> None:
 
 
 def test_cli_reports_data_errors_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from deploy.dispatch import main
+    from tuneship.cli import main
 
     output = tmp_path / "out"
     code = main(["train", "--data", str(tmp_path / "missing.csv"), "--output", str(output)])
@@ -101,7 +100,7 @@ def test_parquet_and_custom_columns(tmp_path: Path) -> None:
 
 
 def test_builtin_data_sets_are_deduplicated_and_labelled() -> None:
-    from trainer.builtin_data import load_builtin
+    from tuneship.trainer.builtin_data import load_builtin
 
     rotten = load_builtin("rotten-tomatoes")
     assert set(rotten.label_counts()) == {"fresh", "rotten"}

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from client import ClientOptions, PermissionDeniedError, TextClassifier, TritonClient
-from deploy import ServeOptions, TritonServer
-from deploy.publish import PublishError, publish, served_versions
-from deploy.server import ADMIN_HEADER
+from tuneship.client import ClientOptions, PermissionDeniedError, TextClassifier, TritonClient
+from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.deploy.publish import PublishError, publish, served_versions
+from tuneship.deploy.server import ADMIN_HEADER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "s3cret-admin-key"
@@ -40,7 +39,7 @@ def server(repository: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def second_checkpoint(tiny_bert: Path, review_files: tuple[Path, Path],
                       tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer import TrainConfig, train
+    from tuneship.trainer import TrainConfig, train
 
     output = tmp_path_factory.mktemp("second") / "ckpt"
     train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
@@ -69,11 +68,11 @@ def test_restricted_apis_refuse_callers_without_the_key(server: TritonServer) ->
         assert not admin.is_model_ready("tiny")
         admin.load_model("tiny")
         assert admin.is_model_ready("tiny")
-    status = subprocess.run([sys.executable, "-m", "deploy.dispatch", "deploy", "status", "--url", server.grpc_url,
+    status = subprocess.run([sys.executable, "-m", "tuneship", "deploy", "status", "--url", server.grpc_url,
                              "--admin-key", KEY], capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     assert "tiny_model" in status.stdout and "READY" in status.stdout
-    refused = subprocess.run([sys.executable, "-m", "deploy.dispatch", "deploy", "unload", "tiny", "--url",
+    refused = subprocess.run([sys.executable, "-m", "tuneship", "deploy", "unload", "tiny", "--url",
                               server.grpc_url], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "restricted" in refused.stderr
 
@@ -81,9 +80,8 @@ def test_restricted_apis_refuse_callers_without_the_key(server: TritonServer) ->
 def test_publish_under_load_switches_versions_without_failures(server: TritonServer, repository: Path,
                                                                second_checkpoint: Path) -> None:
     import torch
-
-    from exporter import ExportOptions
-    from trainer import load_classifier
+    from tuneship.exporter import ExportOptions
+    from tuneship.trainer import load_classifier
 
     failures: list[str] = []
     answered = [0]
@@ -126,7 +124,7 @@ def test_publish_under_load_switches_versions_without_failures(server: TritonSer
 
 def test_a_version_that_fails_to_load_is_rolled_back(server: TritonServer, repository: Path,
                                                      second_checkpoint: Path) -> None:
-    from exporter import ExportOptions, ServingOptions
+    from tuneship.exporter import ExportOptions, ServingOptions
 
     with _admin(server) as admin:
         before = served_versions(admin, ["tiny_model", "tiny"])

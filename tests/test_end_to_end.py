@@ -7,16 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from client import TextClassifier, TritonClient
-from deploy import ServeOptions, TritonServer, scrape_metrics
+from tuneship.client import TextClassifier, TritonClient
+from tuneship.deploy import ServeOptions, TritonServer, scrape_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer import TrainConfig, train
+    from tuneship.trainer import TrainConfig, train
 
     train_file, eval_file = review_files
     output = tmp_path_factory.mktemp("runs") / "tiny-sentiment"
@@ -30,9 +29,8 @@ def test_served_int8_equals_what_the_exporter_measured(checkpoint: Path, tmp_pat
     """The int8 graph is pre-optimized and served at basic level: Triton must compute what the gate measured."""
     import onnxruntime as ort
     from transformers import AutoTokenizer
-
-    from exporter import ExportOptions, export_checkpoint
-    from exporter.variants import session_options
+    from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.exporter.variants import session_options
 
     repository = tmp_path / "model_repository"
     report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="tiny8", repository=repository,
@@ -79,8 +77,7 @@ def test_checkpoint_follows_the_contract(checkpoint: Path) -> None:
 
 def test_served_labels_equal_pytorch_predictions(checkpoint: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from exporter import ExportOptions, export_checkpoint
+    from tuneship.exporter import ExportOptions, export_checkpoint
 
     repository = tmp_path / "model_repository"
     report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="tiny", repository=repository,
@@ -120,9 +117,8 @@ def test_every_method_is_served_with_pytorch_labels(tiny_bert: Path, review_file
                                                     tmp_path: Path) -> None:
     """One server, one repository holding a classifier per trainer method; each answers like PyTorch."""
     import torch
-
-    from exporter import ExportOptions, export_checkpoint
-    from trainer import TrainConfig, load_classifier, train
+    from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.trainer import TrainConfig, load_classifier, train
 
     repository = tmp_path / "model_repository"
     texts = ["a superb and moving film", "dull, tedious and lifeless", "the cast was charming but the plot bland",

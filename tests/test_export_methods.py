@@ -9,11 +9,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
-from exporter import ExportError, ExportOptions, export_checkpoint
-from exporter.tensorrt_engine import tensorrt_unavailable
-from trainer import TrainConfig, load_classifier, train
-from trainer.evaluation import predict_logits
+from tuneship.exporter import ExportError, ExportOptions, export_checkpoint
+from tuneship.exporter.tensorrt_engine import tensorrt_unavailable
+from tuneship.trainer import TrainConfig, load_classifier, train
+from tuneship.trainer.evaluation import predict_logits
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +101,7 @@ def test_a_variant_over_the_accuracy_gate_needs_force(tiny_checkpoint: Path, tmp
 
 def test_cpu_int8_is_the_fused_graph_quantized_and_served_as_measured(tiny_checkpoint: Path,
                                                                         tmp_path: Path) -> None:
-    from exporter.model_configs import parse_pbtxt
+    from tuneship.exporter.model_configs import parse_pbtxt
 
     repository = tmp_path / "repo"
     report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
@@ -122,7 +121,7 @@ def test_cpu_int8_is_the_fused_graph_quantized_and_served_as_measured(tiny_check
 
 def test_export_leaves_the_models_attention_implementation_as_it_was(tiny_checkpoint: Path,
                                                                         tmp_path: Path) -> None:
-    from exporter.onnx_export import export_onnx
+    from tuneship.exporter.onnx_export import export_onnx
 
     model, tokenizer, _info = load_classifier(tiny_checkpoint)
     before = model.config._attn_implementation
@@ -132,7 +131,7 @@ def test_export_leaves_the_models_attention_implementation_as_it_was(tiny_checkp
 
 @pytest.mark.skipif(tensorrt_unavailable() is None, reason="TensorRT and a GPU present: an engine is published")
 def test_gpu_target_writes_fp16_with_the_tensorrt_accelerator(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from exporter.model_configs import parse_pbtxt
+    from tuneship.exporter.model_configs import parse_pbtxt
 
     repository = tmp_path / "repo"
     report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from trainer import TrainConfig, TrainingError, load_classifier, train
-from trainer.evaluate_checkpoint import evaluate_checkpoint
-from trainer.evaluation import predict_logits
+from tuneship.trainer import TrainConfig, TrainingError, load_classifier, train
+from tuneship.trainer.evaluate_checkpoint import evaluate_checkpoint
+from tuneship.trainer.evaluation import predict_logits
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +92,7 @@ def test_unknown_lora_targets_are_named(tiny_bert: Path, review_files: tuple[Pat
 
 def test_evaluate_command_prints_and_saves_the_metrics(tiny_bert: Path, review_files: tuple[Path, Path],
                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from deploy.dispatch import main
+    from tuneship.cli import main
 
     checkpoint = _train(tiny_bert, review_files, tmp_path / "full", "full")
     code = main(["evaluate", str(checkpoint), "--data", str(review_files[1]), "--json", str(tmp_path / "m.json")])

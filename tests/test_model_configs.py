@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
-
-from exporter.errors import ExportError
-from exporter.model_configs import (
+from tuneship.exporter.errors import ExportError
+from tuneship.exporter.model_configs import (
     ServingOptions,
     ensemble_config,
     onnx_model_config,
@@ -18,7 +17,7 @@ from exporter.model_configs import (
     to_pbtxt,
     tokenizer_config,
 )
-from exporter.repository import check_model_name, existing_versions, prune_versions, publish_version
+from tuneship.exporter.repository import check_model_name, existing_versions, prune_versions, publish_version
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 

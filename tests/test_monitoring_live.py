@@ -18,8 +18,7 @@ import pytest
 import yaml
 from conftest import require_tool
 from prometheus_client import CollectorRegistry
-
-from client import (
+from tuneship.client import (
     ClientMetrics,
     ClientOptions,
     ModelNotReadyError,
@@ -28,7 +27,7 @@ from client import (
     TextClassifier,
     TritonClient,
 )
-from deploy import ServeOptions, TritonServer, free_port
+from tuneship.deploy import ServeOptions, TritonServer, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 import pytest
-
-from trainer.config import add_config_arguments, config_from_args
-from trainer.errors import DataError
+from tuneship.trainer.config import add_config_arguments, config_from_args
+from tuneship.trainer.errors import DataError
 
 
 def _parse(*argv: str) -> argparse.Namespace:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def _command(tiny_bert: Path, files: tuple[Path, Path], output: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "deploy.dispatch", "train", "--data", str(files[0]), "--eval-file", str(files[1]),
+    return [sys.executable, "-m", "tuneship", "train", "--data", str(files[0]), "--eval-file", str(files[1]),
             "--model", str(tiny_bert), "--output", str(output), "--max-steps", "150", "--eval-steps", "10",
             "--batch-size", "8", "--max-length", "32", "--logging-steps", "10", "--learning-rate", "1e-3", *extra]
 
@@ -56,7 +56,7 @@ def test_sigkill_then_resume_finishes_the_run(tiny_bert: Path, review_files: tup
 
 
 def test_partial_checkpoints_are_skipped(tmp_path: Path) -> None:
-    from trainer.training import last_complete_checkpoint
+    from tuneship.trainer.training import last_complete_checkpoint
 
     for step, complete in ((10, True), (20, True), (30, False)):
         folder = tmp_path / f"checkpoint-{step}"

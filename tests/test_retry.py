@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from client.errors import (
+from tuneship.client.errors import (
     DeadlineExceededError,
     InvalidInputError,
     ModelNotReadyError,
@@ -14,7 +13,7 @@ from client.errors import (
     ServerUnavailableError,
     from_triton_exception,
 )
-from client.retry import RetryBudget, RetryPolicy
+from tuneship.client.retry import RetryBudget, RetryPolicy
 
 
 class _Raw(Exception):
@@ -86,7 +85,7 @@ def test_the_client_package_imports_nothing_heavy() -> None:
 def test_a_missed_deadline_names_the_error_the_last_attempt_got() -> None:
     import time
 
-    from client._calls import CallPlan
+    from tuneship.client._calls import CallPlan
 
     plan = CallPlan("tiny", RetryPolicy(max_attempts=10, initial_backoff_s=0.01), RetryBudget(10), timeout_s=0.05,
                     metrics=None)
@@ -99,7 +98,7 @@ def test_a_missed_deadline_names_the_error_the_last_attempt_got() -> None:
 
 
 def test_channel_arguments_keep_keepalive_with_a_message_limit_and_bound_reconnect_backoff() -> None:
-    from client.options import ClientOptions
+    from tuneship.client.options import ClientOptions
 
     args = dict(ClientOptions(max_message_bytes=1 << 20, keepalive_time_ms=5000).grpc_kwargs()["channel_args"])
     assert args["grpc.max_send_message_length"] == args["grpc.max_receive_message_length"] == 1 << 20

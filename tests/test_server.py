@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from onnx_models import write_linear_model
-
-from deploy import ServeOptions, ServerError, TritonServer, free_port, scrape_metrics
+from tuneship.deploy import ServeOptions, ServerError, TritonServer, free_port, scrape_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +175,7 @@ def test_serve_command_stops_cleanly_on_signals(tmp_path: Path, signal_name: str
     write_linear_model(repository, "linear", rng.normal(size=(4, 3)), rng.normal(size=3))
     ports = [str(free_port()) for _ in range(3)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.dispatch", "serve", "--model-repository", str(repository),
+        [sys.executable, "-m", "tuneship", "serve", "--model-repository", str(repository),
          "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2]],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

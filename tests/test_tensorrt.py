@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from exporter.errors import ExportError
-from exporter.model_configs import ServingOptions, parse_pbtxt, tensorrt_model_config, to_pbtxt
-from exporter.tensorrt_engine import ShapeProfile, default_profile, tensorrt_unavailable
+from tuneship.exporter.errors import ExportError
+from tuneship.exporter.model_configs import ServingOptions, parse_pbtxt, tensorrt_model_config, to_pbtxt
+from tuneship.exporter.tensorrt_engine import ShapeProfile, default_profile, tensorrt_unavailable
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
@@ -52,9 +51,8 @@ def test_engine_matches_onnx_runtime_and_is_published_as_tensorrt_plan(tiny_repo
                                                                        tmp_path: Path) -> None:
     import onnxruntime as ort
     from transformers import AutoTokenizer
-
-    from exporter import ExportOptions, export_checkpoint
-    from exporter.tensorrt_engine import EngineSession, build_engine
+    from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.exporter.tensorrt_engine import EngineSession, build_engine
 
     checkpoint = tiny_repository.parent / "ckpt"
     onnx_path = tiny_repository / "tiny_model" / "1" / "model.onnx"
@@ -85,9 +83,8 @@ def test_gpu_export_publishes_the_engine_the_builder_made(tiny_repository: Path,
     import shutil
 
     import onnxruntime as ort
-
-    import exporter.tensorrt_engine as engines
-    from exporter import ExportOptions, export_checkpoint
+    import tuneship.exporter.tensorrt_engine as engines
+    from tuneship.exporter import ExportOptions, export_checkpoint
 
     built: dict[str, object] = {}
 

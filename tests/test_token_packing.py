@@ -8,8 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
-from exporter.token_packing import pack_tokens, pack_tokens_file
+from tuneship.exporter.token_packing import pack_tokens, pack_tokens_file
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 TEXTS = ["a superb and moving film with a cast at the top of its game", "dull", "x",
@@ -19,7 +18,7 @@ TEXTS = ["a superb and moving film with a cast at the top of its game", "dull", 
 @pytest.fixture(scope="module")
 def graphs(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """The tiny checkpoint's plain export, its fused graph, and the fused graph packed."""
-    from exporter.variants import optimize_transformer
+    from tuneship.exporter.variants import optimize_transformer
 
     folder = tmp_path_factory.mktemp("packing")
     plain = tiny_repository / "tiny_model" / "1" / "model.onnx"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from trainer.errors import TrainingError
+from tuneship.trainer.errors import TrainingError
 
 # alias -> (package, folder inside it, pip requirement)
 BUNDLED_MODELS = {

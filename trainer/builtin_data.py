@@ -8,8 +8,8 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from trainer.data import Example, LabelledData
-from trainer.errors import DataError
+from tuneship.trainer.data import Example, LabelledData
+from tuneship.trainer.errors import DataError
 
 
 def _package_file(package: str, relative: str, install: str) -> Path:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import TrainingError
+from tuneship.trainer.errors import TrainingError
 
 MANIFEST = "tuneship.json"
 METRICS = "metrics.json"

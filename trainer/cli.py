@@ -8,7 +8,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from trainer.config import add_config_arguments
+    from tuneship.trainer.config import add_config_arguments
 
     train = subparsers.add_parser("train", help="fine-tune a model on labelled texts into a checkpoint")
     add_config_arguments(train)
@@ -26,22 +26,22 @@ def register(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from trainer.config import config_from_args
-    from trainer.training import train
+    from tuneship.trainer.config import config_from_args
+    from tuneship.trainer.training import train
 
     train(config_from_args(args))
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from trainer.evaluate_checkpoint import evaluate_checkpoint
-    from trainer.evaluation import format_metrics
+    from tuneship.trainer.evaluate_checkpoint import evaluate_checkpoint
+    from tuneship.trainer.evaluation import format_metrics
 
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.text_column, args.label_column,
                                   args.encoding, args.batch_size)
     print(format_metrics(metrics))
     if args.json:
-        from trainer.config import save_json
+        from tuneship.trainer.config import save_json
 
         save_json(args.json, metrics)
     return 0

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
-
-from trainer.errors import DataError
+from tuneship.trainer.errors import DataError
 
 METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix-tuning", "features")
 

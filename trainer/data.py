@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.errors import DataError
+from tuneship.trainer.errors import DataError
 
 
 @dataclass

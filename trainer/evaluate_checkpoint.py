@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainer.builtin_data import BUILTIN_DATASETS, load_builtin
-from trainer.checkpoint import read_checkpoint
-from trainer.data import load_file
-from trainer.errors import DataError
-from trainer.evaluation import classification_metrics, predict_logits
-from trainer.loading import load_classifier
+from tuneship.trainer.builtin_data import BUILTIN_DATASETS, load_builtin
+from tuneship.trainer.checkpoint import read_checkpoint
+from tuneship.trainer.data import load_file
+from tuneship.trainer.errors import DataError
+from tuneship.trainer.evaluation import classification_metrics, predict_logits
+from tuneship.trainer.loading import load_classifier
 
 
 def evaluate_checkpoint(checkpoint: Path, data: str, text_column: str = "text", label_column: str = "label",

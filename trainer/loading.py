@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint import CheckpointInfo, read_checkpoint
-from trainer.errors import TrainingError
+from tuneship.trainer.checkpoint import CheckpointInfo, read_checkpoint
+from tuneship.trainer.errors import TrainingError
 
 
 def load_classifier(path: Path) -> tuple[Any, Any, CheckpointInfo]:
@@ -33,8 +33,7 @@ def _load(path: Path, info: CheckpointInfo) -> tuple[Any, Any, CheckpointInfo]:
     if manifest.get("head"):
         from safetensors.torch import load_file
         from transformers import AutoModel
-
-        from trainer.methods.features import build_classifier_module
+        from tuneship.trainer.methods.features import build_classifier_module
 
         head_path = path / str(manifest["head"])
         if not head_path.is_file():

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.base_models import resolve_base_model
-from trainer.builtin_data import BUILTIN_DATASETS, load_builtin
-from trainer.checkpoint import (
+from tuneship.trainer.base_models import resolve_base_model
+from tuneship.trainer.builtin_data import BUILTIN_DATASETS, load_builtin
+from tuneship.trainer.checkpoint import (
     EVAL_DATA,
     FORMAT_VERSION,
     MANIFEST,
@@ -24,12 +24,12 @@ from trainer.checkpoint import (
     make_staging_directory,
     publish_directory,
 )
-from trainer.config import TrainConfig, save_json, validate_config
-from trainer.data import LabelledData, check_labels, imbalance_report, load_file, stratified_split, write_jsonl
-from trainer.errors import TrainingError
-from trainer.evaluation import classification_metrics, format_metrics, predict_logits
-from trainer.methods import method_module
-from trainer.plots import plot_training_curve
+from tuneship.trainer.config import TrainConfig, save_json, validate_config
+from tuneship.trainer.data import LabelledData, check_labels, imbalance_report, load_file, stratified_split, write_jsonl
+from tuneship.trainer.errors import TrainingError
+from tuneship.trainer.evaluation import classification_metrics, format_metrics, predict_logits
+from tuneship.trainer.methods import method_module
+from tuneship.trainer.plots import plot_training_curve
 
 RUN_CONFIG = "tuneship-run.json"
 
@@ -217,7 +217,7 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
 
 def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
                   label_index: dict[str, int]) -> _Fitted:
-    from trainer.methods import features
+    from tuneship.trainer.methods import features
 
     fitted = features.fit(base, tokenizer, prepared.labels, prepared.train.texts,
                           [label_index[label] for label in prepared.train.labels], config)

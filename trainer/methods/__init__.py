@@ -10,12 +10,12 @@ from importlib import import_module
 from types import ModuleType
 
 METHOD_MODULES = {
-    "full": "trainer.methods.full",
-    "lora": "trainer.methods.lora",
-    "ptuning": "trainer.methods.prompt",
-    "prompt-tuning": "trainer.methods.prompt",
-    "prefix-tuning": "trainer.methods.prompt",
-    "features": "trainer.methods.features",
+    "full": "tuneship.trainer.methods.full",
+    "lora": "tuneship.trainer.methods.lora",
+    "ptuning": "tuneship.trainer.methods.prompt",
+    "prompt-tuning": "tuneship.trainer.methods.prompt",
+    "prefix-tuning": "tuneship.trainer.methods.prompt",
+    "features": "tuneship.trainer.methods.features",
 }
 
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import TrainingError
-from trainer.methods.full import load_base_classifier
+from tuneship.trainer.errors import TrainingError
+from tuneship.trainer.methods.full import load_base_classifier
 
 ADAPTER_DIR = "adapter"
 

@@ -7,19 +7,25 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+import tuneship
+
 # Stage CLI modules must be cheap to import: heavy libraries are imported inside handlers.
-STAGE_CLIS = ("trainer.cli", "exporter.cli", "deploy.cli", "client.cli")
-OUR_PACKAGES = {"trainer", "exporter", "deploy", "client"}
+STAGE_CLIS = ("tuneship.trainer.cli", "tuneship.exporter.cli", "tuneship.deploy.cli", "tuneship.client.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tuneship", description="Fine-tune, export, serve and monitor models on Triton Inference Server."
-    )
+        prog="tuneship", description="Fine-tune, export, serve and monitor models on Triton Inference Server.")
+    parser.add_argument("--version", action="version", version=f"tuneship {tuneship.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in STAGE_CLIS:
         importlib.import_module(module_name).register(subparsers)
     return parser
+
+
+def _ours(error: BaseException) -> bool:
+    """Our own errors carry a message meant for the user; anything else is a bug (shown with its traceback)."""
+    return type(error).__module__.startswith("tuneship.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,8 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        # Our own errors carry a message meant for the user; anything else is a bug: show the traceback.
-        if type(error).__module__.split(".")[0] in OUR_PACKAGES:
+        if _ours(error):
             print(f"error: {error}", file=sys.stderr)
             return 2
         raise

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# mypy on the `tuneship` import package. Its stages keep their folders at the top level and setuptools maps
+# them under `tuneship` (an import hook that mypy cannot follow), so mypy reads the same files through a view
+# of symlinks in build/typecheck/ laid out as the installed package is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VIEW=build/typecheck/tuneship
+rm -rf build/typecheck && mkdir -p "$VIEW"
+for entry in tuneship/*; do ln -s "$PWD/$entry" "$VIEW/"; done
+for stage in trainer exporter client deploy; do ln -s "$PWD/$stage" "$VIEW/$stage"; done
+export MYPYPATH="$PWD/build/typecheck"
+MYPY="${MYPY:-.venv/bin/mypy}"
+# Strict where services import us (the client) and where the server runs (deploy, the dispatcher).
+"$MYPY" --strict -m tuneship -m tuneship.cli -p tuneship.client -p tuneship.deploy
+"$MYPY" -p tuneship.trainer -p tuneship.exporter
