@@ -61,6 +61,7 @@ def main() -> int:
 
     import onnxruntime as ort
     import torch
+
     from tuneship.exporter.build import build_variants
     from tuneship.exporter.export import ExportOptions
     from tuneship.exporter.onnx_export import export_onnx

@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tuneship.client.errors import DeadlineExceededError, TritonError
+
+from tuneship.client.errors import DeadlineExceededError, ModelNotReadyError, ServerUnavailableError, TritonError
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.options import ClientOptions
 from tuneship.client.retry import RetryBudget, RetryPolicy
+from tuneship.client.urls import grpc_target
 from tuneship.client.validation import triton_datatype
 
 
@@ -22,7 +24,7 @@ class ClientState:
 
     def __init__(self, url: str, options: ClientOptions | None, metrics: ClientMetrics | None,
                  timeout_s: float | None) -> None:
-        self.url = url
+        self.url = grpc_target(url)
         self.options = options or ClientOptions()
         if timeout_s is not None:
             self.options = replace(self.options, timeout_s=timeout_s)
@@ -32,6 +34,14 @@ class ClientState:
 
     def _forget(self, model: str) -> None:
         self._metadata = {k: v for k, v in self._metadata.items() if k[0] != model}
+
+    def _not_ready(self, model: str | None, timeout_s: float, reached: bool, server_ready: bool) -> TritonError:
+        """The error of a readiness wait that ran out: unreachable, server not ready, or model not ready."""
+        if not reached:
+            return ServerUnavailableError(f"Triton at {self.url} was unreachable for {timeout_s:g}s")
+        if not server_ready or model is None:
+            return ServerUnavailableError(f"Triton at {self.url} answered but was not ready within {timeout_s:g}s")
+        return ModelNotReadyError(f"model {model!r} on Triton at {self.url} was not ready within {timeout_s:g}s")
 
 
 class CallPlan:

@@ -11,8 +11,9 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
+
 from tuneship.client._calls import CallPlan, ClientState, to_infer_inputs
-from tuneship.client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
+from tuneship.client.errors import PermissionDeniedError, TritonError, from_triton_exception
 from tuneship.client.grpc_client import _result
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.options import ClientOptions
@@ -26,7 +27,7 @@ class AsyncTritonClient(ClientState):
     def __init__(self, url: str = "127.0.0.1:8001", options: ClientOptions | None = None,
                  metrics: ClientMetrics | None = None, *, timeout_s: float | None = None) -> None:
         super().__init__(url, options, metrics, timeout_s)
-        self._client = aioclient.InferenceServerClient(url=url, **self.options.grpc_kwargs())
+        self._client = aioclient.InferenceServerClient(url=self.url, **self.options.grpc_kwargs())
 
     async def _call(self, method: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
         timeout = timeout_s if timeout_s is not None else self.options.timeout_s
@@ -57,12 +58,15 @@ class AsyncTritonClient(ClientState):
     async def wait_until_ready(self, model: str | None = None, timeout_s: float = 60.0,
                                interval_s: float = 0.25) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if await self.is_server_ready() and (model is None or await self.is_model_ready(model)):
+        reached = server_ready = False
+        while True:
+            server_ready = await self.is_server_ready()
+            reached = reached or server_ready or await self.is_server_live()
+            if server_ready and (model is None or await self.is_model_ready(model)):
                 return
+            if time.monotonic() >= deadline:
+                raise self._not_ready(model, timeout_s, reached, server_ready)
             await asyncio.sleep(interval_s)
-        what = f"model {model!r} on " if model else ""
-        raise ServerUnavailableError(f"{what}Triton at {self.url} was not ready within {timeout_s:.0f}s")
 
     async def get_server_metadata(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("get_server_metadata", as_json=True)
@@ -108,14 +112,14 @@ class AsyncTritonClient(ClientState):
     async def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
                     version: str = "", timeout_s: float | None = None, request_id: str = "",
                     validate: bool = True) -> InferResult:
-        if validate:
-            metadata, max_batch = await self._input_spec(model, version)
-            check_inputs(model, metadata, inputs, max_batch)
-        request = to_infer_inputs(inputs)
-        requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
         timeout = timeout_s if timeout_s is not None else self.options.timeout_s
         plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
         with plan.tracked():
+            if validate:
+                metadata, max_batch = await self._input_spec(model, version)
+                check_inputs(model, metadata, inputs, max_batch)
+            request = to_infer_inputs(inputs)
+            requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
             while True:
                 remaining = plan.start_attempt()
                 try:

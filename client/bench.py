@@ -155,7 +155,7 @@ async def run_bench(url: str, model: str, concurrencies: Sequence[int], texts: S
     """Measure each concurrency level in turn; stable when three windows agree within `tolerance`."""
     results = []
     async with AsyncTritonClient(url, options) as client:
-        await client.wait_until_ready(model, timeout_s=60)
+        await client.wait_until_ready(model, timeout_s=min(timeout_s, 60.0))
         for concurrency in concurrencies:
             result = await _run_level(client, model, texts, batch_size, concurrency, window_s, max_windows,
                                       tolerance, timeout_s)

@@ -5,68 +5,130 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from tuneship.arguments import CommandError, existing_file, grpc_url, positive_float, positive_int
+
+T = TypeVar("T")
 
 
-def _add_connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="sentiment", help="ensemble name")
-    parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC endpoint host:port")
-    parser.add_argument("--timeout", type=float, default=30.0, help="per-request deadline, seconds")
-    parser.add_argument("--root-cert", default=None, help="TLS: PEM file of the CA that signed the server's cert")
-    parser.add_argument("--client-cert", default=None, help="TLS: client certificate chain (PEM)")
-    parser.add_argument("--client-key", default=None, help="TLS: client private key (PEM)")
-    parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+def add_connection_arguments(parser: argparse.ArgumentParser, model: bool = True) -> None:
+    """--url, --timeout, TLS and headers: how a command reaches Triton's gRPC endpoint."""
+    if model:
+        parser.add_argument("--model", default="sentiment", help="model (ensemble) name on the server")
+    parser.add_argument("--url", type=grpc_url, default="127.0.0.1:8001",
+                        help="Triton gRPC endpoint: HOST:PORT (grpc:// or http:// prefixes accepted)")
+    parser.add_argument("--timeout", type=positive_float, default=30.0, help="per-request deadline, seconds")
+    parser.add_argument("--root-cert", type=existing_file, default=None,
+                        help="TLS: PEM file of the CA that signed the server's certificate")
+    parser.add_argument("--client-cert", type=existing_file, default=None,
+                        help="TLS: client certificate chain (PEM)")
+    parser.add_argument("--client-key", type=existing_file, default=None, help="TLS: client private key (PEM)")
+    parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", type=_header,
                         help="header sent with every call (repeatable), e.g. authorization='Bearer ...'")
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} must be NAME=VALUE")
+    return name.strip().lower(), value
 
 
 def register(subparsers: Any) -> None:
     infer = subparsers.add_parser("infer", help="classify texts with a model served by Triton")
     infer.add_argument("texts", nargs="*", help="texts to classify (read from stdin, one per line, when absent)")
-    _add_connection(infer)
-    infer.add_argument("--wait", type=float, default=0.0, help="wait up to N seconds for the model to be ready")
-    infer.add_argument("--batch-size", type=int, default=32, help="texts per request")
+    add_connection_arguments(infer)
+    infer.add_argument("--wait", type=positive_float, default=None,
+                       help="wait up to N seconds for the server and model to be ready (default: no wait)")
+    infer.add_argument("--batch-size", type=positive_int, default=32, help="texts per request")
     infer.add_argument("--json", action="store_true", help="print one JSON object per text")
     infer.set_defaults(handler=run_infer)
 
     bench = subparsers.add_parser("bench", help="closed-loop load test: throughput and latency per concurrency")
-    _add_connection(bench)
-    bench.add_argument("--concurrency", default="1,2,4,8,16,32", help="comma-separated concurrency levels")
-    bench.add_argument("--batch-size", type=int, default=1, help="texts per request")
-    bench.add_argument("--texts", type=Path, default=None, help="file of texts, one per line (default: built-in)")
-    bench.add_argument("--window", type=float, default=2.0, help="measurement window, seconds")
-    bench.add_argument("--max-windows", type=int, default=10, help="give up on stability after this many windows")
-    bench.add_argument("--tolerance", type=float, default=0.10, help="stable: 3 windows within this share")
+    add_connection_arguments(bench)
+    bench.add_argument("--wait", type=positive_float, default=None,
+                       help="wait up to N seconds for the server and model to be ready (default: no wait)")
+    bench.add_argument("--concurrency", type=_levels, default=[1, 2, 4, 8, 16, 32],
+                       help="comma-separated concurrency levels")
+    bench.add_argument("--batch-size", type=positive_int, default=1, help="texts per request")
+    bench.add_argument("--texts", type=existing_file, default=None,
+                       help="file of texts, one per line (default: reviews shipped with the client)")
+    bench.add_argument("--window", type=positive_float, default=2.0, help="measurement window, seconds")
+    bench.add_argument("--max-windows", type=positive_int, default=10,
+                       help="give up on stability after this many windows")
+    bench.add_argument("--tolerance", type=positive_float, default=0.10, help="stable: 3 windows within this share")
     bench.add_argument("--output", type=Path, default=Path("runs/bench/latency"),
                        help="prefix of the .csv, .json and .png written")
     bench.set_defaults(handler=run_bench_command)
 
 
-def _options(args: argparse.Namespace) -> Any:
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated positive integers, e.g. 1,4,16") from None
+    if not levels or any(level < 1 for level in levels):
+        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated positive integers, e.g. 1,4,16")
+    return levels
+
+
+def client_options(args: argparse.Namespace, headers: dict[str, str] | None = None) -> Any:
     from tuneship.client.options import ClientOptions, TLSOptions
 
-    headers = {}
-    for item in args.header:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --header {item!r} must be NAME=VALUE")
-        headers[name.strip().lower()] = value
+    sent = dict(args.header)
+    sent.update(headers or {})
     tls = None
     if args.root_cert or args.client_cert or args.client_key:
         tls = TLSOptions(root_certificates=args.root_cert, certificate_chain=args.client_cert,
                          private_key=args.client_key)
-    return ClientOptions(timeout_s=args.timeout, tls=tls, headers=headers)
+    return ClientOptions(timeout_s=args.timeout, tls=tls, headers=sent)
+
+
+@contextmanager
+def explained(url: str, model: str | None = None, list_models: Callable[[], list[str]] | None = None) -> Iterator[None]:
+    """Re-raise the client's errors with the cause and the next step spelled out for a person."""
+    from tuneship.client.errors import TritonError
+    from tuneship.client.hints import explain
+
+    try:
+        yield
+    except TritonError as error:
+        raise explain(error, url, model, list_models) from None
+
+
+def ready_models(client: Any) -> Callable[[], list[str]]:
+    from tuneship.client.hints import ready_model_names
+
+    return lambda: ready_model_names(client.get_model_repository_index())
+
+
+def read_stdin_texts() -> list[str]:
+    """Non-empty lines of stdin; undecodable bytes are named by line rather than failing deep in a codec."""
+    texts = []
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CommandError(f"stdin line {number}: not valid UTF-8 (byte {error.start + 1} of the line); "
+                               "convert the input first, e.g. iconv -f latin1 -t utf-8") from None
+        if line.strip():
+            texts.append(line.strip())
+    return texts
 
 
 def run_infer(args: argparse.Namespace) -> int:
     from tuneship.client.grpc_client import TritonClient
     from tuneship.client.text_classifier import TextClassifier
 
-    texts: list[str] = list(args.texts) or [line.strip() for line in sys.stdin if line.strip()]
+    texts: list[str] = list(args.texts) or read_stdin_texts()
     if not texts:
-        print("error: no texts given (pass them as arguments or on stdin)", file=sys.stderr)
-        return 2
-    with TritonClient(args.url, _options(args)) as client:
+        raise CommandError("no texts given (pass them as arguments or on stdin)")
+    with TritonClient(args.url, client_options(args)) as client, \
+            explained(args.url, args.model, ready_models(client)):
         if args.wait:
             client.wait_until_ready(args.model, timeout_s=args.wait)
         predictions = TextClassifier(client, args.model, batch_size=args.batch_size).classify(texts)
@@ -84,23 +146,29 @@ def run_bench_command(args: argparse.Namespace) -> int:
     import asyncio
 
     from tuneship.client.bench import HEADER, builtin_reviews, run_bench, write_outputs
+    from tuneship.client.grpc_client import TritonClient
 
-    try:
-        levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
-    except ValueError:
-        print(f"error: --concurrency {args.concurrency!r} must be comma-separated integers", file=sys.stderr)
-        return 2
     if args.texts is not None:
-        if not args.texts.is_file():
-            print(f"error: {args.texts}: no such file", file=sys.stderr)
-            return 2
-        texts = [line.strip() for line in args.texts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            raw = Path(args.texts).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise CommandError(f"{args.texts}: not valid UTF-8 (byte {error.start})") from None
+        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+        if not texts:
+            raise CommandError(f"{args.texts}: no texts in the file")
     else:
         texts = builtin_reviews()
+    options = client_options(args)
+    with TritonClient(args.url, options) as client, explained(args.url, args.model, ready_models(client)):
+        if args.wait:
+            client.wait_until_ready(args.model, timeout_s=args.wait)
+        client.get_model_metadata(args.model)  # an unknown model or a dead server: say so before the load starts
     print(f"closed-loop load on {args.model} at {args.url}: batch {args.batch_size}, windows of {args.window:g}s")
     print(HEADER)
-    results = asyncio.run(run_bench(args.url, args.model, levels, texts, args.batch_size, args.window,
-                                    args.max_windows, args.tolerance, args.timeout, _options(args)))
-    for path in write_outputs(results, args.output, f"{args.model}: latency vs throughput (batch {args.batch_size})"):
+    with explained(args.url, args.model):
+        results = asyncio.run(run_bench(args.url, args.model, args.concurrency, texts, args.batch_size, args.window,
+                                        args.max_windows, args.tolerance, args.timeout, options))
+    title = f"{args.model}: latency vs throughput (batch {args.batch_size})"
+    for path in write_outputs(results, args.output, title):
         print(f"wrote {path}")
     return 0

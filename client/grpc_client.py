@@ -13,8 +13,9 @@ from typing import Any
 
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
+
 from tuneship.client._calls import CallPlan, ClientState, to_infer_inputs
-from tuneship.client.errors import PermissionDeniedError, ServerUnavailableError, TritonError, from_triton_exception
+from tuneship.client.errors import PermissionDeniedError, TritonError, from_triton_exception
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.options import ClientOptions
 from tuneship.client.results import Array, InferResult
@@ -25,7 +26,7 @@ class TritonClient(ClientState):
     """Synchronous gRPC client for one Triton server.
 
     Args:
-        url: host:port of Triton's gRPC endpoint.
+        url: Triton's gRPC endpoint, host:port (grpc://host:port and http://host:port are accepted too).
         options: deadlines, retries, TLS, headers, compression, keep-alive, message sizes.
         metrics: where to record client-side metrics (None: not recorded).
     """
@@ -33,7 +34,7 @@ class TritonClient(ClientState):
     def __init__(self, url: str = "127.0.0.1:8001", options: ClientOptions | None = None,
                  metrics: ClientMetrics | None = None, *, timeout_s: float | None = None) -> None:
         super().__init__(url, options, metrics, timeout_s)
-        self._client = grpcclient.InferenceServerClient(url=url, **self.options.grpc_kwargs())
+        self._client = grpcclient.InferenceServerClient(url=self.url, **self.options.grpc_kwargs())
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -73,15 +74,19 @@ class TritonClient(ClientState):
         """Block until the server (and `model`, if given) is ready.
 
         Raises:
-            ServerUnavailableError: not ready within `timeout_s`.
+            ServerUnavailableError: the server was unreachable, or not ready, for the whole wait.
+            ModelNotReadyError: the server was ready but `model` was not.
         """
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.is_server_ready() and (model is None or self.is_model_ready(model)):
+        reached = server_ready = False
+        while True:
+            server_ready = self.is_server_ready()
+            reached = reached or server_ready or self.is_server_live()
+            if server_ready and (model is None or self.is_model_ready(model)):
                 return
+            if time.monotonic() >= deadline:
+                raise self._not_ready(model, timeout_s, reached, server_ready)
             time.sleep(interval_s)
-        what = f"model {model!r} on " if model else ""
-        raise ServerUnavailableError(f"{what}Triton at {self.url} was not ready within {timeout_s:.0f}s")
 
     # -- metadata and configuration ---------------------------------------------------------------
 
@@ -149,14 +154,16 @@ class TritonClient(ClientState):
             ServerUnavailableError: the server could not be reached, after the retries allowed.
             ModelNotReadyError, ServerError: as Triton reported them.
         """
-        if validate:
-            metadata, max_batch = self._input_spec(model, version)
-            check_inputs(model, metadata, inputs, max_batch)
-        request = to_infer_inputs(inputs)
-        requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
         timeout = timeout_s if timeout_s is not None else self.options.timeout_s
         plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
         with plan.tracked():
+            # Inside the tracked block: a call refused before it is sent (unknown model, bad input,
+            # server down) is an outcome the metrics must count too.
+            if validate:
+                metadata, max_batch = self._input_spec(model, version)
+                check_inputs(model, metadata, inputs, max_batch)
+            request = to_infer_inputs(inputs)
+            requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
             while True:
                 remaining = plan.start_attempt()
                 try:

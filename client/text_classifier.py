@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+
 from tuneship.client.aio_client import AsyncTritonClient
 from tuneship.client.errors import InvalidInputError, PermissionDeniedError
 from tuneship.client.grpc_client import TritonClient
@@ -79,6 +80,10 @@ class _Settings(Generic[ClientT]):
     """What both classifiers hold: the client, the ensemble's name, request size and parallelism."""
 
     def __init__(self, client: ClientT, model: str = "sentiment", batch_size: int = 32, concurrency: int = 4) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer (texts per request), got {batch_size!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive integer (requests in flight), got {concurrency!r}")
         self.client: ClientT = client
         self.model = model
         self.batch_size = batch_size

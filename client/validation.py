@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from tuneship.client.errors import InvalidInputError
 
 # Triton datatype -> numpy kinds/dtypes that may be sent for it.

@@ -1,4 +1,4 @@
-"""`tuneship serve` and `tuneship metrics`."""
+"""`tuneship serve`, `tuneship deploy` and `tuneship metrics`."""
 
 from __future__ import annotations
 
@@ -11,23 +11,42 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tuneship.arguments import (
+    CommandError,
+    flatten,
+    metrics_endpoint,
+    name_list,
+    non_negative_int,
+    port_number,
+    positive_float,
+)
+
+ADMIN_KEY_HELP = "key for Triton's restricted APIs (default: $TUNESHIP_ADMIN_KEY)"
+
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the embedded Triton server on a model repository")
-    serve.add_argument("--model-repository", type=Path, default=Path("model_repository"))
-    serve.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: a free port)")
-    serve.add_argument("--http-port", type=int, default=8000, help="HTTP port (0: a free port)")
-    serve.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (0: a free port)")
-    serve.add_argument("--model-control-mode", choices=("none", "poll", "explicit"), default="none")
-    serve.add_argument("--load-model", action="append", default=[], help="model to load in explicit mode")
-    serve.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for readiness")
-    serve.add_argument("--log-file", type=Path, default=None, help="write Triton's log here")
-    serve.add_argument("--log-verbose", type=int, default=0)
-    serve.set_defaults(handler=run_serve)
-
+    serve.add_argument("--model-repository", type=Path, default=Path("model_repository"),
+                       help="Triton model repository to serve")
+    serve.add_argument("--grpc-port", type=port_number, default=8001, help="gRPC port (0: a free port)")
+    serve.add_argument("--http-port", type=port_number, default=8000, help="HTTP port (0: a free port)")
+    serve.add_argument("--metrics-port", type=port_number, default=8002,
+                       help="Prometheus metrics port (0: a free port)")
+    serve.add_argument("--model-control-mode", choices=("none", "poll", "explicit"), default="none",
+                       help="none: load every model at start; poll: follow the repository; explicit: load API")
+    serve.add_argument("--load-model", action="append", default=[],
+                       help="model to load in explicit mode (repeatable; '*' loads all)")
+    serve.add_argument("--ready-timeout", type=positive_float, default=180.0, help="seconds to wait for readiness")
+    serve.add_argument("--log-file", type=Path, default=None,
+                       help="write Triton's log here (default: a file in a temporary directory)")
+    serve.add_argument("--log-verbose", type=non_negative_int, default=0, help="Triton's verbose log level")
     serve.add_argument("--admin-key", default=None,
                        help="restrict load/unload and model config to callers sending this key "
-                            "(header tuneship-admin-key; also read from TUNESHIP_ADMIN_KEY)")
+                            "(header tuneship-admin-key; default: $TUNESHIP_ADMIN_KEY)")
+    serve.set_defaults(handler=run_serve)
+
+    from tuneship.client.cli import add_connection_arguments
+    from tuneship.exporter.cli import add_export_arguments
 
     deploy = subparsers.add_parser("deploy", help="manage models on a running Triton server")
     actions = deploy.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -35,31 +54,33 @@ def register(subparsers: Any) -> None:
                          ("load", "load (or reload) a model"), ("unload", "unload a model"),
                          ("publish", "export a checkpoint as the next version and switch the server to it")):
         parser = actions.add_parser(action, help=text)
-        parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC endpoint")
-        parser.add_argument("--admin-key", default=None, help="key for restricted APIs (or TUNESHIP_ADMIN_KEY)")
+        add_connection_arguments(parser, model=False)
+        parser.add_argument("--admin-key", default=None, help=ADMIN_KEY_HELP)
         if action in ("load", "unload"):
-            parser.add_argument("model")
+            parser.add_argument("model", help="model name on the server")
         if action == "publish":
-            parser.add_argument("checkpoint", type=Path)
-            parser.add_argument("--name", default="sentiment")
-            parser.add_argument("--repository", type=Path, default=Path("model_repository"),
-                                help="the repository the server serves")
+            add_export_arguments(parser)
             parser.add_argument("--mode", choices=("explicit", "poll"), default="explicit",
                                 help="the server's --model-control-mode")
-            parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
-            parser.add_argument("--keep", type=int, default=3, help="versions to keep on disk")
-            parser.add_argument("--timeout", type=float, default=180.0)
+            parser.add_argument("--load-timeout", type=positive_float, default=180.0,
+                                help="seconds to wait for the new version to load")
         parser.set_defaults(handler=run_deploy)
 
     metrics = subparsers.add_parser("metrics", help="print a Triton server's request counts and latency")
-    metrics.add_argument("--url", default="http://127.0.0.1:8002/metrics", help="Triton metrics endpoint")
-    metrics.add_argument("--model", action="append", default=[], help="only these models")
+    metrics.add_argument("--url", type=metrics_endpoint, default="http://127.0.0.1:8002/metrics",
+                         help="Triton metrics endpoint: HOST:PORT or http://HOST:PORT[/metrics]")
+    metrics.add_argument("--model", action="append", type=name_list, default=None,
+                         help="only these models: comma-separated, or the option repeated (default: all)")
     metrics.set_defaults(handler=run_metrics)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from tuneship.deploy.server import ServeOptions, TritonServer
 
+    if not args.model_repository.is_dir():
+        what = "not a directory" if args.model_repository.exists() else "no such model repository"
+        raise CommandError(f"{args.model_repository}: {what} (export a model into one with "
+                           "`tuneship export CHECKPOINT --repository DIR`)")
     options = ServeOptions(
         model_repository=args.model_repository,
         grpc_port=args.grpc_port,
@@ -81,7 +102,7 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     server = TritonServer(options)
     print(f"starting Triton on {options.model_repository} ...", flush=True)
-    with server:
+    with server:  # a failed start raises ServerError with Triton's reason: one line, exit status 2
         print(
             f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}\n"
             f"log: {server.log_path}  (Ctrl-C to stop)",
@@ -97,40 +118,54 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from tuneship.client import ClientOptions, TritonClient
+    from tuneship.client import TritonClient
+    from tuneship.client.cli import client_options, explained, ready_models
     from tuneship.deploy.server import ADMIN_HEADER
 
     key = args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY")
-    options = ClientOptions(timeout_s=60.0, headers={ADMIN_HEADER: key} if key else {})
+    options = client_options(args, {ADMIN_HEADER: key} if key else {})
     with TritonClient(args.url, options) as client:
-        if args.action == "status":
-            print(f"{'model':<32}{'version':>8}  state")
-            for entry in sorted(client.get_model_repository_index(), key=lambda e: (e["name"], e.get("version", ""))):
-                reason = f"  ({entry['reason']})" if entry.get("reason") else ""
-                print(f"{entry['name']:<32}{entry.get('version', '-'):>8}  {entry.get('state', 'UNKNOWN')}{reason}")
-        elif args.action == "load":
-            client.load_model(args.model)
-            print(f"loaded {args.model}")
-        elif args.action == "unload":
-            client.unload_model(args.model)
-            print(f"unloaded {args.model}")
-        else:
-            from tuneship.deploy.publish import publish
-            from tuneship.exporter import ExportOptions
-
-            result = publish(client, ExportOptions(checkpoint=args.checkpoint, name=args.name,
-                                                   repository=args.repository, precision=args.precision,
-                                                   keep=args.keep), args.mode, args.timeout)
-            print(f"serving {result.name}: " + ", ".join(f"{m} v{v}" for m, v in result.versions.items())
-                  + f" (was {', '.join(f'v{v}' for v in result.previous.values())}; {result.seconds:.0f}s)")
+        model = getattr(args, "model", None) or getattr(args, "name", None)
+        with explained(args.url, model, ready_models(client)):
+            _deploy_action(client, args)
     return 0
 
 
-def run_metrics(args: argparse.Namespace) -> int:
-    from tuneship.deploy.metrics import scrape_metrics
+def _deploy_action(client: Any, args: argparse.Namespace) -> None:
+    if args.action == "status":
+        index = client.get_model_repository_index()
+        print(f"{'model':<32}{'version':>8}  state")
+        for entry in sorted(index, key=lambda e: (e["name"], e.get("version", ""))):
+            reason = f"  ({entry['reason']})" if entry.get("reason") else ""
+            print(f"{entry['name']:<32}{entry.get('version', '-'):>8}  {entry.get('state', 'UNKNOWN')}{reason}")
+    elif args.action == "load":
+        client.load_model(args.model)
+        print(f"loaded {args.model}")
+    elif args.action == "unload":
+        client.unload_model(args.model)
+        print(f"unloaded {args.model}")
+    else:
+        from tuneship.deploy.publish import publish
+        from tuneship.exporter.cli import export_options_from_args
 
-    metrics = scrape_metrics(args.url)
-    names = args.model or sorted(metrics.models)
+        result = publish(client, export_options_from_args(args), args.mode, args.load_timeout)
+        print(f"serving {result.name}: " + ", ".join(f"{m} v{v}" for m, v in result.versions.items())
+              + f" (was {', '.join(f'v{v}' for v in result.previous.values())}; {result.seconds:.0f}s)")
+
+
+def run_metrics(args: argparse.Namespace) -> int:
+    from tuneship.deploy.metrics import MetricsUnavailableError, scrape_metrics
+
+    try:
+        metrics = scrape_metrics(args.url)
+    except MetricsUnavailableError as error:
+        raise CommandError(f"{error}: start a server with `tuneship serve`, or point --url at its metrics "
+                           "endpoint (HOST:PORT, port 8002 by default)") from None
+    names = flatten(args.model) or sorted(metrics.models)
+    unknown = [name for name in names if name not in metrics.models]
+    if unknown:
+        known = ", ".join(sorted(metrics.models)) or "none yet (a model appears once it is loaded)"
+        raise CommandError(f"no metrics for {', '.join(map(repr, unknown))} at {args.url}; models there: {known}")
     header = f"{'model':<28}{'requests':>10}{'failed':>8}{'inferences':>12}{'executions':>12}{'avg batch':>11}"
     print(header + f"{'avg latency':>14}")
     for name in names:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from tuneship.client.urls import metrics_url
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,23 @@ def parse_metrics(text: str) -> ServerMetrics:
     return ServerMetrics(models=models)
 
 
+class MetricsUnavailableError(RuntimeError):
+    """The metrics endpoint could not be read; the message says where and why."""
+
+
 def scrape_metrics(url: str, timeout_s: float = 5.0) -> ServerMetrics:
-    """Fetch and parse a Triton metrics endpoint, e.g. http://127.0.0.1:8002/metrics."""
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
-        text = response.read().decode()
-    return parse_metrics(text)
+    """Fetch and parse a Triton metrics endpoint: http://127.0.0.1:8002/metrics, or just 127.0.0.1:8002."""
+    full = metrics_url(url)
+    try:
+        with urllib.request.urlopen(full, timeout=timeout_s) as response:
+            text = response.read().decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as error:
+        raise MetricsUnavailableError(f"{full} answered HTTP {error.code} ({error.reason}): is it Triton's "
+                                      "metrics endpoint?") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise MetricsUnavailableError(f"cannot reach Triton's metrics at {full} ({reason})") from None
+    try:
+        return parse_metrics(text)
+    except ValueError as error:
+        raise MetricsUnavailableError(f"{full} did not answer in Prometheus' text format ({error})") from None

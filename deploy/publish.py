@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneship.client import TritonClient, TritonError
+from tuneship.progress import step
 
 PublishMode = Literal["explicit", "poll"]
 
@@ -48,21 +49,21 @@ def publish(client: TritonClient, export_options: Any, mode: PublishMode = "expl
     name = export_options.name
     models = [f"{name}_model", f"{name}_tokenizer", f"{name}_postprocess", name]
     started = time.monotonic()
-    try:
-        previous = served_versions(client, models)
-    except TritonError as error:
-        raise PublishError(f"cannot read the server's model repository index: {error}") from None
+    previous = served_versions(client, models)  # a TritonError here: nothing was exported or changed
     repository = Path(export_options.repository)
     # Configs live beside the versions, not inside them: keep the old ones to put back on failure.
     saved = {model: (repository / model / "config.pbtxt").read_bytes() for model in models
              if (repository / model / "config.pbtxt").is_file()}
     report = export_checkpoint(export_options)
+    new = ", ".join(f"{m} v{v}" for m, v in report.versions.items())
     try:
-        if mode == "explicit":
-            # Loading the ensemble reloads its composing models; Triton keeps the old versions
-            # serving until the new ones are ready, and keeps them if the new ones fail.
-            client.load_model(name)
-        _wait_for(client, report.versions, timeout_s)
+        how = "loading" if mode == "explicit" else "waiting for the server's poll to load"
+        with step(f"{how} {new}"):
+            if mode == "explicit":
+                # Loading the ensemble reloads its composing models; Triton keeps the old versions
+                # serving until the new ones are ready, and keeps them if the new ones fail.
+                client.load_model(name)
+            _wait_for(client, report.versions, timeout_s)
     except (TritonError, PublishError) as error:
         for model, version in report.versions.items():
             shutil.rmtree(repository / model / str(version), ignore_errors=True)

@@ -18,6 +18,7 @@ from tuneship.exporter.variants import (
     quantize_int8_dynamic,
     quantize_int8_static,
 )
+from tuneship.progress import step
 
 if TYPE_CHECKING:
     from tuneship.exporter.export import ExportOptions
@@ -41,20 +42,22 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
     graph = "plain graph"  # what the int8 and fp16 variants start from, for their descriptions
     if options.optimize and fusion_type:
         try:
-            fused = optimize_transformer(fp32, workdir / "fused.onnx", fusion_type, heads, hidden, use_gpu=not on_cpu)
-            counts = fused_operators(fused)
-            description = "fused: " + (", ".join(f"{n} x{c}" for n, c in sorted(counts.items())) or "none")
-            graph = "fused graph"
-            if on_cpu and options.remove_padding and pack_tokens_file(fused, workdir / "fused-packed.onnx"):
-                fused = workdir / "fused-packed.onnx"
-                description += ", padding removed"
-                graph = "fused graph, padding removed"
-            if on_cpu:
-                optimized = ort_offline_optimize(fused, workdir / "optimized.onnx")
-                variants.append(Variant("fp32-optimized", optimized, "fp32", description + ", ORT offline",
-                                        counts, graph_level=GRAPH_LEVEL_BASIC))
-            else:
-                variants.append(Variant("fp32-optimized", fused, "fp32", description, counts))
+            with step("building fp32-optimized (ONNX Runtime fusions)"):
+                fused = optimize_transformer(fp32, workdir / "fused.onnx", fusion_type, heads, hidden,
+                                             use_gpu=not on_cpu)
+                counts = fused_operators(fused)
+                description = "fused: " + (", ".join(f"{n} x{c}" for n, c in sorted(counts.items())) or "none")
+                graph = "fused graph"
+                if on_cpu and options.remove_padding and pack_tokens_file(fused, workdir / "fused-packed.onnx"):
+                    fused = workdir / "fused-packed.onnx"
+                    description += ", padding removed"
+                    graph = "fused graph, padding removed"
+                if on_cpu:
+                    optimized = ort_offline_optimize(fused, workdir / "optimized.onnx")
+                    variants.append(Variant("fp32-optimized", optimized, "fp32", description + ", ORT offline",
+                                            counts, graph_level=GRAPH_LEVEL_BASIC))
+                else:
+                    variants.append(Variant("fp32-optimized", fused, "fp32", description, counts))
         except Exception as error:  # report, don't fail: the plain graph is still publishable
             print(f"note: transformer optimizer failed ({error}); continuing without fusions")
             fused, graph = None, "plain graph"
@@ -67,8 +70,11 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
         if "dynamic" in int8_modes:
             # The fused graph: its Attention becomes QAttention (int8 Q/K/V projection in one op).
             try:
-                quantized = quantize_int8_dynamic(fused or fp32, workdir / "int8-dynamic.q.onnx", options.per_channel)
-                path = ort_offline_optimize(quantized, workdir / "int8-dynamic.onnx")
+                with step("building int8-dynamic (weights quantized" + (" per channel)" if options.per_channel
+                                                                         else ")")):
+                    quantized = quantize_int8_dynamic(fused or fp32, workdir / "int8-dynamic.q.onnx",
+                                                      options.per_channel)
+                    path = ort_offline_optimize(quantized, workdir / "int8-dynamic.onnx")
                 variants.append(Variant(
                     "int8-dynamic", path, "int8",
                     f"dynamic int8 weights{' per channel' if options.per_channel else ''} on the {graph}, "
@@ -76,11 +82,13 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
             except Exception as error:
                 print(f"note: dynamic int8 quantization failed ({error}); continuing without it")
         if "static" in int8_modes:
-            static = static_int8(options, fp32, workdir, tokenizer, input_names, checkpoint)
+            with step(f"building int8-static ({options.calibration} calibration)"):
+                static = static_int8(options, fp32, workdir, tokenizer, input_names, checkpoint)
             if static is not None:
                 variants.append(static)
     if wants_fp16:
-        path = convert_fp16(fused or fp32, workdir / "fp16.onnx", fused=fused is not None)
+        with step("building fp16"):
+            path = convert_fp16(fused or fp32, workdir / "fp16.onnx", fused=fused is not None)
         variants.append(Variant("fp16", path, "fp16", "fp16 compute, fp32 inputs/outputs, norms/softmax in fp32"))
     return variants
 

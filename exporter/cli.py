@@ -1,4 +1,4 @@
-"""`tuneship export`."""
+"""`tuneship export`, and the export options `tuneship deploy publish` shares with it."""
 
 from __future__ import annotations
 
@@ -6,51 +6,65 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tuneship.arguments import non_negative_float, non_negative_int, positive_float, positive_int
 
-def register(subparsers: Any) -> None:
-    export = subparsers.add_parser("export", help="export a checkpoint to ONNX inside a Triton model repository")
-    export.add_argument("checkpoint", type=Path, help="checkpoint directory written by `tuneship train`")
-    export.add_argument("--name", default="sentiment", help="model name in Triton (the ensemble's name)")
-    export.add_argument("--repository", type=Path, default=Path("model_repository"), help="Triton model repository")
-    export.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="where Triton will run the model")
-    export.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+# One default for `export` and `deploy publish`: enough versions on disk to roll back twice.
+DEFAULT_KEEP = 3
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every export option; `tuneship export` and `tuneship deploy publish` take the same ones."""
+    parser.add_argument("checkpoint", type=Path, help="checkpoint directory written by `tuneship train`")
+    parser.add_argument("--name", default="sentiment", help="model name in Triton (the ensemble's name)")
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"),
+                        help="Triton model repository to publish into")
+    parser.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="where Triton will run the model")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
                         help="auto: on CPU the fastest variant that passes the accuracy gate, on GPU fp16")
-    export.add_argument("--no-optimize", dest="optimize", action="store_false",
+    parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="skip ONNX Runtime's transformer fusions")
-    export.add_argument("--keep-padding", dest="remove_padding", action="store_false",
+    parser.add_argument("--keep-padding", dest="remove_padding", action="store_false",
                         help="CPU: do not remove padding from the fused graph's token-wise operators")
-    export.add_argument("--int8-mode", choices=("dynamic", "static", "both"), default="dynamic",
+    parser.add_argument("--int8-mode", choices=("dynamic", "static", "both"), default="dynamic",
                         help="int8 flavours to build and compare (static QDQ is slower and less accurate on CPU "
                              "for these encoders, so it is opt-in)")
-    export.add_argument("--calibration", choices=("percentile", "minmax", "entropy"), default="percentile",
+    parser.add_argument("--calibration", choices=("percentile", "minmax", "entropy"), default="percentile",
                         help="static int8: how activation ranges are calibrated on training texts")
-    export.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
-                        help="int8: per-channel weight scales (default on)")
-    export.add_argument("--accuracy-threshold", type=float, default=1.0,
+    parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                        help="int8: per-channel weight scales")
+    parser.add_argument("--accuracy-threshold", type=non_negative_float, default=1.0,
                         help="largest eval-accuracy drop (points) a non-fp32 variant may have")
-    export.add_argument("--force", action="store_true", help="publish the requested precision even if it fails")
-    export.add_argument("--gate-samples", type=int, default=1000, help="eval texts used by the accuracy gate")
-    export.add_argument("--opset", type=int, default=17)
-    export.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed fp32 |logit difference|")
-    export.add_argument("--keep", type=int, default=None, help="keep only the newest N versions")
-    export.add_argument("--max-batch-size", type=int, default=64)
-    export.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batcher queue delay")
-    export.add_argument("--preferred-batch-size", type=int, action="append", default=[],
-                        help="dynamic batcher preferred size (repeatable)")
-    export.add_argument("--instances", type=int, default=1, help="instances of the ONNX model")
-    export.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), default=None,
+    parser.add_argument("--speed-margin", type=non_negative_float, default=5.0,
+                        help="auto: a variant must be this many percent faster than the next one to be preferred "
+                             "for speed; closer than that counts as a tie (timing noise), settled by accuracy")
+    parser.add_argument("--force", action="store_true", help="publish the requested precision even if it fails")
+    parser.add_argument("--allow-label-change", action="store_true",
+                        help="publish even if the model already in the repository has other labels")
+    parser.add_argument("--gate-samples", type=positive_int, default=1000, help="eval texts used by the accuracy gate")
+    parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset")
+    parser.add_argument("--tolerance", type=positive_float, default=1e-3,
+                        help="largest allowed fp32 |logit difference| against PyTorch")
+    parser.add_argument("--keep", type=positive_int, default=DEFAULT_KEEP,
+                        help="versions of each model kept on disk (older ones are deleted)")
+    parser.add_argument("--max-batch-size", type=positive_int, default=64, help="largest batch Triton builds")
+    parser.add_argument("--queue-delay-us", type=non_negative_int, default=2000, help="dynamic batcher queue delay")
+    parser.add_argument("--preferred-batch-size", type=positive_int, action="append", default=[],
+                        help="dynamic batcher preferred size (repeatable; default: none)")
+    parser.add_argument("--instances", type=positive_int, default=1, help="instances of the ONNX model")
+    parser.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), default=None,
                         help="default: KIND_CPU for --target cpu, KIND_GPU for --target gpu")
-    export.add_argument("--intra-op-threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
-    export.add_argument("--engine-opt-batch", type=int, default=None,
+    parser.add_argument("--intra-op-threads", type=non_negative_int, default=0,
+                        help="ONNX Runtime threads (0: all cores)")
+    parser.add_argument("--engine-opt-batch", type=positive_int, default=None,
                         help="--target gpu with TensorRT: profile batch size to tune for (default: max batch / 2)")
-    export.add_argument("--engine-opt-sequence", type=int, default=None,
+    parser.add_argument("--engine-opt-sequence", type=positive_int, default=None,
                         help="--target gpu with TensorRT: profile sequence length to tune for (default: max / 2)")
-    export.add_argument("--versions", type=int, default=1, help="how many latest versions Triton serves")
-    export.set_defaults(handler=run_export)
+    parser.add_argument("--versions", type=positive_int, default=1, help="how many latest versions Triton serves")
 
 
-def run_export(args: argparse.Namespace) -> int:
-    from tuneship.exporter.export import ExportOptions, export_checkpoint
+def export_options_from_args(args: argparse.Namespace) -> Any:
+    """ExportOptions from the flags add_export_arguments declared."""
+    from tuneship.exporter.export import ExportOptions
     from tuneship.exporter.model_configs import ServingOptions
 
     kind = args.instance_kind or ("KIND_GPU" if args.target == "gpu" else "KIND_CPU")
@@ -59,11 +73,24 @@ def run_export(args: argparse.Namespace) -> int:
                              instance_kind=kind, intra_op_threads=args.intra_op_threads,
                              versions_to_serve=args.versions)
     modes = ("dynamic", "static") if args.int8_mode == "both" else (args.int8_mode,)
-    export_checkpoint(ExportOptions(
+    return ExportOptions(
         checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,
         tolerance=args.tolerance, precision=args.precision, target=args.target, optimize=args.optimize,
         remove_padding=args.remove_padding, calibration=args.calibration,
         int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
-        gate_samples=args.gate_samples, force=args.force, keep=args.keep, serving=serving,
-        engine_opt_batch=args.engine_opt_batch, engine_opt_sequence=args.engine_opt_sequence))
+        speed_margin=args.speed_margin / 100.0, gate_samples=args.gate_samples, force=args.force,
+        allow_label_change=args.allow_label_change, keep=args.keep, serving=serving,
+        engine_opt_batch=args.engine_opt_batch, engine_opt_sequence=args.engine_opt_sequence)
+
+
+def register(subparsers: Any) -> None:
+    export = subparsers.add_parser("export", help="export a checkpoint to ONNX inside a Triton model repository")
+    add_export_arguments(export)
+    export.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from tuneship.exporter.export import export_checkpoint
+
+    export_checkpoint(export_options_from_args(args))
     return 0

@@ -13,12 +13,21 @@ from tuneship.exporter.build import build_variants, tensorrt_variants
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import ServingOptions
 from tuneship.exporter.onnx_export import export_onnx
-from tuneship.exporter.publishing import publish_models
-from tuneship.exporter.repository import check_model_name
-from tuneship.exporter.selection import VariantReport, apply_gate, choose, format_table, measure, unmeasured
+from tuneship.exporter.publishing import check_label_change, publish_models
+from tuneship.exporter.repository import check_model_name, write_text_atomic
+from tuneship.exporter.selection import (
+    VariantReport,
+    apply_gate,
+    choose,
+    format_table,
+    measure,
+    time_interleaved,
+    unmeasured,
+)
 from tuneship.exporter.texts import FALLBACK_TEXTS, read_jsonl
 from tuneship.exporter.validation import ValidationResult, torch_logits, validate
 from tuneship.exporter.variants import CALIBRATION_METHODS
+from tuneship.progress import step
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 TARGETS = ("cpu", "gpu")
@@ -48,8 +57,12 @@ class ExportOptions:
     calibration_samples: int = field(default=128, metadata={"help": "training texts used to calibrate static int8"})
     calibration: str = field(default="percentile", metadata={
         "help": "static int8 activation ranges: percentile (99.99th, default), minmax or entropy"})
+    speed_margin: float = field(default=0.05, metadata={
+        "help": "auto: variants timed within this share of the fastest are a tie, taken by accuracy"})
     force: bool = field(default=False, metadata={"help": "publish the requested precision even if it fails the gate"})
-    keep: int | None = field(default=None, metadata={"help": "keep only the newest N versions of each model"})
+    allow_label_change: bool = field(default=False, metadata={
+        "help": "publish even if the model already in the repository has other labels"})
+    keep: int | None = field(default=3, metadata={"help": "keep only the newest N versions of each model"})
     engine_opt_batch: int | None = field(default=None, metadata={
         "help": "TensorRT profile: the batch size kernels are tuned for (default: half of max batch)"})
     engine_opt_sequence: int | None = field(default=None, metadata={
@@ -90,10 +103,11 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
                           f"{', '.join(CALIBRATION_METHODS)}")
     if options.target not in TARGETS:
         raise ExportError(f"unknown --target {options.target!r}; choose cpu or gpu")
-    try:
-        model, tokenizer, checkpoint = load_classifier(Path(options.checkpoint))
-    except TrainingError as error:
-        raise ExportError(str(error)) from None
+    with step(f"loading checkpoint {options.checkpoint}"):
+        try:
+            model, tokenizer, checkpoint = load_classifier(Path(options.checkpoint))
+        except TrainingError as error:
+            raise ExportError(str(error)) from None
     if not getattr(tokenizer, "is_fast", False) or not (checkpoint.path / "tokenizer.json").is_file():
         raise ExportError(
             f"{checkpoint.path}: a fast tokenizer (tokenizer.json) is needed to tokenize inside Triton")
@@ -105,6 +119,7 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
     if model.config.num_labels != len(labels):
         raise ExportError(
             f"{checkpoint.path}: the model has {model.config.num_labels} labels, the manifest {len(labels)}")
+    check_label_change(options.repository, name, labels, options.allow_label_change)
 
     options.repository.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))
@@ -113,13 +128,15 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
         from tuneship.exporter.prompt_folding import fold_prompt, is_prompt_learning
 
         graph_model = fold_prompt(model) if is_prompt_learning(model) else model
-        input_names = export_onnx(graph_model, tokenizer, fp32_path, options.opset)
+        with step(f"exporting the fp32 ONNX graph (opset {options.opset})"):
+            input_names = export_onnx(graph_model, tokenizer, fp32_path, options.opset)
         eval_texts, eval_labels = read_jsonl(checkpoint.eval_data, max(options.gate_samples,
                                                                         options.validation_texts))
         validation_texts = eval_texts[:options.validation_texts] or list(FALLBACK_TEXTS)
-        reference = torch_logits(model, tokenizer, validation_texts, checkpoint.max_length)
-        result = validate(fp32_path, reference, tokenizer, input_names, validation_texts, checkpoint.max_length,
-                          options.tolerance)
+        with step(f"validating the ONNX graph against PyTorch on {len(validation_texts)} held-out texts"):
+            reference = torch_logits(model, tokenizer, validation_texts, checkpoint.max_length)
+            result = validate(fp32_path, reference, tokenizer, input_names, validation_texts, checkpoint.max_length,
+                              options.tolerance)
         print(result.describe())
         if not result.passed:
             raise ExportError(_validation_failure(result))
@@ -135,19 +152,29 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
         gate_texts = eval_texts[:options.gate_samples]
         gate_ids = [label_index[x] for x in eval_labels[:options.gate_samples]] if eval_labels else None
         reports: list[VariantReport] = []
+        sessions: dict[str, Any] = {}
         for variant in variants:
-            try:
-                report, _ = measure(variant, tokenizer, input_names, reference, validation_texts, gate_texts,
-                                    gate_ids, checkpoint.max_length)
-            except Exception as error:  # e.g. fp16 kernels that exist only on GPUs
-                print(f"note: {variant.name} cannot run on this machine's CPU: {str(error).splitlines()[0][:200]}")
-                reports.append(unmeasured(variant, "cannot run on this machine's CPU; not evaluated"))
-                continue
+            with step(f"measuring {variant.name} on {len(validation_texts)} validation and {len(gate_texts)} "
+                      "gate texts"):
+                try:
+                    report, session = measure(variant, tokenizer, input_names, reference, validation_texts,
+                                              gate_texts, gate_ids, checkpoint.max_length)
+                except Exception as error:  # e.g. fp16 kernels that exist only on GPUs
+                    print(f"note: {variant.name} cannot run on this machine's CPU: "
+                          f"{str(error).splitlines()[0][:200]}")
+                    reports.append(unmeasured(variant, "cannot run on this machine's CPU; not evaluated"))
+                    continue
             report.fused_operators = variant.fused_operators
             reports.append(report)
+            sessions[variant.name] = session
+        with step(f"timing {len(sessions)} variants in turns at batch 1 and 32"):
+            timings = time_interleaved(sessions, tokenizer, input_names, validation_texts, checkpoint.max_length)
+            for report in reports:
+                report.latency_ms.update(timings.get(report.name, {}))
+        sessions.clear()
         apply_gate(reports, reports[0], options.accuracy_threshold, options.tolerance)
         try:
-            chosen, reason = choose(reports, options.precision, options.target, options.force)
+            chosen, reason = choose(reports, options.precision, options.target, options.force, options.speed_margin)
             if engine_note:
                 reason += f"; {engine_note}"
         except ValueError as error:
@@ -155,7 +182,8 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
             raise ExportError(f"not published: {error}") from None
         print(format_table(reports, chosen.name))
         chosen_variant = next(v for v in variants if v.name == chosen.name)
-        versions = publish_models(options, name, checkpoint, tokenizer, input_names, chosen_variant, labels)
+        with step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
+            versions = publish_models(options, name, checkpoint, tokenizer, input_names, chosen_variant, labels)
         export_report = ExportReport(
             name=name, repository=str(options.repository), versions=versions, target=options.target,
             chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports], validation=asdict(result),
@@ -165,7 +193,7 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report_path = options.repository / name / "export_report.json"
-    report_path.write_text(json.dumps(asdict(export_report), indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(report_path, json.dumps(asdict(export_report), indent=2) + "\n")
     print(export_report.describe())
     print(f"report: {report_path}")
     return export_report

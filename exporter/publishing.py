@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import (
     ServingOptions,
     ensemble_config,
@@ -15,7 +16,7 @@ from tuneship.exporter.model_configs import (
     tensorrt_model_config,
     tokenizer_config,
 )
-from tuneship.exporter.repository import publish_version
+from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
 
 if TYPE_CHECKING:
@@ -29,6 +30,35 @@ PYTHON_MODEL_REQUIREMENTS = {
                  "numpy<2\ntokenizers>=0.15\n",
     "postprocess": "# Needed by this Python model in the Triton image: pip install -r requirements.txt\nnumpy<2\n",
 }
+
+
+def published_labels(repository: Path, name: str) -> list[str] | None:
+    """The labels of the text classifier `name` already in the repository (its ensemble config), if any."""
+    import json
+
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    path = repository / name / "config.pbtxt"
+    if not path.is_file():
+        return None
+    try:
+        config = text_format.Parse(path.read_text(encoding="utf-8"), mc.ModelConfig())
+    except text_format.ParseError as error:
+        raise ExportError(f"{path}: not a valid Triton model config ({error})") from None
+    raw = config.parameters["labels"].string_value if "labels" in config.parameters else ""
+    return [str(label) for label in json.loads(raw)] if raw else None
+
+
+def check_label_change(repository: Path, name: str, labels: list[str], allowed: bool) -> None:
+    """A new version with other labels silently changes what every caller gets back: refuse unless asked."""
+    before = published_labels(repository, name)
+    if before is None or before == labels or allowed:
+        return
+    raise ExportError(
+        f"{repository / name} serves labels {before}, this checkpoint has {labels}: publishing it as the next "
+        f"version would change the answers every caller gets; pass --allow-label-change if that is intended, "
+        f"or choose another --name")
 
 
 def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any, input_names: list[str],
@@ -78,9 +108,9 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
         f"{name}_postprocess": publish_version(repo, post_config, fill_postprocess, options.keep),
     }
     # Beside config.pbtxt: the labels file the config names, and what the Python models need installed.
-    (repo / post_config.name / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-    (repo / f"{name}_tokenizer" / "requirements.txt").write_text(PYTHON_MODEL_REQUIREMENTS["tokenizer"])
-    (repo / post_config.name / "requirements.txt").write_text(PYTHON_MODEL_REQUIREMENTS["postprocess"])
+    write_text_atomic(repo / post_config.name / "labels.txt", "\n".join(labels) + "\n")
+    write_text_atomic(repo / f"{name}_tokenizer" / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["tokenizer"])
+    write_text_atomic(repo / post_config.name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["postprocess"])
     versions[name] = publish_version(repo, ensemble_config(name, input_names, labels, serving), fill_ensemble,
                                      options.keep)
     return versions

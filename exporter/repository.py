@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
+
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import to_pbtxt
 
@@ -32,11 +33,20 @@ def existing_versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a whole file or nothing: readers (a polling Triton) never see half of it.
+
+    mkstemp creates the file 0600; published files must be readable by a server running as another user.
+    """
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def publish_version(repository: Path, config: mc.ModelConfig, fill: Callable[[Path], None],
@@ -64,7 +74,7 @@ def publish_version(repository: Path, config: mc.ModelConfig, fill: Callable[[Pa
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _write_atomic(model_dir / "config.pbtxt", to_pbtxt(config))
+    write_text_atomic(model_dir / "config.pbtxt", to_pbtxt(config))
     if keep is not None:
         prune_versions(model_dir, keep)
     return version

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from tuneship.exporter.validation import onnx_logits
 from tuneship.exporter.variants import Variant, session_options
 
@@ -41,26 +42,33 @@ def _session(variant: Variant) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
-def latency_ms(
-    session: Any,
-    tokenizer: Any,
-    input_names: Sequence[str],
-    texts: Sequence[str],
-    batch: int,
-    max_length: int,
-    repeats: int = 8,
-) -> float:
-    """Median wall time of one ONNX Runtime call on real texts, after a warm-up call."""
+def _feeds(tokenizer: Any, input_names: Sequence[str], texts: Sequence[str], batch: int,
+           max_length: int) -> dict[str, np.ndarray[Any, Any]]:
     chosen = [texts[i % len(texts)] for i in range(batch)]
     encoded = tokenizer(chosen, truncation=True, max_length=max_length, padding=True, return_tensors="np")
-    feeds = {name: encoded[name].astype(np.int64) for name in input_names}
-    session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        session.run(None, feeds)
-        times.append((time.perf_counter() - started) * 1000.0)
-    return round(statistics.median(times), 2)
+    return {name: encoded[name].astype(np.int64) for name in input_names}
+
+
+def time_interleaved(sessions: dict[str, Any], tokenizer: Any, input_names: Sequence[str], texts: Sequence[str],
+                     max_length: int, batches: Sequence[int] = (1, 32), rounds: int = 9) -> dict[str, dict[str, float]]:
+    """Median wall time (ms) of one call per variant and batch size, the variants timed in turns.
+
+    Timing one variant after another lets a drift of the machine's speed (other work, frequency, a noisy
+    neighbour) land on one variant only and flip the choice; round by round, every variant sees the same drift.
+    """
+    feeds = {batch: _feeds(tokenizer, input_names, texts, batch, max_length) for batch in batches}
+    samples: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in sessions}
+    for session in sessions.values():  # warm-up: first calls allocate and pick kernels
+        for batch in batches:
+            session.run(None, feeds[batch])
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            for batch in batches:
+                started = time.perf_counter()
+                session.run(None, feeds[batch])
+                samples[name][batch].append((time.perf_counter() - started) * 1000.0)
+    return {name: {str(b): round(statistics.median(times), 2) for b, times in by_batch.items()}
+            for name, by_batch in samples.items()}
 
 
 def measure(
@@ -72,18 +80,16 @@ def measure(
     gate_texts: Sequence[str],
     gate_label_ids: Sequence[int] | None,
     max_length: int,
-) -> tuple[VariantReport, np.ndarray[Any, Any] | None]:
-    """Figures for one variant; also returns its predictions on the gate texts."""
+) -> tuple[VariantReport, Any]:
+    """Accuracy figures for one variant, and its session (for time_interleaved, which fills the latencies)."""
     session = _session(variant)
     logits = onnx_logits(session, tokenizer, input_names, validation_texts, max_length)
     diff = float(np.abs(logits - reference).max())
     agreement = float((logits.argmax(-1) == reference.argmax(-1)).mean())
     accuracy = None
-    predictions = None
     if gate_label_ids is not None and gate_texts:
         predictions = onnx_logits(session, tokenizer, input_names, gate_texts, max_length).argmax(-1)
         accuracy = float((predictions == np.asarray(gate_label_ids)).mean())
-    latencies = {str(b): latency_ms(session, tokenizer, input_names, validation_texts, b, max_length) for b in (1, 32)}
     report = VariantReport(
         name=variant.name,
         precision=variant.precision,
@@ -93,9 +99,9 @@ def measure(
         label_agreement=agreement,
         accuracy=accuracy,
         accuracy_drop_points=None,
-        latency_ms=latencies,
+        latency_ms={"1": float("nan"), "32": float("nan")},
     )
-    return report, predictions
+    return report, session
 
 
 def unmeasured(variant: Variant, note: str) -> VariantReport:
@@ -139,39 +145,73 @@ def apply_gate(
             )
 
 
-def choose(reports: list[VariantReport], precision: str, target: str, force: bool) -> tuple[VariantReport, str]:
+def _closeness(report: VariantReport) -> tuple[float, float]:
+    """Sort key among variants tied on speed: the smaller accuracy drop, then the smaller logit drift."""
+    drop = report.accuracy_drop_points
+    if drop is None:
+        drop = 100 * (1 - report.label_agreement)
+    return (drop, report.max_abs_diff)
+
+
+def fastest_within_margin(candidates: list[VariantReport], margin: float) -> tuple[VariantReport, list[VariantReport]]:
+    """The variant to take for speed, and the others that timed within `margin` (a share) of the fastest.
+
+    Variants closer than the margin are a tie as far as timing can tell; the tie goes to the most accurate,
+    which does not depend on noise, so the choice does not flip from one export to the next.
+    """
+    ordered = sorted(candidates, key=lambda r: r.latency_ms["32"])
+    fastest = ordered[0].latency_ms["32"]
+    tied = [r for r in ordered if r.latency_ms["32"] <= fastest * (1 + margin)]
+    best = min(tied, key=_closeness)
+    return best, [r for r in tied if r is not best]
+
+
+def _tie_note(best: VariantReport, tied: list[VariantReport], margin: float) -> str:
+    if not tied:
+        return ""
+    names = ", ".join(f"{r.name} ({r.latency_ms['32']:.1f} ms)" for r in tied)
+    return (f"; within timing noise ({100 * margin:g}% margin) of {names}: the most accurate of them was taken")
+
+
+def choose(reports: list[VariantReport], precision: str, target: str, force: bool,
+           margin: float = 0.05) -> tuple[VariantReport, str]:
     """The variant to publish and why, or raise ValueError explaining why none may be published."""
 
-    def fastest(candidates: list[VariantReport]) -> VariantReport:
-        return min(candidates, key=lambda r: r.latency_ms["32"])
+    def fastest(candidates: list[VariantReport]) -> tuple[VariantReport, str]:
+        best, tied = fastest_within_margin(candidates, margin)
+        return best, _tie_note(best, tied, margin)
 
     if precision == "auto":
         if target == "gpu":
             engines = [r for r in reports if r.name.startswith("tensorrt-") and r.passed]
             if engines:
-                return fastest(engines), "GPU target: the TensorRT engine passes the accuracy gate"
+                best, note = fastest(engines)
+                return best, "GPU target: the TensorRT engine passes the accuracy gate" + note
             fp16 = [r for r in reports if r.precision == "fp16" and r.passed]
             if fp16:
-                return fastest(fp16), "GPU target: fp16 passes the accuracy gate"
-            fallback = fastest([r for r in reports if r.precision == "fp32" and r.passed])
+                best, note = fastest(fp16)
+                return best, "GPU target: fp16 passes the accuracy gate" + note
+            fallback, _ = fastest([r for r in reports if r.precision == "fp32" and r.passed])
             fp16_note = next((r.note for r in reports if r.precision == "fp16"), "not built")
             return fallback, (f"GPU target: fp16 not published ({fp16_note}); fp32 ONNX with TensorRT's FP16 "
                               "precision mode, so the engine built at load time on the GPU still runs in fp16")
         passing = [r for r in reports if r.passed]
         if not passing:
             raise ValueError("no variant passed validation")
-        best = fastest(passing)
+        best, note = fastest(passing)
         return best, (
             f"CPU target: fastest variant that passes the accuracy gate ({best.latency_ms['32']:.1f} ms at batch 32)"
-        )
+            + note)
     of_precision = [r for r in reports if r.precision == precision]
     if not of_precision:
         raise ValueError(f"no {precision} variant was built")
     passing = [r for r in of_precision if r.passed]
     if passing:
-        return fastest(passing), f"{precision} requested; passes the accuracy gate"
+        best, note = fastest(passing)
+        return best, f"{precision} requested; passes the accuracy gate" + note
     if force:
-        return fastest(of_precision), f"{precision} requested with --force despite failing the gate"
+        best, note = fastest(of_precision)
+        return best, f"{precision} requested with --force despite failing the gate" + note
     details = "; ".join(f"{r.name}: {r.note}" for r in of_precision)
     raise ValueError(
         f"{precision} was requested but no {precision} variant passes the gate ({details}); "

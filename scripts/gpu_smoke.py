@@ -28,6 +28,7 @@ def main() -> int:
     import torch
     from conftest import synthetic_reviews, write_csv
     from transformers import AutoTokenizer, BertConfig, BertModel
+
     from tuneship.trainer import TrainConfig, train
     from tuneship.trainer.training import _precision_flags
 
@@ -53,6 +54,7 @@ def main() -> int:
     findings["manifest_precision"] = manifest["hyperparameters"]["precision"]
 
     from transformers import AutoModelForSequenceClassification
+
     from tuneship.exporter.onnx_export import export_onnx
     from tuneship.exporter.validation import torch_logits, validate
 

@@ -52,6 +52,7 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer, saved as a local folder."""
     from transformers import AutoTokenizer, BertConfig, BertModel
+
     from tuneship.trainer.base_models import resolve_base_model
 
     path = tmp_path_factory.mktemp("tiny-bert")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+
 from tuneship.client import (
     AsyncTextClassifier,
     AsyncTritonClient,

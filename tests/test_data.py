@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tuneship.trainer.data import check_labels, load_file, stratified_split
 from tuneship.trainer.errors import DataError
 

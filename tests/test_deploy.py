@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tuneship.client import ClientOptions, PermissionDeniedError, TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.deploy.publish import PublishError, publish, served_versions
@@ -80,6 +81,7 @@ def test_restricted_apis_refuse_callers_without_the_key(server: TritonServer) ->
 def test_publish_under_load_switches_versions_without_failures(server: TritonServer, repository: Path,
                                                                second_checkpoint: Path) -> None:
     import torch
+
     from tuneship.exporter import ExportOptions
     from tuneship.trainer import load_classifier
 

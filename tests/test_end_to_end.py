@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tuneship.client import TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer, scrape_metrics
 
@@ -29,6 +30,7 @@ def test_served_int8_equals_what_the_exporter_measured(checkpoint: Path, tmp_pat
     """The int8 graph is pre-optimized and served at basic level: Triton must compute what the gate measured."""
     import onnxruntime as ort
     from transformers import AutoTokenizer
+
     from tuneship.exporter import ExportOptions, export_checkpoint
     from tuneship.exporter.variants import session_options
 
@@ -77,6 +79,7 @@ def test_checkpoint_follows_the_contract(checkpoint: Path) -> None:
 
 def test_served_labels_equal_pytorch_predictions(checkpoint: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     from tuneship.exporter import ExportOptions, export_checkpoint
 
     repository = tmp_path / "model_repository"
@@ -117,6 +120,7 @@ def test_every_method_is_served_with_pytorch_labels(tiny_bert: Path, review_file
                                                     tmp_path: Path) -> None:
     """One server, one repository holding a classifier per trainer method; each answers like PyTorch."""
     import torch
+
     from tuneship.exporter import ExportOptions, export_checkpoint
     from tuneship.trainer import TrainConfig, load_classifier, train
 

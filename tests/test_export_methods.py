@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
 from tuneship.exporter import ExportError, ExportOptions, export_checkpoint
 from tuneship.exporter.tensorrt_engine import tensorrt_unavailable
 from tuneship.trainer import TrainConfig, load_classifier, train

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tuneship.trainer import TrainConfig, TrainingError, load_classifier, train
 from tuneship.trainer.evaluate_checkpoint import evaluate_checkpoint
 from tuneship.trainer.evaluation import predict_logits

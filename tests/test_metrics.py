@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tuneship.deploy.metrics import parse_metrics
 
 SAMPLE = """# HELP nv_inference_request_success Number of successful inference requests

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
+
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import (
     ServingOptions,

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from conftest import require_tool
 from prometheus_client import CollectorRegistry
+
 from tuneship.client import (
     ClientMetrics,
     ClientOptions,

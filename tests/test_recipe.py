@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+
 from tuneship.trainer.config import add_config_arguments, config_from_args
 from tuneship.trainer.errors import DataError
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from onnx_models import write_linear_model
+
 from tuneship.deploy import ServeOptions, ServerError, TritonServer, free_port, scrape_metrics
 
 pytestmark = pytest.mark.integration

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import ServingOptions, parse_pbtxt, tensorrt_model_config, to_pbtxt
 from tuneship.exporter.tensorrt_engine import ShapeProfile, default_profile, tensorrt_unavailable
@@ -51,6 +52,7 @@ def test_engine_matches_onnx_runtime_and_is_published_as_tensorrt_plan(tiny_repo
                                                                        tmp_path: Path) -> None:
     import onnxruntime as ort
     from transformers import AutoTokenizer
+
     from tuneship.exporter import ExportOptions, export_checkpoint
     from tuneship.exporter.tensorrt_engine import EngineSession, build_engine
 
@@ -83,6 +85,7 @@ def test_gpu_export_publishes_the_engine_the_builder_made(tiny_repository: Path,
     import shutil
 
     import onnxruntime as ort
+
     import tuneship.exporter.tensorrt_engine as engines
     from tuneship.exporter import ExportOptions, export_checkpoint
 

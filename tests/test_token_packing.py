@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
 from tuneship.exporter.token_packing import pack_tokens, pack_tokens_file
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tuneship.arguments import positive_int
+
 
 def register(subparsers: Any) -> None:
     from tuneship.trainer.config import add_config_arguments
@@ -15,12 +17,12 @@ def register(subparsers: Any) -> None:
     train.set_defaults(handler=run_train)
 
     evaluate = subparsers.add_parser("evaluate", help="evaluate a checkpoint on a labelled file")
-    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument("checkpoint", type=Path, help="checkpoint directory written by `tuneship train`")
     evaluate.add_argument("--data", required=True, help="labelled file or built-in data set name")
-    evaluate.add_argument("--text-column", default="text")
-    evaluate.add_argument("--label-column", default="label")
-    evaluate.add_argument("--encoding", default="utf-8")
-    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--text-column", default="text", help="column holding the text")
+    evaluate.add_argument("--label-column", default="label", help="column holding the label")
+    evaluate.add_argument("--encoding", default="utf-8", help="text encoding of the file")
+    evaluate.add_argument("--batch-size", type=positive_int, default=64, help="texts per forward pass")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics here")
     evaluate.set_defaults(handler=run_evaluate)
 

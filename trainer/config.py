@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
+
 from tuneship.trainer.errors import DataError
 
 METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix-tuning", "features")
@@ -19,19 +20,30 @@ METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix-tuning", "feature
 DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "ptuning": 1e-3, "prompt-tuning": 3e-3, "prefix-tuning": 1e-3}
 
 
+def _lora_defaults() -> dict[tuple[str, ...], set[str]]:
+    """Model types by their default LoRA targets, for the --lora-targets help."""
+    from tuneship.trainer.architectures import ARCHITECTURES
+
+    grouped: dict[tuple[str, ...], set[str]] = {}
+    for model_type, known in ARCHITECTURES.items():
+        grouped.setdefault(known.lora_targets, set()).add(model_type)
+    return grouped
+
+
 @dataclass
 class TrainConfig:
     data: str = field(default="rotten-tomatoes", metadata={
         "help": "training data: a built-in data set (rotten-tomatoes, tweets) or a .csv/.tsv/.jsonl/.parquet file"})
     eval_file: str | None = field(default=None, metadata={
-        "help": "evaluation file; without it a seeded stratified split of --data is held out"})
+        "help": "evaluation file (default: a seeded stratified split of --data is held out)"})
     text_column: str = field(default="text", metadata={"help": "column holding the text"})
     label_column: str = field(default="label", metadata={"help": "column holding the label"})
     encoding: str = field(default="utf-8", metadata={"help": "text encoding of data files"})
     eval_fraction: float = field(default=0.2, metadata={"help": "share held out for evaluation when no --eval-file"})
     max_train_samples: int | None = field(default=None, metadata={
-        "help": "train on a stratified subset (quick runs)"})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "evaluate on a stratified subset"})
+        "help": "train on a stratified subset (quick runs; default: all)"})
+    max_eval_samples: int | None = field(default=None, metadata={
+        "help": "evaluate on a stratified subset (default: all)"})
     model: str = field(default="minilm", metadata={
         "help": "base model: a local Hugging Face folder, or 'minilm' (the bundled MiniLM-L6 encoder)"})
     method: str = field(default="full", metadata={"help": f"fine-tuning method: {', '.join(METHODS)}"})
@@ -59,7 +71,9 @@ class TrainConfig:
     lora_alpha: int = field(default=16, metadata={"help": "lora: scaling (alpha / rank multiplies the update)"})
     lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapter input"})
     lora_targets: str | None = field(default=None, metadata={
-        "help": "lora: comma-separated module names to adapt (default: per architecture, e.g. query,value)"})
+        "help": "lora: comma-separated module names to adapt (default: per architecture: "
+                + "; ".join(f"{','.join(names)} for {', '.join(sorted(types))}"
+                            for names, types in _lora_defaults().items()) + ")"})
     num_virtual_tokens: int = field(default=20, metadata={
         "help": "ptuning / prompt-tuning / prefix-tuning: number of virtual tokens"})
     prompt_encoder_hidden_size: int = field(default=128, metadata={"help": "ptuning: prompt encoder MLP width"})
@@ -94,7 +108,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", type=Path, default=None, help="YAML or TOML recipe file (flags override it)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        help_text = str(f.metadata.get("help", ""))
+        if "default" not in help_text and f.default is not None:
+            help_text += f" (default: {f.default})"
         if f.type in ("bool",):
             parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS,
                                 help=help_text)

@@ -13,8 +13,9 @@ from tuneship.trainer.checkpoint import CheckpointInfo, read_checkpoint
 from tuneship.trainer.errors import TrainingError
 
 
-def load_classifier(path: Path) -> tuple[Any, Any, CheckpointInfo]:
+def load_classifier(path: str | Path) -> tuple[Any, Any, CheckpointInfo]:
     """(model in eval mode, tokenizer, checkpoint info); a broken checkpoint raises TrainingError naming it."""
+    path = Path(path)
     info = read_checkpoint(path)
     try:
         return _load(path, info)
@@ -33,6 +34,7 @@ def _load(path: Path, info: CheckpointInfo) -> tuple[Any, Any, CheckpointInfo]:
     if manifest.get("head"):
         from safetensors.torch import load_file
         from transformers import AutoModel
+
         from tuneship.trainer.methods.features import build_classifier_module
 
         head_path = path / str(manifest["head"])

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
 
 import tuneship
+from tuneship.arguments import Parser
+from tuneship.quiet import quiet_known_warnings
 
 # Stage CLI modules must be cheap to import: heavy libraries are imported inside handlers.
 STAGE_CLIS = ("tuneship.trainer.cli", "tuneship.exporter.cli", "tuneship.deploy.cli", "tuneship.client.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="tuneship", description="Fine-tune, export, serve and monitor models on Triton Inference Server.")
     parser.add_argument("--version", action="version", version=f"tuneship {tuneship.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -31,6 +32,7 @@ def _ours(error: BaseException) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_known_warnings()
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

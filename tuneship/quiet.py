@@ -1,0 +1,48 @@
+"""Silence warnings that are known to be harmless here, so the ones that matter stand out.
+
+Each entry says why it is harmless; anything not listed is shown as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+# (text in the message, why it does not concern a tuneship user)
+KNOWN_HARMLESS = (
+    # PEFT reads the deprecated alias on every forward pass; nothing for a user to change.
+    ("is_gradient_checkpointing` is deprecated", "peft reads a deprecated transformers property"),
+    # ONNX Runtime's quantizer suggests shape inference first; the exporter quantizes graphs it already optimized.
+    ("pre-processing before quantization", "the exporter's graphs are already optimized"),
+    # Building the GPU variants on a machine without one: the exporter says itself what it could not build.
+    ("There is no gpu for onnxruntime to do optimization", "the exporter reports GPU-only variants itself"),
+)
+
+
+class DropKnownHarmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text, _ in KNOWN_HARMLESS)
+
+
+_FILTER = DropKnownHarmless()
+
+
+def quiet_known_warnings() -> None:
+    """Install the filters (idempotent): Python warnings, the root logger and the libraries' own loggers."""
+    for text, _ in KNOWN_HARMLESS:
+        warnings.filterwarnings("ignore", message=f".*{_escape(text)}.*")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("", "onnxruntime", "onnxruntime.transformers", "onnxruntime.quantization", "transformers", "peft"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)
+
+
+def _escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
