@@ -83,6 +83,21 @@ def _server_split(before: dict[str, Any], after: dict[str, Any]) -> dict[str, di
     return split
 
 
+def ensemble_split(split: dict[str, dict[str, float]], model: str) -> dict[str, float]:
+    """Queue and compute time per request of `model`; for an ensemble, those of the models it is made of.
+
+    An ensemble's own statistics show next to no queue or compute: its requests wait and run in its composing
+    models (tuneship names them `<model>_tokenizer`, `<model>_model`, `<model>_postprocess`), so their times are
+    summed. Other models that happened to run during the window are left out.
+    """
+    own = dict(split.get(model, {}))
+    composing = [v for k, v in split.items() if k.startswith(f"{model}_")]
+    if not composing:
+        return own
+    return {"requests": own.get("requests", 0.0), "queue_ms": sum(v["queue_ms"] for v in composing),
+            "compute_ms": sum(v["compute_ms"] for v in composing)}
+
+
 async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str], batch_size: int, concurrency: int,
                      window_s: float, max_windows: int, tolerance: float, timeout_s: float) -> LevelResult:
     latencies: list[tuple[float, float]] = []  # (finish time, latency s)
@@ -132,12 +147,7 @@ async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str]
     measured = [lat for w in windows[-3:] for lat in w[2]]
     throughput = statistics.fmean(w[0] for w in windows[-3:]) if windows else 0.0
     split = _server_split(stats_before, stats_after)
-    top = dict(split.get(model, {}))
-    composing = [v for k, v in split.items() if k != model]
-    if composing and not top.get("queue_ms"):
-        # An ensemble queues nothing itself: its requests wait and compute in the models it is made of.
-        top["queue_ms"] = sum(v["queue_ms"] for v in composing)
-        top["compute_ms"] = sum(v["compute_ms"] for v in composing)
+    top = ensemble_split(split, model)
     return LevelResult(
         concurrency=concurrency, requests=len(measured), errors=errors, throughput_rps=round(throughput, 2),
         texts_per_second=round(throughput * batch_size, 1),
@@ -194,19 +204,36 @@ def write_outputs(results: Sequence[LevelResult], prefix: Path, title: str) -> l
         import matplotlib.pyplot as plt
     except ImportError:  # the client extra does not pull matplotlib; the CSV and JSON are still there
         return written
-    fig, axis = plt.subplots(figsize=(7, 4.5), dpi=100)
-    throughput = [r.texts_per_second for r in results]
-    for key, style in (("p50_ms", "o-"), ("p95_ms", "s--"), ("p99_ms", "^:")):
-        axis.plot(throughput, [getattr(r, key) for r in results], style, label=key.replace("_ms", ""))
-    for r in results:
-        axis.annotate(f"c={r.concurrency}", (r.texts_per_second, r.p95_ms), textcoords="offset points",
-                      xytext=(4, 4), fontsize=8)
-    axis.set_xlabel("throughput (texts/s)")
-    axis.set_ylabel("latency (ms)")
-    axis.set_title(title)
-    axis.legend()
-    fig.tight_layout()
+    fig = latency_figure(results, title)
     fig.savefig(png_path)
     plt.close(fig)
     written.append(png_path)
     return written
+
+
+def latency_figure(results: Sequence[LevelResult], title: str) -> Any:
+    """Latency percentiles against throughput, one point per concurrency level (a matplotlib Figure)."""
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7, 4.5), dpi=100)
+    throughput = [r.texts_per_second for r in results]
+    for key, style in (("p50_ms", "o-"), ("p95_ms", "s--"), ("p99_ms", "^:")):
+        axis.plot(throughput, [getattr(r, key) for r in results], style, label=key.replace("_ms", ""))
+    unstable = [r for r in results if not r.stable]
+    if unstable:  # a level whose windows never agreed: its figures are less trustworthy, and the chart says so
+        axis.scatter([r.texts_per_second for r in unstable], [r.p95_ms for r in unstable], s=160, facecolors="none",
+                     edgecolors="tab:red", linewidths=1.5, label="never stabilised", zorder=3)
+    for r in results:
+        axis.annotate(f"c={r.concurrency}", (r.texts_per_second, r.p95_ms), textcoords="offset points",
+                      xytext=(4, 4), fontsize=8)
+    # Room around the data so the last point and its label are never cut at the edge.
+    axis.margins(x=0.12, y=0.12)
+    axis.set_xlim(left=0)
+    axis.set_ylim(bottom=0)
+    axis.set_xlabel("throughput (texts/s)")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left")
+    fig.tight_layout()
+    return fig

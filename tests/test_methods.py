@@ -27,7 +27,8 @@ def _train(tiny_bert: Path, files: tuple[Path, Path], output: Path, method: str,
 
 @pytest.mark.parametrize("method", ["full", "lora", "ptuning", "prompt-tuning", "features"])
 def test_method_checkpoint_loads_and_predicts(method: str, tiny_bert: Path, review_files: tuple[Path, Path],
-                                              tmp_path: Path) -> None:
+                                              tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                              caplog: pytest.LogCaptureFixture) -> None:
     checkpoint = _train(tiny_bert, review_files, tmp_path / method, method)
     manifest = json.loads((checkpoint / "tuneship.json").read_text())
     metrics = json.loads((checkpoint / "metrics.json").read_text())
@@ -42,8 +43,23 @@ def test_method_checkpoint_loads_and_predicts(method: str, tiny_bert: Path, revi
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
 
-    model, tokenizer, info = load_classifier(checkpoint)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_warning()  # as in a fresh `tuneship export` (training had turned warnings off)
+    capfd.readouterr()
+    caplog.clear()
+    model, tokenizer, info = load_classifier(str(checkpoint))
+    loading_output = "".join(capfd.readouterr()) + caplog.text
+    assert "LOAD REPORT" not in loading_output and "newly initialized" not in loading_output, loading_output
     logits = predict_logits(model, tokenizer, ["a superb film", "a dull film"], info.max_length)
+
+    # The manifest holds the options this method used, with the values it used (no nulls, nothing foreign).
+    options = manifest["hyperparameters"]
+    assert None not in options.values()
+    assert ("learning_rate" in options) == (method != "features")
+    assert ("lora_rank" in options) == (method == "lora")
+    assert ("classifier" in options) == (method == "features")
+    assert ("num_virtual_tokens" in options) == (method in ("ptuning", "prompt-tuning"))
     assert logits.shape == (2, 2) and np.isfinite(logits).all()
 
     if method == "lora":

@@ -63,7 +63,8 @@ class TrainConfig:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     group_by_length: bool = field(default=True, metadata={
         "help": "batch texts of similar length together (less padding, faster on CPU)"})
-    logging_steps: int = field(default=20, metadata={"help": "log the loss every N steps"})
+    logging_steps: int | None = field(default=None, metadata={
+        "help": "log the loss every N steps (default: every 20 steps, or more often so a short run has ~50 points)"})
     eval_steps: int | None = field(default=None, metadata={
         "help": "evaluate and save every N steps (default: per epoch)"})
     seed: int = field(default=42, metadata={"help": "random seed (data split, initialisation, order)"})
@@ -92,6 +93,29 @@ class TrainConfig:
         if self.learning_rate is not None:
             return self.learning_rate
         return DEFAULT_LEARNING_RATES.get(self.method, 5e-5)
+
+
+# Which options a method actually uses; the manifest keeps those only, with their defaults resolved.
+_COMMON = ("data", "eval_file", "text_column", "label_column", "encoding", "eval_fraction", "max_train_samples",
+           "max_eval_samples", "model", "method", "max_length", "eval_batch_size", "seed")
+_GRADIENT = ("epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps", "warmup_ratio",
+             "weight_decay", "group_by_length", "logging_steps", "eval_steps", "precision")
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "full": _COMMON + _GRADIENT,
+    "lora": _COMMON + _GRADIENT + ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets"),
+    "ptuning": _COMMON + _GRADIENT + ("num_virtual_tokens", "prompt_encoder_hidden_size"),
+    "prompt-tuning": _COMMON + _GRADIENT + ("num_virtual_tokens",),
+    "prefix-tuning": _COMMON + _GRADIENT + ("num_virtual_tokens",),
+    "features": (*_COMMON, "classifier", "pooling", "feature_cache"),
+}
+
+
+def resolved_hyperparameters(config: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
+    """The options the method used, each with the value it had: `resolved` fills what defaults left open
+    (learning rate, LoRA targets, logging interval...); options left unset that mean "none" are omitted."""
+    values = {name: getattr(config, name) for name in METHOD_OPTIONS[config.method]}
+    values.update({k: v for k, v in resolved.items() if k in values})
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _parse_bool(value: str) -> bool:

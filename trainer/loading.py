@@ -6,6 +6,8 @@ exporter both go through it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,15 @@ def _load(path: Path, info: CheckpointInfo) -> tuple[Any, Any, CheckpointInfo]:
         model = build_classifier_module(encoder, head["weight"], head["bias"], pooling)
         model.config.num_labels = len(info.labels)
         return model.eval(), tokenizer, info
-    model = AutoModelForSequenceClassification.from_pretrained(str(path))
-    if manifest.get("adapter") and not manifest.get("merged", True):
+    adapter_supplies_head = bool(manifest.get("adapter")) and not manifest.get("merged", True)
+    if adapter_supplies_head:
+        # The root holds the base encoder only: transformers reports the classification head as MISSING and
+        # "newly initialized", but PeftModel loads the trained head from the adapter just below.
+        with _transformers_errors_only():
+            model = AutoModelForSequenceClassification.from_pretrained(str(path))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(str(path))
+    if adapter_supplies_head:
         from peft import PeftModel
 
         adapter = path / str(manifest["adapter"])
@@ -55,3 +64,15 @@ def _load(path: Path, info: CheckpointInfo) -> tuple[Any, Any, CheckpointInfo]:
             raise TrainingError(f"{adapter}: adapter files are missing (adapter_config.json)")
         model = PeftModel.from_pretrained(model, str(adapter))
     return model.eval(), tokenizer, info
+
+
+@contextmanager
+def _transformers_errors_only() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 
-def plot_training_curve(log_history: list[dict[str, Any]], path: Path, metric: str = "eval_accuracy") -> None:
+def plot_training_curve(log_history: list[dict[str, Any]], path: Path, title: str = "training curve",
+                        metric: str = "eval_accuracy") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,7 +18,8 @@ def plot_training_curve(log_history: list[dict[str, Any]], path: Path, metric: s
     eval_loss = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
     fig, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=100)
     if train:
-        loss_axis.plot(*zip(*train, strict=True), label="training loss", color="tab:blue")
+        loss_axis.plot(*zip(*train, strict=True), "-" if len(train) > 12 else ".-", label="training loss",
+                       color="tab:blue")
     if eval_loss:
         loss_axis.plot(*zip(*eval_loss, strict=True), "o--", label="eval loss", color="tab:cyan")
     loss_axis.set_xlabel("optimizer step")
@@ -29,8 +31,10 @@ def plot_training_curve(log_history: list[dict[str, Any]], path: Path, metric: s
         metric_axis.set_ylabel(metric.replace("eval_", "eval "))
         more_handles, more_names = metric_axis.get_legend_handles_labels()
         handles, names = handles + more_handles, names + more_names
-    loss_axis.legend(handles, names, loc="center right")
-    loss_axis.set_title("training curve")
+    # Below the axes, never over the lines.
+    loss_axis.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(names), frameon=False)
+    loss_axis.set_title(title, fontsize=10)
+    loss_axis.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

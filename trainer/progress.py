@@ -18,7 +18,7 @@ def _seconds(value: float) -> str:
     return f"{value:.0f}s" if value < 90 else f"{value // 60:.0f}m{value % 60:02.0f}s"
 
 
-class TrainingProgress(TrainerCallback):  # type: ignore[misc]
+class TrainingProgress(TrainerCallback):
     """The Trainer's only progress output (its ProgressCallback and PrinterCallback are removed)."""
 
     def __init__(self, stream: TextIO | None = None, interactive: bool | None = None, lines: int = 10) -> None:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from tuneship.trainer.checkpoint import (
     make_staging_directory,
     publish_directory,
 )
-from tuneship.trainer.config import TrainConfig, save_json, validate_config
+from tuneship.trainer.config import TrainConfig, resolved_hyperparameters, save_json, validate_config
 from tuneship.trainer.data import LabelledData, check_labels, imbalance_report, load_file, stratified_split, write_jsonl
 from tuneship.trainer.errors import TrainingError
 from tuneship.trainer.evaluation import classification_metrics, format_metrics, predict_logits
@@ -108,6 +109,8 @@ class _Fitted:
     save: Callable[[Path], dict[str, Any]]
     plot: Callable[[Path], None]
     precision: str
+    resolved: dict[str, Any]
+    """Values the defaults left open, as this run used them (for the manifest)."""
 
 
 def last_complete_checkpoint(work: Path) -> Path | None:
@@ -135,7 +138,9 @@ def _check_resumable(work: Path, config: TrainConfig) -> None:
 def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
                       label_index: dict[str, int], work: Path) -> _Fitted:
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
+
+    from tuneship.trainer.progress import TrainingProgress
 
     def encode(data: LabelledData) -> _EncodedTexts:
         encodings = tokenizer(data.texts, truncation=True, max_length=config.max_length)
@@ -161,6 +166,7 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
     strategy = "steps" if config.eval_steps else "epoch"
     precision = _precision_flags(config.precision)
+    logging_steps = resolved_logging_steps(config, total_steps)
     args = TrainingArguments(
         output_dir=str(work),
         num_train_epochs=config.epochs,
@@ -177,14 +183,14 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
         eval_steps=config.eval_steps or 500,
         save_steps=config.eval_steps or 500,
         save_total_limit=2,
-        logging_steps=config.logging_steps,
+        logging_steps=logging_steps,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         report_to=[],
         seed=config.seed,
         data_seed=config.seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
-        disable_tqdm=False,
+        disable_tqdm=True,  # TrainingProgress below is the only progress output
         bf16=precision["bf16"],
         fp16=precision["fp16"],
     )
@@ -202,17 +208,37 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(TrainingProgress())
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.monotonic() - started
     resolved = "bf16" if precision["bf16"] else "fp16" if precision["fp16"] else "fp32"
     trained = trainer.model
+    chosen = {"learning_rate": config.resolved_learning_rate(), "logging_steps": logging_steps,
+              "eval_steps": config.eval_steps or "epoch", "precision": resolved}
+    peft_config = getattr(trained, "peft_config", {}).get("default")
+    if peft_config is not None and getattr(peft_config, "target_modules", None):
+        chosen["lora_targets"] = ",".join(sorted(peft_config.target_modules))
     return _Fitted(
         model=trained, log_history=list(trainer.state.log_history), seconds=seconds,
         examples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
         steps=int(trainer.state.global_step), save=lambda directory: method.save(trained, directory),
-        plot=lambda path: plot_training_curve(trainer.state.log_history, path), precision=resolved,
+        plot=lambda path: plot_training_curve(trainer.state.log_history, path, _curve_title(config, prepared)),
+        precision=resolved, resolved=chosen,
     )
+
+
+def _curve_title(config: TrainConfig, prepared: PreparedData) -> str:
+    return (f"{config.method} fine-tuning of {Path(config.model).name} on {prepared.train.name} "
+            f"({len(prepared.train.examples)} texts)")
+
+
+def resolved_logging_steps(config: TrainConfig, total_steps: int) -> int:
+    """The loss is logged often enough for a curve: every --logging-steps, or ~50 points over a short run."""
+    if config.logging_steps is not None:
+        return config.logging_steps
+    return max(1, min(20, total_steps // 50))
 
 
 def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
@@ -227,6 +253,7 @@ def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: Pre
         seconds=fitted.seconds, examples_per_second=fitted.examples_per_second, steps=0,
         save=lambda directory: features.save(fitted.module, directory),
         plot=lambda path: features.plot_search(fitted.head.search, path, config.classifier), precision="fp32",
+        resolved={"feature_cache": str(features.cache_directory(config))},
     )
 
 
@@ -261,6 +288,9 @@ def train(config: TrainConfig) -> TrainResult:
                             config.eval_batch_size)
     metrics = classification_metrics([label_index[x] for x in prepared.evaluation.labels],
                                      logits.argmax(-1).tolist(), prepared.labels)
+    collapsed = single_class_warning(logits.argmax(-1).tolist(), prepared.labels)
+    if collapsed:
+        metrics["warnings"] = [collapsed]
     metrics["train_seconds"] = round(fitted.seconds, 1)
     metrics["train_examples_per_second"] = round(fitted.examples_per_second, 1)
     metrics["steps"] = fitted.steps
@@ -274,7 +304,7 @@ def train(config: TrainConfig) -> TrainResult:
         save_json(staging / METRICS, metrics)
         save_json(staging / "training_log.json", fitted.log_history)
         fitted.plot(staging / "training_curve.png")
-        manifest = _manifest(config, base, prepared, metrics, fitted.model, fitted.precision)
+        manifest = _manifest(config, base, prepared, metrics, fitted)
         manifest.update(method_fields)
         save_json(staging / MANIFEST, manifest)
         publish_directory(staging, output, overwrite=True)
@@ -283,13 +313,25 @@ def train(config: TrainConfig) -> TrainResult:
         raise
     shutil.rmtree(work, ignore_errors=True)
     print(format_metrics(metrics))
+    if collapsed:
+        banner = "!" * 100
+        print(f"\n{banner}\nWARNING: {collapsed}\n{banner}\n", file=sys.stderr, flush=True)
     print(f"checkpoint: {output}  ({config.method}: {fitted.seconds:.0f}s, "
           f"{fitted.examples_per_second:.0f} examples/s; curve: {output / 'training_curve.png'})")
     return TrainResult(checkpoint=output, metrics=metrics, train_seconds=fitted.seconds)
 
 
+def single_class_warning(predicted: list[int], labels: list[str]) -> str:
+    """A model that answers one class for every eval text has learned nothing useful; say so loudly."""
+    if len(predicted) < 2 or len(set(predicted)) > 1:
+        return ""
+    return (f"the model predicts {labels[predicted[0]]!r} for all {len(predicted)} eval texts: it has not learned "
+            "to tell the classes apart. Check the labels, train longer (--epochs), or change --learning-rate.")
+
+
 def _manifest(config: TrainConfig, base: Path, prepared: PreparedData, metrics: dict[str, Any],
-              model: Any, precision: str) -> dict[str, Any]:
+              fitted: _Fitted) -> dict[str, Any]:
+    model, precision = fitted.model, fitted.precision
     return {
         "format_version": FORMAT_VERSION,
         "task": "text-classification",
@@ -299,7 +341,7 @@ def _manifest(config: TrainConfig, base: Path, prepared: PreparedData, metrics: 
         "method": config.method,
         "labels": prepared.labels,
         "max_length": config.max_length,
-        "hyperparameters": config.to_dict(),
+        "hyperparameters": resolved_hyperparameters(config, fitted.resolved),
         "precision": precision,
         "data": {
             "train": prepared.train.name,

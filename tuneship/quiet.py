@@ -6,6 +6,7 @@ Each entry says why it is harmless; anything not listed is shown as usual.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 # (text in the message, why it does not concern a tuneship user)
@@ -30,6 +31,9 @@ _FILTER = DropKnownHarmless()
 
 def quiet_known_warnings() -> None:
     """Install the filters (idempotent): Python warnings, the root logger and the libraries' own loggers."""
+    # transformers' sub-second "Loading weights" / "Writing model shards" bars (read once, at import);
+    # the long steps have their own progress output.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     for text, _ in KNOWN_HARMLESS:
         warnings.filterwarnings("ignore", message=f".*{_escape(text)}.*")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -64,9 +64,13 @@ def extract_features(encoder: Any, tokenizer: Any, texts: Sequence[str], max_len
     return features
 
 
+def cache_directory(config: Any) -> Path:
+    return Path(config.feature_cache or Path.home() / ".cache" / "tuneship" / "features")
+
+
 def cached_features(base: Path, encoder: Any, tokenizer: Any, texts: Sequence[str], config: Any,
                     description: str) -> tuple[FloatArray, bool]:
-    cache_dir = Path(config.feature_cache or Path.home() / ".cache" / "tuneship" / "features")
+    cache_dir = cache_directory(config)
     path = cache_dir / f"{_cache_key(base, texts, config.max_length, config.pooling)}.npy"
     if path.is_file():
         return np.load(path), True
