@@ -73,6 +73,10 @@ def _chunks(texts: Sequence[str], size: int) -> list[list[str]]:
         raise InvalidInputError("classify() takes a list of texts, not a single string")
     if any(not isinstance(t, str) for t in texts):
         raise InvalidInputError("classify() takes strings only")
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        # The server refuses them too; saying so here names every one and costs no round trip.
+        raise InvalidInputError(f"texts at positions {empty[:10]} are empty or only whitespace: nothing to classify")
     return [list(texts[i:i + size]) for i in range(0, len(texts), size)]
 
 

@@ -60,6 +60,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-opt-sequence", type=positive_int, default=None,
                         help="--target gpu with TensorRT: profile sequence length to tune for (default: max / 2)")
     parser.add_argument("--versions", type=positive_int, default=1, help="how many latest versions Triton serves")
+    parser.add_argument("--max-text-bytes", type=non_negative_int, default=0,
+                        help="longest text in UTF-8 bytes the served tokenizer accepts; longer ones are refused "
+                             "(0: 128 bytes per token of the checkpoint's max length)")
 
 
 def export_options_from_args(args: argparse.Namespace) -> Any:
@@ -71,7 +74,7 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
     serving = ServingOptions(max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us,
                              preferred_batch_sizes=tuple(args.preferred_batch_size), instance_count=args.instances,
                              instance_kind=kind, intra_op_threads=args.intra_op_threads,
-                             versions_to_serve=args.versions)
+                             versions_to_serve=args.versions, max_text_bytes=args.max_text_bytes)
     modes = ("dynamic", "static") if args.int8_mode == "both" else (args.int8_mode,)
     return ExportOptions(
         checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,

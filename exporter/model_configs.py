@@ -22,6 +22,8 @@ class ServingOptions:
     python_instance_count: int = field(default=1, metadata={"help": "instances of tokenizer / postprocess"})
     intra_op_threads: int = field(default=0, metadata={"help": "ONNX Runtime intra-op threads (0: all cores)"})
     versions_to_serve: int = field(default=1, metadata={"help": "serve the latest N versions"})
+    max_text_bytes: int = field(default=0, metadata={
+        "help": "longest text (UTF-8 bytes) the tokenizer accepts (0: 128 bytes per token of max length)"})
 
 
 def _instance_group(config: mc.ModelConfig, kind: str, count: int) -> None:
@@ -44,6 +46,7 @@ def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad
     config.parameters["max_length"].string_value = str(max_length)
     config.parameters["pad_token"].string_value = pad_token
     config.parameters["pad_token_id"].string_value = str(pad_token_id)
+    config.parameters["max_text_bytes"].string_value = str(options.max_text_bytes or max_length * 128)
     return config
 
 

@@ -76,6 +76,8 @@ def test_restricted_apis_refuse_callers_without_the_key(server: TritonServer) ->
     refused = subprocess.run([sys.executable, "-m", "tuneship", "deploy", "unload", "tiny", "--url",
                               server.grpc_url], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "restricted" in refused.stderr
+    assert "--admin-key" in refused.stderr and "TUNESHIP_ADMIN_KEY" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_publish_under_load_switches_versions_without_failures(server: TritonServer, repository: Path,

@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import triton_python_backend_utils as pb_utils
 
+from tuneship.deploy.onnxruntime_bridge.input_limits import InputLimits, check_request, read_limits
+
 # Same mapping as the native backend (onnxruntime_backend/src/onnxruntime.cc): -1 basic,
 # 1 extended, anything else (the default 0 included) all optimizations.
 _GRAPH_LEVELS = {-1: "ORT_ENABLE_BASIC", 1: "ORT_ENABLE_EXTENDED"}
@@ -95,6 +97,20 @@ def providers_from_config(config: dict[str, Any], instance_kind: str) -> tuple[l
     return providers, notes
 
 
+def _error(message: str, invalid: bool = False) -> Any:
+    """A TritonError; INVALID_ARG (the client's InvalidInputError) for requests that do not fit the model."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None) if invalid else None
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
+def _read_limits(path: str, input_names: list[str]) -> InputLimits:
+    try:
+        return read_limits(path, input_names)
+    except ImportError:  # the onnx package is missing: rely on the run-time fallback (one request at a time)
+        pb_utils.Logger.log_warn(f"onnxruntime bridge: cannot read input limits of {path} (pip install onnx)")
+        return InputLimits()
+
+
 class TritonPythonModel:
     """Runs every request of one execute() call as one ONNX Runtime batch."""
 
@@ -124,6 +140,8 @@ class TritonPythonModel:
             )
         self.outputs = [(o["name"], _TRITON_TO_NUMPY.get(o["data_type"])) for o in self.config.get("output", [])]
         self.batched = int(self.config.get("max_batch_size", 0)) > 0
+        self.limits = _read_limits(path, self.input_names)
+        logger.log_info(f"onnxruntime bridge {self.name}: input limits {self.limits.describe()}")
 
     def execute(self, requests: Sequence[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
@@ -139,6 +157,12 @@ class TritonPythonModel:
                         error=pb_utils.TritonError(f"input {name!r} is missing"))
                     break
                 feeds[name] = tensor.as_numpy()
+            if feeds:
+                # Checked alone, before it can share a batch: a bad id must fail its own request only.
+                problem = check_request(feeds, self.limits, self.batched)
+                if problem is not None:
+                    feeds = {}
+                    responses[index] = pb_utils.InferenceResponse(error=_error(problem, invalid=True))
             arrays.append(feeds)
             if feeds:
                 # Only tensors of the same trailing shape can be concatenated into one batch.
@@ -156,9 +180,13 @@ class TritonPythonModel:
             else:
                 feeds = arrays[members[0]]
             results = self.session.run([name for name, _ in self.outputs], feeds)
-        except Exception as error:  # one bad group must not fail the other requests
-            for i in members:
-                responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error)))
+        except Exception as error:
+            if len(members) > 1:
+                # Whatever the checks missed: run the requests one by one, so only the faulty one fails.
+                for i in members:
+                    self._run_group([i], arrays, responses)
+                return
+            responses[members[0]] = pb_utils.InferenceResponse(error=_error(str(error)))
             return
         offset = 0
         for i in members:

@@ -2,6 +2,9 @@
 
 Installed as `<name>_postprocess/<version>/model.py` next to `labels.txt` (one label per line, in
 class-id order). Needs only `numpy<2` in the Python backend's environment.
+
+Logits that are not finite (NaN or infinite: a broken model or input the model cannot handle) give the
+request an error rather than a label picked from NaN probabilities.
 """
 
 import os
@@ -22,6 +25,13 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float32)
+            bad = ~np.isfinite(logits).all(axis=-1)
+            if bad.any():
+                rows = ", ".join(str(int(r)) for r in np.flatnonzero(bad)[:5])
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                    f"the model returned non-finite logits (NaN or infinity) for row(s) {rows}: no label can be "
+                    "given; the model or its input is broken")))
+                continue
             shifted = logits - logits.max(axis=-1, keepdims=True)
             probabilities = np.exp(shifted)
             probabilities /= probabilities.sum(axis=-1, keepdims=True)

@@ -2,6 +2,10 @@
 
 Installed as `<name>_tokenizer/<version>/model.py` next to `tokenizer.json`. Needs `tokenizers` and
 `numpy<2` in the Python backend's environment (the NGC image: `pip install tokenizers "numpy<2"`).
+
+Each request is checked on its own before it joins the batch: an empty text, or one over `max_text_bytes`
+(a config parameter), gets its own INVALID_ARG error, and the other requests of the batch are answered.
+The byte limit bounds the work one caller can cause: the tokenizer reads a whole text before truncating it.
 """
 
 import json
@@ -13,11 +17,18 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 
+def _invalid(message: str) -> Any:
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.max_length = int(parameters.get("max_length", "512"))
+        # Generous: a token is a few bytes, so this admits texts far longer than the model reads.
+        self.max_text_bytes = int(parameters.get("max_text_bytes", str(self.max_length * 128)))
         self.outputs = [o["name"] for o in config["output"]]
         directory = os.path.join(args["model_repository"], args["model_version"])
         self.tokenizer = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
@@ -29,25 +40,46 @@ class TritonPythonModel:
         pad_token = parameters.get("pad_token", "[PAD]")
         self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
 
-    def execute(self, requests: list[Any]) -> list[Any]:
+    def _texts(self, request: Any) -> tuple[list[str], str | None]:
+        """The request's texts, or an error message saying which one is refused and why."""
+        values = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
         texts = []
-        sizes = []
-        for request in requests:
-            values = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
-            batch = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in values]
+        for row, value in enumerate(values):
+            raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            if len(raw) > self.max_text_bytes:
+                return [], (f"TEXT row {row}: {len(raw)} bytes, over this model's limit of {self.max_text_bytes} "
+                            f"(max_text_bytes; the model reads at most {self.max_length} tokens anyway)")
+            text = raw.decode("utf-8", errors="replace")
+            if not text.strip():
+                return [], f"TEXT row {row} is empty or only whitespace: there is nothing to classify"
+            texts.append(text)
+        return texts, None
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        texts: list[str] = []
+        sizes: list[int] = []
+        responses: list[Any] = [None] * len(requests)
+        for index, request in enumerate(requests):
+            batch, problem = self._texts(request)
+            if problem is not None:
+                responses[index] = pb_utils.InferenceResponse(error=_invalid(problem))
+                sizes.append(0)
+                continue
             texts.extend(batch)
             sizes.append(len(batch))
-        # One padded length for the whole call, so the model's dynamic batcher can merge these requests.
-        encodings = self.tokenizer.encode_batch(texts)
-        arrays = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-        }
-        responses = []
+        if texts:
+            # One padded length for the whole call, so the model's dynamic batcher can merge these requests.
+            encodings = self.tokenizer.encode_batch(texts)
+            arrays = {
+                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            }
         offset = 0
-        for size in sizes:
+        for index, size in enumerate(sizes):
+            if responses[index] is not None:
+                continue
             tensors = [pb_utils.Tensor(name, arrays[name][offset:offset + size]) for name in self.outputs]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
             offset += size
         return responses
