@@ -17,12 +17,13 @@ from tuneship.client.errors import (
 )
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.metrics import ClientMetrics
-from tuneship.client.options import ClientOptions, TLSOptions
+from tuneship.client.options import ADMIN_HEADER, ClientOptions, TLSOptions
 from tuneship.client.results import InferResult
 from tuneship.client.retry import RetryBudget, RetryPolicy
 from tuneship.client.text_classifier import AsyncTextClassifier, Prediction, TextClassifier
 
 __all__ = [
+    "ADMIN_HEADER",
     "AsyncTextClassifier",
     "AsyncTritonClient",
     "ClientMetrics",

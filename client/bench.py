@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.client.aio_client import AsyncTritonClient
-from tuneship.client.errors import TritonError
+from tuneship.client.errors import PermissionDeniedError, TritonError
 from tuneship.client.options import ClientOptions
 from tuneship.client.text_classifier import _request
 
@@ -98,6 +98,14 @@ def ensemble_split(split: dict[str, dict[str, float]], model: str) -> dict[str, 
             "compute_ms": sum(v["compute_ms"] for v in composing)}
 
 
+async def _statistics(client: AsyncTritonClient) -> dict[str, Any]:
+    """Triton's statistics, or nothing where they are restricted to administrators (the server columns read 0)."""
+    try:
+        return await client.get_inference_statistics()
+    except PermissionDeniedError:
+        return {}
+
+
 async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str], batch_size: int, concurrency: int,
                      window_s: float, max_windows: int, tolerance: float, timeout_s: float) -> LevelResult:
     latencies: list[tuple[float, float]] = []  # (finish time, latency s)
@@ -120,7 +128,7 @@ async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str]
             finished = time.perf_counter()
             latencies.append((finished, finished - started))
 
-    stats_before = await client.get_inference_statistics()
+    stats_before = await _statistics(client)
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     tasks = [asyncio.create_task(caller()) for _ in range(concurrency)]
@@ -142,7 +150,7 @@ async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str]
         await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = time.perf_counter() - started
     usage_after = resource.getrusage(resource.RUSAGE_SELF)
-    stats_after = await client.get_inference_statistics()
+    stats_after = await _statistics(client)
     cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
     measured = [lat for w in windows[-3:] for lat in w[2]]
     throughput = statistics.fmean(w[0] for w in windows[-3:]) if windows else 0.0

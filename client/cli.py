@@ -48,6 +48,15 @@ def register(subparsers: Any) -> None:
     infer.add_argument("--json", action="store_true", help="print one JSON object per text")
     infer.set_defaults(handler=run_infer)
 
+    health = subparsers.add_parser(
+        "health", help="liveness check: run one real inference and exit 0 only if the model answered")
+    add_connection_arguments(health)
+    health.set_defaults(timeout=5.0)
+    health.add_argument("--text", default="a probe of the model", help="text sent to a text model")
+    health.add_argument("--admin-key", default=None, help="key for Triton's restricted APIs (default: "
+                        "$TUNESHIP_ADMIN_KEY); not needed for inference")
+    health.set_defaults(handler=run_health)
+
     bench = subparsers.add_parser("bench", help="closed-loop load test: throughput and latency per concurrency")
     add_connection_arguments(bench)
     bench.add_argument("--wait", type=positive_float, default=None,
@@ -171,4 +180,39 @@ def run_bench_command(args: argparse.Namespace) -> int:
     title = f"{args.model}: latency vs throughput (batch {args.batch_size})"
     for path in write_outputs(results, args.output, title):
         print(f"wrote {path}")
+    return 0
+
+
+def run_health(args: argparse.Namespace) -> int:
+    """Exit 0 when `--model` answers a real request within `--timeout`, 1 when it does not.
+
+    Triton's own health endpoints stay green while a model whose stub died fails every request; an orchestrator
+    (a Kubernetes liveness probe) calls this instead, so such a server is restarted.
+    """
+    import os
+    import time
+
+    from tuneship.client.errors import TritonError
+    from tuneship.client.grpc_client import TritonClient
+    from tuneship.client.options import ADMIN_HEADER, ClientOptions
+    from tuneship.client.probe import probe_inputs
+    from tuneship.client.retry import RetryPolicy
+
+    key = args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY")
+    base = client_options(args, {ADMIN_HEADER: key} if key else {})
+    options = ClientOptions(timeout_s=args.timeout, tls=base.tls, headers=base.headers,
+                            retry=RetryPolicy(max_attempts=1))
+    started = time.monotonic()
+    try:
+        with TritonClient(args.url, options) as client:
+            inputs = probe_inputs(client.get_model_metadata(args.model), args.text)
+            result = client.infer(args.model, inputs, validate=False)
+    except TritonError as error:
+        print(f"unhealthy: {args.model} at {args.url} did not answer: {error}", file=sys.stderr)
+        return 1
+    answer = ""
+    if "LABEL" in result.outputs:
+        answer = f" ({result.strings('LABEL')[0]!r})"
+    print(f"healthy: {args.model} v{result.version} at {args.url} answered{answer} in "
+          f"{1000 * (time.monotonic() - started):.0f} ms")
     return 0

@@ -10,6 +10,10 @@ from tuneship.client.retry import RetryPolicy
 
 Compression = Literal["gzip", "deflate"]
 
+# The header carrying the key of `tuneship serve --admin-key`. Triton matches restricted gRPC calls on the key
+# name with this prefix (tuneship-admin-key); over HTTP the bare name is the header.
+ADMIN_HEADER = "triton-grpc-protocol-tuneship-admin-key"
+
 
 @dataclass(frozen=True)
 class TLSOptions:

@@ -13,6 +13,7 @@ from typing import Any
 
 from tuneship.arguments import (
     CommandError,
+    existing_path,
     flatten,
     metrics_endpoint,
     name_list,
@@ -28,6 +29,9 @@ def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the embedded Triton server on a model repository")
     serve.add_argument("--model-repository", type=Path, default=Path("model_repository"),
                        help="Triton model repository to serve")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on: 127.0.0.1 keeps the server to this machine; 0.0.0.0 opens it "
+                            "to the network (then set --admin-key, and --tls-cert for gRPC)")
     serve.add_argument("--grpc-port", type=port_number, default=8001, help="gRPC port (0: a free port)")
     serve.add_argument("--http-port", type=port_number, default=8000, help="HTTP port (0: a free port)")
     serve.add_argument("--metrics-port", type=port_number, default=8002,
@@ -43,6 +47,13 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--admin-key", default=None,
                        help="restrict load/unload and model config to callers sending this key "
                             "(header tuneship-admin-key; default: $TUNESHIP_ADMIN_KEY)")
+    serve.add_argument("--tls-cert", type=existing_path, default=None, help="gRPC TLS: server certificate (PEM)")
+    serve.add_argument("--tls-key", type=existing_path, default=None, help="gRPC TLS: server private key (PEM)")
+    serve.add_argument("--tls-client-ca", type=existing_path, default=None,
+                       help="gRPC mutual TLS: accept only clients whose certificate this CA (PEM) signed")
+    serve.add_argument("--no-heal", dest="heal", action="store_false",
+                       help="do not watch the Python-backend stubs (by default a model whose stub died is "
+                            "reloaded, and Triton restarted if that fails)")
     serve.set_defaults(handler=run_serve)
 
     from tuneship.client.cli import add_connection_arguments
@@ -92,7 +103,14 @@ def run_serve(args: argparse.Namespace) -> int:
         log_file=args.log_file,
         log_verbose=args.log_verbose,
         admin_key=args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"),
+        host=args.host,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        heal=args.heal,
     )
+    if args.tls_cert is not None and args.tls_key is None:
+        raise CommandError("--tls-cert needs --tls-key (the server's private key)")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -103,14 +121,12 @@ def run_serve(args: argparse.Namespace) -> int:
     server = TritonServer(options)
     print(f"starting Triton on {options.model_repository} ...", flush=True)
     with server:  # a failed start raises ServerError with Triton's reason: one line, exit status 2
-        print(
-            f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}\n"
-            f"log: {server.log_path}  (Ctrl-C to stop)",
-            flush=True,
-        )
+        print(f"Triton ready: {server.listening()}\n"
+              f"clients on this machine: --url {server.grpc_url} (gRPC), metrics {server.metrics_url}\n"
+              f"log: {server.log_path}  (Ctrl-C to stop)", flush=True)
         while not stop.wait(0.5):
-            if not server.running:
-                print(f"error: Triton stopped unexpectedly: {server.failure_reason()}", file=sys.stderr)
+            if not server.running and not server.restarting and not stop.is_set():
+                print(f"error: Triton stopped unexpectedly: {server.exit_reason()}", file=sys.stderr)
                 return 1
         print("stopping Triton ...", flush=True)
     print("stopped", flush=True)
@@ -118,9 +134,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from tuneship.client import TritonClient
+    from tuneship.client import ADMIN_HEADER, TritonClient
     from tuneship.client.cli import client_options, explained, ready_models
-    from tuneship.deploy.server import ADMIN_HEADER
 
     key = args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY")
     options = client_options(args, {ADMIN_HEADER: key} if key else {})

@@ -21,26 +21,31 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
+from tuneship.client import ADMIN_HEADER
 from tuneship.deploy.backend_dir import assemble_backend_dir
+from tuneship.deploy.healing import StubWatcher
+from tuneship.deploy.stubs import describe_exit, list_stubs, remove_shm_regions
 from tuneship.deploy.triton_install import TritonInstall
 
 ModelControlMode = Literal["none", "poll", "explicit"]
 
-ADMIN_KEY_NAME = "tuneship-admin-key"
-# Triton checks restricted gRPC calls for the key name with this prefix; HTTP calls use the bare name.
-ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_NAME}"
-RESTRICTED_APIS = "model-repository,model-config"
+ADMIN_KEY_NAME = ADMIN_HEADER.removeprefix("triton-grpc-protocol-")
+# Every endpoint category Triton can restrict except health, metadata and inference, which callers need.
+RESTRICTED_APIS = "model-repository,model-config,shared-memory,statistics,trace,logging"
 _LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version (\d+): (.*?)\"?$")
 _SERVICE_FAILURE = re.compile(r"failed to start (\w+) service: (.*?)\s*\"?$")
 # Triton logs one of these per endpoint once it listens; HTTP readiness alone is not proof that
 # *this* process owns the port (another server may answer there while ours is failing).
 _STARTED = ("Started GRPCInferenceService at", "Started HTTPService at", "Started Metrics Service at")
 _ERROR_LINE = re.compile(r"^(error: .*|E\d{4} .*)$")
+# Errors every CPU-only start logs (no GPU driver, no NVML): never the reason a server stopped.
+_HARMLESS = re.compile(r"CUDA|cuda|NVML|nvml|GPU|DCGM|dcgm", re.IGNORECASE)
 
 
 class ServerError(RuntimeError):
@@ -52,6 +57,8 @@ class ServeOptions:
     """How to run the embedded server. A port of 0 means: pick a free one."""
 
     model_repository: Path = field(metadata={"help": "Triton model repository to serve"})
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "address HTTP, gRPC and metrics listen on (0.0.0.0: every interface)"})
     grpc_port: int = field(default=8001, metadata={"help": "gRPC port (0: a free port)"})
     http_port: int = field(default=8000, metadata={"help": "HTTP port (0: a free port)"})
     metrics_port: int = field(default=8002, metadata={"help": "Prometheus metrics port (0: a free port)"})
@@ -66,6 +73,12 @@ class ServeOptions:
     log_file: Path | None = field(default=None, metadata={"help": "where Triton's log goes (default: temp)"})
     admin_key: str | None = field(default=None, metadata={
         "help": "restrict the model-repository and model-config APIs to callers sending this key"})
+    tls_cert: Path | None = field(default=None, metadata={"help": "gRPC TLS: the server's certificate (PEM)"})
+    tls_key: Path | None = field(default=None, metadata={"help": "gRPC TLS: the server's private key (PEM)"})
+    tls_client_ca: Path | None = field(default=None, metadata={
+        "help": "gRPC mutual TLS: only clients with a certificate signed by this CA (PEM) may connect"})
+    heal: bool = field(default=True, metadata={
+        "help": "watch the Python-backend stubs and reload a model whose stub died (restart Triton if needed)"})
     extra_args: tuple[str, ...] = field(default=(), metadata={"help": "more tritonserver arguments"})
 
 
@@ -74,6 +87,10 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _log_to_stderr(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} tuneship: {message}", file=sys.stderr, flush=True)
 
 
 def _die_with_parent() -> None:
@@ -89,8 +106,12 @@ def _die_with_parent() -> None:
 class TritonServer:
     """One `tritonserver` process with its assembled backend directory; a context manager."""
 
-    def __init__(self, options: ServeOptions) -> None:
+    def __init__(self, options: ServeOptions, log: Callable[[str], None] | None = None) -> None:
         self.options = options
+        self.log = log or _log_to_stderr
+        self.watcher: StubWatcher | None = None
+        self.exit_code: int | None = None
+        self.restarting = False
         self.grpc_port = options.grpc_port or free_port()
         self.http_port = options.http_port or free_port()
         self.metrics_port = options.metrics_port or free_port()
@@ -99,16 +120,53 @@ class TritonServer:
         self._log_path: Path | None = None
 
     @property
+    def connect_host(self) -> str:
+        """Where a client on this machine reaches the server (a wildcard bind is reached on loopback)."""
+        host = self.options.host
+        if host in ("0.0.0.0", "", "*"):
+            return "127.0.0.1"
+        if host == "::":
+            return "[::1]"
+        return f"[{host}]" if ":" in host else host
+
+    @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.connect_host}:{self.grpc_port}"
 
     @property
     def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
+        return f"{self.connect_host}:{self.http_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self.connect_host}:{self.metrics_port}/metrics"
+
+    def listening(self) -> str:
+        """The addresses bound, for the banner: what other machines can reach, and what only this one can."""
+        host = self.options.host
+        scope = ("every interface" if host in ("0.0.0.0", "::", "") else
+                 "this machine only" if host in ("127.0.0.1", "localhost", "::1") else f"interface {host}")
+        tls = " (TLS" + (", client certificates required)" if self.options.tls_client_ca else ")") \
+            if self.options.tls_cert else ""
+        return (f"gRPC {host}:{self.grpc_port}{tls}  HTTP {host}:{self.http_port}  metrics {host}:{self.metrics_port}"
+                f"  [{scope}]")
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def admin_headers(self) -> dict[str, str]:
+        """Headers that open the restricted APIs (empty without an admin key)."""
+        return {ADMIN_HEADER: self.options.admin_key} if self.options.admin_key else {}
+
+    def client_tls(self) -> Any:
+        """TLS options for a client of this server on this machine (None without TLS)."""
+        if self.options.tls_cert is None:
+            return None
+        from tuneship.client import TLSOptions
+
+        return TLSOptions(root_certificates=str(self.options.tls_client_ca or self.options.tls_cert))
 
     @property
     def log_path(self) -> Path:
@@ -126,13 +184,19 @@ class TritonServer:
     def command(self, backend_dir: Path) -> list[str]:
         """The tritonserver command line (without the binary)."""
         o = self.options
+        # "none" runs as explicit mode with every model loaded at start: the same models, and a reload API the
+        # stub watcher can use to heal a model (Triton refuses load/unload in none and poll modes).
+        mode = "explicit" if o.model_control_mode == "none" and o.heal else o.model_control_mode
         args = [
             f"--model-repository={Path(o.model_repository).resolve()}",
             f"--backend-directory={backend_dir}",
+            f"--http-address={o.host}",
+            f"--grpc-address={o.host}",
+            f"--metrics-address={o.host}",
             f"--grpc-port={self.grpc_port}",
             f"--http-port={self.http_port}",
             f"--metrics-port={self.metrics_port}",
-            f"--model-control-mode={o.model_control_mode}",
+            f"--model-control-mode={mode}",
             "--allow-metrics=true",
             "--allow-cpu-metrics=true",
             "--metrics-config=summary_latencies=true",
@@ -141,17 +205,47 @@ class TritonServer:
         ]
         if o.model_control_mode == "poll":
             args.append(f"--repository-poll-secs={o.repository_poll_secs}")
-        args.extend(f"--load-model={name}" for name in o.load_models)
+        load = ("*",) if mode != o.model_control_mode else o.load_models
+        args.extend(f"--load-model={name}" for name in load)
+        if o.tls_cert is not None:
+            args += ["--grpc-use-ssl=true", f"--grpc-server-cert={o.tls_cert}", f"--grpc-server-key={o.tls_key}"]
+            if o.tls_client_ca is not None:
+                args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={o.tls_client_ca}"]
         if o.admin_key:
-            # Load, unload, repository index and model config need the key; inference, health and
-            # metadata stay open. Same header on gRPC and HTTP.
+            # Repository control, configs, statistics, shared memory, tracing and logging need the key; inference,
+            # health and metadata stay open. Same header on gRPC and HTTP.
             args.append(f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_KEY_NAME}={o.admin_key}")
             args.append(f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_KEY_NAME}={o.admin_key}")
         args.extend(o.extra_args)
         return args
 
     def start(self) -> TritonServer:
-        """Start the server and wait until it is ready; raise ServerError with Triton's reason if not."""
+        """Start the server and wait until it is ready; raise ServerError with Triton's reason if not.
+
+        With `heal` (the default) a watcher thread then follows the Python-backend stubs (deploy/healing.py).
+        """
+        o = self.options
+        if o.tls_cert is not None and o.tls_key is None:
+            raise ServerError("TLS needs the server's private key too (--tls-key) next to its certificate")
+        for path in (o.tls_cert, o.tls_key, o.tls_client_ca):
+            if path is not None and not Path(path).is_file():
+                raise ServerError(f"{path}: no such file (TLS)")
+        self._launch()
+        if o.heal and self.watcher is None:
+            self.watcher = StubWatcher(self, self.log).start()
+        return self
+
+    def restart(self) -> None:
+        """Stop the tritonserver process and start a new one on the same ports (the watcher stays)."""
+        self.restarting = True
+        try:
+            self._terminate()
+            self._cleanup_shared_memory()
+            self._launch()
+        finally:
+            self.restarting = False
+
+    def _launch(self) -> None:
         repository = Path(self.options.model_repository)
         if not repository.is_dir():
             raise ServerError(f"model repository {repository} does not exist or is not a directory")
@@ -180,13 +274,13 @@ class TritonServer:
                 # done by a worker thread, say); there, stop() and the atexit hook below are the cleanup.
                 preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
             )
+        self.exit_code = None
         atexit.register(self.stop)
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
-        return self
 
     def is_ready(self) -> bool:
         """Whether the server answers ready on its HTTP health endpoint."""
@@ -252,7 +346,7 @@ class TritonServer:
         if services:
             return "; ".join(services)
         lines = log.splitlines()
-        errors = [line.strip() for line in lines if _ERROR_LINE.match(line.strip())]
+        errors = [line.strip() for line in lines if _ERROR_LINE.match(line.strip()) and not _HARMLESS.search(line)]
         if errors:
             return " | ".join(errors[-3:])
         return "\n".join(lines[-10:]) or "no log output"
@@ -261,20 +355,51 @@ class TritonServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def stop(self) -> None:
-        """Stop gracefully (SIGINT, then SIGKILL after the grace period); idempotent."""
+    def exit_reason(self) -> str:
+        """Why the server stopped, in words: the signal or exit status first, then Triton's own errors, if any."""
         process = self._process
-        if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=self.options.exit_timeout_s + 10)
-            # Stubs share the server's process group: make sure none outlives it.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            self._process = None
-            atexit.unregister(self.stop)
+        code = process.poll() if process is not None else self.exit_code
+        said = describe_exit(code)
+        log = self.log_text()
+        errors = [line.strip() for line in log.splitlines()
+                  if _ERROR_LINE.match(line.strip()) and not _HARMLESS.search(line)]
+        return f"tritonserver {said}" + (f"; its last errors: {' | '.join(errors[-3:])}" if errors else
+                                          "; its log shows no error")
+
+    def _terminate(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=self.options.exit_timeout_s + 10)
+        # Stubs share the server's process group: make sure none outlives it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        self.exit_code = process.returncode
+        self._process = None
+
+    def _cleanup_shared_memory(self) -> None:
+        """Remove the /dev/shm regions of this server's stubs: a killed stub (or server) leaves its region."""
+        regions = set(self.watcher.regions) if self.watcher is not None else set()
+        removed = remove_shm_regions(regions)
+        if removed:
+            self.log(f"removed {len(removed)} shared-memory file(s) the stubs left in /dev/shm")
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGINT, then SIGKILL after the grace period), stubs and their shared memory
+        included; idempotent."""
+        if self.watcher is not None:
+            # Collect the regions of the stubs still running before they go.
+            if self.pid is not None:
+                self.watcher.regions.update(stub.shm_region for stub in list_stubs(self.pid))
+            self.watcher.stop()
+        self._terminate()
+        atexit.unregister(self.stop)
+        self._cleanup_shared_memory()
+        self.watcher = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)
 

@@ -64,6 +64,11 @@ BATTERY: dict[str, list[list[str]]] = {
         ["--url", "{grpc}", "STDIN:not utf-8 \xff here"],
         ["--url", "{grpc}", "STDIN:"],
     ],
+    "health": [
+        ["--url", "{grpc}", "--timeout", "0"],
+        ["--url", "127.0.0.1:notaport"],
+        ["--url", "{grpc}", "--root-cert", "/nonexistent.pem"],
+    ],
     "bench": [
         ["--url", "{grpc}", "--concurrency", "0"],
         ["--url", "{grpc}", "--concurrency", "two"],

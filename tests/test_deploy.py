@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuneship.client import ClientOptions, PermissionDeniedError, TextClassifier, TritonClient
+from tuneship.client import ADMIN_HEADER, ClientOptions, PermissionDeniedError, TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.deploy.publish import PublishError, publish, served_versions
-from tuneship.deploy.server import ADMIN_HEADER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "s3cret-admin-key"

@@ -72,6 +72,10 @@ def existing_file(text: str) -> str:
     return text
 
 
+def existing_path(text: str) -> Path:
+    return Path(existing_file(text))
+
+
 def grpc_url(text: str) -> str:
     """HOST:PORT for gRPC; a scheme (grpc://, http://) is accepted and dropped."""
     try:
