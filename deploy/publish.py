@@ -43,7 +43,19 @@ def served_versions(client: TritonClient, names: list[str]) -> dict[str, int]:
 
 def publish(client: TritonClient, export_options: Any, mode: PublishMode = "explicit",
             timeout_s: float = 180.0) -> PublishResult:
-    """Export `export_options.checkpoint` as the next version and switch the running server to it."""
+    """Export `export_options.checkpoint` as the next version and switch the running server to it.
+
+    The repository's writer lock is held from before the export until the new version serves (or has been
+    rolled back), so two publishes cannot interleave their versions and rollbacks.
+    """
+    from tuneship.exporter import repository_lock
+
+    with repository_lock(Path(export_options.repository), getattr(export_options, "lock_timeout_s", 600.0),
+                         f"tuneship deploy publish of {export_options.checkpoint}"):
+        return _publish(client, export_options, mode, timeout_s)
+
+
+def _publish(client: TritonClient, export_options: Any, mode: PublishMode, timeout_s: float) -> PublishResult:
     from tuneship.exporter import export_checkpoint
 
     name = export_options.name
@@ -75,9 +87,14 @@ def publish(client: TritonClient, export_options: Any, mode: PublishMode = "expl
             # Models of the new version that did load (the ensemble, say) go back to the old files.
             with contextlib.suppress(TritonError):
                 client.load_model(name)
-        still = ", ".join(f"{m} v{v}" for m, v in previous.items() if v)
+        # Say what is serving now, as the server reports it, not what was serving before.
+        try:
+            now = served_versions(client, models)
+            still = ", ".join(f"{m} v{v}" for m, v in now.items() if v) or "nothing"
+        except TritonError as index_error:
+            still = f"unknown (the server's index could not be read: {index_error})"
         raise PublishError(f"the new version of {name!r} did not load and was removed: {error}; "
-                           f"still serving: {still or 'nothing'}") from None
+                           f"serving now: {still}") from None
     return PublishResult(name=name, versions=report.versions, previous=previous,
                          seconds=time.monotonic() - started)
 

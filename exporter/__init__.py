@@ -8,13 +8,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__all__ = ["ExportError", "ExportOptions", "ServingOptions", "export_checkpoint"]
+__all__ = ["ExportError", "ExportOptions", "ServingOptions", "export_checkpoint", "repository_lock"]
 
 _WHERE = {
     "ExportError": "tuneship.exporter.errors",
     "ExportOptions": "tuneship.exporter.export",
     "export_checkpoint": "tuneship.exporter.export",
     "ServingOptions": "tuneship.exporter.model_configs",
+    "repository_lock": "tuneship.exporter.locking",
 }
 
 

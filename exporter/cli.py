@@ -46,6 +46,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest allowed fp32 |logit difference| against PyTorch")
     parser.add_argument("--keep", type=positive_int, default=DEFAULT_KEEP,
                         help="versions of each model kept on disk (older ones are deleted)")
+    parser.add_argument("--lock-timeout", type=non_negative_float, default=600.0,
+                        help="seconds to wait while another export or publish writes the same repository "
+                             "(0: fail at once)")
     parser.add_argument("--max-batch-size", type=positive_int, default=64, help="largest batch Triton builds")
     parser.add_argument("--queue-delay-us", type=non_negative_int, default=2000, help="dynamic batcher queue delay")
     parser.add_argument("--preferred-batch-size", type=positive_int, action="append", default=[],
@@ -83,6 +86,7 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
         int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
         speed_margin=args.speed_margin / 100.0, gate_samples=args.gate_samples, force=args.force,
         allow_label_change=args.allow_label_change, keep=args.keep, serving=serving,
+        lock_timeout_s=args.lock_timeout,
         engine_opt_batch=args.engine_opt_batch, engine_opt_sequence=args.engine_opt_sequence)
 
 

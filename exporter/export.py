@@ -11,6 +11,7 @@ from typing import Any
 
 from tuneship.exporter.build import build_variants, tensorrt_variants
 from tuneship.exporter.errors import ExportError
+from tuneship.exporter.locking import repository_lock
 from tuneship.exporter.model_configs import ServingOptions
 from tuneship.exporter.onnx_export import export_onnx
 from tuneship.exporter.publishing import check_label_change, publish_models
@@ -62,6 +63,8 @@ class ExportOptions:
     force: bool = field(default=False, metadata={"help": "publish the requested precision even if it fails the gate"})
     allow_label_change: bool = field(default=False, metadata={
         "help": "publish even if the model already in the repository has other labels"})
+    lock_timeout_s: float = field(default=600.0, metadata={
+        "help": "how long to wait for another export or publish into the same repository (0: fail at once)"})
     keep: int | None = field(default=3, metadata={"help": "keep only the newest N versions of each model"})
     engine_opt_batch: int | None = field(default=None, metadata={
         "help": "TensorRT profile: the batch size kernels are tuned for (default: half of max batch)"})
@@ -182,18 +185,22 @@ def export_checkpoint(options: ExportOptions) -> ExportReport:
             raise ExportError(f"not published: {error}") from None
         print(format_table(reports, chosen.name))
         chosen_variant = next(v for v in variants if v.name == chosen.name)
-        with step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
-            versions = publish_models(options, name, checkpoint, tokenizer, input_names, chosen_variant, labels)
-        export_report = ExportReport(
-            name=name, repository=str(options.repository), versions=versions, target=options.target,
-            chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports], validation=asdict(result),
-            eval_accuracy=chosen.accuracy, onnx_size_bytes=chosen.size_bytes, latency_ms=chosen.latency_ms,
-            input_names=input_names,
-        )
+        # One writer at a time: another export or publish into this repository finishes first.
+        with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {checkpoint.path}"):
+            check_label_change(options.repository, name, labels, options.allow_label_change)
+            with step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
+                versions = publish_models(options, name, checkpoint, tokenizer, input_names, chosen_variant,
+                                          labels)
+            export_report = ExportReport(
+                name=name, repository=str(options.repository), versions=versions, target=options.target,
+                chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports],
+                validation=asdict(result), eval_accuracy=chosen.accuracy, onnx_size_bytes=chosen.size_bytes,
+                latency_ms=chosen.latency_ms, input_names=input_names,
+            )
+            report_path = options.repository / name / "export_report.json"
+            write_text_atomic(report_path, json.dumps(asdict(export_report), indent=2) + "\n")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report_path = options.repository / name / "export_report.json"
-    write_text_atomic(report_path, json.dumps(asdict(export_report), indent=2) + "\n")
     print(export_report.describe())
     print(f"report: {report_path}")
     return export_report

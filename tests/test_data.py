@@ -110,3 +110,48 @@ def test_builtin_data_sets_are_deduplicated_and_labelled() -> None:
     assert set(load_builtin("tweets").label_counts()) == {"negative", "neutral", "positive"}
     with pytest.raises(DataError, match="built-in data sets: rotten-tomatoes, tweets"):
         load_builtin("imdb")
+
+
+@pytest.mark.parametrize("missing", ["NaN", "nan", "None", "null", "N/A"])
+def test_missing_value_labels_are_refused_with_file_and_line(tmp_path: Path, missing: str) -> None:
+    path = _write(tmp_path / "d.csv", f"text,label\ngood,pos\nmeh,{missing}\nbad,neg\n")
+    with pytest.raises(DataError, match=rf"d\.csv:3: field 'label' is '{missing}', a missing value"):
+        load_file(path)
+    jsonl = _write(tmp_path / "d.jsonl", '{"text": "good", "label": "pos"}\n{"text": "meh", "label": null}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl:2: field 'label' is missing"):
+        load_file(jsonl)
+
+
+def test_a_class_that_a_sample_limit_removes_is_warned_about(tmp_path: Path) -> None:
+    rows = "".join(f"text {i},{'common' if i < 99 else 'rare'}\n" for i in range(100))
+    data = load_file(_write(tmp_path / "d.csv", "text,label\n" + rows))
+    with pytest.warns(UserWarning, match=r"no example of 'rare'"):
+        subset = data.head(10, seed=1)
+    assert "rare" not in subset.label_counts()
+    assert any("'rare'" in note for note in subset.notes)
+
+
+def test_a_field_over_128_kb_is_read_whole(tmp_path: Path) -> None:
+    long_text = "word " * 60_000  # 300 KB, over csv's default field limit
+    path = _write(tmp_path / "d.csv", f'text,label\n"{long_text}",pos\nshort,neg\n')
+    data = load_file(path)
+    assert len(data.texts[0]) == len(long_text.strip())
+
+
+def test_a_jsonl_string_holding_a_line_separator_stays_one_record(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.jsonl", '{"text": "first\u2028still first", "label": "pos"}\n'
+                                        '{"text": "second\u0085x", "label": "neg"}\n')
+    data = load_file(path)
+    assert data.texts == ["first\u2028still first", "second\u0085x"]
+
+
+def test_an_output_that_cannot_be_a_directory_is_refused_before_loading(tmp_path: Path) -> None:
+    from tuneship.cli import main
+
+    blocker = _write(tmp_path / "file", "not a directory")
+    train = _write(tmp_path / "t.csv", "text,label\ngood,pos\nbad,neg\n")
+    for output in (blocker / "run", blocker):
+        code = main(["train", "--data", str(train), "--output", str(output), "--overwrite"])
+        assert code == 2
+    assert blocker.read_text() == "not a directory"  # --overwrite did not replace a file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "t.csv"]  # and left nothing behind

@@ -134,10 +134,59 @@ def test_a_version_that_fails_to_load_is_rolled_back(server: TritonServer, repos
         # GPU instances cannot be created on this CPU-only server: the new version cannot load.
         broken = ExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository, precision="fp32",
                                optimize=False, gate_samples=60, serving=ServingOptions(instance_kind="KIND_GPU"))
-        with pytest.raises(PublishError, match=r"did not load and was removed: .*still serving: tiny_model v1"):
+        with pytest.raises(PublishError, match=r"did not load and was removed: .*serving now: tiny_model v1"):
             publish(admin, broken)
         assert served_versions(admin, ["tiny_model", "tiny"]) == before
         assert not (repository / "tiny_model" / "2").exists()
         assert "KIND_GPU" not in (repository / "tiny_model" / "config.pbtxt").read_text(), "old config restored"
     with TritonClient(server.grpc_url) as client:
         assert len(TextClassifier(client, "tiny").classify(TEXTS)) == len(TEXTS)
+
+
+def test_concurrent_publishes_into_one_repository_take_turns(server: TritonServer, repository: Path,
+                                                             second_checkpoint: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from tuneship.exporter import ExportError, ExportOptions
+
+    def options(lock_timeout_s: float = 600.0) -> ExportOptions:
+        return ExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository, precision="fp32",
+                             optimize=False, gate_samples=60, lock_timeout_s=lock_timeout_s)
+
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        with _admin(server) as admin:
+            try:
+                results.append(publish(admin, options()))
+            except BaseException as error:
+                errors.append(error)
+
+    publishers = [threading.Thread(target=run) for _ in range(2)]
+    for publisher in publishers:
+        publisher.start()
+    for publisher in publishers:
+        publisher.join(timeout=600)
+    assert not errors, errors
+    versions = sorted(result.versions["tiny_model"] for result in results)  # type: ignore[attr-defined]
+    assert versions == [2, 3]
+    with _admin(server) as admin:
+        assert served_versions(admin, ["tiny_model"])["tiny_model"] == 3
+    # A writer that may not wait is told who holds the repository, and nothing is published.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom pathlib import Path\n"
+         "from tuneship.exporter import repository_lock"
+         f"\nwith repository_lock(Path({str(repository)!r}), what='a test holding the lock'):\n"
+         "    print('held', flush=True)\n    time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        from tuneship.exporter import export_checkpoint
+
+        with pytest.raises(ExportError, match=r"being written by a test holding the lock \(pid"):
+            export_checkpoint(options(lock_timeout_s=0))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (repository / "tiny_model" / "4").exists()
+    # Published configs are readable by a server running as another user.
+    assert (repository / "tiny_model" / "config.pbtxt").stat().st_mode & 0o777 == 0o644

@@ -50,7 +50,6 @@ def test_deployment_probes_gpu_and_ports_fit_together() -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     service = _documents(KUBERNETES / "service.yaml")[0]
@@ -77,3 +76,15 @@ def test_compose_wires_triton_prometheus_and_grafana() -> None:
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
     assert "triton:8002" in targets
+
+
+def test_liveness_checks_run_a_real_inference() -> None:
+    deployment = _documents(KUBERNETES / "deployment.yaml")[0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    command = " ".join(container["livenessProbe"]["exec"]["command"])
+    assert "tuneship health" in command and "--model" in command
+    assert any(e["name"] == "HEALTH_MODEL" for e in container["env"])
+    compose = yaml.safe_load(COMPOSE.read_text())
+    assert compose["services"]["triton"]["healthcheck"]["test"][1:3] == ["tuneship", "health"]
+    dockerfile = (ROOT / "deploy" / "compose" / "Dockerfile").read_text()
+    assert "[client]" in dockerfile  # the image carries the client that `tuneship health` needs

@@ -101,9 +101,14 @@ def publish_directory(staging: Path, final: Path, overwrite: bool) -> None:
     if final.exists():
         if not overwrite:
             raise TrainingError(f"{final} already exists; pass --overwrite to replace it")
+        if not final.is_dir():
+            raise TrainingError(f"{final} is a file, not a checkpoint directory; it is left as it is")
         retired = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, retired)
         os.replace(staging, final)
         shutil.rmtree(retired, ignore_errors=True)
+        if retired.exists():
+            raise TrainingError(f"the new checkpoint is in {final}, but the old one could not be removed from "
+                                f"{retired}: remove it by hand")
     else:
         os.replace(staging, final)

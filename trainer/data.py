@@ -47,11 +47,21 @@ class LabelledData:
         return Counter(self.labels)
 
     def head(self, limit: int | None, seed: int) -> LabelledData:
-        """A seeded, stratified subset of at most `limit` examples (all when limit is None)."""
+        """A seeded, stratified subset of at most `limit` examples (all when limit is None).
+
+        A class too rare to keep a row in the subset is named in a warning (and in `notes`).
+        """
         if limit is None or limit >= len(self.examples):
             return self
         _, kept = stratified_split(self, limit / len(self.examples), seed)
-        return LabelledData(self.name, kept.examples[:limit], self.duplicates_dropped, self.notes)
+        subset = LabelledData(self.name, kept.examples[:limit], self.duplicates_dropped, list(self.notes))
+        lost = sorted(set(self.label_counts()) - set(subset.label_counts()))
+        if lost:
+            message = (f"{self.name}: the subset of {limit} rows has no example of {', '.join(map(repr, lost))}; "
+                       "raise the --max-*-samples limit to keep every class")
+            subset.notes.append(message)
+            warnings.warn(message, stacklevel=2)
+        return subset
 
 
 def _decode(path: Path, encoding: str) -> str:
@@ -66,19 +76,32 @@ def _decode(path: Path, encoding: str) -> str:
         ) from None
 
 
+# csv's default field limit (128 KiB) turns one long review into a traceback; texts are truncated at
+# tokenization anyway, so long fields are read whole. The limit still guards against a runaway quote.
+_FIELD_LIMIT = 64 * 1024 * 1024
+
+# Values that mean "no label" in exported tables; taking them as a class trains a nonsense class.
+MISSING_LABELS = frozenset({"nan", "none", "null", "na", "n/a", "<na>"})
+
+
 def _rows_from_delimited(path: Path, encoding: str, delimiter: str) -> Iterable[tuple[int, dict[str, str]]]:
     text = _decode(path, encoding)
+    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     if reader.fieldnames is None:
         raise DataError(f"{path}:1: the file is empty (expected a header row)")
     line = 1
-    for row in reader:
-        yield line + 1, {k: v for k, v in row.items() if k is not None}
-        line = reader.line_num
+    try:
+        for row in reader:
+            yield line + 1, {k: v for k, v in row.items() if k is not None}
+            line = reader.line_num
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: cannot parse the row ({error}); check its quoting") from None
 
 
 def _rows_from_jsonl(path: Path, encoding: str) -> Iterable[tuple[int, dict[str, str]]]:
-    for number, line in enumerate(_decode(path, encoding).splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also splits on U+2028 and other separators that JSON strings may hold.
+    for number, line in enumerate(_decode(path, encoding).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -139,6 +162,9 @@ def load_file(path: Path, text_column: str = "text", label_column: str = "label"
             raise DataError(f"{path}:{line}: field {text_column!r} is empty")
         if require_labels and not label:
             raise DataError(f"{path}:{line}: field {label_column!r} is missing (every row needs a label)")
+        if require_labels and label.lower() in MISSING_LABELS:
+            raise DataError(f"{path}:{line}: field {label_column!r} is {label!r}, a missing value rather than a "
+                            "class; give the row a label or remove it")
         key = (text, label)
         if key in seen:
             duplicates += 1

@@ -257,12 +257,26 @@ def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: Pre
     )
 
 
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse an --output that cannot take a checkpoint, before any data or model is loaded."""
+    if output.exists() and not output.is_dir():
+        raise TrainingError(f"--output {output} is a file, not a checkpoint directory; choose another --output")
+    if output.exists() and not overwrite:
+        raise TrainingError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+    parent = output.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TrainingError(f"--output {output}: {parent} is a file, so no directory can be made under it")
+    if not os.access(parent, os.W_OK):
+        raise TrainingError(f"--output {output}: {parent} is not writable")
+
+
 def train(config: TrainConfig) -> TrainResult:
     validate_config(config)
     output = Path(config.output)
+    check_output(output, config.overwrite)
     prepared = prepare_data(config)
-    if output.exists() and not config.overwrite:
-        raise TrainingError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
     base = resolve_base_model(config.model)
     for note in prepared.train.notes:
         print(f"note: {note}")
