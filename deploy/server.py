@@ -283,7 +283,15 @@ class TritonServer:
             raise
 
     def is_ready(self) -> bool:
-        """Whether the server answers ready on its HTTP health endpoint."""
+        """Whether the server answers ready on its HTTP health endpoint and no model is known to be broken.
+
+        Triton stays "ready" while a model whose stub died fails every request; the watcher knows better.
+        """
+        if self.watcher is not None and not self.watcher.healthy:
+            return False
+        return self._http_ready()
+
+    def _http_ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as response:
                 return int(response.status) == 200
@@ -306,7 +314,7 @@ class TritonServer:
             service_failures = self.service_failures(log)
             if service_failures:
                 raise ServerError(f"Triton could not start: {'; '.join(service_failures)}")
-            if all(marker in log for marker in _STARTED) and self.is_ready():
+            if all(marker in log for marker in _STARTED) and self._http_ready():
                 return
             time.sleep(0.2)
         raise ServerError(
