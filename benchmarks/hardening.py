@@ -100,12 +100,15 @@ def bounded_work(server: TritonServer, model: str) -> dict[str, Any]:
         others: list[float] = []
         stop = threading.Event()
 
-        def other_caller() -> None:
+        def other_caller(stop: threading.Event = stop, others: list[float] = others) -> None:
             with TritonClient(server.grpc_url) as client:
                 classifier = TextClassifier(client, model, batch_size=1, concurrency=1)
                 while not stop.is_set():
                     started = time.perf_counter()
-                    classifier.classify([REVIEWS[2]])
+                    try:
+                        classifier.classify([REVIEWS[2]])
+                    except TritonError:
+                        pass  # still counted: the time it waited is what this figure is about
                     others.append(time.perf_counter() - started)
 
         caller = threading.Thread(target=other_caller)
@@ -135,7 +138,7 @@ def healing(server: TritonServer, model: str) -> dict[str, Any]:
         outcomes: list[tuple[float, float, bool]] = []
         stop = threading.Event()
 
-        def load() -> None:
+        def load(stop: threading.Event = stop, outcomes: list[tuple[float, float, bool]] = outcomes) -> None:
             options = ClientOptions(timeout_s=deadline_s, retry=RetryPolicy(max_attempts=1))
             with TritonClient(server.grpc_url, options) as client:
                 classifier = TextClassifier(client, model, batch_size=3, concurrency=1)
