@@ -211,9 +211,8 @@ def _make_certificates(folder: Path) -> tuple[Path, Path]:
 
 def test_tls(repository: Path, tmp_path: Path) -> None:
     key, cert = _make_certificates(tmp_path)
-    options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0,
-                           extra_args=("--grpc-use-ssl=true", f"--grpc-server-cert={cert}",
-                                       f"--grpc-server-key={key}", f"--grpc-root-cert={cert}"))
+    options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0, heal=False,
+                           tls_cert=cert, tls_key=key)
     with TritonServer(options) as server:
         url = f"localhost:{server.grpc_port}"
         secure = ClientOptions(tls=TLSOptions(root_certificates=str(cert)), timeout_s=10)
@@ -222,4 +221,21 @@ def test_tls(repository: Path, tmp_path: Path) -> None:
         assert len(predictions) == 2
         plain = ClientOptions(timeout_s=5, retry=RetryPolicy(max_attempts=1))
         with TritonClient(url, plain) as client, pytest.raises(ServerUnavailableError):
+            client.infer("tiny", {"TEXT": np.array([[b"x"]], dtype=np.object_)}, validate=False)
+
+
+def test_mutual_tls_refuses_clients_without_a_certificate(repository: Path, tmp_path: Path) -> None:
+    key, cert = _make_certificates(tmp_path)  # self-signed: it is also the CA that signed itself
+    options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0, heal=False,
+                           tls_cert=cert, tls_key=key, tls_client_ca=cert)
+    with TritonServer(options) as server:
+        url = f"localhost:{server.grpc_port}"
+        assert "client certificates required" in server.listening()
+        identified = ClientOptions(timeout_s=10, tls=TLSOptions(root_certificates=str(cert), private_key=str(key),
+                                                                certificate_chain=str(cert)))
+        with TritonClient(url, identified) as client:
+            assert len(TextClassifier(client, "tiny").classify(TEXTS[:2])) == 2
+        anonymous = ClientOptions(timeout_s=5, tls=TLSOptions(root_certificates=str(cert)),
+                                  retry=RetryPolicy(max_attempts=1))
+        with TritonClient(url, anonymous) as client, pytest.raises(ServerUnavailableError):
             client.infer("tiny", {"TEXT": np.array([[b"x"]], dtype=np.object_)}, validate=False)
