@@ -31,7 +31,10 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[Any, Any, CheckpointI
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Run one training job (imports the heavy stack only when called)."""
-    from tuneship.trainer.training import train as run
+    """Run one training job, by the module of its task (imports the heavy stack only when called)."""
+    from tuneship.trainer.config import validate_config
+    from tuneship.trainer.tasks import task_trainer
 
-    return run(config)
+    validate_config(config)
+    result: TrainResult = task_trainer(config.task).train(config)
+    return result

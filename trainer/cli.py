@@ -28,8 +28,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from tuneship.trainer import train
     from tuneship.trainer.config import config_from_args
-    from tuneship.trainer.training import train
 
     train(config_from_args(args))
     return 0

@@ -15,9 +15,30 @@ from tuneship.trainer.errors import DataError
 
 METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix-tuning", "features")
 
-# Learning rates that work for each method when --learning-rate is not given: adapters and prompts
-# train far fewer weights and want larger steps than full fine-tuning.
-DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "ptuning": 1e-3, "prompt-tuning": 3e-3, "prefix-tuning": 1e-3}
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """What a task trains with when the recipe leaves it open."""
+
+    methods: tuple[str, ...]
+    method: str
+    model: str
+    max_length: int
+    # Learning rates that work for each method: adapters and prompts train far fewer weights and want larger
+    # steps than full fine-tuning.
+    learning_rates: dict[str, float]
+
+
+TASK_DEFAULTS: dict[str, TaskDefaults] = {
+    "text-classification": TaskDefaults(
+        methods=METHODS, method="full", model="minilm", max_length=128,
+        learning_rates={"full": 5e-5, "lora": 1e-3, "ptuning": 1e-3, "prompt-tuning": 3e-3, "prefix-tuning": 1e-3}),
+    "instruct": TaskDefaults(
+        methods=("lora", "full", "ptuning"), method="lora", model="smollm2", max_length=256,
+        learning_rates={"lora": 5e-4, "full": 5e-5, "ptuning": 3e-3}),
+}
+TASKS = tuple(TASK_DEFAULTS)
+DEFAULT_LEARNING_RATES = TASK_DEFAULTS["text-classification"].learning_rates
 
 
 def _lora_defaults() -> dict[tuple[str, ...], set[str]]:
@@ -32,8 +53,12 @@ def _lora_defaults() -> dict[tuple[str, ...], set[str]]:
 
 @dataclass
 class TrainConfig:
+    task: str = field(default="text-classification", metadata={
+        "help": "what the checkpoint does: text-classification (labels) or instruct (a causal LM that answers "
+                "instructions, served with streaming)"})
     data: str = field(default="rotten-tomatoes", metadata={
-        "help": "training data: a built-in data set (rotten-tomatoes, tweets) or a .csv/.tsv/.jsonl/.parquet file"})
+        "help": "training data: a built-in data set (rotten-tomatoes, tweets; for instruct also chatterbot) or a "
+                ".csv/.tsv/.jsonl/.parquet file (instruct: .jsonl with 'messages' or 'instruction'/'output')"})
     eval_file: str | None = field(default=None, metadata={
         "help": "evaluation file (default: a seeded stratified split of --data is held out)"})
     text_column: str = field(default="text", metadata={"help": "column holding the text"})
@@ -44,9 +69,12 @@ class TrainConfig:
         "help": "train on a stratified subset (quick runs; default: all)"})
     max_eval_samples: int | None = field(default=None, metadata={
         "help": "evaluate on a stratified subset (default: all)"})
-    model: str = field(default="minilm", metadata={
-        "help": "base model: a local Hugging Face folder, or 'minilm' (the bundled MiniLM-L6 encoder)"})
-    method: str = field(default="full", metadata={"help": f"fine-tuning method: {', '.join(METHODS)}"})
+    model: str | None = field(default=None, metadata={
+        "help": "base model: a local Hugging Face folder, 'minilm' (the bundled MiniLM-L6 encoder; the default "
+                "for text-classification) or 'smollm2' (SmolLM2-135M-Instruct; the default for instruct)"})
+    method: str | None = field(default=None, metadata={
+        "help": f"fine-tuning method (default: full for text-classification, lora for instruct): {', '.join(METHODS)}"
+                " (instruct: lora, full, ptuning)"})
     output: str = field(default="runs/sentiment", metadata={"help": "checkpoint directory to write"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing checkpoint directory"})
     resume: bool = field(default=False, metadata={"help": "continue an interrupted run from its last checkpoint"})
@@ -54,11 +82,13 @@ class TrainConfig:
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
     learning_rate: float | None = field(default=None, metadata={
         "help": "peak learning rate (AdamW); default per method: full 5e-5, lora 1e-3, ptuning 1e-3, "
-                "prompt-tuning 3e-3, prefix-tuning 1e-3"})
+                "prompt-tuning 3e-3, prefix-tuning 1e-3 (instruct: lora 5e-4, full 5e-5, ptuning 3e-3)"})
     batch_size: int = field(default=32, metadata={"help": "training batch size per device"})
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
-    max_length: int = field(default=128, metadata={"help": "maximum tokens per text (longer texts are truncated)"})
+    max_length: int | None = field(default=None, metadata={
+        "help": "maximum tokens per text or conversation, longer ones truncated (default: 128 for "
+                "text-classification, 256 for instruct)"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps spent warming up the learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     group_by_length: bool = field(default=True, metadata={
@@ -84,7 +114,14 @@ class TrainConfig:
     feature_cache: str | None = field(default=None, metadata={
         "help": "features: cache directory for extracted features (default: ~/.cache/tuneship/features)"})
     precision: str = field(default="auto", metadata={
-        "help": "auto (bf16 on GPUs that have it, else fp32), fp32, bf16 or fp16"})
+        "help": "auto (bf16 on GPUs that have it, and for instruct on CPUs with AVX512-BF16 or AMX; else fp32), "
+                "fp32, bf16 or fp16"})
+    system_prompt: str | None = field(default=None, metadata={
+        "help": "instruct: a system message put before every conversation that has none (the assistant's tone)"})
+    max_new_tokens: int = field(default=8, metadata={
+        "help": "instruct: tokens generated per held-out prompt when measuring exact-match accuracy"})
+    exact_match_samples: int = field(default=200, metadata={
+        "help": "instruct: held-out prompts answered greedily before and after fine-tuning (0: skip)"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,28 +129,38 @@ class TrainConfig:
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
-        return DEFAULT_LEARNING_RATES.get(self.method, 5e-5)
+        return TASK_DEFAULTS[self.task].learning_rates.get(str(self.method), 5e-5)
 
 
 # Which options a method actually uses; the manifest keeps those only, with their defaults resolved.
-_COMMON = ("data", "eval_file", "text_column", "label_column", "encoding", "eval_fraction", "max_train_samples",
-           "max_eval_samples", "model", "method", "max_length", "eval_batch_size", "seed")
+_COMMON = ("task", "data", "eval_file", "text_column", "label_column", "encoding", "eval_fraction",
+           "max_train_samples", "max_eval_samples", "model", "method", "max_length", "eval_batch_size", "seed")
 _GRADIENT = ("epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps", "warmup_ratio",
              "weight_decay", "group_by_length", "logging_steps", "eval_steps", "precision")
+_LORA = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "full": _COMMON + _GRADIENT,
-    "lora": _COMMON + _GRADIENT + ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets"),
-    "ptuning": _COMMON + _GRADIENT + ("num_virtual_tokens", "prompt_encoder_hidden_size"),
-    "prompt-tuning": _COMMON + _GRADIENT + ("num_virtual_tokens",),
-    "prefix-tuning": _COMMON + _GRADIENT + ("num_virtual_tokens",),
+    "lora": _COMMON + _GRADIENT + _LORA,
+    "ptuning": (*_COMMON, *_GRADIENT, "num_virtual_tokens", "prompt_encoder_hidden_size"),
+    "prompt-tuning": (*_COMMON, *_GRADIENT, "num_virtual_tokens"),
+    "prefix-tuning": (*_COMMON, *_GRADIENT, "num_virtual_tokens"),
     "features": (*_COMMON, "classifier", "pooling", "feature_cache"),
+}
+_INSTRUCT_COMMON = (*(name for name in _COMMON if name not in ("text_column", "label_column")),
+                    "system_prompt", "max_new_tokens", "exact_match_samples")
+_INSTRUCT_GRADIENT = tuple(name for name in _GRADIENT if name != "group_by_length")
+INSTRUCT_METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "full": _INSTRUCT_COMMON + _INSTRUCT_GRADIENT,
+    "lora": _INSTRUCT_COMMON + _INSTRUCT_GRADIENT + _LORA,
+    "ptuning": (*_INSTRUCT_COMMON, *_INSTRUCT_GRADIENT, "num_virtual_tokens", "prompt_encoder_hidden_size"),
 }
 
 
 def resolved_hyperparameters(config: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
     """The options the method used, each with the value it had: `resolved` fills what defaults left open
     (learning rate, LoRA targets, logging interval...); options left unset that mean "none" are omitted."""
-    values = {name: getattr(config, name) for name in METHOD_OPTIONS[config.method]}
+    table = INSTRUCT_METHOD_OPTIONS if config.task == "instruct" else METHOD_OPTIONS
+    values = {name: getattr(config, name) for name in table[str(config.method)]}
     values.update({k: v for k, v in resolved.items() if k in values})
     return {name: value for name, value in values.items() if value is not None}
 
@@ -182,8 +229,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def validate_config(config: TrainConfig) -> None:
-    if config.method not in METHODS:
-        raise DataError(f"unknown --method {config.method!r}; choose one of: {', '.join(METHODS)}")
+    """Check the recipe and fill what the task decides (method, base model, max length) where it was left open."""
+    if config.task not in TASK_DEFAULTS:
+        raise DataError(f"unknown --task {config.task!r}; choose one of: {', '.join(TASKS)}")
+    defaults = TASK_DEFAULTS[config.task]
+    config.method = config.method or defaults.method
+    config.model = config.model or defaults.model
+    config.max_length = config.max_length or defaults.max_length
+    if config.method not in defaults.methods:
+        raise DataError(f"unknown --method {config.method!r} for --task {config.task}; choose one of: "
+                        f"{', '.join(defaults.methods)}")
     if config.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise DataError(f"unknown --precision {config.precision!r}; choose auto, fp32, bf16 or fp16")
     if config.classifier not in ("logreg", "svm"):
@@ -191,7 +246,7 @@ def validate_config(config: TrainConfig) -> None:
     if config.pooling not in ("mean", "cls"):
         raise DataError(f"unknown --pooling {config.pooling!r}; choose mean or cls")
     for name in ("batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps", "lora_rank",
-                 "num_virtual_tokens"):
+                 "num_virtual_tokens", "max_new_tokens"):
         if getattr(config, name) <= 0:
             raise DataError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
 

@@ -34,6 +34,7 @@ def quiet_known_warnings() -> None:
     # transformers' sub-second "Loading weights" / "Writing model shards" bars (read once, at import);
     # the long steps have their own progress output.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # trl's per-step dataset preparation bars
     for text, _ in KNOWN_HARMLESS:
         warnings.filterwarnings("ignore", message=f".*{_escape(text)}.*")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,1 @@
+"""Instruction tuning of causal language models (the `instruct` task)."""
