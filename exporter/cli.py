@@ -19,8 +19,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"),
                         help="Triton model repository to publish into")
     parser.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="where Triton will run the model")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
-                        help="auto: on CPU the fastest variant that passes the accuracy gate, on GPU fp16")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8", "int4"), default="auto",
+                        help="auto: on CPU the fastest variant that passes the accuracy gate, on GPU fp16 "
+                             "(int8 for text classifiers, int4 for instruct checkpoints)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="skip ONNX Runtime's transformer fusions")
     parser.add_argument("--keep-padding", dest="remove_padding", action="store_false",
@@ -63,6 +64,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-opt-sequence", type=positive_int, default=None,
                         help="--target gpu with TensorRT: profile sequence length to tune for (default: max / 2)")
     parser.add_argument("--versions", type=positive_int, default=1, help="how many latest versions Triton serves")
+    parser.add_argument("--default-max-tokens", type=positive_int, default=256,
+                        help="instruct: tokens generated when a request does not say")
+    parser.add_argument("--max-tokens-limit", type=positive_int, default=2048,
+                        help="instruct: the most tokens a request may ask for")
+    parser.add_argument("--max-concurrency", type=positive_int, default=4,
+                        help="instruct: streams generated at once (more requests wait)")
     parser.add_argument("--max-text-bytes", type=non_negative_int, default=0,
                         help="longest text in UTF-8 bytes the served tokenizer accepts; longer ones are refused "
                              "(0: 128 bytes per token of the checkpoint's max length)")
@@ -71,6 +78,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 def export_options_from_args(args: argparse.Namespace) -> Any:
     """ExportOptions from the flags add_export_arguments declared."""
     from tuneship.exporter.export import ExportOptions
+    from tuneship.exporter.instruct.publishing import GenerationServing
     from tuneship.exporter.model_configs import ServingOptions
 
     kind = args.instance_kind or ("KIND_GPU" if args.target == "gpu" else "KIND_CPU")
@@ -87,6 +95,9 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
         speed_margin=args.speed_margin / 100.0, gate_samples=args.gate_samples, force=args.force,
         allow_label_change=args.allow_label_change, keep=args.keep, serving=serving,
         lock_timeout_s=args.lock_timeout,
+        generation=GenerationServing(default_max_tokens=args.default_max_tokens,
+                                     max_tokens_limit=args.max_tokens_limit,
+                                     max_concurrency=args.max_concurrency, versions_to_serve=args.versions),
         engine_opt_batch=args.engine_opt_batch, engine_opt_sequence=args.engine_opt_sequence)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from tuneship.exporter.build import build_variants, tensorrt_variants
 from tuneship.exporter.errors import ExportError
+from tuneship.exporter.instruct.publishing import GenerationServing
 from tuneship.exporter.locking import repository_lock
 from tuneship.exporter.model_configs import ServingOptions
 from tuneship.exporter.onnx_export import export_onnx
@@ -30,7 +31,7 @@ from tuneship.exporter.validation import ValidationResult, torch_logits, validat
 from tuneship.exporter.variants import CALIBRATION_METHODS
 from tuneship.progress import step
 
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "fp16", "int8", "int4")
 TARGETS = ("cpu", "gpu")
 
 
@@ -72,6 +73,7 @@ class ExportOptions:
         "help": "TensorRT profile: the sequence length kernels are tuned for (default: half of max length)"})
     engine_workspace_bytes: int = field(default=1 << 30, metadata={"help": "TensorRT builder workspace"})
     serving: ServingOptions = field(default_factory=ServingOptions)
+    generation: GenerationServing = field(default_factory=GenerationServing)
 
 
 @dataclass
@@ -94,11 +96,26 @@ class ExportReport:
                 + ", ".join(f"{m} v{v}" for m, v in self.versions.items()) + f"\nwhy: {self.reason}")
 
 
-def export_checkpoint(options: ExportOptions) -> ExportReport:
+def export_checkpoint(options: ExportOptions) -> Any:
+    """Export any checkpoint, by the exporter of its task (the manifest's `task`)."""
+    from tuneship.exporter.tasks import task_exporter
+    from tuneship.trainer import TrainingError, read_checkpoint
+
+    try:
+        task = str(read_checkpoint(Path(options.checkpoint)).manifest["task"])
+    except TrainingError as error:
+        raise ExportError(str(error)) from None
+    return task_exporter(task)(options)
+
+
+def export_text_classifier(options: ExportOptions) -> ExportReport:
+    """Checkpoint -> validated ONNX variants -> the four models of a Triton text classifier."""
     from tuneship.trainer import TrainingError, load_classifier
     from tuneship.trainer.architectures import ARCHITECTURES, architecture
 
     name = check_model_name(options.name)
+    if options.precision == "int4":
+        raise ExportError("--precision int4 is for instruct checkpoints; a text classifier takes fp32, fp16 or int8")
     if options.precision not in PRECISIONS:
         raise ExportError(f"unknown --precision {options.precision!r}; choose one of {', '.join(PRECISIONS)}")
     if options.calibration not in CALIBRATION_METHODS:

@@ -147,7 +147,7 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
         return _EncodedTexts(dict(encodings), [label_index[label] for label in data.labels])
 
     train_set, eval_set = encode(prepared.train), encode(prepared.evaluation)
-    method = method_module(config.method)
+    method = method_module(str(config.method))
     torch.manual_seed(config.seed)
     model = method.build_model(base, prepared.labels, config)
 
@@ -230,7 +230,7 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
 
 
 def _curve_title(config: TrainConfig, prepared: PreparedData) -> str:
-    return (f"{config.method} fine-tuning of {Path(config.model).name} on {prepared.train.name} "
+    return (f"{config.method} fine-tuning of {Path(str(config.model)).name} on {prepared.train.name} "
             f"({len(prepared.train.examples)} texts)")
 
 
@@ -277,7 +277,7 @@ def train(config: TrainConfig) -> TrainResult:
     output = Path(config.output)
     check_output(output, config.overwrite)
     prepared = prepare_data(config)
-    base = resolve_base_model(config.model)
+    base = resolve_base_model(str(config.model))
     for note in prepared.train.notes:
         print(f"note: {note}")
     print(imbalance_report(prepared.train))
@@ -298,7 +298,7 @@ def train(config: TrainConfig) -> TrainResult:
     if int(os.environ.get("RANK", "0")) != 0:
         # Under torchrun every process trains; only the first evaluates and writes the checkpoint.
         return TrainResult(checkpoint=output, metrics={}, train_seconds=fitted.seconds)
-    logits = predict_logits(fitted.model, tokenizer, prepared.evaluation.texts, config.max_length,
+    logits = predict_logits(fitted.model, tokenizer, prepared.evaluation.texts, int(config.max_length or 0),
                             config.eval_batch_size)
     metrics = classification_metrics([label_index[x] for x in prepared.evaluation.labels],
                                      logits.argmax(-1).tolist(), prepared.labels)

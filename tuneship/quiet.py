@@ -13,6 +13,7 @@ import warnings
 KNOWN_HARMLESS = (
     # PEFT reads the deprecated alias on every forward pass; nothing for a user to change.
     ("is_gradient_checkpointing` is deprecated", "peft reads a deprecated transformers property"),
+    ("gradient_checkpointing` is deprecated", "trl's config passes the old argument name to transformers"),
     # ONNX Runtime's quantizer suggests shape inference first; the exporter quantizes graphs it already optimized.
     ("pre-processing before quantization", "the exporter's graphs are already optimized"),
     # Building the GPU variants on a machine without one: the exporter says itself what it could not build.

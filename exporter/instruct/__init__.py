@@ -1,0 +1,1 @@
+"""Export of instruction-tuned causal LMs: onnxruntime-genai models served by a decoupled Triton model."""

@@ -1,0 +1,199 @@
+"""`tuneship export` of an instruct checkpoint: onnxruntime-genai variants, validated against PyTorch, gated on
+exact-match accuracy, published as a decoupled Triton model that streams.
+
+1. The checkpoint's model (LoRA already merged by the trainer) goes through onnxruntime-genai's builder: fp32 and
+   int4 for a CPU target, fp16 and int4 (CUDA) for a GPU target.
+2. Validation, always on: the fp32 (GPU: fp16) variant's greedy tokens must equal PyTorch's, token for token,
+   on held-out prompts; otherwise nothing is published and the first prompt that differs is named.
+3. Gate: every variant answers the held-out prompts greedily; where answers come from a closed set (sentiment
+   words) exact-match accuracy is compared with fp32's, else agreement with fp32's answers; a variant that loses
+   more than --accuracy-threshold points is not published unless --force.
+4. Choice: auto takes the fastest decoder that passes (tokens per second), fp32/int4/fp16 ask for one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneship.exporter.errors import ExportError
+from tuneship.exporter.instruct.build import GenaiVariant, build_variant, check_builder
+from tuneship.exporter.instruct.measure import GenaiReport, GenaiRunner, decode_speed, first_difference, torch_greedy
+from tuneship.exporter.instruct.publishing import publish_generator
+from tuneship.exporter.locking import repository_lock
+from tuneship.exporter.repository import check_model_name, write_text_atomic
+from tuneship.progress import step
+
+if TYPE_CHECKING:
+    from tuneship.exporter.export import ExportOptions
+
+VALIDATION_TOKENS = 16
+GATE_TOKENS = 8
+GATE_PROMPTS_MAX = 200
+
+
+def _variants_to_build(options: ExportOptions) -> list[str]:
+    if options.target == "gpu":
+        wanted = {"auto": ["fp16", "int4"], "fp16": ["fp16"], "int4": ["fp16", "int4"], "fp32": ["fp16"]}
+    else:
+        wanted = {"auto": ["fp32", "int4"], "fp32": ["fp32"], "int4": ["fp32", "int4"]}
+    if options.precision not in wanted:
+        raise ExportError(f"--precision {options.precision} is not available for an instruct checkpoint on a "
+                          f"{options.target.upper()} target; choose {', '.join(wanted)}")
+    return wanted[options.precision]
+
+
+@dataclass
+class GeneratorExportReport:
+    name: str
+    repository: str
+    versions: dict[str, int]
+    target: str
+    chosen: str
+    reason: str
+    variants: list[dict[str, Any]]
+    exported_at: str
+    task: str = "instruct"
+
+
+def export_instruct(options: ExportOptions) -> GeneratorExportReport:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneship.trainer import read_checkpoint
+    from tuneship.trainer.errors import TrainingError
+    from tuneship.trainer.instruct.data import read_conversations
+    from tuneship.trainer.instruct.evaluation import normalise, prompt_ids
+
+    name = check_model_name(options.name)
+    try:
+        checkpoint = read_checkpoint(Path(options.checkpoint))
+    except TrainingError as error:
+        raise ExportError(str(error)) from None
+    if checkpoint.method == "ptuning":
+        raise ExportError(f"{checkpoint.path}: a P-tuning checkpoint's prompt encoder cannot be folded into the "
+                          "weights, and onnxruntime-genai's builder takes plain weights only; train with "
+                          "--method lora or full to serve it")
+    check_builder()
+    precisions = _variants_to_build(options)
+    with step(f"loading checkpoint {checkpoint.path}"):
+        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
+        model = AutoModelForCausalLM.from_pretrained(str(checkpoint.path)).eval()
+    eos = set(tokenizer.all_special_ids) & {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    eos.discard(None)
+    held_out = read_conversations(checkpoint.eval_data) if checkpoint.eval_data else []
+    if not held_out:
+        raise ExportError(f"{checkpoint.path}: no held-out conversations (eval.jsonl) to validate the export with")
+    answers = {a.lower() for a in checkpoint.labels}
+    gate = held_out[:min(options.gate_samples, GATE_PROMPTS_MAX)]
+    validation = held_out[:min(options.validation_texts, 8)]
+
+    options.repository.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))
+    try:
+        variants: list[GenaiVariant] = []
+        for precision in precisions:
+            with step(f"building {precision} with onnxruntime-genai's model builder"):
+                variants.append(build_variant(checkpoint.path, workdir, options.target, precision))
+        reference = variants[0]
+        with step(f"validating {reference.name}: greedy tokens against PyTorch's on {len(validation)} prompts"):
+            runner = GenaiRunner(reference.path)
+            for conversation in validation:
+                ids = prompt_ids(tokenizer, conversation)
+                expected = torch_greedy(model, ids, VALIDATION_TOKENS, eos)
+                got, _ = runner.greedy(ids, VALIDATION_TOKENS)
+                where = first_difference(expected, got)
+                if where is not None:
+                    raise ExportError(
+                        f"not published: {reference.name} differs from PyTorch at generated token {where} for "
+                        f"{conversation.source} (PyTorch {expected[:where + 1]}, ONNX {got[:where + 1]})")
+            del runner
+        print(f"validation ok: {reference.name} generates PyTorch's greedy tokens exactly on {len(validation)} "
+              "prompts")
+        reports = [_measure(v, tokenizer, gate, answers, normalise, prompt_ids) for v in variants]
+        _gate(reports, options.accuracy_threshold, bool(answers))
+        chosen, reason = _choose(reports, options.precision, options.force)
+        print(format_reports(reports, chosen.name))
+        variant = next(v for v in variants if v.name == chosen.name)
+        with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {checkpoint.path}"), \
+                step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
+            version = publish_generator(options.repository, name, variant, options.generation, options.keep)
+            report = GeneratorExportReport(
+                name=name, repository=str(options.repository), versions={name: version}, target=options.target,
+                chosen=chosen.name, reason=reason, variants=[_public(r) for r in reports],
+                exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            write_text_atomic(options.repository / name / "export_report.json",
+                              json.dumps(asdict(report), indent=2) + "\n")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"published {chosen.name} for {options.target} as {name} v{version} in {options.repository}\nwhy: {reason}")
+    return report
+
+
+def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: set[str], normalise: Any,
+             prompt_ids: Any) -> GenaiReport:
+    report = GenaiReport(name=variant.name, precision=variant.precision, size_bytes=variant.size_bytes)
+    with step(f"measuring {variant.name}: greedy answers to {len(gate)} held-out prompts, decode speed"):
+        runner = GenaiRunner(variant.path)
+        for conversation in gate:
+            tokens, _ = runner.greedy(prompt_ids(tokenizer, conversation), GATE_TOKENS)
+            report.answers.append(tokenizer.decode(tokens, skip_special_tokens=True).strip())
+        if answers:
+            hits = sum(normalise(a) == normalise(c.answer) for a, c in zip(report.answers, gate, strict=True))
+            report.exact_match = round(hits / len(gate), 4)
+        report.ttft_ms, report.tokens_per_second = decode_speed(runner, prompt_ids(tokenizer, gate[0]))
+    return report
+
+
+def _gate(reports: list[GenaiReport], threshold_points: float, closed: bool) -> None:
+    base = reports[0]
+    base.passed, base.note = True, "matches PyTorch"
+    base.agreement = 1.0
+    for report in reports[1:]:
+        report.agreement = round(sum(a == b for a, b in zip(report.answers, base.answers, strict=True))
+                                 / max(1, len(base.answers)), 4)
+        if closed and report.exact_match is not None and base.exact_match is not None:
+            drop = 100 * (base.exact_match - report.exact_match)
+            what = "exact match"
+        else:
+            drop = 100 * (1 - report.agreement)
+            what = f"answers differing from {base.name}"
+        report.drop_points = round(drop, 2)
+        report.passed = round(drop, 6) <= threshold_points
+        report.note = (f"{what} {abs(drop):.2f} points {'below' if drop > 0 else 'above'} {base.name}"
+                       if closed else f"{drop:.2f}% {what}") + (
+            f" ({'within' if report.passed else 'over'} the {threshold_points:g}-point gate)")
+
+
+def _choose(reports: list[GenaiReport], precision: str, force: bool) -> tuple[GenaiReport, str]:
+    if precision == "auto":
+        passing = [r for r in reports if r.passed]
+        best = max(passing, key=lambda r: r.tokens_per_second)
+        return best, f"fastest decoder that passes the accuracy gate ({best.tokens_per_second:.0f} tokens/s)"
+    chosen = next(r for r in reports if r.precision == precision)
+    if chosen.passed:
+        return chosen, f"{precision} requested; passes the accuracy gate"
+    if force:
+        return chosen, f"{precision} requested with --force despite failing the gate"
+    raise ExportError(f"not published: {precision} was requested but fails the gate ({chosen.note}); "
+                      "pass --force to publish it anyway")
+
+
+def _public(report: GenaiReport) -> dict[str, Any]:
+    data = asdict(report)
+    data.pop("answers")
+    return data
+
+
+def format_reports(reports: list[GenaiReport], chosen: str) -> str:
+    lines = [f"{'variant':<12}{'size MB':>9}{'exact':>8}{'agree':>8}{'TTFT ms':>9}{'tokens/s':>10}  gate"]
+    for r in reports:
+        exact = f"{r.exact_match:.3f}" if r.exact_match is not None else "-"
+        agree = f"{100 * r.agreement:.1f}%" if r.agreement is not None else "-"
+        lines.append(f"{'*' if r.name == chosen else ' '}{r.name:<11}{r.size_bytes / 1e6:>9.1f}{exact:>8}{agree:>8}"
+                     f"{r.ttft_ms:>9.1f}{r.tokens_per_second:>10.1f}  {'pass' if r.passed else 'FAIL'}: {r.note}")
+    return "\n".join(lines)

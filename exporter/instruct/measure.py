@@ -1,0 +1,94 @@
+"""Checks and figures for onnxruntime-genai variants: greedy tokens against PyTorch's, exact-match accuracy of
+greedy answers, time to first token and decode speed, all in this process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class GenaiReport:
+    name: str
+    precision: str
+    size_bytes: int
+    validated: str = ""  # "tokens match PyTorch", or what differs
+    exact_match: float | None = None
+    agreement: float | None = None  # share of gate prompts answered exactly as the fp32 variant did
+    drop_points: float | None = None
+    ttft_ms: float = float("nan")
+    tokens_per_second: float = float("nan")
+    passed: bool = False
+    note: str = ""
+    answers: list[str] = field(default_factory=list, repr=False)
+
+
+class GenaiRunner:
+    """One loaded variant; greedy decoding of token ids."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime_genai as og
+
+        self.og = og
+        self.model = og.Model(str(path))
+        self.tokenizer = og.Tokenizer(self.model)
+        self.eos = set(int(t) for t in self.tokenizer.eos_token_ids)
+
+    def greedy(self, prompt: Sequence[int], max_new_tokens: int, min_new_tokens: int = 0) -> tuple[list[int], float]:
+        """New tokens (EOS excluded) and the seconds to the first one."""
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(prompt) + max_new_tokens, do_sample=False,
+                                  min_length=len(prompt) + min_new_tokens)
+        generator = self.og.Generator(self.model, params)
+        started = time.perf_counter()
+        generator.append_tokens([list(prompt)])
+        tokens: list[int] = []
+        first = 0.0
+        while not generator.is_done():
+            generator.generate_next_token()
+            token = int(generator.get_next_tokens()[0])
+            if not tokens and not first:
+                first = time.perf_counter() - started
+            if token in self.eos:
+                break
+            tokens.append(token)
+        return tokens, first
+
+
+def torch_greedy(model: Any, prompt: Sequence[int], max_new_tokens: int, eos: set[int]) -> list[int]:
+    import torch
+
+    with torch.inference_mode():
+        out = model.generate(input_ids=torch.tensor([list(prompt)]), attention_mask=torch.ones(1, len(prompt),
+                             dtype=torch.long), max_new_tokens=max_new_tokens, do_sample=False)
+    tokens = []
+    for token in out[0, len(prompt):].tolist():
+        if token in eos:
+            break
+        tokens.append(int(token))
+    return tokens
+
+
+def first_difference(a: Sequence[int], b: Sequence[int]) -> int | None:
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return index
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def decode_speed(runner: GenaiRunner, prompt: Sequence[int], new_tokens: int = 64, repeats: int = 3) -> tuple[float,
+                                                                                                          float]:
+    """(median time to first token in ms, median tokens per second after the first) for `new_tokens` tokens."""
+    import statistics
+
+    firsts, rates = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        tokens, first = runner.greedy(prompt, new_tokens, min_new_tokens=new_tokens)
+        total = time.perf_counter() - started
+        firsts.append(first * 1000)
+        rates.append((len(tokens) - 1) / max(total - first, 1e-9))
+    return round(statistics.median(firsts), 1), round(statistics.median(rates), 1)

@@ -1,0 +1,76 @@
+"""The served generator: one decoupled Python model holding an onnxruntime-genai model folder."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from tuneship.exporter.instruct.build import GenaiVariant
+from tuneship.exporter.repository import publish_version, write_text_atomic
+
+TRITON_MODELS = Path(__file__).resolve().parents[1] / "triton_models"
+REQUIREMENTS = ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
+                "numpy<2\nonnxruntime-genai>=0.18\n")
+
+
+@dataclass
+class GenerationServing:
+    """How the generator serves: defaults and limits a caller cannot exceed."""
+
+    default_max_tokens: int = field(default=256, metadata={"help": "max_tokens when a request sets none"})
+    max_tokens_limit: int = field(default=2048, metadata={"help": "largest max_tokens a request may ask for"})
+    max_prompt_tokens: int = field(default=4096, metadata={"help": "longest prompt accepted, in tokens"})
+    max_concurrency: int = field(default=4, metadata={"help": "streams generated at once (more wait)"})
+    versions_to_serve: int = field(default=1, metadata={"help": "serve the latest N versions"})
+
+
+# (name, type, dims, optional): the vLLM/TensorRT-LLM backends' names, so Triton's generate endpoints work.
+INPUTS = (
+    ("text_input", mc.TYPE_STRING, [1], True),
+    ("messages", mc.TYPE_STRING, [1], True),
+    ("stream", mc.TYPE_BOOL, [1], True),
+    ("sampling_parameters", mc.TYPE_STRING, [1], True),
+    ("max_tokens", mc.TYPE_INT32, [1], True),
+    ("temperature", mc.TYPE_FP32, [1], True),
+    ("top_p", mc.TYPE_FP32, [1], True),
+    ("top_k", mc.TYPE_INT32, [1], True),
+    ("repetition_penalty", mc.TYPE_FP32, [1], True),
+    ("random_seed", mc.TYPE_UINT64, [1], True),
+    ("stop", mc.TYPE_STRING, [-1], True),
+)
+OUTPUTS = (
+    ("text_output", mc.TYPE_STRING, [-1]),
+    ("finish_reason", mc.TYPE_STRING, [1]),
+    ("completion_tokens", mc.TYPE_INT32, [1]),
+)
+
+
+def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=0)
+    config.model_transaction_policy.decoupled = True
+    for input_name, data_type, dims, optional in INPUTS:
+        config.input.add(name=input_name, data_type=data_type, dims=dims, optional=optional)
+    for output_name, data_type, dims in OUTPUTS:
+        config.output.add(name=output_name, data_type=data_type, dims=dims)
+    config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value("KIND_CPU"), count=1)
+    config.version_policy.latest.num_versions = serving.versions_to_serve
+    for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency"):
+        config.parameters[key].string_value = str(getattr(serving, key))
+    config.parameters["task"].string_value = "instruct"
+    return config
+
+
+def publish_generator(repository: Path, name: str, variant: GenaiVariant, serving: GenerationServing,
+                      keep: int | None) -> int:
+    def fill(target: Path) -> None:
+        for item in variant.path.iterdir():
+            if item.is_file():
+                shutil.copy2(item, target / item.name)
+        shutil.copy2(TRITON_MODELS / "generator.py", target / "model.py")
+
+    version = publish_version(repository, generator_config(name, serving), fill, keep)
+    write_text_atomic(repository / name / "requirements.txt", REQUIREMENTS)
+    return version

@@ -1,0 +1,248 @@
+"""Triton Python model: text generation with onnxruntime-genai, streamed one decoded piece per response.
+
+Installed as `<name>/<version>/model.py` next to the onnxruntime-genai model folder (`model.onnx`,
+`genai_config.json`, tokenizer files, `chat_template.jinja`), with `model_transaction_policy { decoupled: true }`.
+Needs `onnxruntime-genai` and `numpy<2` in the Python backend's environment.
+
+Inputs follow Triton's vLLM and TensorRT-LLM backends, so Triton's `/generate` and `/generate_stream` endpoints
+and existing LLM tools work unchanged: `text_input` (or `messages`, a JSON list of chat messages, formatted with
+the model's own chat template), `stream`, `sampling_parameters` (a JSON object, as the vLLM backend takes it),
+and the sampling inputs `max_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`, `random_seed`,
+`stop`; request parameters (the generate endpoint's "parameters") are read too. Output: `text_output`, one piece
+per response when streaming (the last carries `finish_reason` and `completion_tokens`), the whole text in one
+response otherwise. Each request runs in its own thread with its own generator; a cancelled request (the
+caller went away) stops generating.
+"""
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+SAMPLING_NAMES = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed", "stop",
+                  "stream")
+
+
+def _invalid(message: str) -> Any:
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
+def _scalar(request: Any, name: str) -> Any:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    values = tensor.as_numpy().reshape(-1)
+    if values.size == 0:
+        return None
+    if name == "stop":
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    value = values[0]
+    return value.decode("utf-8") if isinstance(value, bytes) else value.item()
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        import onnxruntime_genai as og
+
+        self.og = og
+        config = json.loads(args["model_config"])
+        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.default_max_tokens = int(parameters.get("default_max_tokens", "256"))
+        self.max_tokens_limit = int(parameters.get("max_tokens_limit", "2048"))
+        self.max_prompt_tokens = int(parameters.get("max_prompt_tokens", "4096"))
+        self.max_input_bytes = int(parameters.get("max_input_bytes", str(256 * 1024)))
+        directory = os.path.join(args["model_repository"], args["model_version"])
+        self.model = og.Model(directory)
+        self.tokenizer = og.Tokenizer(self.model)
+        self.eos = {int(t) for t in self.tokenizer.eos_token_ids}
+        template_path = os.path.join(directory, "chat_template.jinja")
+        self.template = None
+        if os.path.isfile(template_path):
+            with open(template_path, encoding="utf-8") as handle:
+                self.template = handle.read()
+        self.executor = ThreadPoolExecutor(max_workers=int(parameters.get("max_concurrency", "4")),
+                                           thread_name_prefix="generate")
+        self.in_flight = 0
+        self.lock = threading.Lock()
+        labels = {"model": args["model_name"], "version": args["model_version"]}
+        # Families are kept on the model: a Metric outlives its family only as long as the family is referenced.
+        self.families = {
+            "tokens": pb_utils.MetricFamily("tuneship_generation_tokens_total",
+                                            "Tokens generated (completion tokens)", pb_utils.MetricFamily.COUNTER),
+            "prompt": pb_utils.MetricFamily("tuneship_generation_prompt_tokens_total",
+                                            "Prompt tokens read", pb_utils.MetricFamily.COUNTER),
+            "requests": pb_utils.MetricFamily("tuneship_generation_requests_total",
+                                              "Generation requests by how they finished",
+                                              pb_utils.MetricFamily.COUNTER),
+            "ttft": pb_utils.MetricFamily("tuneship_generation_time_to_first_token_seconds",
+                                          "Server-side time from request to first generated token",
+                                          pb_utils.MetricFamily.HISTOGRAM),
+        }
+        self.tokens = self.families["tokens"].Metric(labels=labels)
+        self.prompt_tokens = self.families["prompt"].Metric(labels=labels)
+        self.ttft = self.families["ttft"].Metric(labels=labels, buckets=TTFT_BUCKETS)
+        self.finished = {reason: self.families["requests"].Metric(labels={**labels, "finish_reason": reason})
+                         for reason in ("stop", "length", "cancelled", "error")}
+
+    # -- one request --------------------------------------------------------------------------------------
+
+    def _options(self, request: Any) -> dict[str, Any]:
+        """Sampling options: request parameters, then `sampling_parameters` JSON, then the named inputs."""
+        options: dict[str, Any] = {}
+        raw_parameters = request.parameters()
+        if raw_parameters:
+            options.update({k: v for k, v in json.loads(raw_parameters).items() if k in SAMPLING_NAMES})
+        sampling = _scalar(request, "sampling_parameters")
+        if sampling:
+            try:
+                parsed = json.loads(sampling)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"sampling_parameters is not valid JSON ({error.msg})") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("sampling_parameters must be a JSON object")
+            options.update(parsed)
+        for name in SAMPLING_NAMES:
+            value = _scalar(request, name)
+            if value is not None:
+                options[name] = value
+        if isinstance(options.get("stop"), str):
+            options["stop"] = [options["stop"]]
+        return options
+
+    def _prompt(self, request: Any) -> str:
+        text = _scalar(request, "text_input")
+        messages = _scalar(request, "messages")
+        if messages:
+            if len(messages.encode("utf-8")) > self.max_input_bytes:
+                raise ValueError(f"messages: over this model's limit of {self.max_input_bytes} bytes")
+            try:
+                parsed = json.loads(messages)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"messages is not valid JSON ({error.msg})") from None
+            if not isinstance(parsed, list) or not parsed or not all(
+                    isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+                    and isinstance(m.get("content"), str) for m in parsed):
+                raise ValueError("messages must be a JSON list of {role: system|user|assistant, content: text}")
+            return self.tokenizer.apply_chat_template(json.dumps(parsed), template_str=self.template,
+                                                      add_generation_prompt=True)
+        if text is None or not str(text).strip():
+            raise ValueError("text_input is empty (send a prompt, or chat messages in 'messages')")
+        if len(str(text).encode("utf-8")) > self.max_input_bytes:
+            raise ValueError(f"text_input: over this model's limit of {self.max_input_bytes} bytes")
+        return str(text)
+
+    def _search(self, options: dict[str, Any], prompt_tokens: int) -> tuple[dict[str, Any], int]:
+        max_tokens = int(options.get("max_tokens", self.default_max_tokens))
+        if not 1 <= max_tokens <= self.max_tokens_limit:
+            raise ValueError(f"max_tokens must be between 1 and {self.max_tokens_limit}, got {max_tokens}")
+        temperature = float(options.get("temperature", 0.0))
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        search: dict[str, Any] = {"max_length": prompt_tokens + max_tokens, "do_sample": temperature > 0}
+        if temperature > 0:
+            search["temperature"] = temperature
+            top_p = float(options.get("top_p", 1.0))
+            if not 0 < top_p <= 1:
+                raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+            search["top_p"] = top_p
+            search["top_k"] = int(options.get("top_k", 50))
+            if "random_seed" in options:
+                search["random_seed"] = int(options["random_seed"])
+        penalty = float(options.get("repetition_penalty", 1.0))
+        if penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
+        search["repetition_penalty"] = penalty
+        return search, max_tokens
+
+    def _generate(self, request: Any, sender: Any) -> None:
+        started = time.perf_counter()
+        try:
+            options = self._options(request)
+            stream = bool(options.get("stream", False))
+            ids = self.tokenizer.encode(self._prompt(request))
+            if len(ids) > self.max_prompt_tokens:
+                raise ValueError(f"the prompt has {len(ids)} tokens, over this model's limit of "
+                                 f"{self.max_prompt_tokens}")
+            search, _ = self._search(options, len(ids))
+            stops = [s for s in options.get("stop") or [] if s]
+        except (ValueError, TypeError) as error:
+            self.finished["error"].increment(1)
+            sender.send(pb_utils.InferenceResponse(error=_invalid(str(error))), flags=FINAL)
+            return
+        try:
+            self._run(request, sender, ids, search, stops, stream, started)
+        except Exception as error:  # the generator failed: the caller gets an error, never a hang
+            self.finished["error"].increment(1)
+            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"generation failed: {error}")),
+                        flags=FINAL)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _run(self, request: Any, sender: Any, ids: Any, search: dict[str, Any], stops: list[str], stream: bool,
+             started: float) -> None:
+        og = self.og
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(**search)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens([list(ids)])
+        self.prompt_tokens.increment(len(ids))
+        decoder = self.tokenizer.create_stream()
+        text, sent, count, reason = "", 0, 0, "length"
+        while not generator.is_done():
+            if request.is_cancelled():
+                reason = "cancelled"
+                break
+            generator.generate_next_token()
+            token = int(generator.get_next_tokens()[0])
+            if count == 0:
+                self.ttft.observe(time.perf_counter() - started)
+            if token in self.eos:
+                reason = "stop"
+                break
+            count += 1
+            text += decoder.decode(token)
+            hit = min((text.find(s) for s in stops if s in text), default=-1)
+            if hit >= 0:
+                text, reason = text[:hit], "stop"
+                break
+            if stream:
+                # Hold back what could be the start of a stop string; send the rest.
+                hold = max((len(s) - 1 for s in stops), default=0)
+                ready = len(text) - hold
+                if ready > sent:
+                    sender.send(self._response(text[sent:ready]))
+                    sent = ready
+        self.tokens.increment(count)
+        self.finished[reason].increment(1)
+        if reason == "cancelled":
+            sender.send(flags=FINAL)
+            return
+        final = text[sent:] if stream else text
+        sender.send(self._response(final, reason, count), flags=FINAL)
+
+    @staticmethod
+    def _response(piece: str, reason: str | None = None, count: int | None = None) -> Any:
+        tensors = [pb_utils.Tensor("text_output", np.array([piece.encode("utf-8")], dtype=np.object_))]
+        if reason is not None:
+            tensors.append(pb_utils.Tensor("finish_reason", np.array([reason.encode()], dtype=np.object_)))
+            tensors.append(pb_utils.Tensor("completion_tokens", np.array([count or 0], dtype=np.int32)))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            with self.lock:
+                self.in_flight += 1
+            self.executor.submit(self._generate, request, request.get_response_sender())
+        return None
+
+    def finalize(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
