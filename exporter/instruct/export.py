@@ -105,7 +105,11 @@ def export_instruct(options: ExportOptions) -> GeneratorExportReport:
             for conversation in validation:
                 ids = prompt_ids(tokenizer, conversation)
                 expected = torch_greedy(model, ids, VALIDATION_TOKENS, eos)
-                got, _ = runner.greedy(ids, VALIDATION_TOKENS)
+                try:
+                    got, _ = runner.greedy(ids, VALIDATION_TOKENS)
+                except RuntimeError as error:  # e.g. shapes onnxruntime-genai's kernels do not take
+                    raise ExportError(f"not published: onnxruntime-genai cannot run the {reference.name} model: "
+                                      f"{str(error).splitlines()[0][-300:]}") from None
                 where = first_difference(expected, got)
                 if where is not None:
                     raise ExportError(
