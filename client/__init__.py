@@ -1,5 +1,5 @@
 """Typed gRPC client for Triton: protocol-level TritonClient / AsyncTritonClient and task-level
-TextClassifier / AsyncTextClassifier, with deadlines, retries and client-side metrics.
+TextClassifier / AsyncTextClassifier and Generator / AsyncGenerator, with deadlines, retries and client-side metrics.
 
 Light on purpose: no torch, no transformers.
 """
@@ -15,6 +15,7 @@ from tuneship.client.errors import (
     ServerUnavailableError,
     TritonError,
 )
+from tuneship.client.generator import AsyncGenerator, AsyncTextStream, Generation, Generator, TextStream
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.options import ADMIN_HEADER, ClientOptions, TLSOptions
@@ -24,11 +25,15 @@ from tuneship.client.text_classifier import AsyncTextClassifier, Prediction, Tex
 
 __all__ = [
     "ADMIN_HEADER",
+    "AsyncGenerator",
     "AsyncTextClassifier",
+    "AsyncTextStream",
     "AsyncTritonClient",
     "ClientMetrics",
     "ClientOptions",
     "DeadlineExceededError",
+    "Generation",
+    "Generator",
     "InferResult",
     "InvalidInputError",
     "ModelNotReadyError",
@@ -41,6 +46,7 @@ __all__ = [
     "ServerUnavailableError",
     "TLSOptions",
     "TextClassifier",
+    "TextStream",
     "TritonClient",
     "TritonError",
 ]

@@ -10,7 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tuneship.arguments import CommandError, existing_file, grpc_url, positive_float, positive_int
+from tuneship.arguments import (
+    CommandError,
+    existing_file,
+    grpc_url,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 T = TypeVar("T")
 
@@ -48,6 +56,21 @@ def register(subparsers: Any) -> None:
     infer.add_argument("--json", action="store_true", help="print one JSON object per text")
     infer.set_defaults(handler=run_infer)
 
+    generate = subparsers.add_parser("generate", help="generate text with a served instruct model, streamed")
+    generate.add_argument("prompt", nargs="?", default=None, help="the prompt (read from stdin when absent)")
+    _add_generation_arguments(generate)
+    generate.add_argument("--raw", action="store_true",
+                          help="send the prompt as it is, without the model's chat template")
+    generate.add_argument("--no-stream", dest="stream", action="store_false",
+                          help="wait for the whole answer instead of printing it as it comes")
+    generate.add_argument("--stats", action="store_true",
+                          help="print tokens, time to first token and tokens/s to stderr at the end")
+    generate.set_defaults(handler=run_generate)
+
+    chat = subparsers.add_parser("chat", help="an interactive chat with a served instruct model")
+    _add_generation_arguments(chat)
+    chat.set_defaults(handler=run_chat)
+
     health = subparsers.add_parser(
         "health", help="liveness check: run one real inference and exit 0 only if the model answered")
     add_connection_arguments(health)
@@ -73,6 +96,27 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--output", type=Path, default=Path("runs/bench/latency"),
                        help="prefix of the .csv, .json and .png written")
     bench.set_defaults(handler=run_bench_command)
+
+
+def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(parser, model=False)
+    parser.set_defaults(timeout=120.0)
+    parser.add_argument("--model", default="chat", help="generator model name on the server")
+    parser.add_argument("--system", default=None, help="a system message before the conversation (its tone)")
+    parser.add_argument("--max-tokens", type=positive_int, default=256, help="most tokens to generate")
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0: greedy; above: sampling")
+    parser.add_argument("--top-p", type=positive_float, default=None, help="sampling: nucleus share (0-1]")
+    parser.add_argument("--top-k", type=positive_int, default=None, help="sampling: keep the k likeliest tokens")
+    parser.add_argument("--repetition-penalty", type=positive_float, default=None,
+                        help="above 1 discourages repeating tokens")
+    parser.add_argument("--seed", type=non_negative_int, default=None, help="sampling: random seed")
+    parser.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
+
+
+def _generation_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {"max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
+            "top_k": args.top_k, "repetition_penalty": args.repetition_penalty, "seed": args.seed,
+            "stop": args.stop or None}
 
 
 def _levels(text: str) -> list[int]:
@@ -216,3 +260,65 @@ def run_health(args: argparse.Namespace) -> int:
     print(f"healthy: {args.model} v{result.version} at {args.url} answered{answer} in "
           f"{1000 * (time.monotonic() - started):.0f} ms")
     return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Print the answer as it arrives (flushing each piece), or all at once with --no-stream."""
+    from tuneship.client.generator import Generator
+    from tuneship.client.grpc_client import TritonClient
+
+    prompt = args.prompt if args.prompt is not None else "\n".join(read_stdin_texts())
+    if not prompt.strip():
+        raise CommandError("no prompt given (pass it as an argument or on stdin)")
+    request: Any = prompt if args.raw else (
+        ([{"role": "system", "content": args.system}] if args.system else []) + [{"role": "user", "content": prompt}])
+    with TritonClient(args.url, client_options(args)) as client, \
+            explained(args.url, args.model, ready_models(client)):
+        generator = Generator(client, args.model)
+        if args.stream:
+            stream = generator.stream(request, **_generation_params(args))
+            for piece in stream:
+                print(piece, end="", flush=True)
+            print()
+            result = stream.generation
+        else:
+            result = generator.generate(request, **_generation_params(args))
+            print(result.text)
+    if args.stats and result is not None:
+        print(f"{result.tokens} tokens ({result.finish_reason}), first after {1000 * result.time_to_first_token_s:.0f}"
+              f" ms, {result.tokens_per_second:.1f} tokens/s", file=sys.stderr)
+    return 0
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    """A conversation kept on this side and sent whole each turn (the model is stateless); /reset, /exit."""
+    from tuneship.client.generator import Generator
+    from tuneship.client.grpc_client import TritonClient
+
+    history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    print(f"chatting with {args.model} at {args.url}; /reset starts over, /exit (or Ctrl-D) leaves", flush=True)
+    with TritonClient(args.url, client_options(args)) as client, \
+            explained(args.url, args.model, ready_models(client)):
+        generator = Generator(client, args.model)
+        while True:
+            try:
+                line = input("you> ").strip()
+            except EOFError:
+                print()
+                return 0
+            if line in ("/exit", "/quit"):
+                return 0
+            if line == "/reset":
+                history = history[:1] if args.system else []
+                print("(conversation reset)")
+                continue
+            if not line:
+                continue
+            history.append({"role": "user", "content": line})
+            print(f"{args.model}> ", end="", flush=True)
+            pieces = []
+            for piece in generator.stream(history, **_generation_params(args)):
+                pieces.append(piece)
+                print(piece, end="", flush=True)
+            print()
+            history.append({"role": "assistant", "content": "".join(pieces)})

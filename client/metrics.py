@@ -33,6 +33,19 @@ class ClientMetrics:
                               namespace=namespace, registry=self.registry)
         self.in_flight = Gauge("requests_in_flight", "Inference calls started and not yet finished", ["model"],
                                namespace=namespace, registry=self.registry)
+        # Generation (tuneship.client.Generator): how long until the answer starts, how fast it comes.
+        self.time_to_first_token = Histogram(
+            "generation_time_to_first_token_seconds", "Time from sending a generation request to its first piece",
+            ["model"], namespace=namespace, buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self.inter_token = Histogram(
+            "generation_inter_token_seconds", "Time between consecutive streamed pieces", ["model"],
+            namespace=namespace, buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry)
+        self.tokens_per_second = Histogram(
+            "generation_tokens_per_second", "Decode speed of each generation after its first token", ["model"],
+            namespace=namespace, buckets=(5, 10, 20, 40, 60, 80, 100, 150, 200, 300, 500), registry=self.registry)
+        self.generated_tokens = Counter("generation_tokens_total", "Tokens received from generations", ["model"],
+                                        namespace=namespace, registry=self.registry)
         self._lock = threading.Lock()
 
     @contextmanager

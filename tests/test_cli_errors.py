@@ -64,6 +64,17 @@ BATTERY: dict[str, list[list[str]]] = {
         ["--url", "{grpc}", "STDIN:not utf-8 \xff here"],
         ["--url", "{grpc}", "STDIN:"],
     ],
+    "generate": [
+        ["--url", "{grpc}", "--max-tokens", "0", "hello"],
+        ["--url", "{grpc}", "--temperature", "-1", "hello"],
+        ["--url", "{grpc}", "--model", "nope", "hello"],
+        ["--url", "127.0.0.1:{dead}", "hello"],
+        ["--url", "{grpc}", "STDIN:   "],
+    ],
+    "chat": [
+        ["--url", "{grpc}", "--top-p", "0"],
+        ["--url", "127.0.0.1:notaport"],
+    ],
     "health": [
         ["--url", "{grpc}", "--timeout", "0"],
         ["--url", "127.0.0.1:notaport"],
