@@ -1,0 +1,258 @@
+"""Instruction tuning end to end on a tiny random Llama made here: data errors, training a few steps, export to
+onnxruntime-genai (validated against PyTorch), serving through the real Triton with streaming, the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tuneship.client import (
+    AsyncGenerator,
+    AsyncTritonClient,
+    ClientMetrics,
+    Generator,
+    InvalidInputError,
+    TritonClient,
+)
+from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.trainer.errors import DataError
+from tuneship.trainer.instruct.data import load_instruct_file
+
+PROMPT = "Is this review positive or negative? Answer with one word.\n\nA gripping, beautifully acted film."
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"instruction": "say hi"}', r"d\.jsonl:2: field 'output' is missing or empty"),
+    ('{"instruction": "", "output": "x"}', r"d\.jsonl:2: field 'instruction' is missing or empty"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}', r"d\.jsonl:2: 'messages' must be a list of at least"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "x"}]}',
+     r"d\.jsonl:2: the last message must be the assistant's answer"),
+    ('{"messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]}',
+     r"d\.jsonl:2: messages\[0\]\.role is 'robot'"),
+    ('{"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "x"}]}',
+     r"d\.jsonl:2: messages\[0\]\.content is empty"),
+    ('{"text": "a", "label": "b"}', r"d\.jsonl:2: expected 'messages' \(chat\) or 'instruction' and 'output'"),
+    ("not json", r"d\.jsonl:2: not valid JSON"),
+    ("[1, 2]", r"d\.jsonl:2: expected a JSON object, got list"),
+])
+def test_bad_instruction_data_names_file_line_and_field(tmp_path: Path, line: str, message: str) -> None:
+    good = '{"instruction": "Is it good?", "input": "A fine film.", "output": "positive"}'
+    with pytest.raises(DataError, match=message):
+        load_instruct_file(_write(tmp_path / "d.jsonl", [good, line]))
+
+
+def test_alpaca_and_chat_records_become_conversations(tmp_path: Path) -> None:
+    data = load_instruct_file(_write(tmp_path / "d.jsonl", [
+        '{"instruction": "Is it good?", "input": "A fine film.", "output": "positive"}',
+        '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Bad?"}, '
+        '{"role": "assistant", "content": "negative"}]}',
+        '{"instruction": "Is it good?", "input": "A fine film.", "output": "positive"}',
+    ]))
+    assert len(data.conversations) == 2 and data.notes  # the duplicate is dropped, with a note
+    assert data.conversations[0].prompt == [{"role": "user", "content": "Is it good?\n\nA fine film."}]
+    assert data.conversations[1].answer == "negative"
+    assert data.answers == ["negative", "positive"]  # a closed answer set: exact match applies
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer Llama with SmolLM2's tokenizer and chat template (read from the bundled GGUF)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tuneship.trainer.instruct.base_model import GGUF_MODELS, cache_root
+
+    cached = cache_root() / "models" / "smollm2"
+    if (cached / "tokenizer.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(cached))
+    else:
+        import importlib.util
+
+        package, gguf_file, _, _ = GGUF_MODELS["smollm2"]
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations
+        tokenizer = AutoTokenizer.from_pretrained(next(iter(spec.submodule_search_locations)), gguf_file=gguf_file)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    # head size 16: onnxruntime-genai's GroupQueryAttention kernel takes multiples of 16 only.
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(str(path))
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def instruct_checkpoint(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tuneship.trainer import TrainConfig, train
+
+    output = tmp_path_factory.mktemp("instruct") / "ckpt"
+    train(TrainConfig(task="instruct", data="rotten-tomatoes", model=str(tiny_llama), output=str(output),
+                      max_train_samples=48, max_eval_samples=8, exact_match_samples=8, max_steps=12, batch_size=4,
+                      learning_rate=5e-3, max_length=96, precision="fp32", seed=3))
+    return output
+
+
+@pytest.fixture(scope="session")
+def generator_repository(instruct_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tuneship.exporter import ExportOptions, export_checkpoint
+
+    repository = tmp_path_factory.mktemp("generator-repo")
+    export_checkpoint(ExportOptions(checkpoint=instruct_checkpoint, name="chat", repository=repository,
+                                    precision="fp32", gate_samples=8))
+    return repository
+
+
+@pytest.fixture(scope="module")
+def server(generator_repository: Path) -> Iterator[TritonServer]:
+    with TritonServer(ServeOptions(model_repository=generator_repository, grpc_port=0, http_port=0,
+                                   metrics_port=0)) as running:
+        yield running
+
+
+@pytest.mark.slow
+def test_the_checkpoint_records_task_metrics_and_held_out_conversations(instruct_checkpoint: Path) -> None:
+    manifest = json.loads((instruct_checkpoint / "tuneship.json").read_text())
+    metrics = json.loads((instruct_checkpoint / "metrics.json").read_text())
+    assert manifest["task"] == "instruct" and manifest["method"] == "lora" and manifest["merged"] is True
+    assert manifest["labels"] == ["negative", "positive"]
+    assert manifest["hyperparameters"]["lora_targets"] == "all-linear"
+    assert "text_column" not in manifest["hyperparameters"] and None not in manifest["hyperparameters"].values()
+    assert metrics["perplexity"] > 1 and metrics["eval_loss"] > 0
+    assert 0 <= metrics["exact_match_before"] <= 1 and 0 <= metrics["exact_match_after"] <= 1
+    assert (instruct_checkpoint / "adapter" / "adapter_config.json").is_file()
+    assert len((instruct_checkpoint / "eval.jsonl").read_text().splitlines()) == 8
+
+
+@pytest.mark.slow
+def test_a_ptuning_checkpoint_is_refused_by_the_exporter_clearly(tiny_llama: Path, tmp_path: Path) -> None:
+    from tuneship.exporter import ExportError, ExportOptions, export_checkpoint
+    from tuneship.trainer import TrainConfig, train
+
+    output = tmp_path / "ptuning"
+    train(TrainConfig(task="instruct", method="ptuning", data="rotten-tomatoes", model=str(tiny_llama),
+                      output=str(output), max_train_samples=16, max_eval_samples=4, exact_match_samples=0,
+                      max_steps=2, batch_size=4, max_length=96, precision="fp32", num_virtual_tokens=4))
+    assert json.loads((output / "tuneship.json").read_text())["method"] == "ptuning"
+    with pytest.raises(ExportError, match="P-tuning checkpoint's prompt encoder cannot be folded"):
+        export_checkpoint(ExportOptions(checkpoint=output, name="chat", repository=tmp_path / "repo"))
+    assert not (tmp_path / "repo" / "chat").exists()
+
+
+def _pytorch_answer(checkpoint: Path, prompt: str, max_tokens: int) -> str:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint)).eval()
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        return_dict=True)["input_ids"]
+    with torch.inference_mode():
+        out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False)
+    return str(tokenizer.decode(out[0, len(ids):], skip_special_tokens=True))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_streamed_equals_whole_equals_pytorch(server: TritonServer, instruct_checkpoint: Path) -> None:
+    messages = [{"role": "user", "content": PROMPT}]
+    metrics = ClientMetrics()
+    with TritonClient(server.grpc_url, metrics=metrics) as client:
+        generator = Generator(client, "chat")
+        whole = generator.generate(messages, max_tokens=12)
+        stream = generator.stream(messages, max_tokens=12)
+        pieces = list(stream)
+    assert stream.generation is not None
+    assert "".join(pieces) == whole.text == stream.generation.text
+    assert whole.text.strip() == _pytorch_answer(instruct_checkpoint, PROMPT, 12).strip()
+    assert stream.generation.finish_reason in ("stop", "length") and stream.generation.tokens >= 1
+    assert metrics.registry.get_sample_value("tuneship_client_generation_time_to_first_token_seconds_count",
+                                             {"model": "chat"}) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_triton_generate_endpoints_work_unchanged(server: TritonServer) -> None:
+    def post(path: str, body: dict[str, object]) -> str:
+        request = urllib.request.Request(f"http://{server.http_url}/v2/models/chat/{path}",
+                                         data=json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return str(response.read().decode())
+
+    whole = json.loads(post("generate", {"text_input": PROMPT, "max_tokens": 8}))
+    streamed = post("generate_stream", {"text_input": PROMPT, "stream": True, "parameters": {"max_tokens": 8}})
+    events = [json.loads(line[len("data: "):]) for line in streamed.splitlines() if line.startswith("data: ")]
+    assert "".join(e["text_output"] for e in events) == whole["text_output"]
+    assert len(events) >= 2 and events[-1]["finish_reason"] in ("stop", "length")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_concurrent_streams_are_each_answered_correctly(server: TritonServer) -> None:
+    prompts = [PROMPT, "Tell me about films.", "What is a review?", "Hello!"]
+    with TritonClient(server.grpc_url) as client:
+        expected = [Generator(client, "chat").generate(p, max_tokens=16).text for p in prompts]
+
+    async def streams() -> list[str]:
+        async with AsyncTritonClient(server.grpc_url) as client:
+            generator = AsyncGenerator(client, "chat")
+
+            async def one(prompt: str) -> str:
+                return "".join([piece async for piece in generator.stream(prompt, max_tokens=16)])
+
+            return list(await asyncio.gather(*(one(p) for p in prompts * 2)))
+
+    assert asyncio.run(streams()) == expected * 2
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_cancelled_stream_stops_generating(server: TritonServer) -> None:
+    def cancelled() -> float:
+        raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in raw.splitlines()
+                   if line.startswith("tuneship_generation_requests_total") and 'finish_reason="cancelled"' in line)
+
+    before = cancelled()
+    with TritonClient(server.grpc_url) as client:
+        stream = Generator(client, "chat").stream(PROMPT, max_tokens=2000, stop=None)
+        received = []
+        for piece in stream:
+            received.append(piece)
+            if len(received) == 3:
+                stream.cancel()
+                break
+    deadline = time.monotonic() + 15
+    while cancelled() <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert cancelled() == before + 1
+    # And the server is free for the next caller.
+    with TritonClient(server.grpc_url) as client:
+        assert Generator(client, "chat").generate(PROMPT, max_tokens=4).tokens >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bad_generation_requests_are_refused(server: TritonServer) -> None:
+    with TritonClient(server.grpc_url) as client:
+        generator = Generator(client, "chat")
+        with pytest.raises(InvalidInputError, match="max_tokens must be a positive integer"):
+            generator.generate(PROMPT, max_tokens=0)
+        with pytest.raises(InvalidInputError, match="the prompt is empty"):
+            generator.generate("  ")
+        with pytest.raises(InvalidInputError, match="messages must be"):
+            generator.generate([{"role": "robot", "content": "x"}])
