@@ -58,6 +58,11 @@ def from_triton_exception(error: Exception) -> TritonError:
     status = str(status_attr() if callable(status_attr) else status_attr or "")
     message_attr = getattr(error, "message", None)
     message = str(message_attr() if callable(message_attr) else message_attr or error)
+    code = getattr(error, "code", None)
+    if not status and callable(code):  # a raw grpc.RpcError (tritonclient's aio streams raise those)
+        status = str(code())
+        details = getattr(error, "details", None)
+        message = str(details() if callable(details) else message)
     lowered = message.lower()
     # Triton answers restricted APIs without the key with UNAVAILABLE; the message tells them apart.
     cls = PermissionDeniedError if "restricted" in lowered and "header" in lowered else _BY_STATUS.get(status)

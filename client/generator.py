@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
@@ -345,7 +346,14 @@ class AsyncGenerator(_Settings):
                                                                      headers=dict(options.headers) or None)
                         current["responses"] = responses
                         retry = False
-                        async for result, error in responses:
+                        iterator = responses.__aiter__()
+                        while True:
+                            try:
+                                result, error = await iterator.__anext__()
+                            except StopAsyncIteration:
+                                break
+                            except grpc.RpcError as raw:  # the stream itself failed (server gone, say)
+                                result, error = None, raw
                             if error is not None:
                                 typed = from_triton_exception(error)
                                 if tracker.first is None and options.retry.retryable(typed) and \

@@ -12,8 +12,10 @@ from tuneship.exporter.instruct.build import GenaiVariant
 from tuneship.exporter.repository import publish_version, write_text_atomic
 
 TRITON_MODELS = Path(__file__).resolve().parents[1] / "triton_models"
-REQUIREMENTS = ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
-                "numpy<2\nonnxruntime-genai>=0.18\n")
+def requirements(provider: str) -> str:
+    package = "onnxruntime-genai-cuda" if provider == "cuda" else "onnxruntime-genai"
+    return ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
+            f"numpy<2\n{package}>=0.18,<0.19\n")
 
 
 @dataclass
@@ -72,5 +74,5 @@ def publish_generator(repository: Path, name: str, variant: GenaiVariant, servin
         shutil.copy2(TRITON_MODELS / "generator.py", target / "model.py")
 
     version = publish_version(repository, generator_config(name, serving), fill, keep)
-    write_text_atomic(repository / name / "requirements.txt", REQUIREMENTS)
+    write_text_atomic(repository / name / "requirements.txt", requirements(variant.provider))
     return version

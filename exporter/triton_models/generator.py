@@ -63,6 +63,8 @@ class TritonPythonModel:
         self.model = og.Model(directory)
         self.tokenizer = og.Tokenizer(self.model)
         self.eos = {int(t) for t in self.tokenizer.eos_token_ids}
+        with open(os.path.join(directory, "genai_config.json"), encoding="utf-8") as handle:
+            self.context_length = int(json.load(handle)["model"].get("context_length", 1 << 30))
         template_path = os.path.join(directory, "chat_template.jinja")
         self.template = None
         if os.path.isfile(template_path):
@@ -72,6 +74,10 @@ class TritonPythonModel:
                                            thread_name_prefix="generate")
         self.in_flight = 0
         self.lock = threading.Lock()
+        # One call at a time into the stub's IPC with the server (responses, cancellation checks, metrics):
+        # concurrent calls from several threads crash Triton 2.51's Python backend
+        # (boost::interprocess::lock_exception in the server process).
+        self.ipc = threading.Lock()
         labels = {"model": args["model_name"], "version": args["model_version"]}
         # Families are kept on the model: a Metric outlives its family only as long as the family is referenced.
         self.families = {
@@ -146,7 +152,9 @@ class TritonPythonModel:
         temperature = float(options.get("temperature", 0.0))
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        search: dict[str, Any] = {"max_length": prompt_tokens + max_tokens, "do_sample": temperature > 0}
+        # The answer ends at the model's context window (finish reason "length"), whatever max_tokens says.
+        search: dict[str, Any] = {"max_length": min(prompt_tokens + max_tokens, self.context_length),
+                                  "do_sample": temperature > 0}
         if temperature > 0:
             search["temperature"] = temperature
             top_p = float(options.get("top_p", 1.0))
@@ -168,20 +176,21 @@ class TritonPythonModel:
             options = self._options(request)
             stream = bool(options.get("stream", False))
             ids = self.tokenizer.encode(self._prompt(request))
-            if len(ids) > self.max_prompt_tokens:
-                raise ValueError(f"the prompt has {len(ids)} tokens, over this model's limit of "
-                                 f"{self.max_prompt_tokens}")
+            limit = min(self.max_prompt_tokens, self.context_length - 1)
+            if len(ids) > limit:
+                raise ValueError(f"the prompt has {len(ids)} tokens, over this model's limit of {limit} "
+                                 f"(context window {self.context_length})")
             search, _ = self._search(options, len(ids))
             stops = [s for s in options.get("stop") or [] if s]
         except (ValueError, TypeError) as error:
-            self.finished["error"].increment(1)
-            sender.send(pb_utils.InferenceResponse(error=_invalid(str(error))), flags=FINAL)
+            self._count(self.finished["error"], 1)
+            self._send(sender, pb_utils.InferenceResponse(error=_invalid(str(error))), flags=FINAL)
             return
         try:
             self._run(request, sender, ids, search, stops, stream, started)
         except Exception as error:  # the generator failed: the caller gets an error, never a hang
-            self.finished["error"].increment(1)
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"generation failed: {error}")),
+            self._count(self.finished["error"], 1)
+            self._send(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(f"generation failed: {error}")),
                         flags=FINAL)
         finally:
             with self.lock:
@@ -194,17 +203,17 @@ class TritonPythonModel:
         params.set_search_options(**search)
         generator = og.Generator(self.model, params)
         generator.append_tokens([list(ids)])
-        self.prompt_tokens.increment(len(ids))
+        self._count(self.prompt_tokens, len(ids))
         decoder = self.tokenizer.create_stream()
         text, sent, count, reason = "", 0, 0, "length"
         while not generator.is_done():
-            if request.is_cancelled():
+            if self._cancelled(request):
                 reason = "cancelled"
                 break
             generator.generate_next_token()
             token = int(generator.get_next_tokens()[0])
             if count == 0:
-                self.ttft.observe(time.perf_counter() - started)
+                self._count(self.ttft, time.perf_counter() - started, observe=True)
             if token in self.eos:
                 reason = "stop"
                 break
@@ -219,15 +228,33 @@ class TritonPythonModel:
                 hold = max((len(s) - 1 for s in stops), default=0)
                 ready = len(text) - hold
                 if ready > sent:
-                    sender.send(self._response(text[sent:ready]))
+                    self._send(sender, self._response(text[sent:ready]))
                     sent = ready
-        self.tokens.increment(count)
-        self.finished[reason].increment(1)
+        self._count(self.tokens, count)
+        self._count(self.finished[reason], 1)
         if reason == "cancelled":
-            sender.send(flags=FINAL)
+            self._send(sender, flags=FINAL)
             return
         final = text[sent:] if stream else text
-        sender.send(self._response(final, reason, count), flags=FINAL)
+        self._send(sender, self._response(final, reason, count), flags=FINAL)
+
+    def _count(self, metric: Any, value: float, observe: bool = False) -> None:
+        with self.ipc:
+            if observe:
+                metric.observe(value)
+            else:
+                metric.increment(value)
+
+    def _cancelled(self, request: Any) -> bool:
+        with self.ipc:
+            return bool(request.is_cancelled())
+
+    def _send(self, sender: Any, response: Any = None, flags: int = 0) -> None:
+        with self.ipc:
+            if response is None:
+                sender.send(flags=flags)
+            else:
+                sender.send(response, flags=flags)
 
     @staticmethod
     def _response(piece: str, reason: str | None = None, count: int | None = None) -> Any:
