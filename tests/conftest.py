@@ -87,3 +87,55 @@ def tiny_repository(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_f
     export_checkpoint(ExportOptions(checkpoint=folder / "ckpt", name="tiny", repository=folder / "repo",
                                     precision="fp32", optimize=False))
     return folder / "repo"
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer Llama with SmolLM2's tokenizer and chat template (read from the bundled GGUF)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tuneship.trainer.instruct.base_model import GGUF_MODELS, cache_root
+
+    cached = cache_root() / "models" / "smollm2"
+    if (cached / "tokenizer.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(cached))
+    else:
+        import importlib.util
+
+        package, gguf_file, _, _ = GGUF_MODELS["smollm2"]
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations
+        tokenizer = AutoTokenizer.from_pretrained(next(iter(spec.submodule_search_locations)), gguf_file=gguf_file)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    # head size 16: onnxruntime-genai's GroupQueryAttention kernel takes multiples of 16 only.
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(str(path))
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def instruct_checkpoint(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tuneship.trainer import TrainConfig, train
+
+    output = tmp_path_factory.mktemp("instruct") / "ckpt"
+    train(TrainConfig(task="instruct", data="rotten-tomatoes", model=str(tiny_llama), output=str(output),
+                      max_train_samples=48, max_eval_samples=8, exact_match_samples=8, max_steps=12, batch_size=4,
+                      learning_rate=5e-3, max_length=96, precision="fp32", seed=3))
+    return output
+
+
+@pytest.fixture(scope="session")
+def generator_repository(instruct_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tuneship.exporter import ExportOptions, export_checkpoint
+
+    repository = tmp_path_factory.mktemp("generator-repo")
+    export_checkpoint(ExportOptions(checkpoint=instruct_checkpoint, name="chat", repository=repository,
+                                    precision="fp32", gate_samples=8))
+    return repository

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from tuneship.client import (
     ClientMetrics,
     ClientOptions,
+    Generator,
     ModelNotReadyError,
     RetryPolicy,
     ServerUnavailableError,
@@ -59,19 +61,24 @@ def _panel_queries() -> list[tuple[str, str, bool]]:
     queries = []
     for panel in dashboard["panels"]:
         gpu_only = bool(panel.get("tuneship", {}).get("gpu_only"))
-        for target in panel["targets"]:
+        for target in panel.get("targets", []):  # rows have none
             expr = target["expr"].replace("$model", ".*").replace("$version", ".*")
             queries.append((panel["title"], expr, gpu_only))
     return queries
 
 
-def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Path, tmp_path: Path) -> None:
+def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Path, generator_repository: Path,
+                                                            tmp_path: Path) -> None:
     binary = require_tool("prometheus")
+    # One server with both tasks: the text classifier and the generator, so every panel has a source.
+    repository = tmp_path / "repository"
+    shutil.copytree(tiny_repository, repository)
+    shutil.copytree(generator_repository / "chat", repository / "chat")
     registry = CollectorRegistry()
     metrics = ClientMetrics(registry)
     client_port = free_port()
     metrics.serve(client_port)
-    with TritonServer(ServeOptions(model_repository=tiny_repository, grpc_port=0, http_port=0,
+    with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0,
                                    metrics_port=0)) as server:
         prometheus_port = free_port()
         config = {
@@ -107,7 +114,14 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
                 for _ in range(3):
                     with contextlib.suppress(ServerUnavailableError):
                         unreachable.infer("tiny", {"TEXT": np.array([[b"x"]], dtype=np.object_)}, validate=False)
-            workers = [threading.Thread(target=load) for _ in range(2)]
+            def generate() -> None:
+                with TritonClient(server.grpc_url, metrics=metrics) as client:
+                    generator = Generator(client, "chat")
+                    while not stop.is_set():
+                        for _ in generator.stream("Is this review positive or negative?", max_tokens=8):
+                            pass
+
+            workers = [threading.Thread(target=load) for _ in range(2)] + [threading.Thread(target=generate)]
             for worker in workers:
                 worker.start()
             time.sleep(25)

@@ -93,6 +93,19 @@ CASES: list[dict[str, Any]] = [
                 _series('nv_inference_request_success{model="idle_tokenizer",version="1"}', "5x100"),
                 _series('nv_inference_request_success{model="busy",version="1"}', "0+10x100")],
      "expect": [({"model": "idle", "severity": "ticket"}, "idle has had no requests for 15 minutes")]},
+    {"alert": "GenerationTimeToFirstTokenHigh", "eval_time": "20m",
+     "series": [_series('tuneship_generation_time_to_first_token_seconds_bucket{model="slow",version="1",le="0.5"}',
+                        "0x100"),
+                _series('tuneship_generation_time_to_first_token_seconds_bucket{model="slow",version="1",le="1"}',
+                        "0+10x100"),
+                _series('tuneship_generation_time_to_first_token_seconds_bucket{model="slow",version="1",le="+Inf"}',
+                        "0+10x100"),
+                _series('tuneship_generation_time_to_first_token_seconds_bucket{model="fast",version="1",le="0.1"}',
+                        "0+10x100"),
+                _series('tuneship_generation_time_to_first_token_seconds_bucket{model="fast",version="1",le="+Inf"}',
+                        "0+10x100")],
+     "expect": [({"model": "slow", "version": "1", "severity": "page"},
+                 "slow v1: p95 time to first token 975 ms > 500 ms")]},
 ]
 
 
