@@ -69,7 +69,8 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> list[Any
         tensors = [tensor("messages", np.array([json.dumps(messages).encode("utf-8")], dtype=np.object_), "BYTES")]
     tensors.append(tensor("stream", np.array([stream], dtype=np.bool_), "BOOL"))
     _check_params(params)
-    kinds = {"max_tokens": (np.int32, "INT32"), "temperature": (np.float32, "FP32"), "top_p": (np.float32, "FP32"),
+    kinds = {"max_tokens": (np.int32, "INT32"), "min_tokens": (np.int32, "INT32"),
+             "temperature": (np.float32, "FP32"), "top_p": (np.float32, "FP32"),
              "top_k": (np.int32, "INT32"), "repetition_penalty": (np.float32, "FP32"),
              "random_seed": (np.uint64, "UINT64")}
     for name, value in params.items():
@@ -84,8 +85,8 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> list[Any
         if name == "seed":
             name = "random_seed"
         if name not in kinds:
-            raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, temperature, top_p, "
-                                    "top_k, repetition_penalty, seed or stop")
+            raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, min_tokens, "
+                                    "temperature, top_p, top_k, repetition_penalty, seed or stop")
         numpy_type, datatype = kinds[name]
         tensors.append(tensor(name, np.array([value], dtype=numpy_type), datatype))
     return tensors

@@ -36,6 +36,7 @@ INPUTS = (
     ("stream", mc.TYPE_BOOL, [1], True),
     ("sampling_parameters", mc.TYPE_STRING, [1], True),
     ("max_tokens", mc.TYPE_INT32, [1], True),
+    ("min_tokens", mc.TYPE_INT32, [1], True),
     ("temperature", mc.TYPE_FP32, [1], True),
     ("top_p", mc.TYPE_FP32, [1], True),
     ("top_k", mc.TYPE_INT32, [1], True),

@@ -7,10 +7,10 @@ Needs `onnxruntime-genai` and `numpy<2` in the Python backend's environment.
 Inputs follow Triton's vLLM and TensorRT-LLM backends, so Triton's `/generate` and `/generate_stream` endpoints
 and existing LLM tools work unchanged: `text_input` (or `messages`, a JSON list of chat messages, formatted with
 the model's own chat template), `stream`, `sampling_parameters` (a JSON object, as the vLLM backend takes it),
-and the sampling inputs `max_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`, `random_seed`,
-`stop`; request parameters (the generate endpoint's "parameters") are read too. Output: `text_output`, one piece
-per response when streaming (the last carries `finish_reason` and `completion_tokens`), the whole text in one
-response otherwise. Each request runs in its own thread with its own generator; a cancelled request (the
+and the sampling inputs `max_tokens`, `min_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`,
+`random_seed`, `stop`; request parameters (the generate endpoint's "parameters") are read too. Output:
+`text_output`, one piece per response when streaming (the last carries `finish_reason` and `completion_tokens`),
+the whole text in one response otherwise. Each request runs in its own thread with its own generator; a cancelled request (the
 caller went away) stops generating.
 """
 
@@ -26,8 +26,8 @@ import triton_python_backend_utils as pb_utils
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
-SAMPLING_NAMES = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed", "stop",
-                  "stream")
+SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
+                  "stop", "stream")
 
 
 def _invalid(message: str) -> Any:
@@ -164,6 +164,11 @@ class TritonPythonModel:
             search["top_k"] = int(options.get("top_k", 50))
             if "random_seed" in options:
                 search["random_seed"] = int(options["random_seed"])
+        min_tokens = int(options.get("min_tokens", 0))
+        if not 0 <= min_tokens <= max_tokens:
+            raise ValueError(f"min_tokens must be between 0 and max_tokens ({max_tokens}), got {min_tokens}")
+        if min_tokens:
+            search["min_length"] = min(prompt_tokens + min_tokens, search["max_length"])
         penalty = float(options.get("repetition_penalty", 1.0))
         if penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
