@@ -10,8 +10,8 @@ the model's own chat template), `stream`, `sampling_parameters` (a JSON object, 
 and the sampling inputs `max_tokens`, `min_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`,
 `random_seed`, `stop`; request parameters (the generate endpoint's "parameters") are read too. Output:
 `text_output`, one piece per response when streaming (the last carries `finish_reason` and `completion_tokens`),
-the whole text in one response otherwise. Each request runs in its own thread with its own generator; a cancelled request (the
-caller went away) stops generating.
+the whole text in one response otherwise. Each request runs in its own thread with its own generator; a
+cancelled request (the caller went away) stops generating.
 """
 
 import json
