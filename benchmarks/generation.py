@@ -1,0 +1,130 @@
+"""Generation speed (BENCHMARKS.md): PyTorch eager, onnxruntime-genai in process, and streaming through Triton.
+
+    .venv/bin/python benchmarks/generation.py runs/instruct --repository model_repository --model chat \
+        --out runs/bench/generation.json
+
+All in one process, on the same prompt (46 tokens with the chat template) and 64 greedy tokens (min_tokens forces
+the full length on every side): PyTorch eager `generate` on the checkpoint, onnxruntime-genai on the published
+version's model folder, and the same folder served by the embedded Triton, streamed to `Generator` (time to first
+token as the client sees it; tokens/s after the first). Then 1, 2 and 4 concurrent streams (aggregate tokens/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PROMPT = ("Is this review positive or negative? Answer with one word.\n\n"
+          "A gripping, beautifully acted film that stays with you for days after the credits roll.")
+NEW_TOKENS = 64
+ROUNDS = 5
+
+
+def pytorch(checkpoint: Path, ids: list[int]) -> dict[str, float]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint)).eval()
+    inputs = torch.tensor([ids])
+    firsts, rates = [], []
+    with torch.inference_mode():
+        model.generate(input_ids=inputs, max_new_tokens=4, do_sample=False)  # warm-up
+        for _ in range(ROUNDS):
+            started = time.perf_counter()
+            model.generate(input_ids=inputs, max_new_tokens=1, do_sample=False)
+            first = time.perf_counter() - started
+            started = time.perf_counter()
+            out = model.generate(input_ids=inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                                 do_sample=False)
+            total = time.perf_counter() - started
+            firsts.append(first)
+            rates.append((out.shape[1] - len(ids) - 1) / max(total - first, 1e-9))
+    return {"ttft_ms": round(1000 * statistics.median(firsts), 1),
+            "tokens_per_second": round(statistics.median(rates), 1)}
+
+
+def in_process(folder: Path, ids: list[int]) -> dict[str, float]:
+    from tuneship.exporter.instruct.measure import GenaiRunner, decode_speed
+
+    runner = GenaiRunner(folder)
+    runner.greedy(ids, 4)  # warm-up
+    ttft, rate = decode_speed(runner, ids, NEW_TOKENS, repeats=ROUNDS)
+    return {"ttft_ms": ttft, "tokens_per_second": rate}
+
+
+def served(url: str, model: str) -> dict[str, Any]:
+    from tuneship.client import AsyncGenerator, AsyncTritonClient, Generator, TritonClient
+
+    messages = [{"role": "user", "content": PROMPT}]
+    with TritonClient(url) as client:
+        generator = Generator(client, model)
+        generator.generate(messages, max_tokens=4)  # warm-up
+        results = []
+        for _ in range(ROUNDS):
+            stream = generator.stream(messages, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS)
+            for _piece in stream:
+                pass
+            assert stream.generation is not None
+            results.append(stream.generation)
+    figures: dict[str, Any] = {
+        "ttft_ms": round(1000 * statistics.median(r.time_to_first_token_s for r in results), 1),
+        "tokens_per_second": round(statistics.median(r.tokens_per_second for r in results), 1),
+        "tokens": results[0].tokens,
+    }
+
+    async def concurrent(streams: int) -> float:
+        async with AsyncTritonClient(url) as client:
+            generator = AsyncGenerator(client, model)
+            started = time.perf_counter()
+            answers = await asyncio.gather(*(generator.generate(messages, max_tokens=NEW_TOKENS,
+                                                                min_tokens=NEW_TOKENS) for _ in range(streams)))
+            return sum(a.tokens for a in answers) / (time.perf_counter() - started)
+
+    figures["aggregate_tokens_per_second"] = {str(n): round(asyncio.run(concurrent(n)), 1) for n in (1, 2, 4)}
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="instruct checkpoint (the PyTorch baseline)")
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--model", default="chat")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/generation.json"))
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from tuneship.deploy import ServeOptions, TritonServer
+    from tuneship.exporter.repository import existing_versions
+
+    tokenizer = AutoTokenizer.from_pretrained(str(args.checkpoint))
+    ids = list(tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
+                                             return_dict=True)["input_ids"])
+    version = existing_versions(args.repository / args.model)[-1]
+    folder = args.repository / args.model / str(version)
+    report = json.loads((args.repository / args.model / "export_report.json").read_text())
+    results: dict[str, Any] = {"prompt_tokens": len(ids), "new_tokens": NEW_TOKENS, "variant": report["chosen"],
+                               "version": version}
+    results["pytorch_eager"] = pytorch(args.checkpoint, ids)
+    results["in_process_genai"] = in_process(folder, ids)
+    with TritonServer(ServeOptions(model_repository=args.repository, grpc_port=0, http_port=0,
+                                   metrics_port=0)) as server:
+        results["served_stream"] = served(server.grpc_url, args.model)
+    served_rate = results["served_stream"]["tokens_per_second"]
+    results["served_vs_in_process"] = round(served_rate / results["in_process_genai"]["tokens_per_second"], 3)
+    results["served_vs_pytorch"] = round(served_rate / results["pytorch_eager"]["tokens_per_second"], 2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
