@@ -64,6 +64,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-opt-sequence", type=positive_int, default=None,
                         help="--target gpu with TensorRT: profile sequence length to tune for (default: max / 2)")
     parser.add_argument("--versions", type=positive_int, default=1, help="how many latest versions Triton serves")
+    parser.add_argument("--int4-method", choices=("k_quant_mixed", "k_quant", "rtn", "default"),
+                        default="k_quant_mixed",
+                        help="instruct int4: onnxruntime-genai's weight quantization (k_quant_mixed keeps the "
+                             "output layer and the most sensitive layers in int8: more accurate, a little slower)")
     parser.add_argument("--default-max-tokens", type=positive_int, default=256,
                         help="instruct: tokens generated when a request does not say")
     parser.add_argument("--max-tokens-limit", type=positive_int, default=2048,
@@ -94,7 +98,7 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
         int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
         speed_margin=args.speed_margin / 100.0, gate_samples=args.gate_samples, force=args.force,
         allow_label_change=args.allow_label_change, keep=args.keep, serving=serving,
-        lock_timeout_s=args.lock_timeout,
+        lock_timeout_s=args.lock_timeout, int4_method=args.int4_method,
         generation=GenerationServing(default_max_tokens=args.default_max_tokens,
                                      max_tokens_limit=args.max_tokens_limit,
                                      max_concurrency=args.max_concurrency, versions_to_serve=args.versions),

@@ -59,6 +59,8 @@ class ExportOptions:
     calibration_samples: int = field(default=128, metadata={"help": "training texts used to calibrate static int8"})
     calibration: str = field(default="percentile", metadata={
         "help": "static int8 activation ranges: percentile (99.99th, default), minmax or entropy"})
+    int4_method: str = field(default="k_quant_mixed", metadata={
+        "help": "instruct int4: onnxruntime-genai's quantization method (k_quant_mixed keeps sensitive layers int8)"})
     speed_margin: float = field(default=0.05, metadata={
         "help": "auto: variants timed within this share of the fastest are a tie, taken by accuracy"})
     force: bool = field(default=False, metadata={"help": "publish the requested precision even if it fails the gate"})

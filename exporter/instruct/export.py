@@ -98,7 +98,8 @@ def export_instruct(options: ExportOptions) -> GeneratorExportReport:
         variants: list[GenaiVariant] = []
         for precision in precisions:
             with step(f"building {precision} with onnxruntime-genai's model builder"):
-                variants.append(build_variant(checkpoint.path, workdir, options.target, precision))
+                variants.append(build_variant(checkpoint.path, workdir, options.target, precision,
+                                              options.int4_method))
         reference = variants[0]
         with step(f"validating {reference.name}: greedy tokens against PyTorch's on {len(validation)} prompts"):
             runner = GenaiRunner(reference.path)
