@@ -239,7 +239,7 @@ def run_health(args: argparse.Namespace) -> int:
     from tuneship.client.errors import TritonError
     from tuneship.client.grpc_client import TritonClient
     from tuneship.client.options import ADMIN_HEADER, ClientOptions
-    from tuneship.client.probe import probe_inputs
+    from tuneship.client.probe import generation_probe, probe_inputs, stream_once
     from tuneship.client.retry import RetryPolicy
 
     key = args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY")
@@ -249,15 +249,20 @@ def run_health(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with TritonClient(args.url, options) as client:
-            inputs = probe_inputs(client.get_model_metadata(args.model), args.text)
-            result = client.infer(args.model, inputs, validate=False)
+            metadata = client.get_model_metadata(args.model)
+            generation = generation_probe(metadata, args.text)
+            if generation is not None:  # a decoupled generator answers over the stream only
+                result = stream_once(client.url, args.model, generation, options, args.timeout)
+            else:
+                result = client.infer(args.model, probe_inputs(metadata, args.text), validate=False)
     except TritonError as error:
         print(f"unhealthy: {args.model} at {args.url} did not answer: {error}", file=sys.stderr)
         return 1
     answer = ""
-    if "LABEL" in result.outputs:
+    if hasattr(result, "outputs") and "LABEL" in result.outputs:
         answer = f" ({result.strings('LABEL')[0]!r})"
-    print(f"healthy: {args.model} v{result.version} at {args.url} answered{answer} in "
+    version = result.version if hasattr(result, "version") else result.get_response().model_version
+    print(f"healthy: {args.model} v{version} at {args.url} answered{answer} in "
           f"{1000 * (time.monotonic() - started):.0f} ms")
     return 0
 

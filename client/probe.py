@@ -25,3 +25,46 @@ def probe_inputs(metadata: dict[str, Any], text: str = "a probe of the model") -
         else:
             inputs[spec["name"]] = np.zeros(shape, dtype=_NUMPY.get(datatype, np.float32))
     return inputs
+
+
+def generation_probe(metadata: dict[str, Any], text: str) -> dict[str, np.ndarray[Any, Any]] | None:
+    """For a generator (vLLM-style inputs): one token for `text`; None for other models."""
+    names = {spec["name"] for spec in metadata.get("inputs", [])}
+    if "text_input" not in names or "max_tokens" not in names:
+        return None
+    return {"text_input": np.array([text.encode("utf-8")], dtype=np.object_),
+            "max_tokens": np.array([1], dtype=np.int32)}
+
+
+def stream_once(url: str, model: str, inputs: dict[str, np.ndarray[Any, Any]], options: Any,
+                timeout_s: float) -> Any:
+    """One request over gRPC's bidirectional stream (decoupled models take no other): its final response.
+
+    Raises the typed error the stream reported, or DeadlineExceededError when nothing final came in time.
+    """
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    from tuneship.client._calls import to_infer_inputs
+    from tuneship.client.errors import DeadlineExceededError, from_triton_exception
+
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    channel = grpcclient.InferenceServerClient(url=url, **options.grpc_kwargs())
+    try:
+        channel.start_stream(callback=lambda result, error: answers.put((result, error)),
+                             headers=dict(options.headers) or None)
+        channel.async_stream_infer(model, to_infer_inputs(inputs), enable_empty_final_response=True)
+        while True:
+            try:
+                result, error = answers.get(timeout=timeout_s)
+            except queue.Empty:
+                raise DeadlineExceededError(f"{model!r} gave no final response within {timeout_s:g}s") from None
+            if error is not None:
+                raise from_triton_exception(error)
+            final = result.get_response().parameters.get("triton_final_response")
+            if final is None or final.bool_param:
+                return result
+    finally:
+        channel.stop_stream(cancel_requests=True)
+        channel.close()

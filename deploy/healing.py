@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tuneship.client import ClientOptions, RetryPolicy, TritonClient, TritonError
-from tuneship.client.probe import probe_inputs
+from tuneship.client.probe import generation_probe, probe_inputs, stream_once
 from tuneship.deploy.stubs import Stub, list_stubs
 
 if TYPE_CHECKING:
@@ -27,12 +27,16 @@ BROKEN_MARKER = "is not healthy"
 def model_is_broken(client: TritonClient, model: str, tries: int = 3) -> bool:
     """Whether requests to `model` fail because its stub is gone (several tries: one of several instances)."""
     try:
-        inputs = probe_inputs(client.get_model_metadata(model))
+        metadata = client.get_model_metadata(model)
     except TritonError:
         return False  # unloaded or reloading: not the dead-stub state
+    generation = generation_probe(metadata, "a probe of the model")
     for _ in range(tries):
         try:
-            client.infer(model, inputs, validate=False, timeout_s=10)
+            if generation is not None:  # decoupled: the stream is the only way in
+                stream_once(client.url, model, generation, client.options, 10.0)
+            else:
+                client.infer(model, probe_inputs(metadata), validate=False, timeout_s=10)
         except TritonError as error:
             if BROKEN_MARKER in str(error):
                 return True

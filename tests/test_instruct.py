@@ -204,3 +204,38 @@ def test_bad_generation_requests_are_refused(server: TritonServer) -> None:
             generator.generate("  ")
         with pytest.raises(InvalidInputError, match="messages must be"):
             generator.generate([{"role": "robot", "content": "x"}])
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_health_and_healing_work_for_a_streaming_model(server: TritonServer) -> None:
+    """Last in this module: it kills the generator's stub. The liveness check streams (a decoupled model takes
+    no plain inference), and the watcher notices the dead stub with a streamed probe and reloads the model."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tuneship.deploy.stubs import list_stubs
+
+    def health() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tuneship", "health", "--url", server.grpc_url, "--model", "chat"],
+                              capture_output=True, text=True, timeout=60)
+
+    healthy = health()
+    assert healthy.returncode == 0 and "healthy: chat" in healthy.stdout, healthy.stderr
+    assert server.pid is not None
+    (victim,) = [stub.pid for stub in list_stubs(server.pid) if stub.model == "chat"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    answered = False
+    while time.monotonic() < deadline and not answered:
+        time.sleep(0.5)
+        with TritonClient(server.grpc_url) as client:
+            try:
+                answered = Generator(client, "chat").generate(PROMPT, max_tokens=4, timeout_s=5).tokens >= 1
+            except Exception:
+                answered = False
+    assert answered, "the generator did not come back within 30 s"
+    assert server.watcher is not None and server.watcher.heals >= 1
+    assert health().returncode == 0

@@ -1,0 +1,61 @@
+"""int4 quantization methods of onnxruntime-genai's builder, compared on one instruct checkpoint (BENCHMARKS.md).
+
+    .venv/bin/python benchmarks/int4_methods.py runs/instruct-rt
+
+Builds each int4 variant, answers 200 held-out prompts greedily (exact match against the checkpoint's eval set)
+and measures time to first token and decode speed in process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+METHODS = {
+    "rtn (builder default)": [],
+    "k_quant_mixed": ["algo_config=k_quant_mixed"],
+    "rtn, fp32 compute": ["accuracy_level=1"],
+    "rtn, block size 16": ["block_size=16"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--prompts", type=int, default=200)
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from tuneship.exporter.instruct.measure import GenaiRunner, decode_speed
+    from tuneship.trainer.instruct.data import read_conversations
+    from tuneship.trainer.instruct.evaluation import normalise, prompt_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(str(args.checkpoint))
+    gate = read_conversations(args.checkpoint / "eval.jsonl")[:args.prompts]
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, extra in METHODS.items():
+            out = Path(scratch) / name.replace(" ", "_").replace(",", "")
+            command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(args.checkpoint), "-o",
+                       str(out), "-p", "int4", "-e", "cpu", "-c", str(Path(scratch) / "cache")]
+            if extra:
+                command += ["--extra_options", *extra]
+            subprocess.run(command, check=True, capture_output=True)
+            runner = GenaiRunner(out)
+            hits = 0
+            for conversation in gate:
+                tokens, _ = runner.greedy(prompt_ids(tokenizer, conversation), 8)
+                hits += normalise(tokenizer.decode(tokens, skip_special_tokens=True)) == normalise(conversation.answer)
+            ttft, rate = decode_speed(runner, prompt_ids(tokenizer, gate[0]))
+            size = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 1e6
+            print(f"{name:<24} exact {hits / len(gate):.3f}  TTFT {ttft:6.1f} ms  {rate:6.1f} tokens/s  {size:6.1f} MB",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
