@@ -232,11 +232,18 @@ class Generator(_Settings):
         def start() -> None:
             attempts[0] += 1
             channel = grpcclient.InferenceServerClient(url=self.client.url, **options.grpc_kwargs())
+            holder["channel"] = channel
             channel.start_stream(callback=lambda result, error: responses.put((result, error)),
                                  stream_timeout=timeout, headers=dict(options.headers) or None)
-            channel.async_stream_infer(self.model, inputs, outputs=[grpcclient.InferRequestedOutput(n)
-                                                                    for n in _OUTPUTS])
-            holder["channel"] = channel
+            try:
+                channel.async_stream_infer(self.model, inputs, outputs=[grpcclient.InferRequestedOutput(n)
+                                                                        for n in _OUTPUTS])
+            except InferenceServerException:
+                # The stream failed before the request went out (server unreachable, say); the cause reaches
+                # the callback, and the loop below handles it like any error of the stream.
+                if responses.empty():
+                    responses.put((None, InferenceServerException("the stream to the server failed to start",
+                                                                  status="StatusCode.UNAVAILABLE")))
 
         def close(cancel: bool = False) -> None:
             channel = holder.pop("channel", None)
