@@ -135,6 +135,21 @@ def _check_resumable(work: Path, config: TrainConfig) -> None:
                 f"resume with the same options, or start afresh without --resume (removes {work})")
 
 
+def prepare_work_dir(work: Path, config: TrainConfig) -> str | None:
+    """The Trainer's checkpoint folder: kept with --resume (the checkpoint to resume from is returned), else new."""
+    resume_from = None
+    if config.resume:
+        _check_resumable(work, config)
+        found = last_complete_checkpoint(work) if work.is_dir() else None
+        resume_from = str(found) if found else None
+        print(f"resuming from {resume_from}" if resume_from else "no earlier checkpoint found: starting afresh")
+    elif work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    save_json(work / RUN_CONFIG, config.to_dict())
+    return resume_from
+
+
 def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
                       label_index: dict[str, int], work: Path) -> _Fitted:
     import torch
@@ -151,16 +166,7 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
     torch.manual_seed(config.seed)
     model = method.build_model(base, prepared.labels, config)
 
-    resume_from = None
-    if config.resume:
-        _check_resumable(work, config)
-        found = last_complete_checkpoint(work) if work.is_dir() else None
-        resume_from = str(found) if found else None
-        print(f"resuming from {resume_from}" if resume_from else "no earlier checkpoint found: starting afresh")
-    elif work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    save_json(work / RUN_CONFIG, config.to_dict())
+    resume_from = prepare_work_dir(work, config)
 
     steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation_steps))
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)

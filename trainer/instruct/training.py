@@ -42,12 +42,10 @@ from tuneship.trainer.instruct.evaluation import (
 )
 from tuneship.trainer.plots import plot_training_curve
 from tuneship.trainer.training import (
-    RUN_CONFIG,
     TrainResult,
-    _check_resumable,
     _work_dir,
     check_output,
-    last_complete_checkpoint,
+    prepare_work_dir,
     resolved_logging_steps,
 )
 
@@ -153,16 +151,7 @@ def train(config: TrainConfig) -> TrainResult:
             greedy_answers(model, tokenizer, probe, config.max_new_tokens, config.eval_batch_size), probe), 4)
 
     work = _work_dir(output)
-    resume_from = None
-    if config.resume:
-        _check_resumable(work, config)
-        found = last_complete_checkpoint(work) if work.is_dir() else None
-        resume_from = str(found) if found else None
-        print(f"resuming from {resume_from}" if resume_from else "no earlier checkpoint found: starting afresh")
-    elif work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    save_json(work / RUN_CONFIG, config.to_dict())
+    resume_from = prepare_work_dir(work, config)
 
     precision = _precision(config.precision)
     per_step = config.batch_size * config.gradient_accumulation_steps
