@@ -22,8 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PROMPT = ("Is this review positive or negative? Answer with one word.\n\n"
-          "A gripping, beautifully acted film that stays with you for days after the credits roll.")
+PROMPT = "Is this review positive or negative?\n\nA gripping, beautifully acted film."  # 46 tokens, as in the issue
 NEW_TOKENS = 64
 ROUNDS = 5
 

@@ -101,7 +101,8 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
         lock_timeout_s=args.lock_timeout, int4_method=args.int4_method,
         generation=GenerationServing(default_max_tokens=args.default_max_tokens,
                                      max_tokens_limit=args.max_tokens_limit,
-                                     max_concurrency=args.max_concurrency, versions_to_serve=args.versions),
+                                     max_concurrency=args.max_concurrency, versions_to_serve=args.versions,
+                                     intra_op_threads=args.intra_op_threads),
         engine_opt_batch=args.engine_opt_batch, engine_opt_sequence=args.engine_opt_sequence)
 
 

@@ -134,8 +134,10 @@ def instruct_checkpoint(tiny_llama: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def generator_repository(instruct_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.exporter.instruct.publishing import GenerationServing
 
     repository = tmp_path_factory.mktemp("generator-repo")
     export_checkpoint(ExportOptions(checkpoint=instruct_checkpoint, name="chat", repository=repository,
-                                    precision="fp32", gate_samples=8))
+                                    precision="fp32", gate_samples=8,
+                                    generation=GenerationServing(intra_op_threads=2)))
     return repository

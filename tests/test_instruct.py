@@ -132,6 +132,16 @@ def test_streamed_equals_whole_equals_pytorch(server: TritonServer, instruct_che
                                              {"model": "chat"}) == 2
 
 
+def test_the_served_generator_config_carries_its_serving_options(generator_repository: Path) -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = text_format.Parse((generator_repository / "chat" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert config.model_transaction_policy.decoupled
+    assert config.parameters["intra_op_threads"].string_value == "2"
+    assert config.parameters["max_concurrency"].string_value == "4"
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_triton_generate_endpoints_work_unchanged(server: TritonServer) -> None:

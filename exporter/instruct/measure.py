@@ -3,6 +3,8 @@ greedy answers, time to first token and decode speed, all in this process."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +35,11 @@ class GenaiRunner:
         import onnxruntime_genai as og
 
         self.og = og
-        self.model = og.Model(str(path))
+        config = og.Config(str(path))
+        # Both of this machine's cores: onnxruntime-genai's default thread pool used one (see the served model).
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+            "intra_op_num_threads": len(os.sched_getaffinity(0)), "inter_op_num_threads": 1}}}}))
+        self.model = og.Model(config)
         self.tokenizer = og.Tokenizer(self.model)
         self.eos = set(int(t) for t in self.tokenizer.eos_token_ids)
 

@@ -26,6 +26,8 @@ class GenerationServing:
     max_tokens_limit: int = field(default=2048, metadata={"help": "largest max_tokens a request may ask for"})
     max_prompt_tokens: int = field(default=4096, metadata={"help": "longest prompt accepted, in tokens"})
     max_concurrency: int = field(default=4, metadata={"help": "streams generated at once (more wait)"})
+    intra_op_threads: int = field(default=0, metadata={
+        "help": "CPU threads per generation step (0: every CPU the server may use)"})
     versions_to_serve: int = field(default=1, metadata={"help": "serve the latest N versions"})
 
 
@@ -60,7 +62,8 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
         config.output.add(name=output_name, data_type=data_type, dims=dims)
     config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value("KIND_CPU"), count=1)
     config.version_policy.latest.num_versions = serving.versions_to_serve
-    for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency"):
+    for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency",
+                "intra_op_threads"):
         config.parameters[key].string_value = str(getattr(serving, key))
     config.parameters["task"].string_value = "instruct"
     return config
