@@ -1,4 +1,4 @@
-"""int4 quantization methods of onnxruntime-genai's builder, compared on one instruct checkpoint (BENCHMARKS.md).
+"""fp32 and onnxruntime-genai's int4 quantization methods, compared on one instruct checkpoint (BENCHMARKS.md).
 
     .venv/bin/python benchmarks/int4_methods.py runs/instruct-rt
 
@@ -16,11 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-METHODS = {
-    "rtn (builder default)": [],
-    "k_quant_mixed": ["algo_config=k_quant_mixed"],
-    "rtn, fp32 compute": ["accuracy_level=1"],
-    "rtn, block size 16": ["block_size=16"],
+METHODS = {  # name: (precision, builder extra options)
+    "fp32 (reference)": ("fp32", []),
+    "rtn (builder default)": ("int4", []),
+    "k_quant_mixed": ("int4", ["algo_config=k_quant_mixed"]),
+    "rtn, fp32 compute": ("int4", ["accuracy_level=1"]),
+    "rtn, block size 16": ("int4", ["block_size=16"]),
 }
 
 
@@ -39,10 +40,10 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(args.checkpoint))
     gate = read_conversations(args.checkpoint / "eval.jsonl")[:args.prompts]
     with tempfile.TemporaryDirectory() as scratch:
-        for name, extra in METHODS.items():
+        for name, (precision, extra) in METHODS.items():
             out = Path(scratch) / name.replace(" ", "_").replace(",", "")
             command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(args.checkpoint), "-o",
-                       str(out), "-p", "int4", "-e", "cpu", "-c", str(Path(scratch) / "cache")]
+                       str(out), "-p", precision, "-e", "cpu", "-c", str(Path(scratch) / "cache")]
             if extra:
                 command += ["--extra_options", *extra]
             subprocess.run(command, check=True, capture_output=True)

@@ -16,6 +16,7 @@ from tuneship.exporter.locking import repository_lock
 from tuneship.exporter.model_configs import ServingOptions
 from tuneship.exporter.onnx_export import export_onnx
 from tuneship.exporter.publishing import check_label_change, publish_models
+from tuneship.exporter.quality import reference_behaviour
 from tuneship.exporter.repository import check_model_name, write_text_atomic
 from tuneship.exporter.selection import (
     VariantReport,
@@ -92,6 +93,7 @@ class ExportReport:
     onnx_size_bytes: int
     latency_ms: dict[str, float]
     input_names: list[str]
+    reference: dict[str, Any] | None = None  # the published variant's behaviour on the gate texts
 
     def describe(self) -> str:
         return (f"published {self.chosen} for {self.target} as {self.name} in {self.repository}: "
@@ -175,12 +177,13 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
         gate_ids = [label_index[x] for x in eval_labels[:options.gate_samples]] if eval_labels else None
         reports: list[VariantReport] = []
         sessions: dict[str, Any] = {}
+        gate_logits: dict[str, Any] = {}
         for variant in variants:
             with step(f"measuring {variant.name} on {len(validation_texts)} validation and {len(gate_texts)} "
                       "gate texts"):
                 try:
-                    report, session = measure(variant, tokenizer, input_names, reference, validation_texts,
-                                              gate_texts, gate_ids, checkpoint.max_length)
+                    report, session, logits = measure(variant, tokenizer, input_names, reference,
+                                                      validation_texts, gate_texts, gate_ids, checkpoint.max_length)
                 except Exception as error:  # e.g. fp16 kernels that exist only on GPUs
                     print(f"note: {variant.name} cannot run on this machine's CPU: "
                           f"{str(error).splitlines()[0][:200]}")
@@ -189,6 +192,8 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
             report.fused_operators = variant.fused_operators
             reports.append(report)
             sessions[variant.name] = session
+            if logits is not None:
+                gate_logits[variant.name] = logits
         with step(f"timing {len(sessions)} variants in turns at batch 1 and 32"):
             timings = time_interleaved(sessions, tokenizer, input_names, validation_texts, checkpoint.max_length)
             for report in reports:
@@ -208,13 +213,15 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
         with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {checkpoint.path}"):
             check_label_change(options.repository, name, labels, options.allow_label_change)
             with step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
+                behaviour = (reference_behaviour(gate_logits[chosen.name], labels, gate_ids)
+                             if chosen.name in gate_logits else None)
                 versions = publish_models(options, name, checkpoint, tokenizer, input_names, chosen_variant,
-                                          labels)
+                                          labels, behaviour)
             export_report = ExportReport(
                 name=name, repository=str(options.repository), versions=versions, target=options.target,
                 chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports],
                 validation=asdict(result), eval_accuracy=chosen.accuracy, onnx_size_bytes=chosen.size_bytes,
-                latency_ms=chosen.latency_ms, input_names=input_names,
+                latency_ms=chosen.latency_ms, input_names=input_names, reference=behaviour,
             )
             report_path = options.repository / name / "export_report.json"
             write_text_atomic(report_path, json.dumps(asdict(export_report), indent=2) + "\n")

@@ -24,6 +24,14 @@ class ServingOptions:
     versions_to_serve: int = field(default=1, metadata={"help": "serve the latest N versions"})
     max_text_bytes: int = field(default=0, metadata={
         "help": "longest text (UTF-8 bytes) the tokenizer accepts (0: 128 bytes per token of max length)"})
+    quality_metrics: bool = field(default=True, metadata={
+        "help": "export predictions by label, confidence and refused texts on Triton's metrics endpoint"})
+
+
+def _pipeline(config: mc.ModelConfig, pipeline: str, options: ServingOptions) -> None:
+    """The name callers use (the ensemble's), for the quality metrics of the pipeline's Python models."""
+    config.parameters["pipeline"].string_value = pipeline or config.name
+    config.parameters["quality_metrics"].string_value = "true" if options.quality_metrics else "false"
 
 
 def _instance_group(config: mc.ModelConfig, kind: str, count: int) -> None:
@@ -35,7 +43,7 @@ def _latest(config: mc.ModelConfig, versions: int) -> None:
 
 
 def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad_token: str, pad_token_id: int,
-                     options: ServingOptions) -> mc.ModelConfig:
+                     options: ServingOptions, pipeline: str = "") -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
     config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
     for input_name in input_names:
@@ -47,6 +55,7 @@ def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad
     config.parameters["pad_token"].string_value = pad_token
     config.parameters["pad_token_id"].string_value = str(pad_token_id)
     config.parameters["max_text_bytes"].string_value = str(options.max_text_bytes or max_length * 128)
+    _pipeline(config, pipeline, options)
     return config
 
 
@@ -94,7 +103,7 @@ def _token_model_config(name: str, platform: str, filename: str, input_names: Se
     return config
 
 
-def postprocess_config(name: str, num_labels: int, options: ServingOptions) -> mc.ModelConfig:
+def postprocess_config(name: str, num_labels: int, options: ServingOptions, pipeline: str = "") -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
     config.input.add(name="logits", data_type=mc.TYPE_FP32, dims=[num_labels])
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
@@ -102,6 +111,7 @@ def postprocess_config(name: str, num_labels: int, options: ServingOptions) -> m
     config.dynamic_batching.max_queue_delay_microseconds = 0
     _instance_group(config, "KIND_CPU", options.python_instance_count)
     _latest(config, options.versions_to_serve)
+    _pipeline(config, pipeline, options)
     return config
 
 

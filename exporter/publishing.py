@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,7 @@ from tuneship.exporter.model_configs import (
     tensorrt_model_config,
     tokenizer_config,
 )
+from tuneship.exporter.quality import REFERENCE_FILE
 from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
 
@@ -62,7 +64,9 @@ def check_label_change(repository: Path, name: str, labels: list[str], allowed: 
 
 
 def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any, input_names: list[str],
-             variant: Variant, labels: list[str]) -> dict[str, int]:
+                   variant: Variant, labels: list[str], reference: dict[str, Any] | None = None) -> dict[str, int]:
+    """Every model of the pipeline as its next version; `reference` (the variant's behaviour on held-out texts)
+    goes beside the postprocess model, which serves it as the baseline for drift."""
     repo, serving = options.repository, options.serving
     if options.target == "gpu" and serving.instance_kind == "KIND_CPU":
         serving = ServingOptions(**{**asdict(serving), "instance_kind": "KIND_GPU"})
@@ -81,6 +85,8 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
     def fill_postprocess(target: Path) -> None:
         shutil.copy2(TRITON_MODELS / "postprocess.py", target / "model.py")
         (target / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+        if reference is not None:
+            (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
 
     def fill_ensemble(target: Path) -> None:
         (target / "README").write_text(f"ensemble of {name}_tokenizer, {name}_model, {name}_postprocess\n")
@@ -99,12 +105,12 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
         mode = {"int8": "INT8", "fp16": "FP16"}.get(variant.precision,
                                                     "FP16" if options.precision == "auto" else "FP32")
         add_tensorrt_accelerator(model_config, mode)
-    post_config = postprocess_config(f"{name}_postprocess", num_labels, serving)
+    post_config = postprocess_config(f"{name}_postprocess", num_labels, serving, pipeline=name)
     versions = {
         f"{name}_model": publish_version(repo, model_config, fill_model, options.keep),
         f"{name}_tokenizer": publish_version(
             repo, tokenizer_config(f"{name}_tokenizer", input_names, checkpoint.max_length, pad_token, pad_id,
-                                   serving), fill_tokenizer, options.keep),
+                                   serving, pipeline=name), fill_tokenizer, options.keep),
         f"{name}_postprocess": publish_version(repo, post_config, fill_postprocess, options.keep),
     }
     # Beside config.pbtxt: the labels file the config names, and what the Python models need installed.

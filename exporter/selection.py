@@ -80,16 +80,17 @@ def measure(
     gate_texts: Sequence[str],
     gate_label_ids: Sequence[int] | None,
     max_length: int,
-) -> tuple[VariantReport, Any]:
-    """Accuracy figures for one variant, and its session (for time_interleaved, which fills the latencies)."""
+) -> tuple[VariantReport, Any, np.ndarray[Any, Any] | None]:
+    """Accuracy figures for one variant, its session (for time_interleaved, which fills the latencies) and its
+    logits on the gate texts (the published variant's become its reference behaviour)."""
     session = _session(variant)
     logits = onnx_logits(session, tokenizer, input_names, validation_texts, max_length)
     diff = float(np.abs(logits - reference).max())
     agreement = float((logits.argmax(-1) == reference.argmax(-1)).mean())
     accuracy = None
-    if gate_label_ids is not None and gate_texts:
-        predictions = onnx_logits(session, tokenizer, input_names, gate_texts, max_length).argmax(-1)
-        accuracy = float((predictions == np.asarray(gate_label_ids)).mean())
+    gate_logits = onnx_logits(session, tokenizer, input_names, gate_texts, max_length) if gate_texts else None
+    if gate_label_ids is not None and gate_logits is not None:
+        accuracy = float((gate_logits.argmax(-1) == np.asarray(gate_label_ids)).mean())
     report = VariantReport(
         name=variant.name,
         precision=variant.precision,
@@ -101,7 +102,7 @@ def measure(
         accuracy_drop_points=None,
         latency_ms={"1": float("nan"), "32": float("nan")},
     )
-    return report, session
+    return report, session, gate_logits
 
 
 def unmeasured(variant: Variant, note: str) -> VariantReport:

@@ -1,28 +1,107 @@
-"""Triton Python model: logits -> softmax PROBABILITIES and the LABEL name.
+"""Triton Python model: logits -> softmax PROBABILITIES and the LABEL name, and the model's quality metrics.
 
 Installed as `<name>_postprocess/<version>/model.py` next to `labels.txt` (one label per line, in
-class-id order). Needs only `numpy<2` in the Python backend's environment.
+class-id order) and `reference.json` (the version's behaviour on held-out texts at export). Needs only `numpy<2`
+in the Python backend's environment.
 
 Logits that are not finite (NaN or infinite: a broken model or input the model cannot handle) give the
 request an error rather than a label picked from NaN probabilities.
+
+Quality metrics, on Triton's metrics endpoint, labelled with the pipeline's name (the ensemble callers use) and
+this version: predictions by label, predictions by bin of the top-class probability and its sum, and the
+reference's label shares, bin shares and mean confidence as gauges, so that Prometheus compares the two (see
+deploy/prometheus/recording_rules.yml). One update per label and bin that moved in an execute() call.
 """
 
+import json
 import os
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+# Lower edges of the top-class probability bins, when the version has no reference.json to name them.
+DEFAULT_EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+class QualityMetrics:
+    """Live predictions by label and confidence bin, beside the reference's shares."""
+
+    def __init__(self, pipeline: str, version: str, labels: list[str], reference: dict[str, Any] | None) -> None:
+        self.edges = np.asarray((reference or {}).get("confidence_edges", DEFAULT_EDGES), dtype=np.float64)
+        bins = [f"{edge:.2f}" for edge in self.edges]
+        base = {"model": pipeline, "version": version}
+        counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
+        # Families are kept on the object: a Metric outlives its family only while the family is referenced.
+        self.families = {
+            "predictions": pb_utils.MetricFamily("tuneship_predictions_total", "Predictions by label", counter),
+            "bins": pb_utils.MetricFamily("tuneship_prediction_confidence_total",
+                                          "Predictions by bin of the top-class probability (bin: lower edge)",
+                                          counter),
+            "sum": pb_utils.MetricFamily("tuneship_prediction_confidence_sum",
+                                         "Sum of the top-class probabilities of all predictions", counter),
+            "ref_labels": pb_utils.MetricFamily("tuneship_reference_label_share",
+                                                "Share of each label on held-out texts at export", gauge),
+            "ref_bins": pb_utils.MetricFamily("tuneship_reference_confidence_share",
+                                              "Share of each top-class probability bin on held-out texts at export",
+                                              gauge),
+            "ref_mean": pb_utils.MetricFamily("tuneship_reference_mean_confidence",
+                                              "Mean top-class probability on held-out texts at export", gauge),
+            "ref_accuracy": pb_utils.MetricFamily("tuneship_reference_accuracy",
+                                                  "Accuracy on held-out texts at export", gauge),
+        }
+        # Every series exists from the start (at 0), so a label never predicted still counts in the shares.
+        self.by_label = [self.families["predictions"].Metric(labels={**base, "label": label}) for label in labels]
+        self.by_bin = [self.families["bins"].Metric(labels={**base, "bin": name}) for name in bins]
+        self.confidence_sum = self.families["sum"].Metric(labels=base)
+        # Gauges live as long as their Metric objects: kept here.
+        self.references: list[Any] = []
+        if reference is not None:
+            gauges = [("ref_labels", {"label": label}, reference["label_share"].get(label, 0.0)) for label in labels]
+            gauges += [("ref_bins", {"bin": name}, reference["confidence_share"].get(name, 0.0)) for name in bins]
+            gauges.append(("ref_mean", {}, reference["mean_confidence"]))
+            if reference.get("accuracy") is not None:
+                gauges.append(("ref_accuracy", {}, reference["accuracy"]))
+            for family, extra, value in gauges:
+                metric = self.families[family].Metric(labels={**base, **extra})
+                metric.set(float(value))
+                self.references.append(metric)
+
+    def record(self, probabilities: np.ndarray) -> None:
+        top = probabilities.max(axis=-1).astype(np.float64)
+        labels = np.bincount(probabilities.argmax(axis=-1), minlength=len(self.by_label))
+        bins = np.bincount(np.clip(np.searchsorted(self.edges, top, side="right") - 1, 0, len(self.edges) - 1),
+                           minlength=len(self.by_bin))
+        for metric, count in zip(self.by_label, labels, strict=False):
+            if count:
+                metric.increment(int(count))
+        for metric, count in zip(self.by_bin, bins, strict=False):
+            if count:
+                metric.increment(int(count))
+        self.confidence_sum.increment(float(top.sum()))
+
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         directory = os.path.join(args["model_repository"], args["model_version"])
         with open(os.path.join(directory, "labels.txt"), encoding="utf-8") as handle:
-            self.labels = np.array([line.rstrip("\n").encode("utf-8") for line in handle if line.strip()],
-                                   dtype=np.object_)
+            names = [line.rstrip("\n") for line in handle if line.strip()]
+        self.labels = np.array([name.encode("utf-8") for name in names], dtype=np.object_)
+        self.quality = None
+        if parameters.get("quality_metrics", "true") == "true" and hasattr(pb_utils, "MetricFamily"):
+            reference = None
+            reference_path = os.path.join(directory, "reference.json")
+            if os.path.isfile(reference_path):
+                with open(reference_path, encoding="utf-8") as handle:
+                    reference = json.load(handle)
+            pipeline = parameters.get("pipeline", args["model_name"].removesuffix("_postprocess"))
+            self.quality = QualityMetrics(pipeline, args["model_version"], names, reference)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
+        answered = []
         for request in requests:
             logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float32)
             bad = ~np.isfinite(logits).all(axis=-1)
@@ -36,8 +115,11 @@ class TritonPythonModel:
             probabilities = np.exp(shifted)
             probabilities /= probabilities.sum(axis=-1, keepdims=True)
             labels = self.labels[probabilities.argmax(axis=-1)].reshape(-1, 1)
+            answered.append(probabilities)
             responses.append(pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor("LABEL", labels),
                 pb_utils.Tensor("PROBABILITIES", probabilities.astype(np.float32)),
             ]))
+        if self.quality is not None and answered:
+            self.quality.record(np.concatenate(answered))
         return responses

@@ -6,6 +6,10 @@ Installed as `<name>_tokenizer/<version>/model.py` next to `tokenizer.json`. Nee
 Each request is checked on its own before it joins the batch: an empty text, or one over `max_text_bytes`
 (a config parameter), gets its own INVALID_ARG error, and the other requests of the batch are answered.
 The byte limit bounds the work one caller can cause: the tokenizer reads a whole text before truncating it.
+
+Quality metrics (unless the `quality_metrics` parameter is "false"), labelled with the pipeline's name:
+`tuneship_texts_refused_total{reason}` (empty, too_long) and `tuneship_texts_truncated_total` (texts longer than
+the model reads: their ends were not classified).
 """
 
 import json
@@ -39,21 +43,43 @@ class TritonPythonModel:
         pad_id = int(parameters.get("pad_token_id", "0"))
         pad_token = parameters.get("pad_token", "[PAD]")
         self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        self.families: dict[str, Any] = {}
+        self.refused: dict[str, Any] = {}
+        self.truncated: Any = None
+        if parameters.get("quality_metrics", "true") == "true" and hasattr(pb_utils, "MetricFamily"):
+            base = {"model": parameters.get("pipeline", args["model_name"].removesuffix("_tokenizer")),
+                    "version": args["model_version"]}
+            counter = pb_utils.MetricFamily.COUNTER
+            self.families = {
+                "refused": pb_utils.MetricFamily("tuneship_texts_refused_total", "Texts refused, by reason", counter),
+                "truncated": pb_utils.MetricFamily("tuneship_texts_truncated_total",
+                                                   "Texts longer than the model reads (their ends were cut)",
+                                                   counter),
+            }
+            self.refused = {reason: self.families["refused"].Metric(labels={**base, "reason": reason})
+                            for reason in ("empty", "too_long")}
+            self.truncated = self.families["truncated"].Metric(labels=base)
 
     def _texts(self, request: Any) -> tuple[list[str], str | None]:
         """The request's texts, or an error message saying which one is refused and why."""
+        texts, problem, reason = self._check(request)
+        if reason in self.refused:
+            self.refused[reason].increment(1)
+        return texts, problem
+
+    def _check(self, request: Any) -> tuple[list[str], str | None, str]:
         values = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
         texts = []
         for row, value in enumerate(values):
             raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
             if len(raw) > self.max_text_bytes:
                 return [], (f"TEXT row {row}: {len(raw)} bytes, over this model's limit of {self.max_text_bytes} "
-                            f"(max_text_bytes; the model reads at most {self.max_length} tokens anyway)")
+                            f"(max_text_bytes; the model reads at most {self.max_length} tokens anyway)"), "too_long"
             text = raw.decode("utf-8", errors="replace")
             if not text.strip():
-                return [], f"TEXT row {row} is empty or only whitespace: there is nothing to classify"
+                return [], f"TEXT row {row} is empty or only whitespace: there is nothing to classify", "empty"
             texts.append(text)
-        return texts, None
+        return texts, None, ""
 
     def execute(self, requests: list[Any]) -> list[Any]:
         texts: list[str] = []
@@ -70,6 +96,9 @@ class TritonPythonModel:
         if texts:
             # One padded length for the whole call, so the model's dynamic batcher can merge these requests.
             encodings = self.tokenizer.encode_batch(texts)
+            cut = sum(1 for e in encodings if e.overflowing)
+            if cut and self.truncated is not None:
+                self.truncated.increment(cut)
             arrays = {
                 "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),

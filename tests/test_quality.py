@@ -1,0 +1,116 @@
+"""Model-quality monitoring: each version's reference behaviour, and the live counts the served pipeline exports."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuneship.client import TextClassifier, TritonClient, TritonError
+from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.exporter.quality import bin_names, confidence_bins, psi, reference_behaviour
+
+
+def test_reference_behaviour_counts_labels_bins_and_accuracy() -> None:
+    # Top-class probabilities 0.5, 0.73, 0.98, 0.9999 (two classes).
+    logits = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 4.0], [10.0, 0.0]])
+    reference = reference_behaviour(logits, ["a", "b"], [0, 0, 1, 1])
+    assert reference["samples"] == 4
+    assert reference["label_share"] == {"a": 0.75, "b": 0.25}
+    assert sum(reference["confidence_share"].values()) == pytest.approx(1.0)
+    assert reference["confidence_share"]["0.50"] == 0.25 and reference["confidence_share"]["0.70"] == 0.25
+    assert reference["confidence_share"]["0.95"] == 0.25 and reference["confidence_share"]["0.99"] == 0.25
+    assert reference["accuracy"] == 0.75
+    assert reference["mean_confidence"] == pytest.approx((0.5 + 0.7311 + 0.9820 + 0.99995) / 4, abs=1e-3)
+    assert reference_behaviour(logits, ["a", "b"], None)["accuracy"] is None
+
+
+def test_confidence_bins_close_the_last_bin_at_one() -> None:
+    assert confidence_bins(np.array([0.0, 0.5, 0.59, 0.99, 1.0])).tolist() == [0, 1, 1, 7, 7]
+    assert bin_names()[:2] == ["0.00", "0.50"]
+
+
+def test_psi_is_zero_for_the_same_shares_and_grows_with_the_shift() -> None:
+    assert psi({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0
+    assert psi({"a": 0.8, "b": 0.2}, {"a": 0.5, "b": 0.5}) == pytest.approx(0.416, abs=1e-3)
+    assert psi({"a": 1.0}, {"a": 0.5, "b": 0.5}) > psi({"a": 0.8, "b": 0.2}, {"a": 0.5, "b": 0.5})
+
+
+@pytest.fixture(scope="module")
+def server(tiny_repository: Path) -> Iterator[TritonServer]:
+    with TritonServer(ServeOptions(model_repository=tiny_repository, grpc_port=0, http_port=0,
+                                   metrics_port=0)) as running:
+        yield running
+
+
+def _samples(server: TritonServer, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The metric's samples for the `tiny` pipeline, keyed by their labels other than model."""
+    raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    samples = {}
+    for line in raw.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        labels_text, value = line[len(name) + 1:].rsplit("} ", 1)
+        labels = dict(part.split("=", 1) for part in labels_text.split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.pop("model") == "tiny":
+            samples[tuple(sorted(labels.items()))] = float(value)
+    return samples
+
+
+def _latest(repository: Path) -> Path:
+    return max((p for p in (repository / "tiny_postprocess").iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+@pytest.mark.integration
+def test_each_version_carries_its_reference_and_serves_it_as_gauges(server: TritonServer,
+                                                                    tiny_repository: Path) -> None:
+    folder = _latest(tiny_repository)
+    reference = json.loads((folder / "reference.json").read_text())
+    assert reference["samples"] == 60 and set(reference["label_share"]) == {"negative", "positive"}
+    assert 0.0 <= reference["accuracy"] <= 1.0 and sum(reference["label_share"].values()) == pytest.approx(1.0)
+    version = folder.name
+    shares = _samples(server, "tuneship_reference_label_share")
+    for label, share in reference["label_share"].items():
+        assert shares[(("label", label), ("version", version))] == pytest.approx(share, abs=1e-6)
+    bins = _samples(server, "tuneship_reference_confidence_share")
+    assert sum(bins.values()) == pytest.approx(1.0, abs=1e-4)
+    assert _samples(server, "tuneship_reference_mean_confidence")[(("version", version),)] == pytest.approx(
+        reference["mean_confidence"], abs=1e-6)
+
+
+@pytest.mark.integration
+def test_served_predictions_are_counted_by_label_and_confidence(server: TritonServer) -> None:
+    before_labels = _samples(server, "tuneship_predictions_total")
+    before_bins = _samples(server, "tuneship_prediction_confidence_total")
+    before_sum = sum(_samples(server, "tuneship_prediction_confidence_sum").values())
+    texts = [f"a {word} film, truly {word}" for word in ("great", "awful", "fine", "dull", "lovely")] * 4
+    with TritonClient(server.grpc_url) as client:
+        predictions = TextClassifier(client, "tiny", batch_size=3).classify(texts)
+    after_labels = _samples(server, "tuneship_predictions_total")
+    counted = {dict(k)["label"]: v - before_labels.get(k, 0.0) for k, v in after_labels.items()}
+    expected = {label: sum(p.label == label for p in predictions) for label in ("negative", "positive")}
+    assert counted == expected
+    after_bins = _samples(server, "tuneship_prediction_confidence_total")
+    assert sum(after_bins.values()) - sum(before_bins.values()) == len(texts)
+    tops = [p.score for p in predictions]
+    assert sum(_samples(server, "tuneship_prediction_confidence_sum").values()) - before_sum == pytest.approx(
+        sum(tops), abs=1e-3)
+
+
+@pytest.mark.integration
+def test_refused_and_truncated_texts_are_counted(server: TritonServer) -> None:
+    def count(name: str, **match: str) -> float:
+        return sum(v for k, v in _samples(server, name).items() if all(dict(k).get(a) == b for a, b in match.items()))
+
+    empty, cut = count("tuneship_texts_refused_total", reason="empty"), count("tuneship_texts_truncated_total")
+    with TritonClient(server.grpc_url) as client:
+        with pytest.raises(TritonError, match="empty"):
+            client.infer("tiny", {"TEXT": np.array([[b"   "]], dtype=np.object_)})
+        TextClassifier(client, "tiny").classify([" ".join(["long"] * 200)])
+    assert count("tuneship_texts_refused_total", reason="empty") == empty + 1
+    assert count("tuneship_texts_truncated_total") == cut + 1
