@@ -139,10 +139,13 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
                 pending = missing
                 if pending:
                     time.sleep(2)
+            # The served tiny model against its own reference: a finite, non-negative drift figure.
+            drift = _query(prometheus_port, 'model_version:prediction_label_psi:30m{model="tiny"}')
             stop.set()
             for worker in workers:
                 worker.join()
             assert not pending, "no data for: " + "; ".join(f"{label}: {expr}" for label, expr, _ in pending)
+            assert drift and all(0.0 <= float(sample["value"][1]) < 50 for sample in drift), drift
         finally:
             process.terminate()
             process.wait(timeout=30)

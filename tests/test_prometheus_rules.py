@@ -46,6 +46,30 @@ def _flat_queue() -> list[float]:
     return [step * 100 * 30_000.0 for step in range(120)]
 
 
+def _labels(model: str, per_step: dict[str, float], reference: dict[str, float]) -> list[dict[str, str]]:
+    """Predictions by label (counts per 15 s step, for an hour) and the reference's label shares."""
+    return [*(_series(f'tuneship_predictions_total{{model="{model}",version="1",label="{label}"}}', f"0+{n:g}x240")
+              for label, n in per_step.items()),
+            *(_series(f'tuneship_reference_label_share{{model="{model}",version="1",label="{label}"}}',
+                      f"{share:g}x240") for label, share in reference.items())]
+
+
+def _bins(model: str, per_step: dict[str, float], reference: dict[str, float]) -> list[dict[str, str]]:
+    total = sum(per_step.values())
+    return [_series(f'tuneship_predictions_total{{model="{model}",version="1",label="a"}}', f"0+{total:g}x240"),
+            *(_series(f'tuneship_prediction_confidence_total{{model="{model}",version="1",bin="{name}"}}',
+                      f"0+{n:g}x240") for name, n in per_step.items()),
+            *(_series(f'tuneship_reference_confidence_share{{model="{model}",version="1",bin="{name}"}}',
+                      f"{share:g}x240") for name, share in reference.items())]
+
+
+def _confidence(model: str, per_step: float, confidence_per_step: float, reference: float) -> list[dict[str, str]]:
+    return [_series(f'tuneship_predictions_total{{model="{model}",version="1",label="a"}}', f"0+{per_step:g}x240"),
+            _series(f'tuneship_prediction_confidence_sum{{model="{model}",version="1"}}',
+                    f"0+{confidence_per_step:g}x240"),
+            _series(f'tuneship_reference_mean_confidence{{model="{model}",version="1"}}', f"{reference:g}x240")]
+
+
 CASES: list[dict[str, Any]] = [
     {"alert": "TritonP99LatencyOverSLO", "eval_time": "10m",
      "series": [_series('nv_inference_request_summary_us{model="slow",version="1",quantile="0.99"}', "600000x60"),
@@ -106,6 +130,24 @@ CASES: list[dict[str, Any]] = [
                         "0+10x100")],
      "expect": [({"model": "slow", "version": "1", "severity": "page"},
                  "slow v1: p95 time to first token 975 ms > 500 ms")]},
+    {"alert": "PredictionDrift", "eval_time": "50m",
+     "series": [*_labels("drifted", {"a": 12, "b": 3}, {"a": 0.5, "b": 0.5}),
+                *_labels("steady", {"a": 8, "b": 7}, {"a": 0.5, "b": 0.5}),
+                *_labels("quiet", {"a": 0.1, "b": 0.0}, {"a": 0.5, "b": 0.5})],  # drifted, but 24 predictions
+     "expect": [({"model": "drifted", "version": "1", "severity": "ticket"},
+                 "drifted v1: label shares drifted from the reference (PSI 0.42 > 0.25)")]},
+    {"alert": "PredictionDrift", "eval_time": "10m",  # drifted, but not for 15 minutes yet
+     "series": _labels("drifted", {"a": 12, "b": 3}, {"a": 0.5, "b": 0.5}),
+     "expect": []},
+    {"alert": "ConfidenceDrift", "eval_time": "50m",
+     "series": [*_bins("unsure", {"0.50": 7, "0.90": 0, "0.99": 3}, {"0.50": 0.0, "0.90": 0.2, "0.99": 0.8}),
+                *_bins("sure", {"0.50": 0, "0.90": 2, "0.99": 8}, {"0.50": 0.0, "0.90": 0.2, "0.99": 0.8})],
+     "expect": [({"model": "unsure", "version": "1", "severity": "ticket"},
+                 "unsure v1: confidence distribution drifted from the reference (PSI 6.12 > 0.25)")]},
+    {"alert": "PredictionConfidenceDropped", "eval_time": "50m",
+     "series": [*_confidence("doubtful", 10, 6, 0.9), *_confidence("fine", 10, 8.5, 0.9)],
+     "expect": [({"model": "doubtful", "version": "1", "severity": "ticket"},
+                 "doubtful v1: mean confidence 0.60 is over 0.1 below the reference")]},
 ]
 
 
@@ -154,6 +196,29 @@ def test_recording_rules_compute_what_they_say(tmp_path: Path) -> None:
                  "exp_samples": [{"labels": f'{name}{{model="m",version="1"}}', "value": value}]}
                 for name, value in expected]}]}
     path = tmp_path / "recording_test.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = _run("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_quality_recording_rules_compute_shares_psi_and_mean_confidence(tmp_path: Path) -> None:
+    from tuneship.exporter.quality import psi
+
+    series = [*_labels("m", {"a": 12, "b": 3}, {"a": 0.5, "b": 0.5}),
+              _series('tuneship_prediction_confidence_sum{model="m",version="1"}', "0+10.5x240"),
+              _series('tuneship_reference_mean_confidence{model="m",version="1"}', "0.9x240")]
+    expected = [
+        ('model_version_label:prediction_share:rate30m{label="a"}', {"label": "a"}, 0.8),
+        ("model_version:predictions:rate30m", {}, 1.0),
+        ("model_version:prediction_label_psi:30m", {}, round(psi({"a": 0.8, "b": 0.2}, {"a": 0.5, "b": 0.5}), 6)),
+        ("model_version:prediction_confidence:mean30m", {}, 0.7),
+    ]
+    tests = [{"expr": f"round({name}, 0.000001)", "eval_time": "40m", "exp_samples": [
+        {"labels": "{" + ",".join(f'{k}="{v}"' for k, v in {"model": "m", "version": "1", **extra}.items()) + "}",
+         "value": value}]} for name, extra, value in expected]
+    spec = {"rule_files": [str(PROMETHEUS / "recording_rules.yml")], "evaluation_interval": "15s",
+            "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": tests}]}
+    path = tmp_path / "quality_test.yml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     result = _run("test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
