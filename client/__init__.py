@@ -15,6 +15,7 @@ from tuneship.client.errors import (
     ServerUnavailableError,
     TritonError,
 )
+from tuneship.client.feedback import PredictionSink
 from tuneship.client.generator import AsyncGenerator, AsyncTextStream, Generation, Generator, TextStream
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.metrics import ClientMetrics
@@ -39,6 +40,7 @@ __all__ = [
     "ModelNotReadyError",
     "PermissionDeniedError",
     "Prediction",
+    "PredictionSink",
     "ResourceExhaustedError",
     "RetryBudget",
     "RetryPolicy",

@@ -14,6 +14,7 @@ import numpy as np
 
 from tuneship.client.aio_client import AsyncTritonClient
 from tuneship.client.errors import InvalidInputError, PermissionDeniedError
+from tuneship.client.feedback import PredictionSink, record_safely
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.results import InferResult
 
@@ -83,7 +84,8 @@ def _chunks(texts: Sequence[str], size: int) -> list[list[str]]:
 class _Settings(Generic[ClientT]):
     """What both classifiers hold: the client, the ensemble's name, request size and parallelism."""
 
-    def __init__(self, client: ClientT, model: str = "sentiment", batch_size: int = 32, concurrency: int = 4) -> None:
+    def __init__(self, client: ClientT, model: str = "sentiment", batch_size: int = 32, concurrency: int = 4,
+                 log: PredictionSink | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer (texts per request), got {batch_size!r}")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -92,7 +94,13 @@ class _Settings(Generic[ClientT]):
         self.model = model
         self.batch_size = batch_size
         self.concurrency = concurrency
+        self.log = log  # opt-in: answered texts go to a feedback store (tuneship.monitor.PredictionLog)
         self._labels: list[str] | None = None
+
+    def _record(self, result: InferResult, chunk: list[str], predictions: list[Prediction]) -> None:
+        if self.log is not None:
+            record_safely(self.log, self.model, result.version or None, chunk, [p.label for p in predictions],
+                          [p.scores for p in predictions])
 
 
 class TextClassifier(_Settings[TritonClient]):
@@ -122,7 +130,9 @@ class TextClassifier(_Settings[TritonClient]):
         def send(chunk: list[str]) -> list[Prediction]:
             result = self.client.infer(self.model, _request(chunk), outputs=["LABEL", "PROBABILITIES"],
                                        timeout_s=timeout_s)
-            return _predictions(result, labels)
+            predictions = _predictions(result, labels)
+            self._record(result, chunk, predictions)
+            return predictions
 
         if len(chunks) <= 1 or self.concurrency <= 1:
             return [p for chunk in chunks for p in send(chunk)]
@@ -153,7 +163,10 @@ class AsyncTextClassifier(_Settings[AsyncTritonClient]):
             async with gate:
                 result = await self.client.infer(self.model, _request(chunk), outputs=["LABEL", "PROBABILITIES"],
                                                  timeout_s=timeout_s)
-            return _predictions(result, labels)
+            predictions = _predictions(result, labels)
+            if self.log is not None:
+                await asyncio.to_thread(self._record, result, chunk, predictions)
+            return predictions
 
         parts = await asyncio.gather(*(send(chunk) for chunk in chunks))
         return [p for part in parts for p in part]

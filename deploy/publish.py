@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,22 +53,24 @@ def publish(client: TritonClient, export_options: Any, mode: PublishMode = "expl
 
     with repository_lock(Path(export_options.repository), getattr(export_options, "lock_timeout_s", 600.0),
                          f"tuneship deploy publish of {export_options.checkpoint}"):
-        return _publish(client, export_options, mode, timeout_s)
+        from tuneship.exporter import export_checkpoint
+
+        return switch_to(client, Path(export_options.repository), export_options.name,
+                         lambda: export_checkpoint(export_options).versions, mode, timeout_s)
 
 
-def _publish(client: TritonClient, export_options: Any, mode: PublishMode, timeout_s: float) -> PublishResult:
-    from tuneship.exporter import export_checkpoint
-
-    name = export_options.name
+def switch_to(client: TritonClient, repository: Path, name: str, produce: Callable[[], dict[str, int]],
+              mode: PublishMode = "explicit", timeout_s: float = 180.0) -> PublishResult:
+    """Run `produce` (it writes the pipeline's next versions into the repository and returns them), then make the
+    server serve them; on failure remove them again. The caller holds the repository lock."""
     models = [f"{name}_model", f"{name}_tokenizer", f"{name}_postprocess", name]
     started = time.monotonic()
     previous = served_versions(client, models)  # a TritonError here: nothing was exported or changed
-    repository = Path(export_options.repository)
     # Configs live beside the versions, not inside them: keep the old ones to put back on failure.
     saved = {model: (repository / model / "config.pbtxt").read_bytes() for model in models
              if (repository / model / "config.pbtxt").is_file()}
-    report = export_checkpoint(export_options)
-    new = ", ".join(f"{m} v{v}" for m, v in report.versions.items())
+    versions = produce()
+    new = ", ".join(f"{m} v{v}" for m, v in versions.items())
     try:
         how = "loading" if mode == "explicit" else "waiting for the server's poll to load"
         with step(f"{how} {new}"):
@@ -75,9 +78,9 @@ def _publish(client: TritonClient, export_options: Any, mode: PublishMode, timeo
                 # Loading the ensemble reloads its composing models; Triton keeps the old versions
                 # serving until the new ones are ready, and keeps them if the new ones fail.
                 client.load_model(name)
-            _wait_for(client, report.versions, timeout_s)
+            _wait_for(client, versions, timeout_s)
     except (TritonError, PublishError) as error:
-        for model, version in report.versions.items():
+        for model, version in versions.items():
             shutil.rmtree(repository / model / str(version), ignore_errors=True)
         for model, config in saved.items():
             temporary = repository / model / ".config.pbtxt.restore"
@@ -95,7 +98,7 @@ def _publish(client: TritonClient, export_options: Any, mode: PublishMode, timeo
             still = f"unknown (the server's index could not be read: {index_error})"
         raise PublishError(f"the new version of {name!r} did not load and was removed: {error}; "
                            f"serving now: {still}") from None
-    return PublishResult(name=name, versions=report.versions, previous=previous,
+    return PublishResult(name=name, versions=versions, previous=previous,
                          seconds=time.monotonic() - started)
 
 

@@ -74,6 +74,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instruct: the most tokens a request may ask for")
     parser.add_argument("--max-concurrency", type=positive_int, default=4,
                         help="instruct: streams generated at once (more requests wait)")
+    parser.add_argument("--no-quality-metrics", dest="quality_metrics", action="store_false",
+                        help="classifiers: leave out the predictions-by-label, confidence and refused-text metrics "
+                             "(model-quality monitoring) on Triton's metrics endpoint")
     parser.add_argument("--max-text-bytes", type=non_negative_int, default=0,
                         help="longest text in UTF-8 bytes the served tokenizer accepts; longer ones are refused "
                              "(0: 128 bytes per token of the checkpoint's max length)")
@@ -89,7 +92,8 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
     serving = ServingOptions(max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us,
                              preferred_batch_sizes=tuple(args.preferred_batch_size), instance_count=args.instances,
                              instance_kind=kind, intra_op_threads=args.intra_op_threads,
-                             versions_to_serve=args.versions, max_text_bytes=args.max_text_bytes)
+                             versions_to_serve=args.versions, max_text_bytes=args.max_text_bytes,
+                             quality_metrics=args.quality_metrics)
     modes = ("dynamic", "static") if args.int8_mode == "both" else (args.int8_mode,)
     return ExportOptions(
         checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,

@@ -94,6 +94,7 @@ class ExportReport:
     latency_ms: dict[str, float]
     input_names: list[str]
     reference: dict[str, Any] | None = None  # the published variant's behaviour on the gate texts
+    checkpoint: str = ""  # where the published model came from (tuneship update continues from it)
 
     def describe(self) -> str:
         return (f"published {self.chosen} for {self.target} as {self.name} in {self.repository}: "
@@ -222,6 +223,7 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
                 chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports],
                 validation=asdict(result), eval_accuracy=chosen.accuracy, onnx_size_bytes=chosen.size_bytes,
                 latency_ms=chosen.latency_ms, input_names=input_names, reference=behaviour,
+                checkpoint=str(Path(checkpoint.path).resolve()),
             )
             report_path = options.repository / name / "export_report.json"
             write_text_atomic(report_path, json.dumps(asdict(export_report), indent=2) + "\n")

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 VIEW=build/typecheck/tuneship
 rm -rf build/typecheck && mkdir -p "$VIEW"
 for entry in tuneship/*; do ln -s "$PWD/$entry" "$VIEW/"; done
-for stage in trainer exporter client deploy; do ln -s "$PWD/$stage" "$VIEW/$stage"; done
+for stage in trainer exporter client deploy monitor; do ln -s "$PWD/$stage" "$VIEW/$stage"; done
 export MYPYPATH="$PWD/build/typecheck"
 MYPY="${MYPY:-.venv/bin/mypy}"
 # Strict where services import us (the client) and where the server runs (deploy, the dispatcher).
 "$MYPY" --strict -m tuneship -m tuneship.cli -p tuneship.client -p tuneship.deploy
-"$MYPY" -p tuneship.trainer -p tuneship.exporter
+"$MYPY" -p tuneship.trainer -p tuneship.exporter -p tuneship.monitor

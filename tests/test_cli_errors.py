@@ -104,6 +104,26 @@ BATTERY: dict[str, list[list[str]]] = {
         ["publish", "{tmp}", "--url", "{grpc}", "--keep", "0"],
         ["frobnicate"],
     ],
+    "feedback": [
+        ["import", "{tmp}/missing.csv", "--model", "tiny", "--store", "{tmp}/feedback.db"],
+        ["import", "{tmp}/nolabel.csv", "--model", "tiny", "--store", "{tmp}/feedback.db"],
+        ["import", "{file}", "--store", "{tmp}/feedback.db"],
+        ["export", "--model", "tiny", "--out", "{tmp}/labelled.jsonl", "--store", "{tmp}/empty.db"],
+        ["stats", "--store", "nosuchdb://somewhere/db"],
+        ["stats", "--store", "{tmp}/feedback.db", "--window-hours", "0"],
+    ],
+    "update": [
+        ["{tmp}/missing.csv", "--model", "tiny", "--output", "{tmp}/candidate"],
+        ["{file}", "--model", "tiny", "--output", "{tmp}/candidate", "--repository", "{tmp}/no-repository"],
+        ["{file}", "--model", "tiny", "--output", "{tmp}/candidate", "--holdout-fraction", "1.5"],
+        ["{file}", "--model", "tiny", "--output", "{tmp}/candidate", "--margin", "-1"],
+        ["{file}", "--output", "{tmp}/candidate"],
+    ],
+    "monitor": [
+        ["serve", "--store", "{tmp}/feedback.db", "--port", "0"],
+        ["serve", "--store", "{tmp}/feedback.db", "--port", "{busy}"],
+        ["frobnicate"],
+    ],
 }
 
 
@@ -120,7 +140,8 @@ def places(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> di
     (tmp / "nolabel.csv").write_text("text\nhello\n", encoding="utf-8")
     (tmp / "file.txt").write_text("not a directory\n", encoding="utf-8")
     return {"grpc": server.grpc_url, "metrics": server.metrics_url, "dead": str(free_port()), "tmp": str(tmp),
-            "file": str(tmp / "file.txt"), "grpc_http": server.http_url.replace("http://", "")}
+            "file": str(tmp / "file.txt"), "grpc_http": server.http_url.replace("http://", ""),
+            "busy": server.grpc_url.rsplit(":", 1)[1]}
 
 
 def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch,

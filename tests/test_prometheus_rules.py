@@ -148,6 +148,18 @@ CASES: list[dict[str, Any]] = [
      "series": [*_confidence("doubtful", 10, 6, 0.9), *_confidence("fine", 10, 8.5, 0.9)],
      "expect": [({"model": "doubtful", "version": "1", "severity": "ticket"},
                  "doubtful v1: mean confidence 0.60 is over 0.1 below the reference")]},
+    {"alert": "LiveAccuracyBelowReference", "eval_time": "40m",
+     "series": [_series('tuneship_live_accuracy{model="m",version="2",job="monitor"}', "0.8x200"),
+                _series('tuneship_live_labelled{model="m",version="2",job="monitor"}', "120x200"),
+                _series('tuneship_reference_accuracy{model="m",version="2",job="triton"}', "0.9x200"),
+                _series('tuneship_live_accuracy{model="m",version="1",job="monitor"}', "0.88x200"),  # within 5
+                _series('tuneship_live_labelled{model="m",version="1",job="monitor"}', "120x200"),
+                _series('tuneship_reference_accuracy{model="m",version="1",job="triton"}', "0.9x200"),
+                _series('tuneship_live_accuracy{model="few",version="1",job="monitor"}', "0.5x200"),  # 10 labels
+                _series('tuneship_live_labelled{model="few",version="1",job="monitor"}', "10x200"),
+                _series('tuneship_reference_accuracy{model="few",version="1",job="triton"}', "0.9x200")],
+     "expect": [({"model": "m", "version": "2", "severity": "page"},
+                 "m v2: live accuracy 0.800 is over 5 points under its reference")]},
 ]
 
 

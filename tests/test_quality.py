@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,7 +91,11 @@ def test_served_predictions_are_counted_by_label_and_confidence(server: TritonSe
     before_sum = sum(_samples(server, "tuneship_prediction_confidence_sum").values())
     texts = [f"a {word} film, truly {word}" for word in ("great", "awful", "fine", "dull", "lovely")] * 4
     with TritonClient(server.grpc_url) as client:
-        predictions = TextClassifier(client, "tiny", batch_size=3).classify(texts)
+        classifier = TextClassifier(client, "tiny", batch_size=3)
+        predictions = classifier.classify(texts)
+        time.sleep(1.1)  # counts reach the server at most once a second, with the next request
+        predictions += classifier.classify(["one more"])
+    texts.append("one more")
     after_labels = _samples(server, "tuneship_predictions_total")
     counted = {dict(k)["label"]: v - before_labels.get(k, 0.0) for k, v in after_labels.items()}
     expected = {label: sum(p.label == label for p in predictions) for label in ("negative", "positive")}
@@ -112,5 +117,39 @@ def test_refused_and_truncated_texts_are_counted(server: TritonServer) -> None:
         with pytest.raises(TritonError, match="empty"):
             client.infer("tiny", {"TEXT": np.array([[b"   "]], dtype=np.object_)})
         TextClassifier(client, "tiny").classify([" ".join(["long"] * 200)])
+        time.sleep(1.1)
+        TextClassifier(client, "tiny").classify(["short"])
     assert count("tuneship_texts_refused_total", reason="empty") == empty + 1
     assert count("tuneship_texts_truncated_total") == cut + 1
+
+
+@pytest.mark.integration
+def test_the_client_logs_answered_texts_for_feedback_when_asked(server: TritonServer, tmp_path: Path) -> None:
+    from tuneship.monitor import FeedbackStore, PredictionLog
+
+    store = FeedbackStore(str(tmp_path / "feedback.db"))
+    texts = ["a superb film", "a dreadful film", "fine"]
+    with TritonClient(server.grpc_url) as client:
+        predictions = TextClassifier(client, "tiny", batch_size=2, log=PredictionLog(store, redact=True)).classify(
+            texts)
+    store.import_labels("tiny", texts, [p.label for p in predictions])
+    rows = store.labelled("tiny", predicted_only=True)
+    assert len(rows) == 3 and all(r.text is None and r.version == _latest_version(server) for r in rows)
+    assert sorted(r.predicted_label or "" for r in rows) == sorted(p.label for p in predictions)
+
+
+class _Broken:
+    def record(self, *args: object) -> None:
+        raise OSError("disk full")
+
+
+@pytest.mark.integration
+def test_a_broken_prediction_log_never_fails_the_classification(server: TritonServer) -> None:
+    with TritonClient(server.grpc_url) as client, pytest.warns(RuntimeWarning, match="disk full"):
+        predictions = TextClassifier(client, "tiny", log=_Broken()).classify(["a superb film"])
+    assert predictions[0].label in ("negative", "positive")
+
+
+def _latest_version(server: TritonServer) -> str:
+    with TritonClient(server.grpc_url) as client:
+        return str(client.infer("tiny", {"TEXT": np.array([[b"probe"]], dtype=np.object_)}).version)

@@ -165,6 +165,21 @@ def resolved_hyperparameters(config: TrainConfig, resolved: dict[str, Any]) -> d
     return {name: value for name, value in values.items() if value is not None}
 
 
+def config_from_hyperparameters(values: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """A TrainConfig that repeats a checkpoint's recipe (its manifest's `hyperparameters`), with overrides.
+
+    The manifest shows resolved values for people ("epoch" evaluation, LoRA targets as a list, the logging
+    interval picked for that run's length); those go back to the options that produce them."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    recipe = {k: v for k, v in values.items() if k in fields}
+    if recipe.get("eval_steps") == "epoch":
+        recipe["eval_steps"] = None
+    if isinstance(recipe.get("lora_targets"), list):
+        recipe["lora_targets"] = ",".join(recipe["lora_targets"])
+    recipe.pop("logging_steps", None)  # picked for the original run's length
+    return TrainConfig(**{**recipe, **overrides})
+
+
 def _parse_bool(value: str) -> bool:
     lowered = value.lower()
     if lowered in ("1", "true", "yes", "on"):

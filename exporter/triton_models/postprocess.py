@@ -10,11 +10,13 @@ request an error rather than a label picked from NaN probabilities.
 Quality metrics, on Triton's metrics endpoint, labelled with the pipeline's name (the ensemble callers use) and
 this version: predictions by label, predictions by bin of the top-class probability and its sum, and the
 reference's label shares, bin shares and mean confidence as gauges, so that Prometheus compares the two (see
-deploy/prometheus/recording_rules.yml). One update per label and bin that moved in an execute() call.
+deploy/prometheus/recording_rules.yml). Counts reach the server at most once a second (`quality_flush_s`), on the
+next execute() after that, and when the model is unloaded.
 """
 
 import json
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,11 @@ DEFAULT_EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 class QualityMetrics:
     """Live predictions by label and confidence bin, beside the reference's shares."""
 
-    def __init__(self, pipeline: str, version: str, labels: list[str], reference: dict[str, Any] | None) -> None:
+    def __init__(self, pipeline: str, version: str, labels: list[str], reference: dict[str, Any] | None,
+                 flush_s: float = 1.0) -> None:
+        self.flush_s, self.flushed = flush_s, time.monotonic()
+        self.pending_labels = np.zeros(len(labels), dtype=np.int64)
+        self.pending_sum = 0.0
         self.edges = np.asarray((reference or {}).get("confidence_edges", DEFAULT_EDGES), dtype=np.float64)
         bins = [f"{edge:.2f}" for edge in self.edges]
         base = {"model": pipeline, "version": version}
@@ -53,6 +59,7 @@ class QualityMetrics:
         # Every series exists from the start (at 0), so a label never predicted still counts in the shares.
         self.by_label = [self.families["predictions"].Metric(labels={**base, "label": label}) for label in labels]
         self.by_bin = [self.families["bins"].Metric(labels={**base, "bin": name}) for name in bins]
+        self.pending_bins = np.zeros(len(bins), dtype=np.int64)
         self.confidence_sum = self.families["sum"].Metric(labels=base)
         # Gauges live as long as their Metric objects: kept here.
         self.references: list[Any] = []
@@ -69,16 +76,30 @@ class QualityMetrics:
 
     def record(self, probabilities: np.ndarray) -> None:
         top = probabilities.max(axis=-1).astype(np.float64)
-        labels = np.bincount(probabilities.argmax(axis=-1), minlength=len(self.by_label))
-        bins = np.bincount(np.clip(np.searchsorted(self.edges, top, side="right") - 1, 0, len(self.edges) - 1),
-                           minlength=len(self.by_bin))
-        for metric, count in zip(self.by_label, labels, strict=False):
+        self.pending_labels += np.bincount(probabilities.argmax(axis=-1), minlength=len(self.by_label))[
+            :len(self.by_label)]
+        self.pending_bins += np.bincount(
+            np.clip(np.searchsorted(self.edges, top, side="right") - 1, 0, len(self.edges) - 1),
+            minlength=len(self.by_bin))
+        self.pending_sum += float(top.sum())
+        if time.monotonic() - self.flushed >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the counts gathered since the last flush: each update is a call into the server, so they go at
+        most once per `flush_s` (measured: an update per execute() cost 10-15% of throughput at 8 callers)."""
+        for metric, count in zip(self.by_label, self.pending_labels, strict=False):
             if count:
                 metric.increment(int(count))
-        for metric, count in zip(self.by_bin, bins, strict=False):
+        for metric, count in zip(self.by_bin, self.pending_bins, strict=False):
             if count:
                 metric.increment(int(count))
-        self.confidence_sum.increment(float(top.sum()))
+        if self.pending_sum:
+            self.confidence_sum.increment(self.pending_sum)
+        self.pending_labels[:] = 0
+        self.pending_bins[:] = 0
+        self.pending_sum = 0.0
+        self.flushed = time.monotonic()
 
 
 class TritonPythonModel:
@@ -97,7 +118,8 @@ class TritonPythonModel:
                 with open(reference_path, encoding="utf-8") as handle:
                     reference = json.load(handle)
             pipeline = parameters.get("pipeline", args["model_name"].removesuffix("_postprocess"))
-            self.quality = QualityMetrics(pipeline, args["model_version"], names, reference)
+            self.quality = QualityMetrics(pipeline, args["model_version"], names, reference,
+                                          float(parameters.get("quality_flush_s", "1.0")))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
@@ -123,3 +145,7 @@ class TritonPythonModel:
         if self.quality is not None and answered:
             self.quality.record(np.concatenate(answered))
         return responses
+
+    def finalize(self) -> None:
+        if self.quality is not None:
+            self.quality.flush()

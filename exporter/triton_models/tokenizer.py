@@ -14,6 +14,7 @@ the model reads: their ends were not classified).
 
 import json
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,9 @@ class TritonPythonModel:
         self.families: dict[str, Any] = {}
         self.refused: dict[str, Any] = {}
         self.truncated: Any = None
+        # Counted here, sent at most once per flush_s: each update is a call into the server.
+        self.pending_truncated, self.flushed = 0, time.monotonic()
+        self.flush_s = float(parameters.get("quality_flush_s", "1.0"))
         if parameters.get("quality_metrics", "true") == "true" and hasattr(pb_utils, "MetricFamily"):
             base = {"model": parameters.get("pipeline", args["model_name"].removesuffix("_tokenizer")),
                     "version": args["model_version"]}
@@ -59,6 +63,15 @@ class TritonPythonModel:
             self.refused = {reason: self.families["refused"].Metric(labels={**base, "reason": reason})
                             for reason in ("empty", "too_long")}
             self.truncated = self.families["truncated"].Metric(labels=base)
+
+    def _flush(self) -> None:
+        if self.pending_truncated:
+            self.truncated.increment(self.pending_truncated)
+        self.pending_truncated, self.flushed = 0, time.monotonic()
+
+    def finalize(self) -> None:
+        if self.truncated is not None:
+            self._flush()
 
     def _texts(self, request: Any) -> tuple[list[str], str | None]:
         """The request's texts, or an error message saying which one is refused and why."""
@@ -96,9 +109,10 @@ class TritonPythonModel:
         if texts:
             # One padded length for the whole call, so the model's dynamic batcher can merge these requests.
             encodings = self.tokenizer.encode_batch(texts)
-            cut = sum(1 for e in encodings if e.overflowing)
-            if cut and self.truncated is not None:
-                self.truncated.increment(cut)
+            if self.truncated is not None:
+                self.pending_truncated += sum(1 for e in encodings if e.overflowing)
+                if self.pending_truncated and time.monotonic() - self.flushed >= self.flush_s:
+                    self._flush()
             arrays = {
                 "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),

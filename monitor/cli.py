@@ -1,0 +1,197 @@
+"""`tuneship feedback` (labels in, training data out, figures) and `tuneship monitor serve` (live accuracy)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tuneship.arguments import (
+    CommandError,
+    existing_file,
+    grpc_url,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+
+STORE_HELP = ("feedback store: a SQLAlchemy URL (sqlite:///feedback.db, postgresql+psycopg://...) or a SQLite "
+              "file path (default: $TUNESHIP_FEEDBACK_STORE or feedback.db)")
+
+
+def _default_store() -> str:
+    return os.environ.get("TUNESHIP_FEEDBACK_STORE", "feedback.db")
+
+
+def register(subparsers: Any) -> None:
+    feedback = subparsers.add_parser("feedback", help="record true labels for served predictions; export them")
+    actions = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    imported = actions.add_parser("import", help="import labelled texts (CSV/TSV/JSONL/Parquet, validated)")
+    imported.add_argument("file", type=existing_file)
+    imported.add_argument("--model", required=True, help="the served model (ensemble) the labels are for")
+    imported.add_argument("--store", default=_default_store(), help=STORE_HELP)
+    imported.add_argument("--text-column", default="text")
+    imported.add_argument("--label-column", default="label")
+    imported.set_defaults(handler=run_import)
+
+    exported = actions.add_parser("export", help="write the labelled texts as training data (JSONL text,label)")
+    exported.add_argument("--model", required=True)
+    exported.add_argument("--out", type=Path, required=True, help="JSONL file to write (replaced atomically)")
+    exported.add_argument("--store", default=_default_store(), help=STORE_HELP)
+    exported.add_argument("--since-hours", type=positive_float, default=None,
+                          help="only labels received in the last N hours (default: all)")
+    exported.set_defaults(handler=run_export)
+
+    stats = actions.add_parser("stats", help="predictions logged, labels received and accuracy per version")
+    stats.add_argument("--store", default=_default_store(), help=STORE_HELP)
+    stats.add_argument("--window-hours", type=positive_float, default=24.0,
+                       help="accuracy over labels received in the last N hours")
+    stats.set_defaults(handler=run_stats)
+
+    update = subparsers.add_parser(
+        "update", help="retrain the served classifier on new labelled data; publish it only if it is better")
+    update.add_argument("new_data", type=existing_file, help="labelled new data (CSV/TSV/JSONL/Parquet)")
+    update.add_argument("--model", required=True, help="the served pipeline (ensemble) to update")
+    update.add_argument("--repository", type=Path, default=Path("model_repository"))
+    update.add_argument("--output", type=Path, required=True, help="where the candidate checkpoint is written")
+    update.add_argument("--checkpoint", type=Path, default=None,
+                        help="the serving version's checkpoint (default: as its export report says)")
+    update.add_argument("--holdout-fraction", type=_fraction, default=0.3,
+                        help="share of the new data held out for the promotion gate")
+    update.add_argument("--replay-ratio", type=non_negative_float, default=1.0,
+                        help="original training examples mixed in per new training example")
+    update.add_argument("--margin", type=non_negative_float, default=1.0,
+                        help="points of accuracy on the held-out new data the candidate must gain")
+    update.add_argument("--max-original-drop", type=non_negative_float, default=1.0,
+                        help="points of accuracy on the original eval set the candidate may lose")
+    update.add_argument("--epochs", type=positive_float, default=None, help="default: the original recipe's")
+    update.add_argument("--learning-rate", type=positive_float, default=None, help="default: the original recipe's")
+    update.add_argument("--seed", type=int, default=42)
+    update.add_argument("--text-column", default="text")
+    update.add_argument("--label-column", default="label")
+    update.add_argument("--url", type=grpc_url, default=None,
+                        help="a running server (explicit model control) to switch to the new version; without it "
+                             "the files are published and a polling server picks them up")
+    update.add_argument("--admin-key", default=None, help="key for Triton's restricted APIs "
+                        "(default: $TUNESHIP_ADMIN_KEY)")
+    update.add_argument("--no-publish", dest="publish", action="store_false", help="train and gate only")
+    update.set_defaults(handler=run_update_command)
+
+    monitor = subparsers.add_parser("monitor", help="model-quality monitoring")
+    monitor_actions = monitor.add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = monitor_actions.add_parser(
+        "serve", help="export live accuracy and macro-F1 per model version for Prometheus to scrape")
+    serve.add_argument("--store", default=_default_store(), help=STORE_HELP)
+    serve.add_argument("--port", type=positive_int, default=9109)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--window", type=positive_float, default=3600.0,
+                       help="seconds of labels the figures cover (a sliding window)")
+    serve.set_defaults(handler=run_serve)
+
+
+def _store(location: str) -> Any:
+    from tuneship.monitor.store import FeedbackStore, StoreError
+
+    try:
+        return FeedbackStore(location)
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from tuneship.trainer.data import load_file
+    from tuneship.trainer.errors import DataError
+
+    try:
+        data = load_file(Path(args.file), args.text_column, args.label_column)
+    except DataError as error:
+        raise CommandError(str(error)) from None
+    with _store(args.store) as store:
+        result = store.import_labels(args.model, data.texts, data.labels)
+    print(f"{len(data.examples)} labelled texts for {args.model} into {store.url}: {result.matched} matched a "
+          f"logged prediction, {result.added} new examples, {result.unchanged} already labelled")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    since = time.time() - args.since_hours * 3600 if args.since_hours else None
+    with _store(args.store) as store:
+        rows = store.labelled(args.model, since=since)
+    kept = [r for r in rows if r.text is not None]
+    if not kept:
+        raise CommandError(f"no labelled texts for {args.model!r} in {store.url}"
+                           + (f" ({len(rows)} labelled rows were logged redacted: only hashes)" if rows else ""))
+    from tuneship.exporter.repository import write_text_atomic
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out, "".join(json.dumps({"text": row.text, "label": row.true_label}, ensure_ascii=False)
+                                        + "\n" for row in kept))
+    skipped = len(rows) - len(kept)
+    print(f"{len(kept)} labelled texts written to {args.out}"
+          + (f" ({skipped} redacted rows have no text and were skipped)" if skipped else ""))
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from tuneship.monitor.store import window_quality
+
+    with _store(args.store) as store:
+        counts = store.counts()
+        quality = window_quality(store.labelled(since=time.time() - args.window_hours * 3600, predicted_only=True))
+    if not counts:
+        print(f"{store.url}: empty")
+        return 0
+    print(f"{'model':<20}{'version':>8}{'logged':>9}{'labelled':>10}{'accuracy':>10}{'macro-F1':>10}")
+    for row in counts:
+        figures = quality.get((row["model"], row["version"] or ""), {})
+        accuracy = f"{figures['accuracy']:.3f}" if figures else "-"
+        f1 = f"{figures['macro_f1']:.3f}" if figures else "-"
+        print(f"{row['model']:<20}{row['version'] or '-':>8}{row['predictions']:>9}{row['labelled']:>10}"
+              f"{accuracy:>10}{f1:>10}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from tuneship.monitor.live import serve
+
+    store = _store(args.store)
+    try:
+        server = serve(store, args.port, args.window, args.host)
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    print(f"live accuracy of {store.url} on http://{args.host}:{args.port}/metrics (window {args.window:g} s); "
+          "Ctrl-C stops", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+        return 0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction between 0 and 1")
+    return value
+
+
+def run_update_command(args: argparse.Namespace) -> int:
+    from tuneship.monitor.update import UpdateError, UpdateOptions, run_update
+
+    options = UpdateOptions(
+        name=args.model, new_data=Path(args.new_data), output=args.output, repository=args.repository,
+        checkpoint=args.checkpoint, holdout_fraction=args.holdout_fraction, replay_ratio=args.replay_ratio,
+        margin_points=args.margin, max_original_drop_points=args.max_original_drop, epochs=args.epochs,
+        learning_rate=args.learning_rate, seed=args.seed, text_column=args.text_column,
+        label_column=args.label_column, url=args.url, publish=args.publish,
+        admin_key=args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"))
+    try:
+        report = run_update(options)
+    except UpdateError as error:
+        raise CommandError(str(error)) from None
+    return 0 if report.passed else 1

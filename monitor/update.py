@@ -1,0 +1,252 @@
+"""`tuneship update`: retrain the serving model on new labelled data, and publish it only if it is better.
+
+1. The serving version's checkpoint (from the repository's export report) and its recipe (its manifest).
+2. New data, validated like training data, split into a training part and a held-out part (stratified, seeded).
+3. Continued training from the serving checkpoint on the new part mixed with a replay sample of the original
+   training data (so the old domain is not forgotten); checkpoints that are not plain models (adapters, frozen
+   features) are retrained from their base model on the same mix instead.
+4. Export of the candidate into a scratch repository, through the usual validation and accuracy gate.
+5. The promotion gate: the serving version and the candidate, as published, answer the same texts: the
+   held-out new data (the candidate must win by `margin_points`) and the original eval set (it may lose at most
+   `max_original_drop_points`). The table is printed and saved.
+6. A passing candidate's files are copied into the served repository as the next version (the files that were
+   gated, not a re-export) and, with a server, loaded with the usual hot update; a failing one is not.
+Every run appends a record to `<repository>/<name>/updates.jsonl`: data fingerprint, parent version, figures.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+UPDATES_FILE = "updates.jsonl"
+
+
+class UpdateError(ValueError):
+    """The update cannot run; the message says what is missing or wrong."""
+
+
+@dataclass
+class UpdateOptions:
+    name: str = field(metadata={"help": "served pipeline (ensemble) name"})
+    new_data: Path = field(metadata={"help": "labelled new data (CSV/TSV/JSONL/Parquet, text and label columns)"})
+    output: Path = field(metadata={"help": "where the candidate checkpoint is written"})
+    repository: Path = Path("model_repository")
+    checkpoint: Path | None = None  # the serving version's checkpoint (default: from the export report)
+    holdout_fraction: float = 0.3
+    replay_ratio: float = 1.0  # original training examples per new training example
+    margin_points: float = 1.0
+    max_original_drop_points: float = 1.0
+    epochs: float | None = None
+    learning_rate: float | None = None
+    seed: int = 42
+    text_column: str = "text"
+    label_column: str = "label"
+    url: str | None = None  # a running server to switch (explicit model control); None: files only
+    admin_key: str | None = None
+    publish: bool = True  # False: train and gate only
+
+
+@dataclass
+class GateRow:
+    texts: str
+    count: int
+    serving: float
+    candidate: float
+
+    @property
+    def change_points(self) -> float:
+        return 100 * (self.candidate - self.serving)
+
+
+@dataclass
+class UpdateReport:
+    name: str
+    parent_version: int
+    candidate: str
+    new_data: str
+    data_fingerprint: str
+    new_train: int
+    new_holdout: int
+    replayed: int
+    rows: list[dict[str, Any]]
+    passed: bool
+    reason: str
+    published_versions: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    started_at: str = ""
+
+    def table(self) -> str:
+        lines = [f"{'texts':<28}{'count':>7}{'serving v' + str(self.parent_version):>14}{'candidate':>11}"
+                 f"{'change':>9}"]
+        for row in self.rows:
+            lines.append(f"{row['texts']:<28}{row['count']:>7}{row['serving']:>14.4f}{row['candidate']:>11.4f}"
+                         f"{100 * (row['candidate'] - row['serving']):>+8.1f}")
+        return "\n".join(lines)
+
+
+def _serving(options: UpdateOptions) -> tuple[int, Path, dict[str, Any]]:
+    from tuneship.exporter.repository import existing_versions
+
+    model_dir = options.repository / f"{options.name}_model"
+    versions = existing_versions(model_dir) if model_dir.is_dir() else []
+    if not versions:
+        raise UpdateError(f"{options.repository}: no published {options.name!r} to update (export one first)")
+    report_path = options.repository / options.name / "export_report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    checkpoint = options.checkpoint or (Path(report["checkpoint"]) if report.get("checkpoint") else None)
+    if checkpoint is None:
+        raise UpdateError(f"{report_path} does not say which checkpoint {options.name!r} came from (exported by an "
+                          "older tuneship): pass --checkpoint")
+    if not (checkpoint / "tuneship.json").is_file():
+        raise UpdateError(f"{checkpoint}: not a tuneship checkpoint (no tuneship.json)")
+    return versions[-1], checkpoint, json.loads((checkpoint / "tuneship.json").read_text())
+
+
+def _sample(examples: list[Any], count: int, seed: int) -> list[Any]:
+    if count >= len(examples):
+        return list(examples)
+    return random.Random(seed).sample(examples, count)
+
+
+def run_update(options: UpdateOptions) -> UpdateReport:
+    from tuneship.exporter import ExportOptions, export_checkpoint, repository_lock
+    from tuneship.exporter.texts import read_jsonl
+    from tuneship.monitor.scoring import PublishedClassifier
+    from tuneship.progress import step
+    from tuneship.trainer import train
+    from tuneship.trainer.checkpoint import data_fingerprint
+    from tuneship.trainer.config import config_from_hyperparameters, save_json
+    from tuneship.trainer.data import load_file, stratified_split, write_jsonl
+    from tuneship.trainer.errors import DataError
+    from tuneship.trainer.training import prepare_data
+
+    started = time.monotonic()
+    parent, checkpoint, manifest = _serving(options)
+    if manifest.get("task", "text-classification") != "text-classification":
+        raise UpdateError(f"{checkpoint}: tuneship update retrains text classifiers; this is {manifest['task']!r}")
+    labels = list(manifest["labels"])
+    try:
+        new = load_file(options.new_data, options.text_column, options.label_column)
+    except DataError as error:
+        raise UpdateError(str(error)) from None
+    unknown = sorted(set(new.labels) - set(labels))
+    if unknown:
+        raise UpdateError(f"{options.new_data}: labels {unknown} are not the model's labels {labels}; map them to "
+                          "the model's labels (or drop those rows) first")
+    new_train, holdout = stratified_split(new, options.holdout_fraction, options.seed)
+    if not new_train.examples or not holdout.examples:
+        raise UpdateError(f"{options.new_data}: {len(new.examples)} labelled texts are too few to split into "
+                          f"training and held-out parts (--holdout-fraction {options.holdout_fraction})")
+    recipe = dict(manifest.get("hyperparameters", {}))
+    original = config_from_hyperparameters(recipe)
+    with step("reading the original training data for replay"):
+        original_train = prepare_data(original).train
+    replay = _sample(original_train.examples, round(options.replay_ratio * len(new_train.examples)), options.seed)
+    original_eval_texts, original_eval_labels = read_jsonl(checkpoint / "eval.jsonl", 1_000_000)
+
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".update-", dir=options.output.parent))
+    try:
+        data_dir = scratch / "data"
+        data_dir.mkdir()
+        mixed = new_train.examples + replay
+        random.Random(options.seed).shuffle(mixed)
+        write_jsonl(data_dir / "train.jsonl", [e.text for e in mixed], [e.label for e in mixed])
+        write_jsonl(data_dir / "holdout.jsonl", holdout.texts, holdout.labels)
+        continued = bool(manifest.get("merged")) and manifest.get("method") != "features"
+        config = config_from_hyperparameters(
+            recipe, data=str(data_dir / "train.jsonl"), eval_file=str(data_dir / "holdout.jsonl"),
+            max_train_samples=None, max_eval_samples=None, output=str(options.output), overwrite=True,
+            resume=False, model=str(checkpoint) if continued else recipe.get("model"),
+            epochs=options.epochs if options.epochs is not None else recipe.get("epochs", 1.0),
+            learning_rate=options.learning_rate if options.learning_rate is not None else recipe.get("learning_rate"),
+            seed=options.seed)
+        how = "continuing from the serving checkpoint" if continued else "retraining from the base model"
+        print(f"update of {options.name} v{parent}: {len(new_train.examples)} new + {len(replay)} replayed "
+              f"original examples, {how} ({config.method}); {len(holdout.examples)} new texts held out")
+        train(config)
+        candidate_repo = scratch / "repository"
+        export_checkpoint(ExportOptions(checkpoint=options.output, name=options.name, repository=candidate_repo))
+        with step("scoring the serving version and the candidate on the same texts"):
+            serving = PublishedClassifier(options.repository, options.name, parent)
+            candidate = PublishedClassifier(candidate_repo, options.name)
+            rows = [GateRow("new data (held out)", len(holdout.examples), serving.accuracy(holdout.texts,
+                                                                                           holdout.labels),
+                            candidate.accuracy(holdout.texts, holdout.labels)),
+                    GateRow("original eval set", len(original_eval_texts),
+                            serving.accuracy(original_eval_texts, original_eval_labels),
+                            candidate.accuracy(original_eval_texts, original_eval_labels))]
+        gain, drop = rows[0].change_points, -rows[1].change_points
+        passed = gain >= options.margin_points and drop <= options.max_original_drop_points
+        reason = (f"new data {gain:+.1f} points (needs +{options.margin_points:g}), original eval "
+                  f"{-drop:+.1f} points (may lose {options.max_original_drop_points:g})")
+        report = UpdateReport(
+            name=options.name, parent_version=parent, candidate=str(options.output), new_data=str(options.new_data),
+            data_fingerprint=data_fingerprint(new.texts, new.labels), new_train=len(new_train.examples),
+            new_holdout=len(holdout.examples), replayed=len(replay), rows=[asdict(r) for r in rows], passed=passed,
+            reason=("passed: " if passed else "not published: ") + reason,
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        print(report.table())
+        print(report.reason)
+        if passed and options.publish:
+            with repository_lock(options.repository, 600.0, f"tuneship update of {options.name}"):
+                report.published_versions = _publish(options, candidate_repo)
+            print("published " + ", ".join(f"{m} v{v}" for m, v in report.published_versions.items()))
+        report.seconds = round(time.monotonic() - started, 1)
+        save_json(options.output / "update_report.json", asdict(report))
+        _record(options.repository / options.name / UPDATES_FILE, report)
+        return report
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _copy_versions(source: Path, target: Path, name: str) -> dict[str, int]:
+    """The candidate's four models as the next versions in the served repository, exactly as gated."""
+    from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.exporter.repository import existing_versions, publish_version, write_text_atomic
+
+    versions = {}
+    for model in (f"{name}_model", f"{name}_tokenizer", f"{name}_postprocess", name):
+        folder = source / model
+        latest = folder / str(existing_versions(folder)[-1])
+
+        def fill(staging: Path, latest: Path = latest) -> None:
+            for item in latest.iterdir():
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
+
+        versions[model] = publish_version(target, parse_pbtxt((folder / "config.pbtxt").read_text()), fill)
+        for extra in ("labels.txt", "requirements.txt"):
+            if (folder / extra).is_file():
+                write_text_atomic(target / model / extra, (folder / extra).read_text(encoding="utf-8"))
+    report = json.loads((source / name / "export_report.json").read_text())
+    report.update(repository=str(target), versions=versions)
+    write_text_atomic(target / name / "export_report.json", json.dumps(report, indent=2) + "\n")
+    return versions
+
+
+def _publish(options: UpdateOptions, candidate_repo: Path) -> dict[str, int]:
+    if options.url is None:
+        return _copy_versions(candidate_repo, options.repository, options.name)
+    from tuneship.client import ADMIN_HEADER, ClientOptions, TritonClient
+    from tuneship.deploy.publish import switch_to
+
+    headers = {ADMIN_HEADER: options.admin_key} if options.admin_key else {}
+    with TritonClient(options.url, ClientOptions(headers=headers)) as client:
+        result = switch_to(client, options.repository, options.name,
+                           lambda: _copy_versions(candidate_repo, options.repository, options.name))
+    return result.versions
+
+
+def _record(path: Path, report: UpdateReport) -> None:
+    """One JSON line per update run, appended: which data made which version, and with what figures."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {k: v for k, v in asdict(report).items()}
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")

@@ -1,0 +1,110 @@
+"""`tuneship update`: a served tiny classifier meets a new vocabulary, is retrained, gated and switched live."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_csv
+
+from tuneship.cli import main
+from tuneship.client import TextClassifier, TritonClient, TritonError
+from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.exporter.repository import existing_versions
+from tuneship.monitor.update import UPDATES_FILE, UpdateError, UpdateOptions, run_update
+
+pytestmark = pytest.mark.integration
+
+# The new domain: words the served model never saw carry the sentiment.
+NEW_POSITIVE = ["fire", "lit", "dope", "goated", "cool"]
+NEW_NEGATIVE = ["meh", "trash", "cringe", "mid", "yikes"]
+NEW_FILLER = ["lol", "tbh", "ngl", "this", "show", "episode", "honestly", "fr"]
+
+
+def new_domain(count: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        label = "positive" if index % 2 == 0 else "negative"
+        words = rng.sample(NEW_FILLER, rng.randint(2, 5))
+        words.insert(rng.randint(0, len(words)), rng.choice(NEW_POSITIVE if label == "positive" else NEW_NEGATIVE))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+@pytest.fixture()
+def repository(tiny_repository: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "repository"
+    shutil.copytree(tiny_repository, copy)
+    return copy
+
+
+def test_a_better_candidate_is_published_live_with_no_failed_request(repository: Path, tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "new.csv", new_domain(240, seed=5))
+    parent = existing_versions(repository / "tiny_model")[-1]
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+    with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)) as server:
+        def load() -> None:
+            with TritonClient(server.grpc_url) as client:
+                classifier = TextClassifier(client, "tiny", batch_size=2)
+                while not stop.is_set():
+                    try:
+                        classifier.classify(["the film was great", "lol this show is trash"])
+                        answered[0] += 1
+                    except TritonError as error:
+                        failures.append(str(error))
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        try:
+            report = run_update(UpdateOptions(name="tiny", new_data=data, output=tmp_path / "candidate",
+                                              repository=repository, url=server.grpc_url,
+                                              max_original_drop_points=5.0))
+        finally:
+            stop.set()
+            worker.join()
+        with TritonClient(server.grpc_url) as client:
+            served = client.infer("tiny", {"TEXT": np.array([[b"fire episode"]], dtype=np.object_)})
+    assert report.passed, report.reason
+    new, original = report.rows
+    assert new["candidate"] > new["serving"] and new["count"] == 72
+    assert original["count"] == 60 and original["candidate"] >= original["serving"] - 0.05
+    assert report.replayed == report.new_train == 167  # 239 distinct rows: 30% held out
+    assert report.published_versions == {m: parent + 1 for m in ("tiny_model", "tiny_tokenizer",
+                                                                 "tiny_postprocess", "tiny")}
+    assert served.version == str(parent + 1)
+    assert not failures and answered[0] > 0, failures[:3]
+    records = [json.loads(line) for line in (repository / "tiny" / UPDATES_FILE).read_text().splitlines()]
+    assert len(records) == 1 and records[0]["parent_version"] == parent and records[0]["passed"]
+    assert records[0]["data_fingerprint"].startswith("sha256:")
+    assert json.loads((tmp_path / "candidate" / "update_report.json").read_text())["passed"]
+    # The published files are the gated ones, with the candidate's reference behaviour.
+    assert (repository / "tiny_postprocess" / str(parent + 1) / "reference.json").is_file()
+
+
+def test_a_candidate_that_does_not_clear_the_margin_is_not_published(repository: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_csv(tmp_path / "new.csv", new_domain(120, seed=6))
+    before = {m: existing_versions(repository / m) for m in ("tiny", "tiny_model")}
+    code = main(["update", str(data), "--model", "tiny", "--repository", str(repository), "--output",
+                 str(tmp_path / "candidate"), "--margin", "100", "--epochs", "1"])
+    output = capsys.readouterr().out
+    assert code == 1
+    assert "not published: new data" in output and "needs +100" in output
+    assert {m: existing_versions(repository / m) for m in before} == before
+    (record,) = [json.loads(line) for line in (repository / "tiny" / UPDATES_FILE).read_text().splitlines()]
+    assert not record["passed"] and record["published_versions"] == {}
+
+
+def test_new_labels_the_model_does_not_have_are_refused_before_training(repository: Path, tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "new.csv", [("a fine show", "neutral"), ("lol fire", "positive")] * 5)
+    with pytest.raises(UpdateError, match=r"labels \['neutral'\] are not the model's labels"):
+        run_update(UpdateOptions(name="tiny", new_data=data, output=tmp_path / "candidate", repository=repository))
+    assert not (tmp_path / "candidate").exists()
