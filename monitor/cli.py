@@ -81,6 +81,19 @@ def register(subparsers: Any) -> None:
     update.add_argument("--no-publish", dest="publish", action="store_false", help="train and gate only")
     update.set_defaults(handler=run_update_command)
 
+    back = subparsers.add_parser(
+        "rollback", help="serve an earlier version of a classifier again (published as the next version)")
+    back.add_argument("--model", required=True, help="the served pipeline (ensemble)")
+    back.add_argument("--repository", type=Path, default=Path("model_repository"))
+    back.add_argument("--to", type=positive_int, default=None,
+                      help="the version to bring back (default: the one before the latest)")
+    back.add_argument("--url", type=grpc_url, default=None,
+                      help="a running server (explicit model control) to switch; without it a polling server "
+                           "picks the files up")
+    back.add_argument("--admin-key", default=None, help="key for Triton's restricted APIs "
+                      "(default: $TUNESHIP_ADMIN_KEY)")
+    back.set_defaults(handler=run_rollback)
+
     monitor = subparsers.add_parser("monitor", help="model-quality monitoring")
     monitor_actions = monitor.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = monitor_actions.add_parser(
@@ -195,3 +208,16 @@ def run_update_command(args: argparse.Namespace) -> int:
     except UpdateError as error:
         raise CommandError(str(error)) from None
     return 0 if report.passed else 1
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from tuneship.monitor.update import UpdateError, rollback
+
+    try:
+        versions = rollback(args.repository, args.model, args.to, args.url,
+                            args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"))
+    except UpdateError as error:
+        raise CommandError(str(error)) from None
+    print(f"{args.model}: version {args.to or 'before the latest'} published again as "
+          + ", ".join(f"{m} v{v}" for m, v in versions.items()))
+    return 0

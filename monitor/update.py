@@ -21,6 +21,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,15 +208,17 @@ def run_update(options: UpdateOptions) -> UpdateReport:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _copy_versions(source: Path, target: Path, name: str) -> dict[str, int]:
-    """The candidate's four models as the next versions in the served repository, exactly as gated."""
+def _copy_versions(source: Path, target: Path, name: str, version: int | None = None) -> dict[str, int]:
+    """The four models' files of one version in `source` (default: the latest) as the next versions in the served
+    repository: the candidate exactly as gated, or an earlier version brought back."""
     from tuneship.exporter.model_configs import parse_pbtxt
     from tuneship.exporter.repository import existing_versions, publish_version, write_text_atomic
 
     versions = {}
     for model in (f"{name}_model", f"{name}_tokenizer", f"{name}_postprocess", name):
         folder = source / model
-        latest = folder / str(existing_versions(folder)[-1])
+        available = existing_versions(folder)
+        latest = folder / str(version if version in available else available[-1])
 
         def fill(staging: Path, latest: Path = latest) -> None:
             for item in latest.iterdir():
@@ -225,23 +228,55 @@ def _copy_versions(source: Path, target: Path, name: str) -> dict[str, int]:
         for extra in ("labels.txt", "requirements.txt"):
             if (folder / extra).is_file():
                 write_text_atomic(target / model / extra, (folder / extra).read_text(encoding="utf-8"))
-    report = json.loads((source / name / "export_report.json").read_text())
-    report.update(repository=str(target), versions=versions)
-    write_text_atomic(target / name / "export_report.json", json.dumps(report, indent=2) + "\n")
+    if source != target:
+        report = json.loads((source / name / "export_report.json").read_text())
+        report.update(repository=str(target), versions=versions)
+        write_text_atomic(target / name / "export_report.json", json.dumps(report, indent=2) + "\n")
     return versions
 
 
-def _publish(options: UpdateOptions, candidate_repo: Path) -> dict[str, int]:
-    if options.url is None:
-        return _copy_versions(candidate_repo, options.repository, options.name)
+def _switch(repository: Path, name: str, produce: Callable[[], dict[str, int]], url: str | None,
+            admin_key: str | None) -> dict[str, int]:
+    """Write the next versions; with a server, make it serve them (removed again if they fail to load)."""
+    if url is None:
+        return produce()
     from tuneship.client import ADMIN_HEADER, ClientOptions, TritonClient
     from tuneship.deploy.publish import switch_to
 
-    headers = {ADMIN_HEADER: options.admin_key} if options.admin_key else {}
-    with TritonClient(options.url, ClientOptions(headers=headers)) as client:
-        result = switch_to(client, options.repository, options.name,
-                           lambda: _copy_versions(candidate_repo, options.repository, options.name))
-    return result.versions
+    headers = {ADMIN_HEADER: admin_key} if admin_key else {}
+    with TritonClient(url, ClientOptions(headers=headers)) as client:
+        return switch_to(client, repository, name, produce).versions
+
+
+def _publish(options: UpdateOptions, candidate_repo: Path) -> dict[str, int]:
+    return _switch(options.repository, options.name,
+                   lambda: _copy_versions(candidate_repo, options.repository, options.name), options.url,
+                   options.admin_key)
+
+
+def rollback(repository: Path, name: str, to: int | None = None, url: str | None = None,
+             admin_key: str | None = None) -> dict[str, int]:
+    """Serve an earlier version again (default: the one before the latest), published as the next version so
+    that history only grows and a polling server sees an ordinary update."""
+    from tuneship.exporter import repository_lock
+    from tuneship.exporter.repository import existing_versions
+
+    available = existing_versions(repository / f"{name}_model") if (repository / f"{name}_model").is_dir() else []
+    if len(available) < 2 and to is None:
+        raise UpdateError(f"{repository}: {name!r} has {len(available)} version(s) on disk: nothing to roll back to")
+    target = to if to is not None else available[-2]
+    if target not in available:
+        raise UpdateError(f"{repository}/{name}_model has no version {target} (on disk: {available}; "
+                          "export --keep decides how many stay)")
+    with repository_lock(repository, 600.0, f"tuneship rollback of {name} to v{target}"):
+        versions = _switch(repository, name, lambda: _copy_versions(repository, repository, name, target), url,
+                           admin_key)
+    path = repository / name / UPDATES_FILE
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"rollback": True, "name": name, "from_version": available[-1],
+                                 "to_version": target, "published_versions": versions,
+                                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    return versions
 
 
 def _record(path: Path, report: UpdateReport) -> None:

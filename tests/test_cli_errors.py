@@ -119,6 +119,10 @@ BATTERY: dict[str, list[list[str]]] = {
         ["{file}", "--model", "tiny", "--output", "{tmp}/candidate", "--margin", "-1"],
         ["{file}", "--output", "{tmp}/candidate"],
     ],
+    "rollback": [
+        ["--model", "tiny", "--repository", "{tmp}/no-repository"],
+        ["--model", "tiny", "--repository", "{tmp}", "--to", "0"],
+    ],
     "monitor": [
         ["serve", "--store", "{tmp}/feedback.db", "--port", "0"],
         ["serve", "--store", "{tmp}/feedback.db", "--port", "{busy}"],

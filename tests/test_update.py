@@ -83,10 +83,18 @@ def test_a_better_candidate_is_published_live_with_no_failed_request(repository:
     assert not failures and answered[0] > 0, failures[:3]
     records = [json.loads(line) for line in (repository / "tiny" / UPDATES_FILE).read_text().splitlines()]
     assert len(records) == 1 and records[0]["parent_version"] == parent and records[0]["passed"]
+    assert records[0]["published_versions"]["tiny"] == parent + 1
     assert records[0]["data_fingerprint"].startswith("sha256:")
     assert json.loads((tmp_path / "candidate" / "update_report.json").read_text())["passed"]
     # The published files are the gated ones, with the candidate's reference behaviour.
     assert (repository / "tiny_postprocess" / str(parent + 1) / "reference.json").is_file()
+    # One command brings the parent back, as the next version, with the parent's files.
+    assert main(["rollback", "--model", "tiny", "--repository", str(repository)]) == 0
+    assert existing_versions(repository / "tiny_model")[-1] == parent + 2
+    assert ((repository / "tiny_model" / str(parent + 2) / "model.onnx").read_bytes()
+            == (repository / "tiny_model" / str(parent) / "model.onnx").read_bytes())
+    last = json.loads((repository / "tiny" / UPDATES_FILE).read_text().splitlines()[-1])
+    assert last["rollback"] and last["to_version"] == parent
 
 
 def test_a_candidate_that_does_not_clear_the_margin_is_not_published(repository: Path, tmp_path: Path,
