@@ -3,26 +3,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# Debian packages some tests need, installed where missing (as root, as in CI); otherwise those tests skip.
+need() {  # need PACKAGE PURPOSE COMMAND-TEST...
+  local package=$1 purpose=$2; shift 2
+  "$@" >/dev/null 2>&1 && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "tuneship: installing $package (Debian package) for $purpose ..."
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "$package" >/dev/null
+  else
+    echo "tuneship: $package not found and cannot apt-get install it here; $purpose will skip" >&2
+  fi
+}
 # Prometheus' promtool checks the rules and a real Prometheus scrapes a real Triton in the tests.
-if ! command -v promtool >/dev/null 2>&1; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "tuneship: installing Prometheus (Debian package) for the monitoring tests ..."
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      prometheus >/dev/null
-  else
-    echo "tuneship: promtool not found and cannot apt-get install prometheus here; monitoring tests will skip" >&2
-  fi
-fi
-# A real PostgreSQL for the feedback store's PostgreSQL path (the server binaries; the tests start their own).
-if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "tuneship: installing PostgreSQL (Debian package) for the feedback-store tests ..."
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      postgresql >/dev/null
-  else
-    echo "tuneship: PostgreSQL not found and cannot apt-get install it here; its store test will skip" >&2
-  fi
-fi
+need prometheus "the monitoring tests" command -v promtool
+# A real PostgreSQL for the feedback store's PostgreSQL path (the server binaries; the test starts its own).
+need postgresql "the feedback store's PostgreSQL test" \
+  bash -c 'command -v initdb || compgen -G "/usr/lib/postgresql/*/bin/initdb"'
 .venv/bin/ruff check .
 bash scripts/typecheck.sh
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -28,15 +29,16 @@ NEGATIVE = ["awful", "dull", "boring", "terrible", "tedious", "bland", "clumsy",
 FILLER = ["the", "film", "story", "acting", "movie", "plot", "was", "really", "quite", "and", "its", "cast"]
 
 
-def synthetic_reviews(count: int, seed: int) -> list[tuple[str, str]]:
+def synthetic_reviews(count: int, seed: int, positive: Sequence[str] = POSITIVE, negative: Sequence[str] = NEGATIVE,
+                      filler: Sequence[str] = FILLER, words: tuple[int, int] = (3, 8)) -> list[tuple[str, str]]:
     """Short texts whose label is given by one sentiment word: learnable in seconds by a tiny model."""
     rng = random.Random(seed)
     rows = []
     for index in range(count):
         label = "positive" if index % 2 == 0 else "negative"
-        words = rng.sample(FILLER, rng.randint(3, 8))
-        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "positive" else NEGATIVE))
-        rows.append((" ".join(words), label))
+        text = rng.sample(list(filler), rng.randint(*words))
+        text.insert(rng.randint(0, len(text)), rng.choice(positive if label == "positive" else negative))
+        rows.append((" ".join(text), label))
     return rows
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_csv
+from conftest import synthetic_reviews, write_csv
 
 from tuneship.cli import main
 from tuneship.client import TextClassifier, TritonClient, TritonError
@@ -27,14 +26,7 @@ NEW_FILLER = ["lol", "tbh", "ngl", "this", "show", "episode", "honestly", "fr"]
 
 
 def new_domain(count: int, seed: int) -> list[tuple[str, str]]:
-    rng = random.Random(seed)
-    rows = []
-    for index in range(count):
-        label = "positive" if index % 2 == 0 else "negative"
-        words = rng.sample(NEW_FILLER, rng.randint(2, 5))
-        words.insert(rng.randint(0, len(words)), rng.choice(NEW_POSITIVE if label == "positive" else NEW_NEGATIVE))
-        rows.append((" ".join(words), label))
-    return rows
+    return synthetic_reviews(count, seed, NEW_POSITIVE, NEW_NEGATIVE, NEW_FILLER, words=(2, 5))
 
 
 @pytest.fixture()
