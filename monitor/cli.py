@@ -79,6 +79,12 @@ def register(subparsers: Any) -> None:
     update.add_argument("--admin-key", default=None, help="key for Triton's restricted APIs "
                         "(default: $TUNESHIP_ADMIN_KEY)")
     update.add_argument("--no-publish", dest="publish", action="store_false", help="train and gate only")
+    update.add_argument("--shadow-store", default=None,
+                        help="feedback store with logged live answers (PredictionLog): the candidate answers the "
+                             "latest of them and its agreement with the serving version is reported")
+    update.add_argument("--shadow-texts", type=positive_int, default=1000, help="how many logged texts")
+    update.add_argument("--min-shadow-agreement", type=_fraction_or_zero, default=0.0,
+                        help="refuse a candidate that agrees less often than this (0: report only)")
     update.set_defaults(handler=run_update_command)
 
     back = subparsers.add_parser(
@@ -193,6 +199,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _fraction_or_zero(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
 def run_update_command(args: argparse.Namespace) -> int:
     from tuneship.monitor.update import UpdateError, UpdateOptions, run_update
 
@@ -201,7 +214,8 @@ def run_update_command(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, holdout_fraction=args.holdout_fraction, replay_ratio=args.replay_ratio,
         margin_points=args.margin, max_original_drop_points=args.max_original_drop, epochs=args.epochs,
         learning_rate=args.learning_rate, seed=args.seed, text_column=args.text_column,
-        label_column=args.label_column, url=args.url, publish=args.publish,
+        label_column=args.label_column, url=args.url, publish=args.publish, shadow_store=args.shadow_store,
+        shadow_texts=args.shadow_texts, min_shadow_agreement=args.min_shadow_agreement,
         admin_key=args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"))
     try:
         report = run_update(options)

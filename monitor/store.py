@@ -153,6 +153,15 @@ class FeedbackStore:
             return [Labelled(r.model, r.version, r.text, r.text_hash, r.true_label, r.predicted_label, r.labelled_at)
                     for r in connection.execute(query)]
 
+    def recent_answers(self, model: str, limit: int) -> list[tuple[str, str]]:
+        """The latest logged answers that kept their text: (text, predicted label), newest first."""
+        sa, table = self.sa, self.table
+        query = (sa.select(table.c.text, table.c.predicted_label)
+                 .where(table.c.model == model, table.c.text.is_not(None), table.c.predicted_label.is_not(None))
+                 .order_by(table.c.predicted_at.desc(), table.c.id.desc()).limit(limit))
+        with self.engine.connect() as connection:
+            return [(text, label) for text, label in connection.execute(query)]
+
     def counts(self) -> list[dict[str, Any]]:
         """Per model and version: predictions logged and how many have labels."""
         sa, table = self.sa, self.table

@@ -52,6 +52,9 @@ class UpdateOptions:
     url: str | None = None  # a running server to switch (explicit model control); None: files only
     admin_key: str | None = None
     publish: bool = True  # False: train and gate only
+    shadow_store: str | None = None  # a feedback store with logged live answers: the candidate answers them too
+    shadow_texts: int = 1000
+    min_shadow_agreement: float = 0.0  # a gate on the shadow agreement (0: report only)
 
 
 @dataclass
@@ -80,6 +83,7 @@ class UpdateReport:
     passed: bool
     reason: str
     published_versions: dict[str, int] = field(default_factory=dict)
+    shadow: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     started_at: str = ""
 
@@ -130,6 +134,8 @@ def run_update(options: UpdateOptions) -> UpdateReport:
 
     started = time.monotonic()
     parent, checkpoint, manifest = _serving(options)
+    if options.output.resolve() == checkpoint.resolve():
+        raise UpdateError(f"--output {options.output} is the serving checkpoint itself: write the candidate elsewhere")
     if manifest.get("task", "text-classification") != "text-classification":
         raise UpdateError(f"{checkpoint}: tuneship update retrains text classifiers; this is {manifest['task']!r}")
     labels = list(manifest["labels"])
@@ -188,12 +194,20 @@ def run_update(options: UpdateOptions) -> UpdateReport:
         passed = gain >= options.margin_points and drop <= options.max_original_drop_points
         reason = (f"new data {gain:+.1f} points (needs +{options.margin_points:g}), original eval "
                   f"{-drop:+.1f} points (may lose {options.max_original_drop_points:g})")
+        shadow = _shadow(options, candidate)
+        if shadow:
+            print(f"shadow: the candidate gives the serving version's live answer on "
+                  f"{100 * shadow['agreement']:.1f}% of the {shadow['texts']} latest logged texts")
+            if shadow["agreement"] < options.min_shadow_agreement:
+                passed = False
+                reason += (f"; shadow agreement {100 * shadow['agreement']:.1f}% is under "
+                           f"{100 * options.min_shadow_agreement:g}%")
         report = UpdateReport(
             name=options.name, parent_version=parent, candidate=str(options.output), new_data=str(options.new_data),
             data_fingerprint=data_fingerprint(new.texts, new.labels), new_train=len(new_train.examples),
             new_holdout=len(holdout.examples), replayed=len(replay), rows=[asdict(r) for r in rows], passed=passed,
             reason=("passed: " if passed else "not published: ") + reason,
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), shadow=shadow)
         print(report.table())
         print(report.reason)
         if passed and options.publish:
@@ -206,6 +220,23 @@ def run_update(options: UpdateOptions) -> UpdateReport:
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _shadow(options: UpdateOptions, candidate: Any) -> dict[str, Any]:
+    """The candidate answers the latest live texts the serving version answered (logged by PredictionLog):
+    how often it gives the same label, before anyone is switched."""
+    if options.shadow_store is None:
+        return {}
+    from tuneship.monitor.store import FeedbackStore
+
+    with FeedbackStore(options.shadow_store) as store:
+        answers = store.recent_answers(options.name, options.shadow_texts)
+    if not answers:
+        print(f"shadow: no logged live answers of {options.name!r} with their texts in {options.shadow_store}")
+        return {"texts": 0, "agreement": float("nan")}
+    predicted = candidate.predict([text for text, _ in answers])
+    agreement = sum(p == label for p, (_, label) in zip(predicted, answers, strict=True)) / len(answers)
+    return {"texts": len(answers), "agreement": round(agreement, 4)}
 
 
 def _copy_versions(source: Path, target: Path, name: str, version: int | None = None) -> dict[str, int]:

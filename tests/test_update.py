@@ -15,6 +15,7 @@ from tuneship.cli import main
 from tuneship.client import TextClassifier, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.exporter.repository import existing_versions
+from tuneship.monitor import FeedbackStore
 from tuneship.monitor.update import UPDATES_FILE, UpdateError, UpdateOptions, run_update
 
 pytestmark = pytest.mark.integration
@@ -93,11 +94,16 @@ def test_a_candidate_that_does_not_clear_the_margin_is_not_published(repository:
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     data = write_csv(tmp_path / "new.csv", new_domain(120, seed=6))
     before = {m: existing_versions(repository / m) for m in ("tiny", "tiny_model")}
+    store = FeedbackStore(str(tmp_path / "feedback.db"))
+    store.log_predictions("tiny", "1", ["the film was great", "the plot was awful"], ["positive", "negative"],
+                          [{"positive": 0.9, "negative": 0.1}, {"positive": 0.1, "negative": 0.9}])
     code = main(["update", str(data), "--model", "tiny", "--repository", str(repository), "--output",
-                 str(tmp_path / "candidate"), "--margin", "100", "--epochs", "1"])
+                 str(tmp_path / "candidate"), "--margin", "100", "--epochs", "1",
+                 "--shadow-store", str(tmp_path / "feedback.db")])
     output = capsys.readouterr().out
     assert code == 1
     assert "not published: new data" in output and "needs +100" in output
+    assert "of the 2 latest logged texts" in output
     assert {m: existing_versions(repository / m) for m in before} == before
     (record,) = [json.loads(line) for line in (repository / "tiny" / UPDATES_FILE).read_text().splitlines()]
     assert not record["passed"] and record["published_versions"] == {}
@@ -108,3 +114,7 @@ def test_new_labels_the_model_does_not_have_are_refused_before_training(reposito
     with pytest.raises(UpdateError, match=r"labels \['neutral'\] are not the model's labels"):
         run_update(UpdateOptions(name="tiny", new_data=data, output=tmp_path / "candidate", repository=repository))
     assert not (tmp_path / "candidate").exists()
+    serving = Path(json.loads((repository / "tiny" / "export_report.json").read_text())["checkpoint"])
+    with pytest.raises(UpdateError, match="is the serving checkpoint itself"):
+        run_update(UpdateOptions(name="tiny", new_data=data, output=serving, repository=repository))
+    assert (serving / "tuneship.json").is_file()
