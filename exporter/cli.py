@@ -38,6 +38,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed-margin", type=non_negative_float, default=5.0,
                         help="auto: a variant must be this many percent faster than the next one to be preferred "
                              "for speed; closer than that counts as a tie (timing noise), settled by accuracy")
+    parser.add_argument("--invariance-margin", type=non_negative_float, default=10.0,
+                        help="a batch-invariant variant (a text's answer does not depend on its batch-mates) is "
+                             "taken over a faster one that is not, if it is at most this many percent slower")
     parser.add_argument("--force", action="store_true", help="publish the requested precision even if it fails")
     parser.add_argument("--allow-label-change", action="store_true",
                         help="publish even if the model already in the repository has other labels")
@@ -100,7 +103,8 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
         tolerance=args.tolerance, precision=args.precision, target=args.target, optimize=args.optimize,
         remove_padding=args.remove_padding, calibration=args.calibration,
         int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
-        speed_margin=args.speed_margin / 100.0, gate_samples=args.gate_samples, force=args.force,
+        speed_margin=args.speed_margin / 100.0, invariance_margin=args.invariance_margin / 100.0,
+        gate_samples=args.gate_samples, force=args.force,
         allow_label_change=args.allow_label_change, keep=args.keep, serving=serving,
         lock_timeout_s=args.lock_timeout, int4_method=args.int4_method,
         generation=GenerationServing(default_max_tokens=args.default_max_tokens,

@@ -64,6 +64,8 @@ class ExportOptions:
         "help": "instruct int4: onnxruntime-genai's quantization method (k_quant_mixed keeps sensitive layers int8)"})
     speed_margin: float = field(default=0.05, metadata={
         "help": "auto: variants timed within this share of the fastest are a tie, taken by accuracy"})
+    invariance_margin: float = field(default=0.10, metadata={
+        "help": "a batch-invariant variant is taken over a faster one that is not, up to this share slower"})
     force: bool = field(default=False, metadata={"help": "publish the requested precision even if it fails the gate"})
     allow_label_change: bool = field(default=False, metadata={
         "help": "publish even if the model already in the repository has other labels"})
@@ -202,7 +204,8 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
         sessions.clear()
         apply_gate(reports, reports[0], options.accuracy_threshold, options.tolerance)
         try:
-            chosen, reason = choose(reports, options.precision, options.target, options.force, options.speed_margin)
+            chosen, reason = choose(reports, options.precision, options.target, options.force, options.speed_margin,
+                                    options.invariance_margin)
             if engine_note:
                 reason += f"; {engine_note}"
         except ValueError as error:

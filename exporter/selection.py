@@ -28,6 +28,33 @@ class VariantReport:
     passed: bool = False
     note: str = ""
     fused_operators: dict[str, int] = field(default_factory=dict)
+    # Worst change of a text's probabilities between answering it alone and in a batch with others
+    # (NaN: not measured). Dynamic int8 scales activations per batch, so its answers move with batch-mates.
+    batch_variation: float = float("nan")
+
+    @property
+    def batch_invariant(self) -> bool:
+        return bool(self.batch_variation <= INVARIANCE_TOLERANCE)
+
+
+INVARIANCE_TOLERANCE = 1e-5
+
+
+def batch_variation(session: Any, tokenizer: Any, input_names: Sequence[str], texts: Sequence[str],
+                    max_length: int, count: int = 16) -> float:
+    """The largest change of any class probability of a text between answering it alone and answering it in a
+    batch: with all `count` texts at once (padded to the longest), and beside the longest text only."""
+    from tuneship.exporter.quality import softmax
+
+    chosen = list(texts[:count])
+    if len(chosen) < 2:
+        return float("nan")
+    alone = np.concatenate([softmax(onnx_logits(session, tokenizer, input_names, [t], max_length)) for t in chosen])
+    together = softmax(onnx_logits(session, tokenizer, input_names, chosen, max_length, batch_size=len(chosen)))
+    longest = max(chosen, key=len)
+    beside = np.concatenate([softmax(onnx_logits(session, tokenizer, input_names, [t, longest], max_length))[:1]
+                             for t in chosen])
+    return float(max(np.abs(alone - together).max(), np.abs(alone - beside).max()))
 
 
 def _session(variant: Variant) -> Any:
@@ -101,6 +128,7 @@ def measure(
         accuracy=accuracy,
         accuracy_drop_points=None,
         latency_ms={"1": float("nan"), "32": float("nan")},
+        batch_variation=batch_variation(session, tokenizer, input_names, validation_texts, max_length),
     )
     return report, session, gate_logits
 
@@ -175,12 +203,30 @@ def _tie_note(best: VariantReport, tied: list[VariantReport], margin: float) -> 
 
 
 def choose(reports: list[VariantReport], precision: str, target: str, force: bool,
-           margin: float = 0.05) -> tuple[VariantReport, str]:
-    """The variant to publish and why, or raise ValueError explaining why none may be published."""
+           margin: float = 0.05, invariance_margin: float = 0.10) -> tuple[VariantReport, str]:
+    """The variant to publish and why, or raise ValueError explaining why none may be published.
+
+    Among the candidates, a batch-invariant one (a text's answer does not depend on its batch-mates) is taken
+    over a faster variant that is not, unless the invariant one is slower by more than `invariance_margin`.
+    """
 
     def fastest(candidates: list[VariantReport]) -> tuple[VariantReport, str]:
         best, tied = fastest_within_margin(candidates, margin)
-        return best, _tie_note(best, tied, margin)
+        note = _tie_note(best, tied, margin)
+        if best.batch_invariant or np.isnan(best.batch_variation):
+            return best, note
+        invariant = [r for r in candidates if r.batch_invariant]
+        variation = f"{best.name}'s answers move by up to {best.batch_variation:.1e} with their batch-mates"
+        if not invariant:
+            return best, note + f"; {variation} and no candidate is batch-invariant"
+        steady, steady_tied = fastest_within_margin(invariant, margin)
+        slower = steady.latency_ms["32"] / best.latency_ms["32"] - 1
+        if slower <= invariance_margin:
+            return steady, (_tie_note(steady, steady_tied, margin) + f"; {variation}: the batch-invariant "
+                            f"{steady.name} was taken, {100 * slower:.0f}% slower (within the "
+                            f"{100 * invariance_margin:g}% --invariance-margin)")
+        return best, note + (f"; {variation}: the fastest batch-invariant variant, {steady.name}, is "
+                             f"{100 * slower:.0f}% slower, over the {100 * invariance_margin:g}% --invariance-margin")
 
     if precision == "auto":
         if target == "gpu":
@@ -223,7 +269,7 @@ def choose(reports: list[VariantReport], precision: str, target: str, force: boo
 def format_table(reports: list[VariantReport], chosen: str) -> str:
     lines = [
         f"{'variant':<18}{'size MB':>9}{'max|diff|':>11}{'agree':>8}{'accuracy':>10}{'drop':>7}"
-        f"{'b1 ms':>8}{'b32 ms':>9}  gate"
+        f"{'b1 ms':>8}{'b32 ms':>9}{'batch Δ':>10}  gate"
     ]
     for r in reports:
         accuracy = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
@@ -231,7 +277,8 @@ def format_table(reports: list[VariantReport], chosen: str) -> str:
         mark = "*" if r.name == chosen else " "
         lines.append(
             f"{mark}{r.name:<17}{r.size_bytes / 1e6:>9.1f}{r.max_abs_diff:>11.2e}{100 * r.label_agreement:>7.1f}%"
-            f"{accuracy:>10}{drop:>7}{r.latency_ms['1']:>8.1f}{r.latency_ms['32']:>9.1f}  "
+            f"{accuracy:>10}{drop:>7}{r.latency_ms['1']:>8.1f}{r.latency_ms['32']:>9.1f}"
+            f"{r.batch_variation:>10.1e}  "
             f"{'pass' if r.passed else 'FAIL'}: {r.note}"
         )
     return "\n".join(lines)

@@ -113,6 +113,23 @@ def test_the_auto_choice_does_not_flip_on_timing_noise() -> None:
     assert chosen.name == "int8-dynamic" and "noise" not in reason
 
 
+def test_a_batch_invariant_variant_is_preferred_within_the_invariance_margin() -> None:
+    from tuneship.exporter.selection import choose
+
+    fp32 = _report("fp32-optimized", "fp32", 108.0, 0.0)
+    int8 = _report("int8-dynamic", "int8", 100.0, 0.5)
+    fp32.batch_variation, int8.batch_variation = 2e-7, 1.5e-2  # type: ignore[attr-defined]
+    chosen, reason = choose([fp32, int8], "auto", "cpu", False)  # type: ignore[list-item]
+    assert chosen.name == "fp32-optimized"
+    assert "move by up to 1.5e-02 with their batch-mates" in reason and "8% slower" in reason
+    # Far slower than the margin allows: the fast variant stays, and the report says what it costs.
+    fp32.latency_ms["32"] = 150.0  # type: ignore[attr-defined]
+    chosen, reason = choose([fp32, int8], "auto", "cpu", False)  # type: ignore[list-item]
+    assert chosen.name == "int8-dynamic" and "over the 10% --invariance-margin" in reason
+    chosen, _ = choose([fp32, int8], "auto", "cpu", False, invariance_margin=0.6)  # type: ignore[list-item]
+    assert chosen.name == "fp32-optimized"
+
+
 def test_a_label_change_is_refused_unless_asked_for(tmp_path: Path) -> None:
     from tuneship.exporter.errors import ExportError
     from tuneship.exporter.model_configs import ServingOptions, ensemble_config, to_pbtxt
