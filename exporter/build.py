@@ -81,6 +81,20 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
                     "ORT offline", graph_level=GRAPH_LEVEL_BASIC))
             except Exception as error:
                 print(f"note: dynamic int8 quantization failed ({error}); continuing without it")
+        if "rowwise" in int8_modes:
+            from tuneship.exporter.rowwise_int8 import quantize_int8_rowwise
+
+            try:
+                with step("building int8-rowwise (activation scales per token)"):
+                    rewritten = workdir / "int8-rowwise.q.onnx"
+                    quantize_int8_rowwise(fused or fp32, rewritten)
+                    path = ort_offline_optimize(rewritten, workdir / "int8-rowwise.onnx")
+                variants.append(Variant(
+                    "int8-rowwise", path, "int8",
+                    f"int8 weights per column, activations per token (batch-invariant) on the {graph}, ORT offline",
+                    graph_level=GRAPH_LEVEL_BASIC))
+            except Exception as error:
+                print(f"note: rowwise int8 quantization failed ({error}); continuing without it")
         if "static" in int8_modes:
             with step(f"building int8-static ({options.calibration} calibration)"):
                 static = static_int8(options, fp32, workdir, tokenizer, input_names, checkpoint)

@@ -26,9 +26,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip ONNX Runtime's transformer fusions")
     parser.add_argument("--keep-padding", dest="remove_padding", action="store_false",
                         help="CPU: do not remove padding from the fused graph's token-wise operators")
-    parser.add_argument("--int8-mode", choices=("dynamic", "static", "both"), default="dynamic",
-                        help="int8 flavours to build and compare (static QDQ is slower and less accurate on CPU "
-                             "for these encoders, so it is opt-in)")
+    parser.add_argument("--int8-mode", type=_int8_modes, default="dynamic,rowwise", metavar="MODES",
+                        help="int8 flavours to build and compare, comma-separated: dynamic (one activation scale "
+                             "per batch), rowwise (scales per token: batch-invariant), static (QDQ, calibrated; "
+                             "slower and less accurate on CPU for these encoders, so opt-in); 'both' = "
+                             "dynamic,static")
     parser.add_argument("--calibration", choices=("percentile", "minmax", "entropy"), default="percentile",
                         help="static int8: how activation ranges are calibrated on training texts")
     parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
@@ -85,6 +87,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                              "(0: 128 bytes per token of the checkpoint's max length)")
 
 
+def _int8_modes(text: str) -> tuple[str, ...]:
+    modes = ("dynamic", "static") if text == "both" else tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in modes if m not in ("dynamic", "rowwise", "static")]
+    if not modes or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: int8 modes are dynamic, rowwise and static (comma-separated)")
+    return modes
+
+
 def export_options_from_args(args: argparse.Namespace) -> Any:
     """ExportOptions from the flags add_export_arguments declared."""
     from tuneship.exporter.export import ExportOptions
@@ -97,7 +107,7 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
                              instance_kind=kind, intra_op_threads=args.intra_op_threads,
                              versions_to_serve=args.versions, max_text_bytes=args.max_text_bytes,
                              quality_metrics=args.quality_metrics)
-    modes = ("dynamic", "static") if args.int8_mode == "both" else (args.int8_mode,)
+    modes = args.int8_mode
     return ExportOptions(
         checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,
         tolerance=args.tolerance, precision=args.precision, target=args.target, optimize=args.optimize,

@@ -50,9 +50,10 @@ class ExportOptions:
     optimize: bool = field(default=True, metadata={"help": "apply ONNX Runtime transformer fusions"})
     remove_padding: bool = field(default=True, metadata={
         "help": "CPU: run token-wise operators on real tokens only (exporter/token_packing.py)"})
-    int8_modes: tuple[str, ...] = field(default=("dynamic",), metadata={
-        "help": "int8 flavours to try: dynamic (weights only) and static (QDQ, calibrated on training texts; on "
-                "CPU slower and less accurate than dynamic for these encoders, so opt-in)"})
+    int8_modes: tuple[str, ...] = field(default=("dynamic", "rowwise"), metadata={
+        "help": "int8 flavours to try: dynamic (one activation scale per batch: fastest, answers move with "
+                "batch-mates), rowwise (activation scales per token: batch-invariant) and static (QDQ, calibrated on "
+                "training texts; on CPU slower and less accurate than dynamic for these encoders, so opt-in)"})
     per_channel: bool = field(default=True, metadata={"help": "int8: per-channel weight scales"})
     accuracy_threshold: float = field(default=1.0, metadata={
         "help": "largest allowed eval-accuracy drop (points) of a non-fp32 variant vs fp32"})
