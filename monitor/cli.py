@@ -73,11 +73,7 @@ def register(subparsers: Any) -> None:
     update.add_argument("--seed", type=int, default=42)
     update.add_argument("--text-column", default="text")
     update.add_argument("--label-column", default="label")
-    update.add_argument("--url", type=grpc_url, default=None,
-                        help="a running server (explicit model control) to switch to the new version; without it "
-                             "the files are published and a polling server picks them up")
-    update.add_argument("--admin-key", default=None, help="key for Triton's restricted APIs "
-                        "(default: $TUNESHIP_ADMIN_KEY)")
+    _add_switch_arguments(update)
     update.add_argument("--no-publish", dest="publish", action="store_false", help="train and gate only")
     update.add_argument("--shadow-store", default=None,
                         help="feedback store with logged live answers (PredictionLog): the candidate answers the "
@@ -93,11 +89,7 @@ def register(subparsers: Any) -> None:
     back.add_argument("--repository", type=Path, default=Path("model_repository"))
     back.add_argument("--to", type=positive_int, default=None,
                       help="the version to bring back (default: the one before the latest)")
-    back.add_argument("--url", type=grpc_url, default=None,
-                      help="a running server (explicit model control) to switch; without it a polling server "
-                           "picks the files up")
-    back.add_argument("--admin-key", default=None, help="key for Triton's restricted APIs "
-                      "(default: $TUNESHIP_ADMIN_KEY)")
+    _add_switch_arguments(back)
     back.set_defaults(handler=run_rollback)
 
     monitor = subparsers.add_parser("monitor", help="model-quality monitoring")
@@ -110,6 +102,14 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--window", type=positive_float, default=3600.0,
                        help="seconds of labels the figures cover (a sliding window)")
     serve.set_defaults(handler=run_serve)
+
+
+def _add_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", type=grpc_url, default=None,
+                        help="a running server (explicit model control) to switch to the new version; without it "
+                             "the files are published and a polling server picks them up")
+    parser.add_argument("--admin-key", default=None,
+                        help="key for Triton's restricted APIs (default: $TUNESHIP_ADMIN_KEY)")
 
 
 def _store(location: str) -> Any:
