@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from tuneship.client.aio_client import AsyncTritonClient
 from tuneship.client.errors import DeadlineExceededError, InvalidInputError, TritonError, from_triton_exception
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.metrics import ClientMetrics
+
+_IDLE_CONNECTIONS = 4  # connections a Generator keeps for its next streams
 
 Message = Mapping[str, str]
 Prompt = str | Sequence[Message]
@@ -205,6 +208,37 @@ class Generator(_Settings):
                  temperature: float | None = None) -> None:
         super().__init__(model, max_tokens, temperature)
         self.client = client
+        # tritonclient runs one stream per connection at a time; finished streams leave theirs here for the
+        # next one, so a call does not pay a new connection (and TLS handshake) before its first token.
+        self._idle: list[Any] = []
+        self._pool = threading.Lock()
+
+    def close(self) -> None:
+        """Close the connections kept for later streams (they are also closed when garbage-collected)."""
+        with self._pool:
+            idle, self._idle = self._idle, []
+        for channel in idle:
+            channel.close()
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connection(self) -> Any:
+        with self._pool:
+            if self._idle:
+                return self._idle.pop()
+        return grpcclient.InferenceServerClient(url=self.client.url, **self.client.options.grpc_kwargs())
+
+    def _release(self, channel: Any, reuse: bool) -> None:
+        if reuse:
+            with self._pool:
+                if len(self._idle) < _IDLE_CONNECTIONS:
+                    self._idle.append(channel)
+                    return
+        channel.close()
 
     def generate(self, prompt: Prompt, *, timeout_s: float | None = None, **params: Any) -> Generation:
         """The whole answer in one response (`stream=False` on the server)."""
@@ -231,7 +265,7 @@ class Generator(_Settings):
 
         def start() -> None:
             attempts[0] += 1
-            channel = grpcclient.InferenceServerClient(url=self.client.url, **options.grpc_kwargs())
+            channel = self._connection()
             holder["channel"] = channel
             channel.start_stream(callback=lambda result, error: responses.put((result, error)),
                                  stream_timeout=timeout, headers=dict(options.headers) or None)
@@ -245,11 +279,11 @@ class Generator(_Settings):
                     responses.put((None, InferenceServerException("the stream to the server failed to start",
                                                                   status="StatusCode.UNAVAILABLE")))
 
-        def close(cancel: bool = False) -> None:
+        def close(cancel: bool = False, reuse: bool = False) -> None:
             channel = holder.pop("channel", None)
             if channel is not None:
                 channel.stop_stream(cancel_requests=cancel)
-                channel.close()
+                self._release(channel, reuse and not cancel)
 
         def pieces() -> Iterator[str]:
             state = metrics.track(self.model) if metrics is not None else None
@@ -287,7 +321,8 @@ class Generator(_Settings):
                     metrics.errors.labels(self.model, outcome["outcome"]).inc()
                 raise
             finally:
-                close(cancel=stream.generation is None)
+                # A stream that ended with its final response leaves a healthy connection for the next call.
+                close(cancel=stream.generation is None, reuse=stream.generation is not None)
                 if state is not None:
                     state.__exit__(None, None, None)
 

@@ -144,6 +144,22 @@ def test_the_served_generator_config_carries_its_serving_options(generator_repos
 
 @pytest.mark.slow
 @pytest.mark.integration
+def test_a_generator_reuses_its_connection_for_the_next_stream(server: TritonServer) -> None:
+    with TritonClient(server.grpc_url) as client, Generator(client, "chat") as generator:
+        first = generator.generate(PROMPT, max_tokens=4)
+        kept = list(generator._idle)
+        second = generator.generate(PROMPT, max_tokens=4)
+        assert len(kept) == 1 and generator._idle == kept  # the same connection served the second stream
+        assert first.text == second.text
+        stream = generator.stream(PROMPT, max_tokens=200, min_tokens=200)
+        next(iter(stream))
+        stream.cancel()  # a cancelled stream's connection is not kept
+        assert generator._idle == []
+    assert generator._idle == []
+
+
+@pytest.mark.slow
+@pytest.mark.integration
 def test_triton_generate_endpoints_work_unchanged(server: TritonServer) -> None:
     def post(path: str, body: dict[str, object]) -> str:
         request = urllib.request.Request(f"http://{server.http_url}/v2/models/chat/{path}",
