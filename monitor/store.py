@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneship.exporter.quality import macro_f1
+
 DEFAULT_URL = "sqlite:///feedback.db"
 
 
@@ -209,13 +211,8 @@ def window_quality(rows: Iterable[Labelled]) -> dict[tuple[str, str], dict[str, 
     for key, items in grouped.items():
         truth = [r.true_label for r in items]
         predicted = [r.predicted_label or "" for r in items]
-        labels = sorted(set(truth) | set(predicted))
-        f1s = []
-        for label in labels:
-            tp = sum(t == label and p == label for t, p in zip(truth, predicted, strict=True))
-            fp = sum(t != label and p == label for t, p in zip(truth, predicted, strict=True))
-            fn = sum(t == label and p != label for t, p in zip(truth, predicted, strict=True))
-            f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+        index = {label: i for i, label in enumerate(sorted(set(truth) | set(predicted)))}
+        true_ids, predicted_ids = [index[t] for t in truth], [index[p] for p in predicted]
         figures[key] = {"accuracy": sum(t == p for t, p in zip(truth, predicted, strict=True)) / len(items),
-                        "macro_f1": sum(f1s) / len(f1s), "labelled": float(len(items))}
+                        "macro_f1": macro_f1(true_ids, predicted_ids, len(index)), "labelled": float(len(items))}
     return figures

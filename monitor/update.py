@@ -313,6 +313,5 @@ def rollback(repository: Path, name: str, to: int | None = None, url: str | None
 def _record(path: Path, report: UpdateReport) -> None:
     """One JSON line per update run, appended: which data made which version, and with what figures."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {k: v for k, v in asdict(report).items()}
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry) + "\n")
+        handle.write(json.dumps(asdict(report)) + "\n")

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tuneship.trainer.errors import DataError
 
@@ -99,15 +100,20 @@ def _rows_from_delimited(path: Path, encoding: str, delimiter: str) -> Iterable[
         raise DataError(f"{path}:{reader.line_num}: cannot parse the row ({error}); check its quoting") from None
 
 
-def _rows_from_jsonl(path: Path, encoding: str) -> Iterable[tuple[int, dict[str, str]]]:
+def jsonl_records(path: Path, encoding: str = "utf-8") -> Iterable[tuple[int, Any]]:
+    """(line number, parsed JSON) for each non-blank line; errors name the file and line."""
     # Split on "\n" only: str.splitlines() also splits on U+2028 and other separators that JSON strings may hold.
     for number, line in enumerate(_decode(path, encoding).split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as error:
             raise DataError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})") from None
+
+
+def _rows_from_jsonl(path: Path, encoding: str) -> Iterable[tuple[int, dict[str, str]]]:
+    for number, record in jsonl_records(path, encoding):
         if not isinstance(record, dict):
             raise DataError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}")
         yield number, {k: "" if v is None else str(v) for k, v in record.items()}

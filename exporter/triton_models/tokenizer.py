@@ -110,7 +110,9 @@ class TritonPythonModel:
             # One padded length for the whole call, so the model's dynamic batcher can merge these requests.
             encodings = self.tokenizer.encode_batch(texts)
             if self.truncated is not None:
-                self.pending_truncated += sum(1 for e in encodings if e.overflowing)
+                # Only a batch padded to the limit can hold a cut text: no per-text look otherwise.
+                if len(encodings[0].ids) >= self.max_length:
+                    self.pending_truncated += sum(1 for e in encodings if e.overflowing)
                 if self.pending_truncated and time.monotonic() - self.flushed >= self.flush_s:
                     self._flush()
             arrays = {

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneship.trainer.data import jsonl_records
 from tuneship.trainer.errors import DataError
 
 ROLES = ("system", "user", "assistant")
@@ -98,21 +99,10 @@ def load_instruct_file(path: Path, encoding: str = "utf-8") -> InstructData:
         raise DataError(f"{path}: no such file")
     if path.suffix.lower() not in (".jsonl", ".ndjson"):
         raise DataError(f"{path}: instruction data must be JSONL (one conversation per line), not {path.suffix!r}")
-    try:
-        text = path.read_bytes().decode(encoding)
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: bytes that are not valid {encoding} at byte {error.start}; "
-                        "re-save the file as UTF-8 or pass --encoding") from None
     conversations = []
     seen: set[str] = set()
     duplicates = 0
-    for number, line in enumerate(text.split("\n"), start=1):  # "\n" only: strings may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})") from None
+    for number, record in jsonl_records(path, encoding):
         conversation = conversation_from_record(record, f"{path}:{number}")
         key = json.dumps(conversation.messages, sort_keys=True)
         if key in seen:
