@@ -136,6 +136,8 @@ def run_update(options: UpdateOptions) -> UpdateReport:
     parent, checkpoint, manifest = _serving(options)
     if options.output.resolve() == checkpoint.resolve():
         raise UpdateError(f"--output {options.output} is the serving checkpoint itself: write the candidate elsewhere")
+    if options.url is not None and options.publish:
+        _check_server(options)  # before minutes of training, not after
     if manifest.get("task", "text-classification") != "text-classification":
         raise UpdateError(f"{checkpoint}: tuneship update retrains text classifiers; this is {manifest['task']!r}")
     labels = list(manifest["labels"])
@@ -264,6 +266,18 @@ def _copy_versions(source: Path, target: Path, name: str, version: int | None = 
         report.update(repository=str(target), versions=versions)
         write_text_atomic(target / name / "export_report.json", json.dumps(report, indent=2) + "\n")
     return versions
+
+
+def _check_server(options: UpdateOptions) -> None:
+    from tuneship.client import ADMIN_HEADER, ClientOptions, TritonClient, TritonError
+
+    headers = {ADMIN_HEADER: options.admin_key} if options.admin_key else {}
+    with TritonClient(options.url or "", ClientOptions(headers=headers)) as client:
+        try:
+            client.wait_until_ready(options.name, timeout_s=10.0)
+        except TritonError as error:
+            raise UpdateError(f"--url {options.url}: {error}; start the server (tuneship serve) or leave --url out "
+                              "to publish the files for a polling server") from None
 
 
 def _switch(repository: Path, name: str, produce: Callable[[], dict[str, int]], url: str | None,

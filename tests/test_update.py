@@ -114,6 +114,13 @@ def test_new_labels_the_model_does_not_have_are_refused_before_training(reposito
     with pytest.raises(UpdateError, match=r"labels \['neutral'\] are not the model's labels"):
         run_update(UpdateOptions(name="tiny", new_data=data, output=tmp_path / "candidate", repository=repository))
     assert not (tmp_path / "candidate").exists()
+    from tuneship.deploy import free_port
+
+    good = write_csv(tmp_path / "good.csv", new_domain(40, seed=1))
+    with pytest.raises(UpdateError, match="start the server"):  # found before any training
+        run_update(UpdateOptions(name="tiny", new_data=good, output=tmp_path / "candidate", repository=repository,
+                                 url=f"127.0.0.1:{free_port()}"))
+    assert not (tmp_path / "candidate").exists()
     serving = Path(json.loads((repository / "tiny" / "export_report.json").read_text())["checkpoint"])
     with pytest.raises(UpdateError, match="is the serving checkpoint itself"):
         run_update(UpdateOptions(name="tiny", new_data=data, output=serving, repository=repository))
