@@ -14,6 +14,7 @@ from tuneship.arguments import (
     existing_file,
     grpc_url,
     non_negative_float,
+    port_number,
     positive_float,
     positive_int,
 )
@@ -97,7 +98,7 @@ def register(subparsers: Any) -> None:
     serve = monitor_actions.add_parser(
         "serve", help="export live accuracy and macro-F1 per model version for Prometheus to scrape")
     serve.add_argument("--store", default=_default_store(), help=STORE_HELP)
-    serve.add_argument("--port", type=positive_int, default=9109)
+    serve.add_argument("--port", type=port_number, default=9109, help="port to listen on (0: a free port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--window", type=positive_float, default=3600.0,
                        help="seconds of labels the figures cover (a sliding window)")
@@ -182,8 +183,8 @@ def run_serve(args: argparse.Namespace) -> int:
         server = serve(store, args.port, args.window, args.host)
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
-    print(f"live accuracy of {store.url} on http://{args.host}:{args.port}/metrics (window {args.window:g} s); "
-          "Ctrl-C stops", flush=True)
+    print(f"live accuracy of {store.url} on http://{args.host}:{server.server_port}/metrics "
+          f"(window {args.window:g} s); Ctrl-C stops", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -124,7 +124,7 @@ BATTERY: dict[str, list[list[str]]] = {
         ["--model", "tiny", "--repository", "{tmp}", "--to", "0"],
     ],
     "monitor": [
-        ["serve", "--store", "{tmp}/feedback.db", "--port", "0"],
+        ["serve", "--store", "{tmp}/feedback.db", "--port", "70000"],
         ["serve", "--store", "{tmp}/feedback.db", "--port", "{busy}"],
         ["frobnicate"],
     ],
