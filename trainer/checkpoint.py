@@ -78,7 +78,9 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise TrainingError(f"{manifest_path}:{error.lineno}: invalid JSON ({error.msg})") from None
-    for key in ("labels", "max_length", "method", "task"):
+    # Images have a size where texts have a length.
+    sized = "image_size" if manifest.get("task") == "image-classification" else "max_length"
+    for key in ("labels", sized, "method", "task"):
         if key not in manifest:
             raise TrainingError(f"{manifest_path}: field {key!r} is missing")
     return CheckpointInfo(path=path, manifest=manifest)

@@ -24,6 +24,7 @@ class TaskDefaults:
     method: str
     model: str
     max_length: int
+    data: str
     # Learning rates that work for each method: adapters and prompts train far fewer weights and want larger
     # steps than full fine-tuning.
     learning_rates: dict[str, float]
@@ -31,11 +32,16 @@ class TaskDefaults:
 
 TASK_DEFAULTS: dict[str, TaskDefaults] = {
     "text-classification": TaskDefaults(
-        methods=METHODS, method="full", model="minilm", max_length=128,
+        methods=METHODS, method="full", model="minilm", max_length=128, data="rotten-tomatoes",
         learning_rates={"full": 5e-5, "lora": 1e-3, "ptuning": 1e-3, "prompt-tuning": 3e-3, "prefix-tuning": 1e-3}),
     "instruct": TaskDefaults(
-        methods=("lora", "full", "ptuning"), method="lora", model="smollm2", max_length=256,
+        methods=("lora", "full", "ptuning"), method="lora", model="smollm2", max_length=256, data="rotten-tomatoes",
         learning_rates={"lora": 5e-4, "full": 5e-5, "ptuning": 3e-3}),
+    # max_length is unused by images (their size is --image-size); AdamW steps that fine-tune an ImageNet CNN
+    # without wiping out what it learnt.
+    "image-classification": TaskDefaults(
+        methods=("features", "full", "lora"), method="features", model="mobilenet_v2", max_length=128,
+        data="faces", learning_rates={"full": 3e-4, "lora": 2e-3}),
 }
 TASKS = tuple(TASK_DEFAULTS)
 DEFAULT_LEARNING_RATES = TASK_DEFAULTS["text-classification"].learning_rates
@@ -54,14 +60,18 @@ def _lora_defaults() -> dict[tuple[str, ...], set[str]]:
 @dataclass
 class TrainConfig:
     task: str = field(default="text-classification", metadata={
-        "help": "what the checkpoint does: text-classification (labels) or instruct (a causal LM that answers "
-                "instructions, served with streaming)"})
-    data: str = field(default="rotten-tomatoes", metadata={
-        "help": "training data: a built-in data set (rotten-tomatoes, tweets; for instruct also chatterbot) or a "
-                ".csv/.tsv/.jsonl/.parquet file (instruct: .jsonl with 'messages' or 'instruction'/'output')"})
+        "help": "what the checkpoint does: text-classification (labels), instruct (a causal LM that answers "
+                "instructions, served with streaming) or image-classification (labels for images)"})
+    data: str | None = field(default=None, metadata={
+        "help": "training data: a built-in data set (rotten-tomatoes, the default, and tweets; for instruct also "
+                "chatterbot; for images faces, the default, and digits) or a .csv/.tsv/.jsonl/.parquet file "
+                "(instruct: .jsonl with 'messages' or 'instruction'/'output'; images: a table of image paths "
+                "and labels, or a folder with one subfolder of images per class)"})
     eval_file: str | None = field(default=None, metadata={
         "help": "evaluation file (default: a seeded stratified split of --data is held out)"})
     text_column: str = field(default="text", metadata={"help": "column holding the text"})
+    image_column: str = field(default="image", metadata={
+        "help": "images: column holding the image path (relative paths are relative to the table)"})
     label_column: str = field(default="label", metadata={"help": "column holding the label"})
     encoding: str = field(default="utf-8", metadata={"help": "text encoding of data files"})
     eval_fraction: float = field(default=0.2, metadata={"help": "share held out for evaluation when no --eval-file"})
@@ -71,7 +81,8 @@ class TrainConfig:
         "help": "evaluate on a stratified subset (default: all)"})
     model: str | None = field(default=None, metadata={
         "help": "base model: a local Hugging Face folder, 'minilm' (the bundled MiniLM-L6 encoder; the default "
-                "for text-classification) or 'smollm2' (SmolLM2-135M-Instruct; the default for instruct)"})
+                "for text-classification), 'smollm2' (SmolLM2-135M-Instruct; the default for instruct), or for "
+                "images an ImageNet backbone: mobilenet_v2 (the default) or efficientnet_lite0"})
     method: str | None = field(default=None, metadata={
         "help": f"fine-tuning method (default: full for text-classification, lora for instruct): {', '.join(METHODS)}"
                 " (instruct: lora, full, ptuning)"})
@@ -113,6 +124,10 @@ class TrainConfig:
     pooling: str = field(default="mean", metadata={"help": "features: how token vectors become one: mean or cls"})
     feature_cache: str | None = field(default=None, metadata={
         "help": "features: cache directory for extracted features (default: ~/.cache/tuneship/features)"})
+    image_size: int | None = field(default=None, metadata={
+        "help": "images: side of the square the backbone sees (default: the backbone's, 224); smaller is faster"})
+    augment: bool = field(default=True, metadata={
+        "help": "images, full and lora: random crops and horizontal flips of the training images"})
     precision: str = field(default="auto", metadata={
         "help": "auto (bf16 on GPUs that have it, and for instruct on CPUs with AVX512-BF16 or AMX; else fp32), "
                 "fp32, bf16 or fp16"})
@@ -154,12 +169,22 @@ INSTRUCT_METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "lora": _INSTRUCT_COMMON + _INSTRUCT_GRADIENT + _LORA,
     "ptuning": (*_INSTRUCT_COMMON, *_INSTRUCT_GRADIENT, "num_virtual_tokens", "prompt_encoder_hidden_size"),
 }
+_IMAGE_COMMON = (*(name for name in _COMMON if name not in ("text_column", "max_length")), "image_column",
+                 "image_size")
+_IMAGE_GRADIENT = (*(name for name in _GRADIENT if name != "group_by_length"), "augment")
+IMAGE_METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "features": (*_IMAGE_COMMON, "classifier", "feature_cache"),
+    "full": _IMAGE_COMMON + _IMAGE_GRADIENT,
+    "lora": _IMAGE_COMMON + _IMAGE_GRADIENT + ("lora_rank", "lora_alpha", "lora_dropout"),
+}
+TASK_METHOD_OPTIONS = {"text-classification": METHOD_OPTIONS, "instruct": INSTRUCT_METHOD_OPTIONS,
+                       "image-classification": IMAGE_METHOD_OPTIONS}
 
 
 def resolved_hyperparameters(config: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
     """The options the method used, each with the value it had: `resolved` fills what defaults left open
     (learning rate, LoRA targets, logging interval...); options left unset that mean "none" are omitted."""
-    table = INSTRUCT_METHOD_OPTIONS if config.task == "instruct" else METHOD_OPTIONS
+    table = TASK_METHOD_OPTIONS[config.task]
     values = {name: getattr(config, name) for name in table[str(config.method)]}
     values.update({k: v for k, v in resolved.items() if k in values})
     return {name: value for name, value in values.items() if value is not None}
@@ -251,6 +276,7 @@ def validate_config(config: TrainConfig) -> None:
     config.method = config.method or defaults.method
     config.model = config.model or defaults.model
     config.max_length = config.max_length or defaults.max_length
+    config.data = config.data or defaults.data
     if config.method not in defaults.methods:
         raise DataError(f"unknown --method {config.method!r} for --task {config.task}; choose one of: "
                         f"{', '.join(defaults.methods)}")
@@ -261,8 +287,8 @@ def validate_config(config: TrainConfig) -> None:
     if config.pooling not in ("mean", "cls"):
         raise DataError(f"unknown --pooling {config.pooling!r}; choose mean or cls")
     for name in ("batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps", "lora_rank",
-                 "num_virtual_tokens", "max_new_tokens"):
-        if getattr(config, name) <= 0:
+                 "num_virtual_tokens", "max_new_tokens", "image_size"):
+        if getattr(config, name) is not None and getattr(config, name) <= 0:
             raise DataError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
 
 

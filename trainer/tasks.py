@@ -14,6 +14,7 @@ from tuneship.trainer.errors import TrainingError
 TASK_TRAINERS = {
     "text-classification": "tuneship.trainer.training",
     "instruct": "tuneship.trainer.instruct.training",
+    "image-classification": "tuneship.trainer.image.training",
 }
 
 
