@@ -1,5 +1,6 @@
 """Typed gRPC client for Triton: protocol-level TritonClient / AsyncTritonClient and task-level
-TextClassifier / AsyncTextClassifier and Generator / AsyncGenerator, with deadlines, retries and client-side metrics.
+TextClassifier / AsyncTextClassifier, ImageClassifier / AsyncImageClassifier and Generator / AsyncGenerator,
+with deadlines, retries and client-side metrics.
 
 Light on purpose: no torch, no transformers.
 """
@@ -18,6 +19,7 @@ from tuneship.client.errors import (
 from tuneship.client.feedback import PredictionSink
 from tuneship.client.generator import AsyncGenerator, AsyncTextStream, Generation, Generator, TextStream
 from tuneship.client.grpc_client import TritonClient
+from tuneship.client.image_classifier import AsyncImageClassifier, ImageClassifier
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.options import ADMIN_HEADER, ClientOptions, TLSOptions
 from tuneship.client.results import InferResult
@@ -27,6 +29,7 @@ from tuneship.client.text_classifier import AsyncTextClassifier, Prediction, Tex
 __all__ = [
     "ADMIN_HEADER",
     "AsyncGenerator",
+    "AsyncImageClassifier",
     "AsyncTextClassifier",
     "AsyncTextStream",
     "AsyncTritonClient",
@@ -35,6 +38,7 @@ __all__ = [
     "DeadlineExceededError",
     "Generation",
     "Generator",
+    "ImageClassifier",
     "InferResult",
     "InvalidInputError",
     "ModelNotReadyError",

@@ -47,8 +47,9 @@ def _header(text: str) -> tuple[str, str]:
 
 
 def register(subparsers: Any) -> None:
-    infer = subparsers.add_parser("infer", help="classify texts with a model served by Triton")
-    infer.add_argument("texts", nargs="*", help="texts to classify (read from stdin, one per line, when absent)")
+    infer = subparsers.add_parser("infer", help="classify texts or images with a model served by Triton")
+    infer.add_argument("texts", nargs="*", help="texts to classify, or image files for an image classifier (read "
+                                                "from stdin, one per line, when absent)")
     add_connection_arguments(infer)
     infer.add_argument("--wait", type=positive_float, default=None,
                        help="wait up to N seconds for the server and model to be ready (default: no wait)")
@@ -175,22 +176,26 @@ def read_stdin_texts() -> list[str]:
 
 def run_infer(args: argparse.Namespace) -> int:
     from tuneship.client.grpc_client import TritonClient
+    from tuneship.client.image_classifier import ImageClassifier
     from tuneship.client.text_classifier import TextClassifier
 
-    texts: list[str] = list(args.texts) or read_stdin_texts()
-    if not texts:
+    items: list[str] = list(args.texts) or read_stdin_texts()
+    if not items:
         raise CommandError("no texts given (pass them as arguments or on stdin)")
     with TritonClient(args.url, client_options(args)) as client, \
             explained(args.url, args.model, ready_models(client)):
         if args.wait:
             client.wait_until_ready(args.model, timeout_s=args.wait)
-        predictions = TextClassifier(client, args.model, batch_size=args.batch_size).classify(texts)
-    for text, prediction in zip(texts, predictions, strict=True):
+        # The model says what it takes: an image classifier's ensemble input is IMAGE, and the arguments are files.
+        images = [spec["name"] for spec in client.get_model_metadata(args.model).get("inputs", [])] == ["IMAGE"]
+        kind = ImageClassifier if images else TextClassifier
+        predictions = kind(client, args.model, batch_size=args.batch_size).classify(items)
+    for item, prediction in zip(items, predictions, strict=True):
         if args.json:
-            print(json.dumps({"text": text, "label": prediction.label, "score": prediction.score,
-                              "scores": prediction.scores}))
+            print(json.dumps({"image" if images else "text": item, "label": prediction.label,
+                              "score": prediction.score, "scores": prediction.scores}))
         else:
-            shown = text if len(text) <= 70 else text[:67] + "..."
+            shown = item if len(item) <= 70 else item[:67] + "..."
             print(f"{prediction.label:<10} {prediction.score:6.3f}  {shown}")
     return 0
 

@@ -20,7 +20,11 @@ def probe_inputs(metadata: dict[str, Any], text: str = "a probe of the model") -
     for spec in metadata.get("inputs", []):
         shape = [1 if int(d) < 0 else int(d) for d in spec.get("shape", [])] or [1]
         datatype = str(spec.get("datatype", "FP32"))
-        if datatype == "BYTES":
+        if datatype == "BYTES" and spec["name"] == "IMAGE":  # an image classifier: a small valid image
+            from tuneship.client.images import PROBE_PNG
+
+            inputs[spec["name"]] = np.full(shape, PROBE_PNG, dtype=np.object_)
+        elif datatype == "BYTES":
             inputs[spec["name"]] = np.full(shape, text.encode("utf-8"), dtype=np.object_)
         else:
             inputs[spec["name"]] = np.zeros(shape, dtype=_NUMPY.get(datatype, np.float32))

@@ -103,8 +103,15 @@ class _Settings(Generic[ClientT]):
                           [p.scores for p in predictions])
 
 
-class TextClassifier(_Settings[TritonClient]):
-    """Classify texts; long lists go out as requests of `batch_size` texts, `concurrency` at a time."""
+class _Classifier(_Settings[TritonClient]):
+    """What every classifier of tuneship's export contract shares: labels from the ensemble, requests of
+    `batch_size` items, `concurrency` at a time. A task supplies `_split` (check and chunk) and `_inputs`."""
+
+    def _split(self, items: Sequence[Any]) -> list[list[Any]]:
+        raise NotImplementedError
+
+    def _inputs(self, chunk: list[Any]) -> dict[str, np.ndarray[Any, Any]]:
+        raise NotImplementedError
 
     def labels(self) -> list[str]:
         """Label names in class-id order, as published with the model.
@@ -122,13 +129,13 @@ class TextClassifier(_Settings[TritonClient]):
                 self._labels = _labels_from_classification(response.as_numpy("PROBABILITIES"))
         return self._labels
 
-    def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
-        """Predictions in the order of `texts`."""
-        chunks = _chunks(texts, self.batch_size)
+    def classify(self, items: Sequence[Any], timeout_s: float | None = None) -> list[Prediction]:
+        """Predictions in the order of `items`."""
+        chunks = self._split(items)
         labels = self.labels()
 
-        def send(chunk: list[str]) -> list[Prediction]:
-            result = self.client.infer(self.model, _request(chunk), outputs=["LABEL", "PROBABILITIES"],
+        def send(chunk: list[Any]) -> list[Prediction]:
+            result = self.client.infer(self.model, self._inputs(chunk), outputs=["LABEL", "PROBABILITIES"],
                                        timeout_s=timeout_s)
             predictions = _predictions(result, labels)
             self._record(result, chunk, predictions)
@@ -140,8 +147,28 @@ class TextClassifier(_Settings[TritonClient]):
             return [p for part in pool.map(send, chunks) for p in part]
 
 
-class AsyncTextClassifier(_Settings[AsyncTritonClient]):
-    """The asyncio twin of TextClassifier."""
+class TextClassifier(_Classifier):
+    """Classify texts; long lists go out as requests of `batch_size` texts, `concurrency` at a time."""
+
+    def _split(self, items: Sequence[Any]) -> list[list[Any]]:
+        return _chunks(items, self.batch_size)
+
+    def _inputs(self, chunk: list[Any]) -> dict[str, np.ndarray[Any, Any]]:
+        return _request(chunk)
+
+    def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
+        """Predictions in the order of `texts`."""
+        return super().classify(texts, timeout_s)
+
+
+class _AsyncClassifier(_Settings[AsyncTritonClient]):
+    """The asyncio twin of _Classifier."""
+
+    def _split(self, items: Sequence[Any]) -> list[list[Any]]:
+        raise NotImplementedError
+
+    def _inputs(self, chunk: list[Any]) -> dict[str, np.ndarray[Any, Any]]:
+        raise NotImplementedError
 
     async def labels(self) -> list[str]:
         if self._labels is None:
@@ -154,14 +181,14 @@ class AsyncTextClassifier(_Settings[AsyncTritonClient]):
                 self._labels = _labels_from_classification(response.as_numpy("PROBABILITIES"))
         return self._labels
 
-    async def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
-        chunks = _chunks(texts, self.batch_size)
+    async def classify(self, items: Sequence[Any], timeout_s: float | None = None) -> list[Prediction]:
+        chunks = self._split(items)
         labels = await self.labels()
         gate = asyncio.Semaphore(max(1, self.concurrency))
 
-        async def send(chunk: list[str]) -> list[Prediction]:
+        async def send(chunk: list[Any]) -> list[Prediction]:
             async with gate:
-                result = await self.client.infer(self.model, _request(chunk), outputs=["LABEL", "PROBABILITIES"],
+                result = await self.client.infer(self.model, self._inputs(chunk), outputs=["LABEL", "PROBABILITIES"],
                                                  timeout_s=timeout_s)
             predictions = _predictions(result, labels)
             if self.log is not None:
@@ -170,3 +197,16 @@ class AsyncTextClassifier(_Settings[AsyncTritonClient]):
 
         parts = await asyncio.gather(*(send(chunk) for chunk in chunks))
         return [p for part in parts for p in part]
+
+
+class AsyncTextClassifier(_AsyncClassifier):
+    """The asyncio twin of TextClassifier."""
+
+    def _split(self, items: Sequence[Any]) -> list[list[Any]]:
+        return _chunks(items, self.batch_size)
+
+    def _inputs(self, chunk: list[Any]) -> dict[str, np.ndarray[Any, Any]]:
+        return _request(chunk)
+
+    async def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
+        return await super().classify(texts, timeout_s)

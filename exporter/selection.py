@@ -83,7 +83,14 @@ def time_interleaved(sessions: dict[str, Any], tokenizer: Any, input_names: Sequ
     Timing one variant after another lets a drift of the machine's speed (other work, frequency, a noisy
     neighbour) land on one variant only and flip the choice; round by round, every variant sees the same drift.
     """
-    feeds = {batch: _feeds(tokenizer, input_names, texts, batch, max_length) for batch in batches}
+    return time_feeds(sessions, {batch: _feeds(tokenizer, input_names, texts, batch, max_length)
+                                 for batch in batches}, rounds)
+
+
+def time_feeds(sessions: dict[str, Any], feeds: dict[int, dict[str, np.ndarray[Any, Any]]],
+               rounds: int = 9) -> dict[str, dict[str, float]]:
+    """time_interleaved for ready inputs, one feed per batch size (any task's)."""
+    batches = list(feeds)
     samples: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in sessions}
     for session in sessions.values():  # warm-up: first calls allocate and pick kernels
         for batch in batches:

@@ -12,6 +12,7 @@ from tuneship.exporter.errors import ExportError
 TASK_EXPORTERS = {
     "text-classification": ("tuneship.exporter.export", "export_text_classifier"),
     "instruct": ("tuneship.exporter.instruct.export", "export_instruct"),
+    "image-classification": ("tuneship.exporter.image.export", "export_image_classifier"),
 }
 
 

@@ -54,7 +54,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     if config.data in BUILTIN_DATASETS:
         data = load_builtin(config.data)
     else:
-        data = load_file(Path(config.data), config.text_column, config.label_column, config.encoding)
+        data = load_file(Path(str(config.data)), config.text_column, config.label_column, config.encoding)
     if config.eval_file:
         train = data
         evaluation = load_file(Path(config.eval_file), config.text_column, config.label_column, config.encoding)

@@ -14,6 +14,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tuneship.trainer.data import MISSING_LABELS, read_rows
 from tuneship.trainer.errors import DataError
@@ -174,22 +175,22 @@ def _read_and_check(name: str, pairs: list[tuple[Path, str, str]]) -> ImageData:
         more = f"\n  ... and {len(problems) - _SHOWN_PROBLEMS} more" if len(problems) > _SHOWN_PROBLEMS else ""
         raise DataError(f"{name}: {len(problems)} of {len(pairs)} images cannot be used (supported formats: "
                         f"{', '.join(FORMATS)}); fix or remove them:\n  {shown}{more}")
-    data = ImageData(name, examples, duplicates)
+    result = ImageData(name, examples, duplicates)
     if tiny:
-        data.notes.append(f"{name}: {len(tiny)} images have a side under {TINY_SIDE} pixels and will be upscaled a "
+        result.notes.append(f"{name}: {len(tiny)} images have a side under {TINY_SIDE} pixels and will be upscaled a "
                           f"lot (features from them are weaker), e.g. {', '.join(tiny[:3])}")
     if duplicates:
-        data.notes.append(f"{name}: {duplicates} duplicated images (same file and label) dropped")
-    for note in data.notes:
+        result.notes.append(f"{name}: {duplicates} duplicated images (same file and label) dropped")
+    for note in result.notes:
         warnings.warn(note, stacklevel=3)
-    return data
+    return result
 
 
-def _png(pixels: object) -> bytes:
+def _png(pixels: Any) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")  # type: ignore[call-overload]
+    Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -66,8 +66,7 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Any:
         raise ImageError(f"{width}x{height} pixels is over the {max_pixels / 1e6:g}-megapixel limit")
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return image.convert("RGB")
+        return ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageError(f"corrupt {image.format} image ({error})") from None
 

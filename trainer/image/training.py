@@ -243,9 +243,9 @@ def _fit_with_trainer(config: TrainConfig, spec: BackboneSpec, preprocessing: Pr
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.monotonic() - started
-    trained = trainer.model
+    trained: Any = trainer.model
     if config.method == "lora":
-        trained = trained.merge_and_unload()  # type: ignore[union-attr,operator]
+        trained = trained.merge_and_unload()
     resolved.update({"logging_steps": logging_steps, "eval_steps": config.eval_steps or "epoch",
                      "precision": "bf16" if precision["bf16"] else "fp16" if precision["fp16"] else "fp32"})
     history = list(trainer.state.log_history)

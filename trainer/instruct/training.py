@@ -53,7 +53,7 @@ ADAPTER_DIR = "adapter"
 
 
 def prepare(config: TrainConfig) -> tuple[InstructData, InstructData]:
-    data = load_instructions(config.data, config.encoding)
+    data = load_instructions(str(config.data), config.encoding)
     if config.eval_file:
         train_data, eval_data = data, load_instructions(config.eval_file, config.encoding)
     else:

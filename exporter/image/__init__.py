@@ -1,0 +1,1 @@
+"""Image classifiers: checkpoint -> validated ONNX variants -> preprocess / model / postprocess / ensemble."""

@@ -1,0 +1,130 @@
+"""The four models of an image classifier, published as the next version of each:
+
+    <name>               ensemble: IMAGE (encoded bytes) -> LABEL, PROBABILITIES
+    <name>_preprocess    Python: decode, resize, crop, normalise (the trainer's own code, copied beside it)
+    <name>_model         ONNX: pixel_values [3, S, S] -> logits
+    <name>_postprocess   Python: the text classifier's (softmax, label, quality metrics, reference.json)
+
+Everything but the preprocessing model is what the text classifier publishes, so clients, metrics, drift alerts
+and `tuneship update`'s switch work the same for both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from tuneship.exporter.model_configs import ServingOptions, _instance_group, _latest, _pipeline, postprocess_config
+from tuneship.exporter.publishing import PYTHON_MODEL_REQUIREMENTS, TRITON_MODELS
+from tuneship.exporter.quality import REFERENCE_FILE
+from tuneship.exporter.repository import publish_version, write_text_atomic
+from tuneship.exporter.variants import Variant
+
+PREPROCESS_REQUIREMENTS = ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
+                           "numpy<2\npillow>=10\n")
+MAX_IMAGE_BYTES = 20 << 20
+
+
+def _preprocessing_source() -> Path:
+    from tuneship.trainer.image import preprocessing
+
+    return Path(preprocessing.__file__)
+
+
+def preprocess_config(name: str, image_size: int, options: ServingOptions, pipeline: str) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
+    config.input.add(name="IMAGE", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="pixel_values", data_type=mc.TYPE_FP32, dims=[3, image_size, image_size])
+    config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
+    _instance_group(config, "KIND_CPU", options.python_instance_count)
+    _latest(config, options.versions_to_serve)
+    config.parameters["max_image_bytes"].string_value = str(MAX_IMAGE_BYTES)
+    config.parameters["max_pixels"].string_value = "40000000"
+    _pipeline(config, pipeline, options)
+    return config
+
+
+def image_model_config(name: str, image_size: int, num_labels: int, options: ServingOptions,
+                       graph_level: int = 0) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=options.max_batch_size,
+                            default_model_filename="model.onnx")
+    config.input.add(name="pixel_values", data_type=mc.TYPE_FP32, dims=[3, image_size, image_size])
+    config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=[num_labels])
+    config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
+    config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
+    _instance_group(config, options.instance_kind, options.instance_count)
+    _latest(config, options.versions_to_serve)
+    if graph_level:
+        config.optimization.graph.level = graph_level
+    if options.intra_op_threads:
+        config.parameters["intra_op_thread_count"].string_value = str(options.intra_op_threads)
+    warmup = config.model_warmup.add(name="warmup", batch_size=1)
+    tensor = warmup.inputs["pixel_values"]
+    tensor.data_type = mc.TYPE_FP32
+    tensor.dims.extend([3, image_size, image_size])
+    tensor.zero_data = True
+    return config
+
+
+def image_ensemble_config(name: str, labels: Sequence[str], options: ServingOptions) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=options.max_batch_size)
+    config.parameters["labels"].string_value = json.dumps(list(labels))
+    config.parameters["task"].string_value = "image-classification"
+    config.input.add(name="IMAGE", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[len(labels)])
+    _latest(config, options.versions_to_serve)
+    steps = config.ensemble_scheduling.step
+    pre = steps.add(model_name=f"{name}_preprocess", model_version=-1)
+    pre.input_map["IMAGE"] = "IMAGE"
+    pre.output_map["pixel_values"] = "pixel_values"
+    model = steps.add(model_name=f"{name}_model", model_version=-1)
+    model.input_map["pixel_values"] = "pixel_values"
+    model.output_map["logits"] = "logits"
+    post = steps.add(model_name=f"{name}_postprocess", model_version=-1)
+    post.input_map["logits"] = "logits"
+    post.output_map["LABEL"] = "LABEL"
+    post.output_map["PROBABILITIES"] = "PROBABILITIES"
+    return config
+
+
+def publish_image_models(repository: Path, name: str, variant: Variant, labels: list[str],
+                         preprocessing: dict[str, Any], serving: ServingOptions, keep: int | None,
+                         reference: dict[str, Any] | None) -> dict[str, int]:
+    image_size = int(preprocessing["image_size"])
+
+    def fill_model(target: Path) -> None:
+        shutil.copy2(variant.path, target / "model.onnx")
+
+    def fill_preprocess(target: Path) -> None:
+        shutil.copy2(TRITON_MODELS / "image_preprocess.py", target / "model.py")
+        shutil.copy2(_preprocessing_source(), target / "image_preprocessing.py")
+        (target / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n", encoding="utf-8")
+
+    def fill_postprocess(target: Path) -> None:
+        shutil.copy2(TRITON_MODELS / "postprocess.py", target / "model.py")
+        (target / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+        if reference is not None:
+            (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
+
+    def fill_ensemble(target: Path) -> None:
+        (target / "README").write_text(f"ensemble of {name}_preprocess, {name}_model, {name}_postprocess\n")
+
+    post_config = postprocess_config(f"{name}_postprocess", len(labels), serving, pipeline=name)
+    versions = {
+        f"{name}_model": publish_version(repository, image_model_config(
+            f"{name}_model", image_size, len(labels), serving, variant.graph_level), fill_model, keep),
+        f"{name}_preprocess": publish_version(repository, preprocess_config(
+            f"{name}_preprocess", image_size, serving, name), fill_preprocess, keep),
+        f"{name}_postprocess": publish_version(repository, post_config, fill_postprocess, keep),
+    }
+    write_text_atomic(repository / post_config.name / "labels.txt", "\n".join(labels) + "\n")
+    write_text_atomic(repository / f"{name}_preprocess" / "requirements.txt", PREPROCESS_REQUIREMENTS)
+    write_text_atomic(repository / post_config.name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["postprocess"])
+    versions[name] = publish_version(repository, image_ensemble_config(name, labels, serving), fill_ensemble, keep)
+    return versions

@@ -1,0 +1,95 @@
+"""ONNX graphs of an image classifier: fp32 as traced, static int8 (QDQ, calibrated on training images), fp16.
+
+Convolutions have no dynamic int8 form in ONNX Runtime, so int8 is static: activation ranges come from the
+checkpoint's sample of training images, weights are per-channel. uint8 activations with int8 weights (U8S8) is
+the combination ONNX Runtime's x86 convolution kernels run fast (VNNI); int8 activations were 3-4x slower here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT = "pixel_values"
+OUTPUT = "logits"
+
+
+def export_image_onnx(model: Any, path: Path, image_size: int, opset: int) -> None:
+    """Pixels [N, 3, S, S] -> logits [N, labels], the batch dimension dynamic."""
+    import warnings
+
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values: Any) -> Any:
+            return self.model(pixel_values)["logits"]
+
+    # eval() on the wrapper too: the exporter restores the wrapper's mode afterwards, and a wrapper left in
+    # training mode would switch the classifier's batch norms to batch statistics.
+    wrapper = Logits().eval()
+    sample = torch.zeros(1, 3, image_size, image_size)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice: it is the one that works here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(wrapper, (sample,), str(path), input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+
+
+class _Batches:
+    def __init__(self, batches: Sequence[np.ndarray[Any, Any]]) -> None:
+        self._iterator: Iterator[np.ndarray[Any, Any]] = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray[Any, Any]] | None:
+        batch = next(self._iterator, None)
+        return None if batch is None else {INPUT: batch}
+
+    def rewind(self) -> None:  # pragma: no cover - part of the CalibrationDataReader protocol
+        pass
+
+
+def quantize_static_int8(source: Path, target: Path, calibration: Sequence[np.ndarray[Any, Any]], per_channel: bool,
+                         method: str) -> Path:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = target.with_name(target.stem + ".pre.onnx")
+    try:
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    except Exception:  # pre-processing is an optimisation; quantize the plain graph if it fails
+        shutil.copy2(source, prepared)
+
+    class Reader(_Batches, CalibrationDataReader):  # type: ignore[misc]
+        pass
+
+    methods = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
+               "entropy": CalibrationMethod.Entropy}
+    extra: dict[str, Any] = {"WeightSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    quantize_static(str(prepared), str(target), Reader(calibration), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=methods[method], extra_options=extra)
+    prepared.unlink(missing_ok=True)
+    return target
+
+
+def convert_fp16(source: Path, target: Path) -> Path:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
+    return target
