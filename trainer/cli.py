@@ -21,6 +21,8 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--data", required=True, help="labelled file or built-in data set name")
     evaluate.add_argument("--text-column", default="text", help="column holding the text")
     evaluate.add_argument("--label-column", default="label", help="column holding the label")
+    evaluate.add_argument("--image-column", default="image",
+                          help="image checkpoints: column holding the image path (or give a folder per class)")
     evaluate.add_argument("--encoding", default="utf-8", help="text encoding of the file")
     evaluate.add_argument("--batch-size", type=positive_int, default=64, help="texts per forward pass")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics here")
@@ -40,7 +42,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from tuneship.trainer.evaluation import format_metrics
 
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.text_column, args.label_column,
-                                  args.encoding, args.batch_size)
+                                  args.encoding, args.batch_size, args.image_column)
     print(format_metrics(metrics))
     if args.json:
         from tuneship.trainer.config import save_json

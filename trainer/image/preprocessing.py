@@ -59,6 +59,8 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Any:
     except UnidentifiedImageError:
         raise ImageError(f"not an image ({len(data)} bytes in no format Pillow reads; supported: "
                          f"{', '.join(FORMATS)})") from None
+    except (OSError, ValueError, SyntaxError) as error:  # a known format whose header is cut or broken
+        raise ImageError(f"not an image that can be read ({error})") from None
     if image.format not in FORMATS:
         raise ImageError(f"unsupported image format {image.format} (supported: {', '.join(FORMATS)})")
     width, height = image.size
