@@ -133,7 +133,7 @@ def test_evaluate_command_scores_an_image_checkpoint_on_a_folder(faces_checkpoin
 
 
 def test_checkpoint_holds_the_whole_classifier_and_its_preprocessing(faces_checkpoint: Path) -> None:
-    model, manifest = load_image_classifier(faces_checkpoint)
+    _model, manifest = load_image_classifier(faces_checkpoint)
     assert manifest["task"] == "image-classification" and manifest["method"] == "features"
     assert manifest["preprocessing"]["image_size"] == 64 and manifest["labels"] == ["face", "not-face"]
     assert (faces_checkpoint / "training_curve.png").is_file()
@@ -233,7 +233,7 @@ def test_fine_tuning_methods_write_a_merged_checkpoint_that_exports(method: str,
     result = train(TrainConfig(task="image-classification", method=method, output=str(output), image_size=48,
                                max_steps=2, batch_size=16, max_train_samples=64, max_eval_samples=16))
     assert result.metrics["steps"] == 2
-    model, manifest = load_image_classifier(output)
+    _model, manifest = load_image_classifier(output)
     assert manifest["method"] == method and manifest["merged"] is True
     log = json.loads((output / "training_log.json").read_text(encoding="utf-8"))
     assert any("loss" in entry for entry in log)
