@@ -45,6 +45,7 @@ def preprocess_config(name: str, image_size: int, options: ServingOptions, pipel
     _latest(config, options.versions_to_serve)
     config.parameters["max_image_bytes"].string_value = str(MAX_IMAGE_BYTES)
     config.parameters["max_pixels"].string_value = "40000000"
+    config.parameters["preprocess_threads"].string_value = "0"  # one per core, up to 4
     _pipeline(config, pipeline, options)
     return config
 

@@ -48,8 +48,12 @@ class PreprocessSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Any:
-    """An RGB PIL image, upright (EXIF orientation applied), or ImageError."""
+def decode(data: bytes, max_pixels: int = MAX_PIXELS, least_side: int = 0) -> Any:
+    """An RGB PIL image, upright (EXIF orientation applied), or ImageError.
+
+    `least_side` lets a JPEG decode at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) while both sides stay at
+    least that long: a large photo that will be shrunk anyway decodes several times faster. Training and serving
+    both decode through here, so the pixels are the same on both sides."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not data:
@@ -67,6 +71,8 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Any:
     if width * height > max_pixels:
         raise ImageError(f"{width}x{height} pixels is over the {max_pixels / 1e6:g}-megapixel limit")
     try:
+        if least_side and image.format == "JPEG":
+            image.draft("RGB", (least_side, least_side))
         image.load()
         return ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, ValueError, SyntaxError) as error:
@@ -79,20 +85,28 @@ def resize_and_crop(image: Any, spec: PreprocessSpec) -> Any:
     width, height = image.size
     scale = spec.resize / min(width, height)
     size = (max(spec.image_size, round(width * scale)), max(spec.image_size, round(height * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR)
+    # reducing_gap: shrink by whole factors first (fast box filter), then resample; at 3 the result is
+    # indistinguishable from a direct resize and large photos resize several times faster.
+    image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
     left, top = (size[0] - spec.image_size) // 2, (size[1] - spec.image_size) // 2
     return image.crop((left, top, left + spec.image_size, top + spec.image_size))
 
 
 def normalise(image: Any, spec: PreprocessSpec) -> FloatArray:
     """[3, S, S] float32, channels first."""
-    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-    pixels = (pixels - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)
+    # (x / 255 - mean) / std as one multiply-add per channel, on the channels-first view.
+    scale = (1.0 / (255.0 * np.asarray(spec.std, dtype=np.float64))).astype(np.float32)[:, None, None]
+    offset = (-np.asarray(spec.mean, dtype=np.float64) / np.asarray(spec.std, dtype=np.float64)).astype(
+        np.float32)[:, None, None]
+    channels = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    pixels = np.empty(channels.shape, dtype=np.float32)
+    np.multiply(channels, scale, out=pixels)
+    pixels += offset
+    return pixels
 
 
 def preprocess(data: bytes, spec: PreprocessSpec, max_pixels: int = MAX_PIXELS) -> FloatArray:
-    return normalise(resize_and_crop(decode(data, max_pixels), spec), spec)
+    return normalise(resize_and_crop(decode(data, max_pixels, least_side=spec.resize), spec), spec)
 
 
 def augment(image: Any, spec: PreprocessSpec, rng: random.Random) -> FloatArray:

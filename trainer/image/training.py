@@ -124,7 +124,7 @@ class _Pixels:
         import torch
 
         if self.augmented:
-            pixels = augment(decode(self.images[index]), self.spec, self.rng)
+            pixels = augment(decode(self.images[index], least_side=self.spec.resize), self.spec, self.rng)
         else:
             pixels = preprocess(self.images[index], self.spec)
         return {"pixel_values": torch.from_numpy(pixels), "labels": self.label_ids[index]}
