@@ -20,6 +20,7 @@ class ValidationResult:
     examples: int
     tolerance: float
     worst: list[dict[str, Any]] = field(default_factory=list)
+    unit: str = "texts"  # what was compared, for the message
 
     @property
     def passed(self) -> bool:
@@ -28,7 +29,7 @@ class ValidationResult:
     def describe(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
         return (f"validation {verdict}: max |logit diff| {self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}), "
-                f"label agreement {100 * self.label_agreement:.2f}% on {self.examples} texts")
+                f"label agreement {100 * self.label_agreement:.2f}% on {self.examples} {self.unit}")
 
 
 def onnx_logits(session: Any, tokenizer: Any, input_names: Sequence[str], texts: Sequence[str], max_length: int,

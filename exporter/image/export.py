@@ -129,7 +129,7 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
             result = ValidationResult(
                 max_abs_diff=float(diff.max()), label_agreement=float((logits.argmax(-1) == reference.argmax(-1))
                                                                       .mean()),
-                examples=len(validation), tolerance=options.tolerance,
+                examples=len(validation), tolerance=options.tolerance, unit="images",
                 worst=[{"text": f"held-out image {i}", "max_abs_diff": float(diff[i])} for i in np.argsort(-diff)[:3]])
         print(result.describe())
         if not result.passed:
