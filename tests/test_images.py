@@ -239,6 +239,10 @@ def test_fine_tuning_methods_write_a_merged_checkpoint_that_exports(method: str,
     assert any("loss" in entry for entry in log)
     if method == "lora":
         assert manifest["hyperparameters"]["lora_rank"] == 8
+        # rank-8 adapters on the 34 pointwise convolutions and the head: a small share of the 2.2M weights
+        assert 100_000 < manifest["trainable_parameters"] < 200_000 < manifest["total_parameters"]
+    else:
+        assert manifest["trainable_parameters"] == manifest["total_parameters"]
     report = export_checkpoint(ExportOptions(checkpoint=output, name=f"faces_{method}",
                                              repository=tmp_path / "repository", precision="fp32"))
     assert report.chosen == "fp32" and report.validation["max_abs_diff"] < 1e-3

@@ -66,6 +66,7 @@ class _Fitted:
     precision: str
     resolved: dict[str, Any]
     plot: Any
+    trainable: int = 0  # parameters the method trained (LoRA: adapters and head, before merging)
 
 
 def prepare(config: TrainConfig) -> tuple[ImageData, ImageData, list[str]]:
@@ -178,7 +179,8 @@ def _fit_features(config: TrainConfig, spec: BackboneSpec, preprocessing: Prepro
     return _Fitted(model=model.eval(), log_history=[{"search": head.search, "best_C": head.best_c}], seconds=seconds,
                    images_per_second=len(train.images) / max(seconds, 1e-9), steps=0, precision="fp32",
                    resolved={"feature_cache": str(cache_directory(config))},
-                   plot=lambda path: plot_search(head.search, path, config.classifier))
+                   plot=lambda path: plot_search(head.search, path, config.classifier),
+                   trainable=sum(p.numel() for p in model.head.parameters()))
 
 
 def lora_targets(model: Any) -> list[str]:
@@ -209,6 +211,7 @@ def _fit_with_trainer(config: TrainConfig, spec: BackboneSpec, preprocessing: Pr
                           target_modules=[f"backbone.{name}" for name in targets], modules_to_save=["head"])
         model = get_peft_model(model, lora)
         resolved["lora_targets"] = f"{len(targets)} pointwise convolutions"
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train_set = _Pixels(train.images, [label_index[x] for x in train.labels], preprocessing, config.augment,
                         config.seed)
     eval_set = _Pixels(evaluation.images, [label_index[x] for x in evaluation.labels], preprocessing, False, 0)
@@ -254,7 +257,7 @@ def _fit_with_trainer(config: TrainConfig, spec: BackboneSpec, preprocessing: Pr
     return _Fitted(model=trained.eval(), log_history=history, seconds=seconds,
                    images_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
                    steps=int(trainer.state.global_step), precision=resolved["precision"], resolved=resolved,
-                   plot=lambda path: plot_training_curve(history, path, title))
+                   plot=lambda path: plot_training_curve(history, path, title), trainable=trainable)
 
 
 def _extension(data: bytes) -> str:
@@ -325,8 +328,6 @@ def train(config: TrainConfig) -> TrainResult:
         save_json(staging / METRICS, metrics)
         save_json(staging / "training_log.json", fitted.log_history)
         fitted.plot(staging / "training_curve.png")
-        trainable = (sum(p.numel() for p in fitted.model.head.parameters()) if config.method == "features"
-                     else sum(p.numel() for p in fitted.model.parameters()))
         manifest = {
             "format_version": FORMAT_VERSION,
             "task": "image-classification",
@@ -350,7 +351,7 @@ def train(config: TrainConfig) -> TrainResult:
                                                             for d, label in zip(train_data.images, train_data.labels,
                                                                                 strict=True))).hexdigest()[:16]},
             "metrics": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
-            "trainable_parameters": int(trainable),
+            "trainable_parameters": int(fitted.trainable),
             "total_parameters": int(sum(p.numel() for p in fitted.model.parameters())),
             "versions": library_versions(),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
