@@ -280,3 +280,15 @@ def test_killed_image_fine_tuning_resumes_from_its_last_checkpoint(tmp_path: Pat
     assert f"resuming from {work / f'checkpoint-{killed_at}'}" in resumed.stdout
     assert json.loads((output / "metrics.json").read_text(encoding="utf-8"))["steps"] == 120
     load_image_classifier(output)  # the resumed run's checkpoint is whole
+
+
+def test_efficientnet_int8_keeps_its_answers_because_the_head_stays_fp32(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "efficientnet"
+    train(TrainConfig(task="image-classification", model="efficientnet_lite0", output=str(checkpoint),
+                      image_size=64, feature_cache=str(tmp_path / "cache")))
+    report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="eff", repository=tmp_path / "repository",
+                                             accuracy_threshold=100.0))
+    variants = {v["name"]: v for v in report.variants}
+    assert variants["fp32"]["max_abs_diff"] < 1e-4
+    # With the linear head quantized too, every held-out image got the same class (agreement 45%).
+    assert variants["int8-static"]["label_agreement"] >= 0.9
