@@ -15,11 +15,13 @@ from tuneship.arguments import (
     CommandError,
     existing_path,
     flatten,
+    int_list,
     metrics_endpoint,
     name_list,
     non_negative_int,
     port_number,
     positive_float,
+    positive_int,
 )
 
 ADMIN_KEY_HELP = "key for Triton's restricted APIs (default: $TUNESHIP_ADMIN_KEY)"
@@ -83,6 +85,30 @@ def register(subparsers: Any) -> None:
     metrics.add_argument("--model", action="append", type=name_list, default=None,
                          help="only these models: comma-separated, or the option repeated (default: all)")
     metrics.set_defaults(handler=run_metrics)
+
+    tune = subparsers.add_parser(
+        "tune", help="sweep batching, instances and threads on the embedded server; keep the fastest config "
+                     "within a latency budget")
+    tune.add_argument("--model", required=True, help="the text-classifier ensemble to tune")
+    tune.add_argument("--latency-budget-ms", type=positive_float, required=True,
+                      help="largest allowed latency percentile (ms)")
+    tune.add_argument("--model-repository", type=Path, default=Path("model_repository"),
+                      help="Triton model repository")
+    tune.add_argument("--percentile", type=int, choices=(50, 90, 95, 99), default=99,
+                      help="the latency percentile the budget bounds")
+    tune.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight while measuring")
+    tune.add_argument("--batch-size", type=positive_int, default=1, help="texts per request")
+    tune.add_argument("--window", type=positive_float, default=2.0, help="seconds per measurement window (up to 3)")
+    tune.add_argument("--max-batch-sizes", type=int_list, default=(16, 64), help="max_batch_size values to try")
+    tune.add_argument("--queue-delays-us", type=int_list, default=(0, 2000, 8000),
+                      help="dynamic batcher queue delays to try (microseconds)")
+    tune.add_argument("--instance-counts", type=int_list, default=(1, 2), help="model instance counts to try")
+    tune.add_argument("--intra-op-threads", type=int_list, default=(0, 1),
+                      help="ONNX Runtime intra-op thread counts to try (0: all cores)")
+    tune.add_argument("--texts", type=existing_path, default=None,
+                      help="file of texts to send, one per line (default: the bundled reviews)")
+    tune.add_argument("--dry-run", action="store_true", help="measure and report, write nothing")
+    tune.set_defaults(handler=run_tune)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -190,3 +216,37 @@ def run_metrics(args: argparse.Namespace) -> int:
             f"{m.execution_count:>12.0f}{m.average_batch_size:>11.2f}{m.average_latency_ms:>11.2f} ms"
         )
     return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from tuneship.deploy.tuning import TuneError, TuneOptions, header, row, save, tune
+
+    for name in ("max_batch_sizes", "instance_counts"):
+        if 0 in getattr(args, name):
+            raise CommandError(f"--{name.replace('_', '-')}: values must be at least 1")
+    texts: list[str] = []
+    if args.texts is not None:
+        texts = [line.strip() for line in args.texts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not texts:
+            raise CommandError(f"{args.texts}: no texts in the file")
+    options = TuneOptions(model=args.model, latency_budget_ms=args.latency_budget_ms,
+                          repository=args.model_repository, percentile=args.percentile, concurrency=args.concurrency,
+                          batch_size=args.batch_size, window_s=args.window, max_batch_sizes=args.max_batch_sizes,
+                          queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts,
+                          intra_op_threads=args.intra_op_threads, texts=texts, write=not args.dry_run)
+    try:
+        report = tune(options)
+    except TuneError as error:
+        raise CommandError(str(error)) from None
+    print("\n" + header())
+    for trial in sorted(report.trials, key=lambda t: -t.texts_per_second):
+        print(row(trial, report.percentile, report.latency_budget_ms, chosen=trial is report.chosen))
+    json_path, png_path = save(report, args.model_repository)
+    print(f"\n{report.reason}")
+    if report.written:
+        print("wrote " + ", ".join(report.written) + " (a polling server reloads them; otherwise restart or "
+              f"`tuneship deploy load {args.model}`)")
+    elif report.chosen is not None:
+        print("--dry-run: nothing written")
+    print(f"report: {json_path}  frontier: {png_path}")
+    return 0 if report.chosen is not None else 1

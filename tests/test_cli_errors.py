@@ -92,6 +92,13 @@ BATTERY: dict[str, list[list[str]]] = {
         ["--url", "127.0.0.1:{dead}", "--concurrency", "1", "--timeout", "2"],
         ["--url", "{grpc}", "--batch-size", "0"],
     ],
+    "tune": [
+        ["--model", "tiny", "--latency-budget-ms", "0"],
+        ["--model", "tiny", "--latency-budget-ms", "10", "--model-repository", "{tmp}/no-repository"],
+        ["--model", "tiny", "--latency-budget-ms", "10", "--queue-delays-us", "soon"],
+        ["--model", "tiny", "--latency-budget-ms", "10", "--instance-counts", "0,1"],
+        ["--latency-budget-ms", "10"],
+    ],
     "metrics": [
         ["--url", "{metrics}", "--model", "nope"],
         ["--url", "{metrics}", "--model", "a,b"],

@@ -100,6 +100,17 @@ def name_list(text: str) -> list[str]:
     return names
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated integers >= 0, e.g. 0,2000,8000."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 1,2") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: values must be >= 0")
+    return values
+
+
 def flatten(groups: list[list[str]] | None) -> list[str]:
     """Names from a repeatable, comma-separated option, in order, without repeats."""
     seen: dict[str, None] = {}

@@ -1,0 +1,63 @@
+"""`tuneship tune` on the embedded server: it measures every configuration, keeps the one its own measurements
+rank best within the budget, and writes configs the server loads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tuneship.client import TextClassifier, TritonClient
+from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.deploy.tuning import Candidate, Trial, TuneOptions, choose, frontier, save, tune
+from tuneship.exporter.model_configs import parse_pbtxt
+
+
+def _trial(tps: float, p99: float, errors: int = 0) -> Trial:
+    return Trial(Candidate(64, 0, 1, 0), current=False, texts_per_second=tps,
+                 latency_ms={"p50": p99 / 2, "p90": p99, "p95": p99, "p99": p99}, errors=errors)
+
+
+def test_choice_is_the_fastest_within_budget_and_ties_go_to_lower_latency() -> None:
+    slow, fast_over, fast, tied_lower = _trial(100, 10), _trial(500, 80), _trial(300, 40), _trial(296, 20)
+    chosen, reason = choose([slow, fast_over, fast, tied_lower], 99, 50)
+    assert chosen is tied_lower and "p99 <= 50 ms" in reason
+    assert choose([fast_over, _trial(900, 1, errors=3)], 99, 50)[0] is None
+    dominated = _trial(200, 30)  # slower and later than tied_lower
+    assert frontier([slow, fast_over, fast, tied_lower, dominated], 99) == [slow, tied_lower, fast, fast_over]
+
+
+def test_tune_writes_the_best_measured_configuration_and_the_server_loads_it(tiny_repository: Path,
+                                                                             tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    shutil.copytree(tiny_repository, repository)
+    report = tune(TuneOptions(model="tiny", latency_budget_ms=5000.0, repository=repository, concurrency=4,
+                              window_s=0.3, max_batch_sizes=(8, 32), queue_delays_us=(0, 3000), instance_counts=(1,),
+                              intra_op_threads=(1,)))
+    measured = [t for t in report.trials if not t.note]
+    assert len(report.trials) == 5 and len(measured) == 5  # the current configuration and the 2x2 grid
+    assert report.chosen is not None
+    assert report.chosen.texts_per_second >= 0.98 * max(t.texts_per_second for t in measured)
+    chosen = report.chosen.candidate
+    model = parse_pbtxt((repository / "tiny_model" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert model.max_batch_size == chosen.max_batch_size
+    assert model.dynamic_batching.max_queue_delay_microseconds == chosen.queue_delay_us
+    assert model.parameters["intra_op_thread_count"].string_value == "1"
+    for name in ("tiny", "tiny_tokenizer", "tiny_postprocess"):  # one batch limit across the ensemble
+        config = parse_pbtxt((repository / name / "config.pbtxt").read_text(encoding="utf-8"))
+        assert config.max_batch_size == chosen.max_batch_size
+    json_path, png_path = save(report, repository)
+    assert json.loads(json_path.read_text(encoding="utf-8"))["chosen"]["candidate"] == chosen.__dict__
+    assert png_path.stat().st_size > 10_000
+    with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)) as server, \
+            TritonClient(server.grpc_url) as client:
+        assert len(TextClassifier(client, "tiny").classify(["good film", "bad film"])) == 2
+
+
+def test_tune_refuses_a_model_that_is_not_a_text_pipeline(tmp_path: Path) -> None:
+    from tuneship.deploy.tuning import TuneError
+
+    with pytest.raises(TuneError, match="does not exist"):
+        tune(TuneOptions(model="nothing", latency_budget_ms=10, repository=tmp_path))
