@@ -13,7 +13,8 @@ pixels + SVM on the same split, training time, and served images/s against PyTor
    negligible, the model dominates) and photos (scikit-image's eight sample photos, 300-1411 px, re-encoded as
    JPEG quality 90 as a camera would send them: decoding and resizing take about as long as the int8 model).
    PyTorch eager classifies the same bytes in process, decoding and preprocessing included (the same function
-   the served model runs), at batch 1 and 32. Writes results.json and a PNG.
+   the served model runs), at batch 1 and 32. A third served figure has 8 callers sending one image per request
+   (Triton's dynamic batcher merges them), against the same eager batch-1 figure. Writes results.json and a PNG.
 
 `--reuse` takes the checkpoints already in --out instead of training them again.
 """
@@ -119,19 +120,20 @@ def _torch_eager(checkpoint: Path, photos: list[bytes], seconds: float) -> dict[
 
 
 def _served(url: str, model: str, photos: list[bytes], seconds: float) -> dict[str, float]:
+    """One caller at batch 1 and 32; and 8 callers sending one image each ("1 x8"), which Triton batches."""
     from tuneship.client import ImageClassifier, TritonClient
 
     figures = {}
     with TritonClient(url) as client:
-        classifier = ImageClassifier(client, model, batch_size=32, concurrency=1)
-        for batch in (1, 32):
-            images = [photos[i % len(photos)] for i in range(batch)]
+        for label, batch, callers in (("1", 1, 1), ("32", 32, 1), ("1 x8", 1, 8)):
+            classifier = ImageClassifier(client, model, batch_size=batch, concurrency=callers)
+            images = [photos[i % len(photos)] for i in range(batch * callers)]
             classifier.classify(images)
             done, started = 0, time.perf_counter()
             while time.perf_counter() - started < seconds:
                 classifier.classify(images)
-                done += batch
-            figures[str(batch)] = done / (time.perf_counter() - started)
+                done += len(images)
+            figures[label] = done / (time.perf_counter() - started)
     return figures
 
 
@@ -143,18 +145,19 @@ def _plot(results: dict[str, Any], path: Path) -> None:
 
     sets = list(results["images_per_second"])
     fig, axes = plt.subplots(1, len(sets), figsize=(11, 4.5), dpi=100)
-    width = 0.38
+    width = 0.27
     for axis, image_set in zip(np.atleast_1d(axes), sets, strict=True):
         by_system = results["images_per_second"][image_set]
         names = list(by_system)
-        for offset, batch in ((-width / 2, "1"), (width / 2, "32")):
-            values = [by_system[n][batch] for n in names]
-            bars = axis.bar(np.arange(len(names)) + offset, values, width, label=f"batch {batch}")
+        for offset, batch in ((-width, "1"), (0.0, "32"), (width, "1 x8")):
+            values = [by_system[n].get(batch, 0.0) for n in names]
+            label = "8 callers, 1 image each" if batch == "1 x8" else f"one caller, batch {batch}"
+            bars = axis.bar(np.arange(len(names)) + offset, values, width, label=label)
             axis.bar_label(bars, fmt="%.0f", fontsize=8)
         axis.set_xticks(np.arange(len(names)), names)
-        axis.set_ylabel("images/s, one caller, decoding included")
+        axis.set_ylabel("images/s, decoding included")
         axis.set_title(image_set, fontsize=10)
-        axis.legend()
+        axis.legend(fontsize=8)
         axis.grid(axis="y", alpha=0.3)
     fig.suptitle("MobileNetV2 features classifier, 224px: PyTorch eager vs served by Triton")
     fig.tight_layout()
@@ -197,7 +200,8 @@ def main() -> int:
                 speeds[image_set][f"served {name}"] = _served(server.grpc_url, f"faces_{name}", images, args.seconds)
     results["images_per_second"] = {s: {k: {b: round(v, 1) for b, v in by.items()} for k, by in systems.items()}
                                     for s, systems in speeds.items()}
-    results["speedup_vs_eager"] = {s: {k: {b: round(v / systems["PyTorch eager"][b], 2) for b, v in by.items()}
+    results["speedup_vs_eager"] = {s: {k: {b: round(v / systems["PyTorch eager"][b.split()[0]], 2)
+                                           for b, v in by.items()}
                                        for k, by in systems.items()} for s, systems in speeds.items()}
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     _plot(results, args.out / "images_per_second.png")

@@ -8,11 +8,13 @@ import json
 import resource
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tuneship.client.aio_client import AsyncTritonClient
 from tuneship.client.errors import PermissionDeniedError, TritonError
@@ -106,8 +108,21 @@ async def _statistics(client: AsyncTritonClient) -> dict[str, Any]:
         return {}
 
 
-async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str], batch_size: int, concurrency: int,
-                     window_s: float, max_windows: int, tolerance: float, timeout_s: float) -> LevelResult:
+Encoder = Callable[[list[Any]], dict[str, np.ndarray[Any, Any]]]
+
+
+def _encoder(metadata: dict[str, Any]) -> Encoder:
+    """How requests are built: an image classifier (input IMAGE) takes encoded images, the others texts."""
+    if [spec["name"] for spec in metadata.get("inputs", [])] == ["IMAGE"]:
+        from tuneship.client.image_classifier import _inputs
+
+        return _inputs
+    return _request
+
+
+async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[Any], batch_size: int, concurrency: int,
+                     window_s: float, max_windows: int, tolerance: float, timeout_s: float,
+                     encode: Encoder = _request) -> LevelResult:
     latencies: list[tuple[float, float]] = []  # (finish time, latency s)
     errors = 0
     stop = asyncio.Event()
@@ -120,7 +135,7 @@ async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str]
             cursor += batch_size
             started = time.perf_counter()
             try:
-                await client.infer(model, _request(chunk), outputs=["LABEL", "PROBABILITIES"], timeout_s=timeout_s,
+                await client.infer(model, encode(chunk), outputs=["LABEL", "PROBABILITIES"], timeout_s=timeout_s,
                                    validate=False)
             except TritonError:
                 errors += 1
@@ -167,16 +182,19 @@ async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[str]
     )
 
 
-async def run_bench(url: str, model: str, concurrencies: Sequence[int], texts: Sequence[str], batch_size: int = 1,
+async def run_bench(url: str, model: str, concurrencies: Sequence[int], texts: Sequence[Any], batch_size: int = 1,
                     window_s: float = 2.0, max_windows: int = 10, tolerance: float = 0.10, timeout_s: float = 30.0,
                     options: ClientOptions | None = None, progress: bool = True) -> list[LevelResult]:
-    """Measure each concurrency level in turn; stable when three windows agree within `tolerance`."""
+    """Measure each concurrency level in turn; stable when three windows agree within `tolerance`.
+
+    `texts` are what one request row carries: texts, or encoded images (bytes) for an image classifier."""
     results = []
     async with AsyncTritonClient(url, options) as client:
         await client.wait_until_ready(model, timeout_s=min(timeout_s, 60.0))
+        encode = _encoder(await client.get_model_metadata(model))
         for concurrency in concurrencies:
             result = await _run_level(client, model, texts, batch_size, concurrency, window_s, max_windows,
-                                      tolerance, timeout_s)
+                                      tolerance, timeout_s, encode)
             results.append(result)
             if progress:
                 print(format_row(result), flush=True)

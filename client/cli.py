@@ -90,6 +90,8 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--batch-size", type=positive_int, default=1, help="texts per request")
     bench.add_argument("--texts", type=existing_file, default=None,
                        help="file of texts, one per line (default: reviews shipped with the client)")
+    bench.add_argument("--images", default=None,
+                       help="an image classifier: folder of images to send (each request row one image)")
     bench.add_argument("--window", type=positive_float, default=2.0, help="measurement window, seconds")
     bench.add_argument("--max-windows", type=positive_int, default=10,
                        help="give up on stability after this many windows")
@@ -211,16 +213,29 @@ def run_bench_command(args: argparse.Namespace) -> int:
             raw = Path(args.texts).read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
             raise CommandError(f"{args.texts}: not valid UTF-8 (byte {error.start})") from None
-        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+        texts: list[Any] = [line.strip() for line in raw.splitlines() if line.strip()]
         if not texts:
             raise CommandError(f"{args.texts}: no texts in the file")
     else:
-        texts = builtin_reviews()
+        texts = list(builtin_reviews())
     options = client_options(args)
     with TritonClient(args.url, options) as client, explained(args.url, args.model, ready_models(client)):
         if args.wait:
             client.wait_until_ready(args.model, timeout_s=args.wait)
-        client.get_model_metadata(args.model)  # an unknown model or a dead server: say so before the load starts
+        # an unknown model or a dead server: say so before the load starts
+        metadata = client.get_model_metadata(args.model)
+    takes_images = [spec["name"] for spec in metadata.get("inputs", [])] == ["IMAGE"]
+    if takes_images != (args.images is not None):
+        raise CommandError(f"model {args.model!r} takes images: pass --images FOLDER" if takes_images else
+                           f"--images: model {args.model!r} takes texts, not images (use --texts FILE)")
+    if takes_images:
+        from tuneship.client.errors import InvalidInputError
+        from tuneship.client.images import read_image_folder
+
+        try:
+            texts = list(read_image_folder(args.images))
+        except InvalidInputError as error:
+            raise CommandError(f"--images: {error}") from None
     print(f"closed-loop load on {args.model} at {args.url}: batch {args.batch_size}, windows of {args.window:g}s")
     print(HEADER)
     with explained(args.url, args.model):

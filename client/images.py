@@ -65,5 +65,24 @@ def image_bytes(item: Any, position: int) -> bytes:
     return data
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def read_image_folder(folder: str | os.PathLike[str]) -> list[bytes]:
+    """Every image file under `folder` (by suffix, sorted), as bytes: load for `tuneship bench` and `tune`."""
+    root = os.fspath(folder)
+    if not os.path.isdir(root):
+        raise InvalidInputError(f"{root}: not a folder of images")
+    found = []
+    for directory, _, names in sorted(os.walk(root)):
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
+                with open(os.path.join(directory, name), "rb") as handle:
+                    found.append(handle.read())
+    if not found:
+        raise InvalidInputError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
 # A 32x32 mid-grey PNG: what liveness probes send to a model that takes images.
 PROBE_PNG = encode_png(np.full((32, 32), 128, dtype=np.uint8))

@@ -89,7 +89,7 @@ def register(subparsers: Any) -> None:
     tune = subparsers.add_parser(
         "tune", help="sweep batching, instances and threads on the embedded server; keep the fastest config "
                      "within a latency budget")
-    tune.add_argument("--model", required=True, help="the text-classifier ensemble to tune")
+    tune.add_argument("--model", required=True, help="the classifier ensemble to tune (text or image)")
     tune.add_argument("--latency-budget-ms", type=positive_float, required=True,
                       help="largest allowed latency percentile (ms)")
     tune.add_argument("--model-repository", type=Path, default=Path("model_repository"),
@@ -107,6 +107,8 @@ def register(subparsers: Any) -> None:
                       help="ONNX Runtime intra-op thread counts to try (0: all cores)")
     tune.add_argument("--texts", type=existing_path, default=None,
                       help="file of texts to send, one per line (default: the bundled reviews)")
+    tune.add_argument("--images", default=None,
+                      help="an image classifier: folder of images to send (each request row one image)")
     tune.add_argument("--dry-run", action="store_true", help="measure and report, write nothing")
     tune.set_defaults(handler=run_tune)
 
@@ -224,11 +226,19 @@ def run_tune(args: argparse.Namespace) -> int:
     for name in ("max_batch_sizes", "instance_counts"):
         if 0 in getattr(args, name):
             raise CommandError(f"--{name.replace('_', '-')}: values must be at least 1")
-    texts: list[str] = []
+    texts: list[Any] = []
     if args.texts is not None:
         texts = [line.strip() for line in args.texts.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not texts:
             raise CommandError(f"{args.texts}: no texts in the file")
+    if args.images is not None:
+        from tuneship.client.errors import InvalidInputError
+        from tuneship.client.images import read_image_folder
+
+        try:
+            texts = list(read_image_folder(args.images))
+        except InvalidInputError as error:
+            raise CommandError(f"--images: {error}") from None
     options = TuneOptions(model=args.model, latency_budget_ms=args.latency_budget_ms,
                           repository=args.model_repository, percentile=args.percentile, concurrency=args.concurrency,
                           batch_size=args.batch_size, window_s=args.window, max_batch_sizes=args.max_batch_sizes,

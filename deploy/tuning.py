@@ -1,4 +1,4 @@
-"""`tuneship tune`: Triton Model Analyzer's quick search, on the embedded server.
+"""`tuneship tune`: Triton Model Analyzer's quick search, on the embedded server, for text and image classifiers.
 
 The pipeline's models are copied into a scratch repository served in explicit model-control mode; each candidate
 configuration (max batch size, dynamic-batching queue delay, model instances, ONNX Runtime intra-op threads) is
@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -32,7 +33,7 @@ class TuneError(Exception):
 
 @dataclass
 class TuneOptions:
-    model: str = field(metadata={"help": "the ensemble to tune (a text classifier)"})
+    model: str = field(metadata={"help": "the ensemble to tune (a text or image classifier)"})
     latency_budget_ms: float = field(metadata={"help": "largest allowed latency percentile, milliseconds"})
     repository: Path = field(default=Path("model_repository"), metadata={"help": "Triton model repository"})
     percentile: int = field(default=99, metadata={"help": "which latency percentile the budget bounds"})
@@ -45,7 +46,9 @@ class TuneOptions:
     instance_counts: tuple[int, ...] = field(default=(1, 2), metadata={"help": "model instance counts"})
     intra_op_threads: tuple[int, ...] = field(default=(0, 1), metadata={
         "help": "ONNX Runtime intra-op thread counts (0: all cores)"})
-    texts: Sequence[str] = field(default=(), metadata={"help": "texts to send (default: the bundled reviews)"})
+    texts: Sequence[Any] = field(default=(), metadata={
+        "help": "what one request row carries: texts (default: the bundled reviews), or encoded images for an "
+                "image classifier (required)"})
     write: bool = field(default=True, metadata={"help": "write the chosen configuration back"})
 
 
@@ -97,8 +100,9 @@ def _read(path: Path) -> mc.ModelConfig:
 
 def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[mc.ModelConfig]]:
     ensemble = _read(repository / model / "config.pbtxt")
-    if ensemble.platform != "ensemble" or [i.name for i in ensemble.input] != ["TEXT"]:
-        raise TuneError(f"{model}: tuneship tune measures text-classifier ensembles (TEXT in); this model is not one")
+    if ensemble.platform != "ensemble" or [i.name for i in ensemble.input] not in (["TEXT"], ["IMAGE"]):
+        raise TuneError(f"{model}: tuneship tune measures classifier ensembles (TEXT or IMAGE in); this model is "
+                        "not one")
     steps = [_read(repository / step.model_name / "config.pbtxt") for step in ensemble.ensemble_scheduling.step]
     if not any(config.platform == "onnxruntime_onnx" for config in steps):
         raise TuneError(f"{model}: no ONNX Runtime model among its steps; only ONNX pipelines are tuned")
@@ -193,6 +197,8 @@ def tune(options: TuneOptions) -> TuneReport:
     if options.percentile not in PERCENTILES:
         raise TuneError(f"--percentile {options.percentile}: choose one of {', '.join(map(str, PERCENTILES))}")
     ensemble, steps = pipeline_models(options.repository, options.model)
+    if ensemble.input[0].name == "IMAGE" and not options.texts:
+        raise TuneError(f"{options.model} is an image classifier: give images to send (--images FOLDER)")
     texts = list(options.texts) or builtin_reviews()
     current = current_candidate(steps)
     trials = [Trial(c, current=c == current) for c in candidates(options, current)]

@@ -150,7 +150,9 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
     check_label_change(options.repository, name, labels, options.allow_label_change)
 
     options.repository.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))
+    # Not inside the repository: Triton takes every top-level folder there for a model, and a killed export's
+    # leftover would stop the server starting.
+    workdir = Path(tempfile.mkdtemp(prefix="tuneship-export-"))
     try:
         fp32_path = workdir / "model.onnx"
         from tuneship.exporter.prompt_folding import fold_prompt, is_prompt_learning

@@ -58,7 +58,9 @@ def publish_version(repository: Path, config: mc.ModelConfig, fill: Callable[[Pa
     """
     model_dir = repository / check_model_name(config.name)
     model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}.staging-", dir=repository))
+    # Inside the model's folder, where Triton skips any subfolder that is not a version number: a publish killed
+    # half-way leaves nothing a server would try to load (a stray folder at the top would stop Triton starting).
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
     os.chmod(staging, 0o755)  # mkdtemp makes it private; it becomes the published version
     try:
         fill(staging)

@@ -292,3 +292,31 @@ def test_efficientnet_int8_keeps_its_answers_because_the_head_stays_fp32(tmp_pat
     assert variants["fp32"]["max_abs_diff"] < 1e-4
     # With the linear head quantized too, every held-out image got the same class (agreement 45%).
     assert variants["int8-static"]["label_agreement"] >= 0.9
+
+
+def test_bench_and_tune_send_images_to_an_image_classifier(faces_checkpoint: Path, faces_repository: Path,
+                                                            server: TritonServer, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from tuneship.cli import main
+    from tuneship.deploy.tuning import TuneOptions, tune
+    from tuneship.exporter.model_configs import parse_pbtxt
+
+    images = faces_checkpoint / "eval_images"
+    assert main(["bench", "--url", server.grpc_url, "--model", "faces", "--images", str(images), "--concurrency",
+                 "1,2", "--window", "0.3", "--max-windows", "3", "--output", str(tmp_path / "bench")]) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))
+    assert [r["concurrency"] for r in rows] == [1, 2] and all(r["errors"] == 0 and r["requests"] > 0 for r in rows)
+    assert main(["bench", "--url", server.grpc_url, "--model", "faces", "--window", "0.3"]) == 2
+    assert "takes images: pass --images" in capsys.readouterr().err
+
+    repository = tmp_path / "repository"
+    shutil.copytree(faces_repository, repository)
+    report = tune(TuneOptions(model="faces", latency_budget_ms=10_000, repository=repository, concurrency=2,
+                              window_s=0.3, max_batch_sizes=(8,), queue_delays_us=(0,), instance_counts=(1,),
+                              intra_op_threads=(1,), texts=[p.read_bytes() for p in sorted(images.iterdir())]))
+    assert report.chosen is not None and all(not t.note and t.errors == 0 for t in report.trials)
+    chosen = report.chosen.candidate
+    preprocess = parse_pbtxt((repository / "faces_preprocess" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert preprocess.max_batch_size == chosen.max_batch_size

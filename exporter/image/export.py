@@ -115,7 +115,9 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
     validation = _pixels(images[:min(options.validation_texts, 64)], preprocessing)
 
     options.repository.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))
+    # Not inside the repository: Triton takes every top-level folder there for a model, and a killed export's
+    # leftover would stop the server starting.
+    workdir = Path(tempfile.mkdtemp(prefix="tuneship-export-"))
     try:
         fp32_path = workdir / "model.onnx"
         with step(f"exporting the fp32 ONNX graph (opset {options.opset}, {preprocessing.image_size}px)"):

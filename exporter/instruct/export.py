@@ -93,7 +93,9 @@ def export_instruct(options: ExportOptions) -> GeneratorExportReport:
     validation = held_out[:min(options.validation_texts, 8)]
 
     options.repository.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=".export-", dir=options.repository))
+    # Not inside the repository: Triton takes every top-level folder there for a model, and a killed export's
+    # leftover would stop the server starting.
+    workdir = Path(tempfile.mkdtemp(prefix="tuneship-export-"))
     try:
         variants: list[GenaiVariant] = []
         for precision in precisions:
