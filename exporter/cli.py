@@ -56,7 +56,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait while another export or publish writes the same repository "
                              "(0: fail at once)")
     parser.add_argument("--max-batch-size", type=positive_int, default=64, help="largest batch Triton builds")
-    parser.add_argument("--queue-delay-us", type=non_negative_int, default=2000, help="dynamic batcher queue delay")
+    parser.add_argument("--queue-delay-us", type=non_negative_int, default=0,
+                        help="dynamic batcher queue delay (0: batch what queued while the model was busy; "
+                             "`tuneship tune` measures others)")
     parser.add_argument("--preferred-batch-size", type=positive_int, action="append", default=[],
                         help="dynamic batcher preferred size (repeatable; default: none)")
     parser.add_argument("--instances", type=positive_int, default=1, help="instances of the ONNX model")

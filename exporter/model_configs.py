@@ -15,7 +15,10 @@ class ServingOptions:
     """What users tune most about how Triton runs the exported models."""
 
     max_batch_size: int = field(default=64, metadata={"help": "largest batch Triton builds or accepts"})
-    queue_delay_us: int = field(default=2000, metadata={"help": "dynamic batcher: wait this long to fill a batch"})
+    # 0: the batcher still merges whatever queued while the model was busy, and a lone caller does not wait for
+    # company that never comes (2000 us cost one caller 4.4 of its 10.2 ms p50 and lowered throughput at every
+    # concurrency measured; BENCHMARKS.md, `tuneship tune`).
+    queue_delay_us: int = field(default=0, metadata={"help": "dynamic batcher: wait this long to fill a batch"})
     preferred_batch_sizes: tuple[int, ...] = field(default=(), metadata={"help": "dynamic batcher targets"})
     instance_count: int = field(default=1, metadata={"help": "model instances (parallel executions)"})
     instance_kind: str = field(default="KIND_CPU", metadata={"help": "KIND_CPU or KIND_GPU"})
