@@ -234,3 +234,18 @@ def test_quality_recording_rules_compute_shares_psi_and_mean_confidence(tmp_path
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     result = _run("test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_refused_inputs_rule_covers_text_and_image_pipelines(tmp_path: Path) -> None:
+    series = [_series('tuneship_texts_refused_total{model="reviews",version="1",reason="empty"}', "0+30x40"),
+              _series('tuneship_images_refused_total{model="photos",version="2",reason="unreadable"}', "0+60x40")]
+    name = "model_version_reason:texts_refused:rate5m"
+    spec = {"rule_files": [str(PROMETHEUS / "recording_rules.yml")], "evaluation_interval": "15s",
+            "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": [
+                {"expr": name, "eval_time": "8m", "exp_samples": [
+                    {"labels": f'{name}{{model="photos",reason="unreadable",version="2"}}', "value": 4.0},
+                    {"labels": f'{name}{{model="reviews",reason="empty",version="1"}}', "value": 2.0}]}]}]}
+    path = tmp_path / "refused_test.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = _run("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
