@@ -63,6 +63,14 @@ def check_label_change(repository: Path, name: str, labels: list[str], allowed: 
         f"or choose another --name")
 
 
+def fill_postprocess(target: Path, labels: list[str], reference: dict[str, Any] | None) -> None:
+    """A postprocess model version: the stub, its labels and the published variant's reference behaviour."""
+    shutil.copy2(TRITON_MODELS / "postprocess.py", target / "model.py")
+    (target / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    if reference is not None:
+        (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
+
+
 def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer: Any, input_names: list[str],
                    variant: Variant, labels: list[str], reference: dict[str, Any] | None = None) -> dict[str, int]:
     """Every model of the pipeline as its next version; `reference` (the variant's behaviour on held-out texts)
@@ -81,12 +89,6 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
     def fill_tokenizer(target: Path) -> None:
         shutil.copy2(TRITON_MODELS / "tokenizer.py", target / "model.py")
         shutil.copy2(checkpoint.path / "tokenizer.json", target / "tokenizer.json")
-
-    def fill_postprocess(target: Path) -> None:
-        shutil.copy2(TRITON_MODELS / "postprocess.py", target / "model.py")
-        (target / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-        if reference is not None:
-            (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
 
     def fill_ensemble(target: Path) -> None:
         (target / "README").write_text(f"ensemble of {name}_tokenizer, {name}_model, {name}_postprocess\n")
@@ -111,7 +113,8 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
         f"{name}_tokenizer": publish_version(
             repo, tokenizer_config(f"{name}_tokenizer", input_names, checkpoint.max_length, pad_token, pad_id,
                                    serving, pipeline=name), fill_tokenizer, options.keep),
-        f"{name}_postprocess": publish_version(repo, post_config, fill_postprocess, options.keep),
+        f"{name}_postprocess": publish_version(repo, post_config, lambda t: fill_postprocess(t, labels, reference),
+                                               options.keep),
     }
     # Beside config.pbtxt: the labels file the config names, and what the Python models need installed.
     write_text_atomic(repo / post_config.name / "labels.txt", "\n".join(labels) + "\n")

@@ -29,6 +29,30 @@ NEGATIVE = ["awful", "dull", "boring", "terrible", "tedious", "bland", "clumsy",
 FILLER = ["the", "film", "story", "acting", "movie", "plot", "was", "really", "quite", "and", "its", "cast"]
 
 
+def kill_at_first_checkpoint(command: list[str], work: Path, timeout_s: float = 120.0) -> int:
+    """Start a training command, SIGKILL it as soon as its work folder holds a complete Trainer checkpoint, and
+    return that checkpoint's step (what --resume must continue from)."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and process.poll() is None:
+            if any((c / "trainer_state.json").is_file() for c in work.glob("checkpoint-*")):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "training finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    return max(int(c.name.split("-")[1]) for c in work.glob("checkpoint-*"))
+
+
 def synthetic_reviews(count: int, seed: int, positive: Sequence[str] = POSITIVE, negative: Sequence[str] = NEGATIVE,
                       filler: Sequence[str] = FILLER, words: tuple[int, int] = (3, 8)) -> list[tuple[str, str]]:
     """Short texts whose label is given by one sentiment word: learnable in seconds by a tiny model."""

@@ -250,31 +250,18 @@ def test_fine_tuning_methods_write_a_merged_checkpoint_that_exports(method: str,
 
 @pytest.mark.slow
 def test_killed_image_fine_tuning_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
-    import signal
     import subprocess
     import sys
-    import time
+
+    from conftest import kill_at_first_checkpoint
 
     output, work = tmp_path / "run", tmp_path / ".run.work"
     command = [sys.executable, "-m", "tuneship", "train", "--task", "image-classification", "--method", "full",
                "--output", str(output), "--image-size", "48", "--max-steps", "120", "--eval-steps", "4",
                "--batch-size", "8", "--max-train-samples", "64", "--max-eval-samples", "16",
                "--feature-cache", str(tmp_path / "cache")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if any((c / "trainer_state.json").is_file() for c in work.glob("checkpoint-*")):
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "training finished before it could be killed"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    killed_at = kill_at_first_checkpoint(command, work)
     assert not output.exists()
-    killed_at = max(int(c.name.split("-")[1]) for c in work.glob("checkpoint-*"))
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {work / f'checkpoint-{killed_at}'}" in resumed.stdout

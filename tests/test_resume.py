@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_at_first_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -24,23 +23,8 @@ def test_sigkill_then_resume_finishes_the_run(tiny_bert: Path, review_files: tup
                                               tmp_path: Path) -> None:
     output = tmp_path / "run"
     work = tmp_path / ".run.work"
-    process = subprocess.Popen(_command(tiny_bert, review_files, output), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if any((c / "trainer_state.json").is_file() for c in work.glob("checkpoint-*")):
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "training finished before it could be killed"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL
+    killed_at = kill_at_first_checkpoint(_command(tiny_bert, review_files, output), work)
     assert not output.exists(), "a killed run must not leave a final checkpoint"
-    killed_at = max(int(c.name.split("-")[1]) for c in work.glob("checkpoint-*"))
     assert killed_at < 150
 
     resumed = subprocess.run(_command(tiny_bert, review_files, output, "--resume"), capture_output=True, text=True,

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from tuneship.trainer.errors import DataError
 
@@ -213,16 +213,23 @@ def imbalance_report(data: LabelledData) -> str:
     return f"{data.name}: {total} examples: " + ", ".join(parts) + warning
 
 
-def stratified_split(data: LabelledData, eval_fraction: float, seed: int) -> tuple[LabelledData, LabelledData]:
-    """Seeded split that keeps each label's share in both parts."""
+LabelledT = TypeVar("LabelledT", bound="HasLabel")
+
+
+class HasLabel(Protocol):
+    label: str
+
+
+def stratify(examples: Sequence[LabelledT], eval_fraction: float, seed: int) -> tuple[list[LabelledT], list[LabelledT]]:
+    """Seeded split of any labelled examples (texts, images) that keeps each label's share in both parts."""
     if not 0.0 < eval_fraction < 1.0:
         raise DataError(f"eval fraction must be between 0 and 1, got {eval_fraction}")
     rng = random.Random(seed)
-    by_label: dict[str, list[Example]] = {}
-    for example in data.examples:
+    by_label: dict[str, list[LabelledT]] = {}
+    for example in examples:
         by_label.setdefault(example.label, []).append(example)
-    train: list[Example] = []
-    held: list[Example] = []
+    train: list[LabelledT] = []
+    held: list[LabelledT] = []
     for label in sorted(by_label):
         group = list(by_label[label])
         rng.shuffle(group)
@@ -231,6 +238,12 @@ def stratified_split(data: LabelledData, eval_fraction: float, seed: int) -> tup
         train.extend(group[cut:])
     rng.shuffle(train)
     rng.shuffle(held)
+    return train, held
+
+
+def stratified_split(data: LabelledData, eval_fraction: float, seed: int) -> tuple[LabelledData, LabelledData]:
+    """Seeded split that keeps each label's share in both parts."""
+    train, held = stratify(data.examples, eval_fraction, seed)
     return (LabelledData(f"{data.name} (train split)", train, data.duplicates_dropped, data.notes),
             LabelledData(f"{data.name} (eval split)", held))
 

@@ -20,8 +20,7 @@ from typing import Any
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.model_configs import ServingOptions, _instance_group, _latest, _pipeline, postprocess_config
-from tuneship.exporter.publishing import PYTHON_MODEL_REQUIREMENTS, TRITON_MODELS
-from tuneship.exporter.quality import REFERENCE_FILE
+from tuneship.exporter.publishing import PYTHON_MODEL_REQUIREMENTS, TRITON_MODELS, fill_postprocess
 from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
 
@@ -107,12 +106,6 @@ def publish_image_models(repository: Path, name: str, variant: Variant, labels: 
         shutil.copy2(_preprocessing_source(), target / "image_preprocessing.py")
         (target / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n", encoding="utf-8")
 
-    def fill_postprocess(target: Path) -> None:
-        shutil.copy2(TRITON_MODELS / "postprocess.py", target / "model.py")
-        (target / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-        if reference is not None:
-            (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
-
     def fill_ensemble(target: Path) -> None:
         (target / "README").write_text(f"ensemble of {name}_preprocess, {name}_model, {name}_postprocess\n")
 
@@ -122,7 +115,8 @@ def publish_image_models(repository: Path, name: str, variant: Variant, labels: 
             f"{name}_model", image_size, len(labels), serving, variant.graph_level), fill_model, keep),
         f"{name}_preprocess": publish_version(repository, preprocess_config(
             f"{name}_preprocess", image_size, serving, name), fill_preprocess, keep),
-        f"{name}_postprocess": publish_version(repository, post_config, fill_postprocess, keep),
+        f"{name}_postprocess": publish_version(repository, post_config,
+                                               lambda t: fill_postprocess(t, labels, reference), keep),
     }
     write_text_atomic(repository / post_config.name / "labels.txt", "\n".join(labels) + "\n")
     write_text_atomic(repository / f"{name}_preprocess" / "requirements.txt", PREPROCESS_REQUIREMENTS)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
-import random
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneship.trainer.data import MISSING_LABELS, read_rows
+from tuneship.trainer.data import MISSING_LABELS, read_rows, stratify
 from tuneship.trainer.errors import DataError
 from tuneship.trainer.image.preprocessing import FORMATS, TINY_SIDE, ImageError, decode
 
@@ -63,22 +62,7 @@ class ImageData:
 
 def split(data: ImageData, eval_fraction: float, seed: int) -> tuple[ImageData, ImageData]:
     """Seeded split that keeps each label's share in both parts."""
-    if not 0.0 < eval_fraction < 1.0:
-        raise DataError(f"eval fraction must be between 0 and 1, got {eval_fraction}")
-    rng = random.Random(seed)
-    by_label: dict[str, list[ImageExample]] = {}
-    for example in data.examples:
-        by_label.setdefault(example.label, []).append(example)
-    train: list[ImageExample] = []
-    held: list[ImageExample] = []
-    for label in sorted(by_label):
-        group = list(by_label[label])
-        rng.shuffle(group)
-        cut = max(1, round(len(group) * eval_fraction)) if len(group) > 1 else 0
-        held.extend(group[:cut])
-        train.extend(group[cut:])
-    rng.shuffle(train)
-    rng.shuffle(held)
+    train, held = stratify(data.examples, eval_fraction, seed)
     return (ImageData(f"{data.name} (train split)", train, data.duplicates_dropped, data.notes),
             ImageData(f"{data.name} (eval split)", held))
 
