@@ -307,3 +307,17 @@ def test_bench_and_tune_send_images_to_an_image_classifier(faces_checkpoint: Pat
     chosen = report.chosen.candidate
     preprocess = parse_pbtxt((repository / "faces_preprocess" / "config.pbtxt").read_text(encoding="utf-8"))
     assert preprocess.max_batch_size == chosen.max_batch_size
+
+
+def test_gpu_target_publishes_fp16_on_a_gpu_instance_with_tensorrt(faces_checkpoint: Path, tmp_path: Path) -> None:
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from tuneship.exporter.model_configs import parse_pbtxt
+
+    report = export_checkpoint(ExportOptions(checkpoint=faces_checkpoint, name="faces_gpu", target="gpu",
+                                             repository=tmp_path / "repository"))
+    assert report.chosen == "fp16" and report.reason.startswith("GPU target: fp16 passes")
+    config = parse_pbtxt((tmp_path / "repository" / "faces_gpu_model" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    [accelerator] = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"

@@ -97,8 +97,8 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
     if options.calibration not in CALIBRATION_METHODS:
         raise ExportError(f"unknown --calibration {options.calibration!r}; choose one of "
                           f"{', '.join(CALIBRATION_METHODS)}")
-    if options.target != "cpu":
-        raise ExportError("image classifiers are exported for --target cpu for now (the GPU path is text-only)")
+    if options.target not in ("cpu", "gpu"):
+        raise ExportError(f"unknown --target {options.target!r}; choose cpu or gpu")
     checkpoint = Path(options.checkpoint)
     with step(f"loading checkpoint {checkpoint}"):
         try:
@@ -200,7 +200,7 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
             with step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
                 behaviour = reference_behaviour(gate_logits[chosen.name], labels, gate_ids)
                 versions = publish_image_models(options.repository, name, variant, labels, preprocessing.to_dict(),
-                                                options.serving, options.keep, behaviour)
+                                                options.serving, options.keep, behaviour, options.target)
             export_report = ExportReport(
                 name=name, repository=str(options.repository), versions=versions, target=options.target,
                 chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports], validation=asdict(result),

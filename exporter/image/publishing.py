@@ -14,12 +14,20 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tuneship.exporter.model_configs import ServingOptions, _instance_group, _latest, _pipeline, postprocess_config
+from tuneship.exporter.model_configs import (
+    ServingOptions,
+    _instance_group,
+    _latest,
+    _pipeline,
+    add_tensorrt_accelerator,
+    postprocess_config,
+)
 from tuneship.exporter.publishing import PYTHON_MODEL_REQUIREMENTS, TRITON_MODELS, fill_postprocess
 from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
@@ -95,8 +103,15 @@ def image_ensemble_config(name: str, labels: Sequence[str], options: ServingOpti
 
 def publish_image_models(repository: Path, name: str, variant: Variant, labels: list[str],
                          preprocessing: dict[str, Any], serving: ServingOptions, keep: int | None,
-                         reference: dict[str, Any] | None) -> dict[str, int]:
+                         reference: dict[str, Any] | None, target: str = "cpu") -> dict[str, int]:
+    """`target` gpu: the model runs on a GPU instance with ONNX Runtime's TensorRT provider (precision from the
+    variant: FP16 for fp16, INT8 for the QDQ int8 graph, else FP16), as the text classifier's ONNX path does."""
     image_size = int(preprocessing["image_size"])
+    if target == "gpu" and serving.instance_kind == "KIND_CPU":
+        serving = replace(serving, instance_kind="KIND_GPU")
+    model_config = image_model_config(f"{name}_model", image_size, len(labels), serving, variant.graph_level)
+    if target == "gpu":
+        add_tensorrt_accelerator(model_config, {"int8": "INT8", "fp16": "FP16"}.get(variant.precision, "FP16"))
 
     def fill_model(target: Path) -> None:
         shutil.copy2(variant.path, target / "model.onnx")
@@ -111,8 +126,7 @@ def publish_image_models(repository: Path, name: str, variant: Variant, labels: 
 
     post_config = postprocess_config(f"{name}_postprocess", len(labels), serving, pipeline=name)
     versions = {
-        f"{name}_model": publish_version(repository, image_model_config(
-            f"{name}_model", image_size, len(labels), serving, variant.graph_level), fill_model, keep),
+        f"{name}_model": publish_version(repository, model_config, fill_model, keep),
         f"{name}_preprocess": publish_version(repository, preprocess_config(
             f"{name}_preprocess", image_size, serving, name), fill_preprocess, keep),
         f"{name}_postprocess": publish_version(repository, post_config,
