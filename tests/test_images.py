@@ -85,6 +85,14 @@ def test_bad_images_are_named_with_their_reason_and_nothing_is_written(tmp_path:
         data = load_images(str(tmp_path / "data"))
     assert data.label_counts() == {"cat": 3, "dog": 4}
 
+    # Checked files are read again when used, not held in memory (a folder of photos may not fit).
+    assert all(e.content is None and e.path is not None for e in data.examples)
+    first = data.examples[0]
+    assert data.images[0] == first.path.read_bytes() and len(data.images[:2]) == 2
+    first.path.unlink()
+    with pytest.raises(DataError, match=r"cannot read .* readable when the data was checked"):
+        data.images[0]
+
     table = tmp_path / "images.csv"
     table.write_text("path,label\ndata/cat/0.png,cat\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"images.csv:2: needs columns 'image' and 'label'"):

@@ -11,9 +11,10 @@ import importlib.util
 import io
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from tuneship.trainer.data import MISSING_LABELS, read_rows, stratify
 from tuneship.trainer.errors import DataError
@@ -30,9 +31,45 @@ _SHOWN_PROBLEMS = 10
 
 @dataclass
 class ImageExample:
-    data: bytes  # the encoded file, exactly what a caller would send to the served model
+    """One labelled image: a checked file, read again when needed (a folder of photos may not fit in memory), or
+    the encoded bytes themselves (the small built-in sets). Either way, exactly what a caller would send."""
+
     label: str
     source: str  # path (or table:line), for messages
+    digest: str  # SHA-256 of the encoded bytes: duplicates, caches and fingerprints without reading them again
+    path: Path | None = None
+    content: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.content is not None:
+            return self.content
+        assert self.path is not None
+        try:
+            return self.path.read_bytes()
+        except OSError as error:
+            raise DataError(f"{self.source}: cannot read ({error.strerror or error}); it was readable when the "
+                            "data was checked") from None
+
+
+class ImageFiles(Sequence[bytes]):
+    """The encoded images of some examples, read one at a time as they are used."""
+
+    def __init__(self, examples: list[ImageExample]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [example.read() for example in self.examples[index]]
+        return self.examples[index].read()
 
 
 @dataclass
@@ -43,8 +80,8 @@ class ImageData:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def images(self) -> list[bytes]:
-        return [e.data for e in self.examples]
+    def images(self) -> ImageFiles:
+        return ImageFiles(self.examples)
 
     @property
     def labels(self) -> list[str]:
@@ -153,7 +190,7 @@ def _read_and_check(name: str, pairs: list[tuple[Path, str, str]]) -> ImageData:
             duplicates += 1
             continue
         seen.add(key)
-        examples.append(ImageExample(data, label, source))
+        examples.append(ImageExample(label, source, key[0], path=file))
     if problems:
         shown = "\n  ".join(problems[:_SHOWN_PROBLEMS])
         more = f"\n  ... and {len(problems) - _SHOWN_PROBLEMS} more" if len(problems) > _SHOWN_PROBLEMS else ""
@@ -178,6 +215,10 @@ def _png(pixels: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _in_memory(data: bytes, label: str, source: str) -> ImageExample:
+    return ImageExample(label, source, hashlib.sha256(data).hexdigest(), content=data)
+
+
 def _builtin(name: str) -> ImageData:
     import numpy as np
 
@@ -190,12 +231,12 @@ def _builtin(name: str) -> ImageData:
         grey = np.load(Path(next(iter(spec.submodule_search_locations))) / "data" / "lfw_subset.npy")  # in [0, 1]
         array = (grey * 255.0).round().astype(np.uint8)
         labels = ["face"] * 100 + ["not-face"] * 100
-        examples = [ImageExample(_png(array[i]), labels[i], f"faces:{i}") for i in range(len(array))]
+        examples = [_in_memory(_png(array[i]), labels[i], f"faces:{i}") for i in range(len(array))]
     else:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
         pixels = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
-        examples = [ImageExample(_png(pixels[i]), str(int(digits.target[i])), f"digits:{i}")
+        examples = [_in_memory(_png(pixels[i]), str(int(digits.target[i])), f"digits:{i}")
                     for i in range(len(pixels))]
     return ImageData(name, examples, notes=[f"{name}: {BUILTIN_IMAGE_SETS[name]}"])

@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,13 +92,13 @@ def prepare(config: TrainConfig) -> tuple[ImageData, ImageData, list[str]]:
     return train, evaluation, labels
 
 
-def pixel_batch(images: list[bytes], spec: PreprocessSpec) -> Any:
+def pixel_batch(images: Sequence[bytes], spec: PreprocessSpec) -> Any:
     import torch
 
     return torch.from_numpy(np.stack([preprocess(data, spec) for data in images]))
 
 
-def predict(model: Any, images: list[bytes], spec: PreprocessSpec, batch_size: int = 64) -> np.ndarray[Any, Any]:
+def predict(model: Any, images: Sequence[bytes], spec: PreprocessSpec, batch_size: int = 64) -> np.ndarray[Any, Any]:
     """Logits of the classifier in eval mode, batch by batch."""
     import torch
 
@@ -113,7 +114,7 @@ class _Pixels:
     """Training images as pixels: a random crop and flip each time an image is drawn (augment), else the
     evaluation preprocessing."""
 
-    def __init__(self, images: list[bytes], label_ids: list[int], spec: PreprocessSpec, augmented: bool,
+    def __init__(self, images: Sequence[bytes], label_ids: list[int], spec: PreprocessSpec, augmented: bool,
                  seed: int) -> None:
         self.images, self.label_ids, self.spec, self.augmented = images, label_ids, spec, augmented
         self.rng = random.Random(seed)
@@ -131,14 +132,15 @@ class _Pixels:
         return {"pixel_values": torch.from_numpy(pixels), "labels": self.label_ids[index]}
 
 
-def _feature_cache_key(spec: BackboneSpec, preprocessing: PreprocessSpec, images: list[bytes]) -> str:
+def _feature_cache_key(spec: BackboneSpec, preprocessing: PreprocessSpec, data: ImageData) -> str:
     digest = hashlib.sha256(f"{spec.name}:{json.dumps(preprocessing.to_dict(), sort_keys=True)}".encode())
-    for data in images:
-        digest.update(hashlib.sha256(data).digest())
+    for example in data.examples:
+        digest.update(bytes.fromhex(example.digest))
     return digest.hexdigest()[:32]
 
 
-def _extract(model: Any, images: list[bytes], preprocessing: PreprocessSpec, batch_size: int) -> np.ndarray[Any, Any]:
+def _extract(model: Any, images: Sequence[bytes], preprocessing: PreprocessSpec,
+             batch_size: int) -> np.ndarray[Any, Any]:
     import torch
     from tqdm.auto import tqdm
 
@@ -160,7 +162,7 @@ def _fit_features(config: TrainConfig, spec: BackboneSpec, preprocessing: Prepro
 
     model = classifier_module(load_pretrained(spec, preprocessing.image_size), spec.feature_dim, len(labels))
     started = time.monotonic()
-    cache = cache_directory(config) / f"image-{_feature_cache_key(spec, preprocessing, train.images)}.npy"
+    cache = cache_directory(config) / f"image-{_feature_cache_key(spec, preprocessing, train)}.npy"
     if cache.is_file():
         features = np.load(cache)
         print(f"features of {len(train.images)} training images read from {cache}")
@@ -267,7 +269,7 @@ def _extension(data: bytes) -> str:
         return {"JPEG": ".jpg", "TIFF": ".tif"}.get(str(image.format), f".{str(image.format).lower()}")
 
 
-def write_images(directory: Path, images: list[bytes], labels: list[str], listing: Path | None) -> None:
+def write_images(directory: Path, images: Sequence[bytes], labels: list[str], listing: Path | None) -> None:
     """The images as files (their original bytes) and, if `listing`, a JSONL of relative path + label."""
     directory.mkdir()
     rows = []
@@ -347,9 +349,8 @@ def train(config: TrainConfig) -> TrainResult:
                      "eval_examples": len(evaluation.examples),
                      "train_label_counts": dict(train_data.label_counts()),
                      "duplicates_dropped": train_data.duplicates_dropped,
-                     "fingerprint": hashlib.sha256(b"".join(hashlib.sha256(d).digest() + label.encode()
-                                                            for d, label in zip(train_data.images, train_data.labels,
-                                                                                strict=True))).hexdigest()[:16]},
+                     "fingerprint": hashlib.sha256(b"".join(bytes.fromhex(e.digest) + e.label.encode()
+                                                            for e in train_data.examples)).hexdigest()[:16]},
             "metrics": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
             "trainable_parameters": int(fitted.trainable),
             "total_parameters": int(sum(p.numel() for p in fitted.model.parameters())),
