@@ -61,6 +61,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                              "`tuneship tune` measures others)")
     parser.add_argument("--preferred-batch-size", type=positive_int, action="append", default=[],
                         help="dynamic batcher preferred size (repeatable; default: none)")
+    parser.add_argument("--pad-to-multiple-of", type=positive_int, default=16,
+                        help="the tokenizer pads a batch to a multiple of this many tokens, so requests tokenized "
+                             "apart share a shape the model's batcher can merge (1: to the longest text only)")
     parser.add_argument("--instances", type=positive_int, default=1, help="instances of the ONNX model")
     parser.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), default=None,
                         help="default: KIND_CPU for --target cpu, KIND_GPU for --target gpu")
@@ -108,6 +111,7 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
                              preferred_batch_sizes=tuple(args.preferred_batch_size), instance_count=args.instances,
                              instance_kind=kind, intra_op_threads=args.intra_op_threads,
                              versions_to_serve=args.versions, max_text_bytes=args.max_text_bytes,
+                             pad_to_multiple_of=args.pad_to_multiple_of,
                              quality_metrics=args.quality_metrics)
     modes = args.int8_mode
     return ExportOptions(

@@ -65,6 +65,7 @@ def test_python_models_declare_string_and_token_tensors() -> None:
     tokenizer = tokenizer_config("s_tokenizer", INPUTS, 64, "[PAD]", 0, ServingOptions())
     assert tokenizer.backend == "python" and tokenizer.input[0].data_type == mc.TYPE_STRING
     assert tokenizer.parameters["max_length"].string_value == "64"
+    assert tokenizer.parameters["pad_to_multiple_of"].string_value == "16"
     post = postprocess_config("s_postprocess", 3, ServingOptions())
     assert post.output[1].label_filename == "labels.txt"
 

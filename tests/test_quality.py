@@ -153,3 +153,17 @@ def test_a_broken_prediction_log_never_fails_the_classification(server: TritonSe
 def _latest_version(server: TritonServer) -> str:
     with TritonClient(server.grpc_url) as client:
         return str(client.infer("tiny", {"TEXT": np.array([[b"probe"]], dtype=np.object_)}).version)
+
+
+def test_the_tokenizer_pads_to_buckets_so_separate_requests_share_a_shape(server: TritonServer) -> None:
+    """Texts of 3 and 9 tokens tokenized in separate calls both come out 16 tokens long (the exported default),
+    the shape the model's batcher needs to merge them; the answers do not depend on it."""
+    with TritonClient(server.grpc_url) as client:
+        shapes = []
+        for text in ("good film", "a long and winding but good enough film"):
+            batch = np.array([[text.encode()]], dtype=np.object_)
+            shapes.append(client.infer("tiny_tokenizer", {"TEXT": batch})["input_ids"].shape)
+        assert shapes == [(1, 16), (1, 16)]
+        alone = TextClassifier(client, "tiny").classify(["good film"])[0]
+        together = TextClassifier(client, "tiny").classify(["good film", "a long and winding but good enough film"])[0]
+    assert alone.label == together.label and alone.score == pytest.approx(together.score, abs=1e-5)

@@ -3,6 +3,9 @@
 Installed as `<name>_tokenizer/<version>/model.py` next to `tokenizer.json`. Needs `tokenizers` and
 `numpy<2` in the Python backend's environment (the NGC image: `pip install tokenizers "numpy<2"`).
 
+Each call's texts are padded to the longest, rounded up to a multiple of `pad_to_multiple_of` (a config
+parameter), so that requests tokenized in different calls can still be batched together by the model.
+
 Each request is checked on its own before it joins the batch: an empty text, or one over `max_text_bytes`
 (a config parameter), gets its own INVALID_ARG error, and the other requests of the batch are answered.
 The byte limit bounds the work one caller can cause: the tokenizer reads a whole text before truncating it.
@@ -43,7 +46,11 @@ class TritonPythonModel:
         self.tokenizer.enable_truncation(max_length=self.max_length)
         pad_id = int(parameters.get("pad_token_id", "0"))
         pad_token = parameters.get("pad_token", "[PAD]")
-        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        # Lengths in buckets: requests tokenized in different calls then share a shape, which Triton's batcher
+        # needs to merge them in front of the model.
+        multiple = int(parameters.get("pad_to_multiple_of", "1"))
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token,
+                                      pad_to_multiple_of=multiple if multiple > 1 else None)
         self.families: dict[str, Any] = {}
         self.refused: dict[str, Any] = {}
         self.truncated: Any = None
