@@ -119,8 +119,8 @@ def quantize_int8_dynamic(source: Path, target: Path, per_channel: bool) -> Path
     return target
 
 
-class _TextCalibration:
-    """Feeds tokenized training texts to the static quantizer's calibration run."""
+class _Feeds:
+    """Feeds ready inputs (tokenized texts, pixels) to the static quantizer's calibration run."""
 
     def __init__(self, batches: Sequence[dict[str, np.ndarray[Any, Any]]]) -> None:
         self._iterator: Iterator[dict[str, np.ndarray[Any, Any]]] = iter(batches)
@@ -139,9 +139,11 @@ class _TextCalibration:
 CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
 
 
-def quantize_int8_static(source: Path, target: Path, calibration: Sequence[dict[str, np.ndarray[Any, Any]]],
-                         per_channel: bool, method: str = "percentile") -> Path:
-    """QDQ int8 (symmetric, TensorRT's form) with activation ranges calibrated on real texts.
+def calibrated_qdq(source: Path, target: Path, calibration: Sequence[dict[str, np.ndarray[Any, Any]]],
+                   per_channel: bool, method: str, op_types: Sequence[str], unsigned_activations: bool,
+                   percentile: float) -> Path:
+    """ONNX Runtime's static QDQ quantization with activation ranges from real inputs, int8 weights
+    (symmetric); activations symmetric int8 (TensorRT's form) or asymmetric uint8 (x86 convolution kernels').
 
     percentile and entropy build histograms across batches, so their batches must share one shape.
     """
@@ -160,19 +162,28 @@ def quantize_int8_static(source: Path, target: Path, calibration: Sequence[dict[
     except Exception:  # pre-processing is an optimisation; quantize the plain graph if it fails
         shutil.copy2(source, prepared)
 
-    class Reader(_TextCalibration, CalibrationDataReader):  # type: ignore[misc]
+    class Reader(_Feeds, CalibrationDataReader):  # type: ignore[misc]
         pass
 
     methods = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
                "entropy": CalibrationMethod.Entropy}
-    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    extra: dict[str, Any] = {"ActivationSymmetric": not unsigned_activations, "WeightSymmetric": True}
     if method == "percentile":
-        extra["CalibPercentile"] = 99.99
+        extra["CalibPercentile"] = percentile
     quantize_static(str(prepared), str(target), Reader(calibration), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["MatMul"], calibrate_method=methods[method], extra_options=extra)
+                    per_channel=per_channel,
+                    activation_type=QuantType.QUInt8 if unsigned_activations else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                    calibrate_method=methods[method], extra_options=extra)
     prepared.unlink(missing_ok=True)
     return target
+
+
+def quantize_int8_static(source: Path, target: Path, calibration: Sequence[dict[str, np.ndarray[Any, Any]]],
+                         per_channel: bool, method: str = "percentile") -> Path:
+    """QDQ int8 of a text encoder's MatMuls (symmetric, TensorRT's form), calibrated on real texts."""
+    return calibrated_qdq(source, target, calibration, per_channel, method, ["MatMul"], unsigned_activations=False,
+                          percentile=99.99)
 
 
 def convert_fp16(source: Path, target: Path, fused: bool) -> Path:

@@ -13,12 +13,13 @@ thousandth of the work).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tuneship.exporter.variants import calibrated_qdq
 
 INPUT = "pixel_values"
 OUTPUT = "logits"
@@ -51,48 +52,10 @@ def export_image_onnx(model: Any, path: Path, image_size: int, opset: int) -> No
                           do_constant_folding=True, dynamo=False)
 
 
-class _Batches:
-    def __init__(self, batches: Sequence[np.ndarray[Any, Any]]) -> None:
-        self._iterator: Iterator[np.ndarray[Any, Any]] = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray[Any, Any]] | None:
-        batch = next(self._iterator, None)
-        return None if batch is None else {INPUT: batch}
-
-    def rewind(self) -> None:  # pragma: no cover - part of the CalibrationDataReader protocol
-        pass
-
-
 def quantize_static_int8(source: Path, target: Path, calibration: Sequence[np.ndarray[Any, Any]], per_channel: bool,
                          method: str) -> Path:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = target.with_name(target.stem + ".pre.onnx")
-    try:
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    except Exception:  # pre-processing is an optimisation; quantize the plain graph if it fails
-        shutil.copy2(source, prepared)
-
-    class Reader(_Batches, CalibrationDataReader):  # type: ignore[misc]
-        pass
-
-    methods = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
-               "entropy": CalibrationMethod.Entropy}
-    extra: dict[str, Any] = {"WeightSymmetric": True}
-    if method == "percentile":
-        extra["CalibPercentile"] = 99.999
-    quantize_static(str(prepared), str(target), Reader(calibration), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=list(QUANTIZED_OPS), calibrate_method=methods[method], extra_options=extra)
-    prepared.unlink(missing_ok=True)
-    return target
+    return calibrated_qdq(source, target, [{INPUT: batch} for batch in calibration], per_channel, method,
+                          QUANTIZED_OPS, unsigned_activations=True, percentile=99.999)
 
 
 def convert_fp16(source: Path, target: Path) -> Path:
