@@ -111,7 +111,7 @@ class AsyncTritonClient(ClientState):
 
     async def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
                     version: str = "", timeout_s: float | None = None, request_id: str = "",
-                    validate: bool = True) -> InferResult:
+                    validate: bool = True, parameters: Mapping[str, bool | int | str] | None = None) -> InferResult:
         timeout = timeout_s if timeout_s is not None else self.options.timeout_s
         plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
         with plan.tracked():
@@ -126,6 +126,7 @@ class AsyncTritonClient(ClientState):
                     response = await self._client.infer(
                         model, request, model_version=version, outputs=requested, request_id=request_id,
                         client_timeout=remaining, headers=dict(self.options.headers) or None,
+                        parameters=dict(parameters) if parameters else None,
                         compression_algorithm=self.options.compression)
                 except InferenceServerException as raw:
                     error = from_triton_exception(raw)

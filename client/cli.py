@@ -259,7 +259,7 @@ def run_health(args: argparse.Namespace) -> int:
     from tuneship.client.errors import TritonError
     from tuneship.client.grpc_client import TritonClient
     from tuneship.client.options import ADMIN_HEADER, ClientOptions
-    from tuneship.client.probe import generation_probe, probe_inputs, stream_once
+    from tuneship.client.probe import PROBE_PARAMETER, generation_probe, probe_inputs, stream_once
     from tuneship.client.retry import RetryPolicy
 
     key = args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY")
@@ -274,7 +274,8 @@ def run_health(args: argparse.Namespace) -> int:
             if generation is not None:  # a decoupled generator answers over the stream only
                 result = stream_once(client.url, args.model, generation, options, args.timeout)
             else:
-                result = client.infer(args.model, probe_inputs(metadata, args.text), validate=False)
+                result = client.infer(args.model, probe_inputs(metadata, args.text), validate=False,
+                                      parameters={PROBE_PARAMETER: True})
     except TritonError as error:
         print(f"unhealthy: {args.model} at {args.url} did not answer: {error}", file=sys.stderr)
         return 1

@@ -142,11 +142,12 @@ class TritonClient(ClientState):
 
     def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
               version: str = "", timeout_s: float | None = None, request_id: str = "",
-              validate: bool = True) -> InferResult:
+              validate: bool = True, parameters: Mapping[str, bool | int | str] | None = None) -> InferResult:
         """Run one inference.
 
         Inputs are checked against the model's metadata first (names, datatypes, shapes, batch
-        limit). Retryable failures are retried with back-off inside the deadline.
+        limit). Retryable failures are retried with back-off inside the deadline. `parameters` travel with the
+        request to every model of an ensemble (Triton's request parameters).
 
         Raises:
             InvalidInputError: the inputs do not fit the model (nothing was sent).
@@ -170,6 +171,7 @@ class TritonClient(ClientState):
                     response = self._client.infer(
                         model, request, model_version=version, outputs=requested, request_id=request_id,
                         client_timeout=remaining, headers=dict(self.options.headers) or None,
+                        parameters=dict(parameters) if parameters else None,
                         compression_algorithm=self.options.compression)
                 except InferenceServerException as raw:
                     error = from_triton_exception(raw)

@@ -14,6 +14,11 @@ _NUMPY = {"INT64": np.int64, "INT32": np.int32, "INT16": np.int16, "INT8": np.in
           "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BOOL": np.bool_}
 
 
+# Request parameter that marks a liveness probe: the postprocess model answers it but leaves it out of the
+# quality metrics, so probes every few seconds do not count as predictions.
+PROBE_PARAMETER = "tuneship_probe"
+
+
 def probe_inputs(metadata: dict[str, Any], text: str = "a probe of the model") -> dict[str, np.ndarray[Any, Any]]:
     """One row per input, one element on every variable axis: zeros, or `text` for string inputs."""
     inputs: dict[str, np.ndarray[Any, Any]] = {}

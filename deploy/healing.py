@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tuneship.client import ClientOptions, RetryPolicy, TritonClient, TritonError
-from tuneship.client.probe import generation_probe, probe_inputs, stream_once
+from tuneship.client.probe import PROBE_PARAMETER, generation_probe, probe_inputs, stream_once
 from tuneship.deploy.stubs import Stub, list_stubs
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ def model_is_broken(client: TritonClient, model: str, tries: int = 3) -> bool:
             if generation is not None:  # decoupled: the stream is the only way in
                 stream_once(client.url, model, generation, client.options, 10.0)
             else:
-                client.infer(model, probe_inputs(metadata), validate=False, timeout_s=10)
+                client.infer(model, probe_inputs(metadata), validate=False, timeout_s=10,
+                             parameters={PROBE_PARAMETER: True})
         except TritonError as error:
             if BROKEN_MARKER in str(error):
                 return True

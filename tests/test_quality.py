@@ -167,3 +167,23 @@ def test_the_tokenizer_pads_to_buckets_so_separate_requests_share_a_shape(server
         alone = TextClassifier(client, "tiny").classify(["good film"])[0]
         together = TextClassifier(client, "tiny").classify(["good film", "a long and winding but good enough film"])[0]
     assert alone.label == together.label and alone.score == pytest.approx(together.score, abs=1e-5)
+
+
+def test_liveness_probes_are_answered_but_not_counted_as_predictions(server: TritonServer,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from tuneship.cli import main
+
+    def predicted() -> float:
+        return sum(_samples(server, "tuneship_predictions_total").values())
+
+    with TritonClient(server.grpc_url) as client:
+        client.infer("tiny", {"TEXT": np.array([[b"warm-up"]], dtype=np.object_)})
+        time.sleep(1.1)
+        client.infer("tiny", {"TEXT": np.array([[b"flush"]], dtype=np.object_)})  # earlier counts reach the server
+        before = predicted()
+        for _ in range(3):
+            assert main(["health", "--url", server.grpc_url, "--model", "tiny"]) == 0
+        time.sleep(1.1)
+        TextClassifier(client, "tiny").classify(["one real text"])  # flushes whatever was counted
+    capsys.readouterr()
+    assert predicted() - before == 1  # the real text only: three probes were answered, none counted

@@ -102,6 +102,14 @@ class QualityMetrics:
         self.flushed = time.monotonic()
 
 
+def _is_probe(request: Any) -> bool:
+    """A liveness probe (`tuneship health`, the healer) says so in a request parameter: not a prediction."""
+    try:
+        return bool(json.loads(request.parameters() or "{}").get("tuneship_probe"))
+    except (AttributeError, ValueError):
+        return False
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
@@ -125,6 +133,7 @@ class TritonPythonModel:
         responses = []
         answered = []
         for request in requests:
+            probe = _is_probe(request)
             logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float32)
             bad = ~np.isfinite(logits).all(axis=-1)
             if bad.any():
@@ -137,7 +146,8 @@ class TritonPythonModel:
             probabilities = np.exp(shifted)
             probabilities /= probabilities.sum(axis=-1, keepdims=True)
             labels = self.labels[probabilities.argmax(axis=-1)].reshape(-1, 1)
-            answered.append(probabilities)
+            if not probe:
+                answered.append(probabilities)
             responses.append(pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor("LABEL", labels),
                 pb_utils.Tensor("PROBABILITIES", probabilities.astype(np.float32)),
