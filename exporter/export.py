@@ -205,16 +205,9 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
             for report in reports:
                 report.latency_ms.update(timings.get(report.name, {}))
         sessions.clear()
-        apply_gate(reports, reports[0], options.accuracy_threshold, options.tolerance)
-        try:
-            chosen, reason = choose(reports, options.precision, options.target, options.force, options.speed_margin,
-                                    options.invariance_margin)
-            if engine_note:
-                reason += f"; {engine_note}"
-        except ValueError as error:
-            print(format_table(reports, chosen=""))
-            raise ExportError(f"not published: {error}") from None
-        print(format_table(reports, chosen.name))
+        chosen, reason = gate_and_choose(reports, options)
+        if engine_note:
+            reason += f"; {engine_note}"
         chosen_variant = next(v for v in variants if v.name == chosen.name)
         # One writer at a time: another export or publish into this repository finishes first.
         with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {checkpoint.path}"):
@@ -238,6 +231,20 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
     print(export_report.describe())
     print(f"report: {report_path}")
     return export_report
+
+
+def gate_and_choose(reports: list[VariantReport], options: ExportOptions) -> tuple[VariantReport, str]:
+    """The accuracy gate against the first (fp32) variant, then the choice; the table is printed either way,
+    and a choice that cannot be made is an ExportError saying why nothing was published."""
+    apply_gate(reports, reports[0], options.accuracy_threshold, options.tolerance)
+    try:
+        chosen, reason = choose(reports, options.precision, options.target, options.force, options.speed_margin,
+                                options.invariance_margin)
+    except ValueError as error:
+        print(format_table(reports, chosen=""))
+        raise ExportError(f"not published: {error}") from None
+    print(format_table(reports, chosen.name))
+    return chosen, reason
 
 
 def _validation_failure(result: ValidationResult) -> str:

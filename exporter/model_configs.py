@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -64,7 +65,9 @@ def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad
     config.parameters["pad_token"].string_value = pad_token
     config.parameters["pad_token_id"].string_value = str(pad_token_id)
     config.parameters["max_text_bytes"].string_value = str(options.max_text_bytes or max_length * 128)
-    config.parameters["pad_to_multiple_of"].string_value = str(options.pad_to_multiple_of)
+    # A bucket must divide the max length: a text cut at max_length and padded past it would exceed what the model
+    # (and a TensorRT engine's profile) accepts.
+    config.parameters["pad_to_multiple_of"].string_value = str(math.gcd(options.pad_to_multiple_of, max_length))
     _pipeline(config, pipeline, options)
     return config
 

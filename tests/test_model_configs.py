@@ -66,6 +66,8 @@ def test_python_models_declare_string_and_token_tensors() -> None:
     assert tokenizer.backend == "python" and tokenizer.input[0].data_type == mc.TYPE_STRING
     assert tokenizer.parameters["max_length"].string_value == "64"
     assert tokenizer.parameters["pad_to_multiple_of"].string_value == "16"
+    uneven = tokenizer_config("s_tokenizer", INPUTS, 100, "[PAD]", 0, ServingOptions())
+    assert uneven.parameters["pad_to_multiple_of"].string_value == "4"  # buckets never pad past max length
     post = postprocess_config("s_postprocess", 3, ServingOptions())
     assert post.output[1].label_filename == "labels.txt"
 

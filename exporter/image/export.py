@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.export import ExportOptions, ExportReport
+from tuneship.exporter.export import ExportOptions, ExportReport, gate_and_choose
 from tuneship.exporter.image.publishing import publish_image_models
 from tuneship.exporter.image.variants import INPUT, convert_fp16, export_image_onnx, quantize_static_int8
 from tuneship.exporter.locking import repository_lock
@@ -26,9 +26,6 @@ from tuneship.exporter.quality import reference_behaviour, softmax
 from tuneship.exporter.repository import check_model_name, write_text_atomic
 from tuneship.exporter.selection import (
     VariantReport,
-    apply_gate,
-    choose,
-    format_table,
     time_feeds,
     unmeasured,
 )
@@ -186,14 +183,7 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
         for report in reports:
             report.latency_ms.update(timings.get(report.name, {}))
         sessions.clear()
-        apply_gate(reports, reports[0], options.accuracy_threshold, options.tolerance)
-        try:
-            chosen, reason = choose(reports, options.precision, options.target, options.force, options.speed_margin,
-                                    options.invariance_margin)
-        except ValueError as error:
-            print(format_table(reports, chosen=""))
-            raise ExportError(f"not published: {error}") from None
-        print(format_table(reports, chosen.name))
+        chosen, reason = gate_and_choose(reports, options)
         variant = next(v for v in variants if v.name == chosen.name)
         with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {checkpoint}"):
             check_label_change(options.repository, name, labels, options.allow_label_change)

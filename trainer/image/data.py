@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from tuneship.client.images import IMAGE_SUFFIXES
 from tuneship.trainer.data import MISSING_LABELS, read_rows, stratify
 from tuneship.trainer.errors import DataError
 from tuneship.trainer.image.preprocessing import FORMATS, TINY_SIDE, ImageError, decode
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 BUILTIN_IMAGE_SETS = {
     "faces": "Labeled Faces in the Wild subset from scikit-image: 100 faces and 100 non-face patches from the same "
              "photos, 25x25 grey",
