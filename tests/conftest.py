@@ -136,12 +136,13 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny-llama")
     # head size 16: onnxruntime-genai's GroupQueryAttention kernel takes multiples of 16 only.
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          tie_word_embeddings=True)
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(str(path))
-    tokenizer.model_max_length = 512
+    # A long context, so a test's stream can outlast the time its cancellation takes to arrive on a busy machine.
+    tokenizer.model_max_length = 4096
     tokenizer.save_pretrained(str(path))
     return path
 

@@ -203,11 +203,11 @@ def test_a_cancelled_stream_stops_generating(server: TritonServer) -> None:
 
     before = cancelled()
     with TritonClient(server.grpc_url) as client:
-        stream = Generator(client, "chat").stream(PROMPT, max_tokens=2000, stop=None)
+        stream = Generator(client, "chat").stream(PROMPT, max_tokens=2000, min_tokens=2000, stop=None)
         received = []
         for piece in stream:
             received.append(piece)
-            if len(received) == 3:
+            if len(received) == 2:
                 stream.cancel()
                 break
     deadline = time.monotonic() + 15
