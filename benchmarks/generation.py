@@ -6,7 +6,9 @@
 All in one process, on the same prompt (46 tokens with the chat template) and 64 greedy tokens (min_tokens forces
 the full length on every side): PyTorch eager `generate` on the checkpoint, onnxruntime-genai on the published
 version's model folder, and the same folder served by the embedded Triton, streamed to `Generator` (time to first
-token as the client sees it; tokens/s after the first). Then 1, 2 and 4 concurrent streams (aggregate tokens/s).
+token as the client sees it; tokens/s after the first). The three take turns, one generation each per round, so a
+change in this shared machine's speed during the run reaches all three alike; medians over the rounds. Then 1, 2
+and 4 concurrent streams (aggregate tokens/s).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PROMPT = "Is this review positive or negative?\n\nA gripping, beautifully acted film."  # 46 tokens, as in the issue
 NEW_TOKENS = 64
-ROUNDS = 5
+ROUNDS = 7
+
+Measure = Callable[[], tuple[float, float]]  # one generation: (seconds to the first token, tokens/s after it)
 
 
-def pytorch(checkpoint: Path, ids: list[int]) -> dict[str, float]:
+def pytorch(checkpoint: Path, ids: list[int]) -> Measure:
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint)).eval()
     inputs = torch.tensor([ids])
-    firsts, rates = [], []
     with torch.inference_mode():
         model.generate(input_ids=inputs, max_new_tokens=4, do_sample=False)  # warm-up
-        for _ in range(ROUNDS):
+
+    def once() -> tuple[float, float]:
+        with torch.inference_mode():
             started = time.perf_counter()
             model.generate(input_ids=inputs, max_new_tokens=1, do_sample=False)
             first = time.perf_counter() - started
@@ -44,42 +50,49 @@ def pytorch(checkpoint: Path, ids: list[int]) -> dict[str, float]:
             out = model.generate(input_ids=inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                                  do_sample=False)
             total = time.perf_counter() - started
-            firsts.append(first)
-            rates.append((out.shape[1] - len(ids) - 1) / max(total - first, 1e-9))
-    return {"ttft_ms": round(1000 * statistics.median(firsts), 1),
-            "tokens_per_second": round(statistics.median(rates), 1)}
+        return first, (out.shape[1] - len(ids) - 1) / max(total - first, 1e-9)
+
+    return once
 
 
-def in_process(folder: Path, ids: list[int]) -> dict[str, float]:
-    from tuneship.exporter.instruct.measure import GenaiRunner, decode_speed
+def in_process(folder: Path, ids: list[int]) -> Measure:
+    from tuneship.exporter.instruct.measure import GenaiRunner
 
     runner = GenaiRunner(folder)
     runner.greedy(ids, 4)  # warm-up
-    ttft, rate = decode_speed(runner, ids, NEW_TOKENS, repeats=ROUNDS)
-    return {"ttft_ms": ttft, "tokens_per_second": rate}
+
+    def once() -> tuple[float, float]:
+        started = time.perf_counter()
+        tokens, first = runner.greedy(ids, NEW_TOKENS, min_new_tokens=NEW_TOKENS)
+        total = time.perf_counter() - started
+        return first, (len(tokens) - 1) / max(total - first, 1e-9)
+
+    return once
 
 
-def served(url: str, model: str) -> dict[str, Any]:
-    from tuneship.client import AsyncGenerator, AsyncTritonClient, Generator, TritonClient
+def served(client: Any, model: str) -> Measure:
+    from tuneship.client import Generator
 
     messages = [{"role": "user", "content": PROMPT}]
-    with TritonClient(url) as client:
-        generator = Generator(client, model)
-        generator.generate(messages, max_tokens=4)  # warm-up
-        results = []
-        for _ in range(ROUNDS):
-            stream = generator.stream(messages, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS)
-            for _piece in stream:
-                pass
-            assert stream.generation is not None
-            results.append(stream.generation)
-    figures: dict[str, Any] = {
-        "ttft_ms": round(1000 * statistics.median(r.time_to_first_token_s for r in results), 1),
-        "tokens_per_second": round(statistics.median(r.tokens_per_second for r in results), 1),
-        "tokens": results[0].tokens,
-    }
+    generator = Generator(client, model)
+    generator.generate(messages, max_tokens=4)  # warm-up
 
-    async def concurrent(streams: int) -> float:
+    def once() -> tuple[float, float]:
+        stream = generator.stream(messages, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS)
+        for _piece in stream:
+            pass
+        assert stream.generation is not None and stream.generation.tokens == NEW_TOKENS
+        return stream.generation.time_to_first_token_s, stream.generation.tokens_per_second
+
+    return once
+
+
+def aggregate(url: str, model: str, streams: int) -> float:
+    from tuneship.client import AsyncGenerator, AsyncTritonClient
+
+    messages = [{"role": "user", "content": PROMPT}]
+
+    async def run() -> float:
         async with AsyncTritonClient(url) as client:
             generator = AsyncGenerator(client, model)
             started = time.perf_counter()
@@ -87,8 +100,14 @@ def served(url: str, model: str) -> dict[str, Any]:
                                                                 min_tokens=NEW_TOKENS) for _ in range(streams)))
             return sum(a.tokens for a in answers) / (time.perf_counter() - started)
 
-    figures["aggregate_tokens_per_second"] = {str(n): round(asyncio.run(concurrent(n)), 1) for n in (1, 2, 4)}
-    return figures
+    return asyncio.run(run())
+
+
+def summary(samples: list[tuple[float, float]]) -> dict[str, Any]:
+    return {"ttft_ms": round(1000 * statistics.median(s[0] for s in samples), 1),
+            "tokens_per_second": round(statistics.median(s[1] for s in samples), 1),
+            "ttft_ms_each": [round(1000 * s[0], 1) for s in samples],
+            "tokens_per_second_each": [round(s[1], 1) for s in samples]}
 
 
 def main() -> None:
@@ -96,11 +115,13 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path, help="instruct checkpoint (the PyTorch baseline)")
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--model", default="chat")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/generation.json"))
     args = parser.parse_args()
 
     from transformers import AutoTokenizer
 
+    from tuneship.client import TritonClient
     from tuneship.deploy import ServeOptions, TritonServer
     from tuneship.exporter.repository import existing_versions
 
@@ -111,12 +132,18 @@ def main() -> None:
     folder = args.repository / args.model / str(version)
     report = json.loads((args.repository / args.model / "export_report.json").read_text())
     results: dict[str, Any] = {"prompt_tokens": len(ids), "new_tokens": NEW_TOKENS, "variant": report["chosen"],
-                               "version": version}
-    results["pytorch_eager"] = pytorch(args.checkpoint, ids)
-    results["in_process_genai"] = in_process(folder, ids)
+                               "version": version, "rounds": args.rounds}
     with TritonServer(ServeOptions(model_repository=args.repository, grpc_port=0, http_port=0,
-                                   metrics_port=0)) as server:
-        results["served_stream"] = served(server.grpc_url, args.model)
+                                   metrics_port=0)) as server, TritonClient(server.grpc_url) as client:
+        paths = {"pytorch_eager": pytorch(args.checkpoint, ids), "in_process_genai": in_process(folder, ids),
+                 "served_stream": served(client, args.model)}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
+        for _ in range(args.rounds):
+            for name, once in paths.items():
+                samples[name].append(once())
+        results.update({name: summary(values) for name, values in samples.items()})
+        results["served_stream"]["aggregate_tokens_per_second"] = {
+            str(n): round(aggregate(server.grpc_url, args.model, n), 1) for n in (1, 2, 4)}
     served_rate = results["served_stream"]["tokens_per_second"]
     results["served_vs_in_process"] = round(served_rate / results["in_process_genai"]["tokens_per_second"], 3)
     results["served_vs_pytorch"] = round(served_rate / results["pytorch_eager"]["tokens_per_second"], 2)

@@ -20,6 +20,13 @@ METHODS = {  # name: (precision, builder extra options)
     "fp32 (reference)": ("fp32", []),
     "rtn (builder default)": ("int4", []),
     "k_quant_mixed": ("int4", ["algo_config=k_quant_mixed"]),
+    "k_quant": ("int4", ["algo_config=k_quant"]),
+    "k_quant_last": ("int4", ["algo_config=k_quant_last"]),
+    "k_quant, pruned head": ("int4", ["algo_config=k_quant", "prune_lm_head=true"]),
+    "k_quant_last, pruned": ("int4", ["algo_config=k_quant_last", "prune_lm_head=true"]),
+    "rtn, pruned head": ("int4", ["prune_lm_head=true"]),
+    "rtn, block 64": ("int4", ["prune_lm_head=true", "block_size=64"]),
+    "rtn, block 128": ("int4", ["prune_lm_head=true", "block_size=128"]),
     "rtn, fp32 compute": ("int4", ["accuracy_level=1"]),
     "rtn, block size 16": ("int4", ["block_size=16"]),
 }
@@ -29,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--only", nargs="*", help="the methods to run (default: all)")
     args = parser.parse_args()
 
     from transformers import AutoTokenizer
@@ -41,6 +49,8 @@ def main() -> None:
     gate = read_conversations(args.checkpoint / "eval.jsonl")[:args.prompts]
     with tempfile.TemporaryDirectory() as scratch:
         for name, (precision, extra) in METHODS.items():
+            if args.only and name not in args.only:
+                continue
             out = Path(scratch) / name.replace(" ", "_").replace(",", "")
             command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(args.checkpoint), "-o",
                        str(out), "-p", precision, "-e", "cpu", "-c", str(Path(scratch) / "cache")]

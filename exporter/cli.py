@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.arguments import non_negative_float, non_negative_int, positive_float, positive_int
+from tuneship.exporter.instruct.build import INT4_METHODS
 
 # One default for `export` and `deploy publish`: enough versions on disk to roll back twice.
 DEFAULT_KEEP = 3
@@ -74,10 +75,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-opt-sequence", type=positive_int, default=None,
                         help="--target gpu with TensorRT: profile sequence length to tune for (default: max / 2)")
     parser.add_argument("--versions", type=positive_int, default=1, help="how many latest versions Triton serves")
-    parser.add_argument("--int4-method", choices=("k_quant_mixed", "k_quant", "rtn", "default"),
-                        default="k_quant_mixed",
-                        help="instruct int4: onnxruntime-genai's weight quantization (k_quant_mixed keeps the "
-                             "output layer and the most sensitive layers in int8: more accurate, a little slower)")
+    parser.add_argument("--int4-method", choices=INT4_METHODS, default="k_quant",
+                        help="instruct int4: onnxruntime-genai's weight quantization (k_quant: every layer int4; "
+                             "k_quant_mixed keeps the output layer and the most sensitive layers in int8, slower)")
     parser.add_argument("--default-max-tokens", type=positive_int, default=256,
                         help="instruct: tokens generated when a request does not say")
     parser.add_argument("--max-tokens-limit", type=positive_int, default=2048,

@@ -61,8 +61,9 @@ class ExportOptions:
     calibration_samples: int = field(default=128, metadata={"help": "training texts used to calibrate static int8"})
     calibration: str = field(default="percentile", metadata={
         "help": "static int8 activation ranges: percentile (99.99th, default), minmax or entropy"})
-    int4_method: str = field(default="k_quant_mixed", metadata={
-        "help": "instruct int4: onnxruntime-genai's quantization method (k_quant_mixed keeps sensitive layers int8)"})
+    int4_method: str = field(default="k_quant", metadata={
+        "help": "instruct int4: onnxruntime-genai's quantization method (k_quant; k_quant_mixed keeps sensitive "
+                "layers int8)"})
     speed_margin: float = field(default=0.05, metadata={
         "help": "auto: variants timed within this share of the fastest are a tie, taken by accuracy"})
     invariance_margin: float = field(default=0.10, metadata={

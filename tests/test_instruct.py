@@ -101,6 +101,29 @@ def test_a_ptuning_checkpoint_is_refused_by_the_exporter_clearly(tiny_llama: Pat
     assert not (tmp_path / "repo" / "chat").exists()
 
 
+@pytest.mark.slow
+def test_int4_is_k_quant_in_every_layer_with_the_output_layer_pruned(instruct_checkpoint: Path,
+                                                                      tmp_path: Path) -> None:
+    """The default int4 build: every MatMul int4 (k_quant's zero points, no int8 layers), and prefill computes
+    the output layer for the last position only; the gate measures it against fp32 and the report says so."""
+    import onnx
+
+    from tuneship.exporter import ExportOptions, export_checkpoint
+
+    export_checkpoint(ExportOptions(checkpoint=instruct_checkpoint, name="chat", repository=tmp_path,
+                                    precision="int4", gate_samples=8, force=True))
+    report = json.loads((tmp_path / "chat" / "export_report.json").read_text())
+    assert report["chosen"] == "int4" and {v["name"] for v in report["variants"]} >= {"fp32", "int4"}
+    graph = onnx.load(str(tmp_path / "chat" / "1" / "model.onnx"), load_external_data=False).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 2 * 5 + 1  # qkv, o, gate, up, down per layer (2 layers), and the output layer
+    assert all(next(a.i for a in n.attribute if a.name == "bits") == 4 for n in nbits)
+    assert all(len(n.input) >= 4 and n.input[3] for n in nbits)  # k_quant's zero points
+    lm_head = next(n for n in nbits if n.output[0] == "logits")
+    producer = {o: n for n in graph.node for o in n.output}[lm_head.input[0]]
+    assert producer.op_type in ("Gather", "Unsqueeze", "Slice"), producer.op_type  # the pruned prefill
+
+
 def _pytorch_answer(checkpoint: Path, prompt: str, max_tokens: int) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -39,21 +39,26 @@ def check_builder() -> None:
 
 
 # The builder's int4 methods (its `algo_config`). Measured on SmolLM2-135M fine-tuned on the sentiment
-# instructions (200 held-out prompts, fp32 0.865 exact match): default RTN 0.780 at 79 tokens/s, k_quant_mixed
-# (the lm_head and the most sensitive layers in int8) 0.835 at 65 tokens/s; BENCHMARKS.md has the table.
-INT4_METHODS = ("k_quant_mixed", "k_quant", "rtn", "default")
+# instructions (200 held-out prompts, fp32 0.865 exact match; benchmarks/int4_methods.py, BENCHMARKS.md):
+# k_quant (every MatMul int4, scales chosen by k-quant) 0.855 at RTN's speed; k_quant_mixed (the lm_head and the
+# most sensitive layers int8) 0.835 and about a third slower; default RTN 0.780.
+INT4_METHODS = ("k_quant", "k_quant_mixed", "rtn", "default")
+# Every build computes the output layer for the last prompt position only: prefill needs no logits before it,
+# and the 49k x 576 output layer was a fifth of SmolLM2's prefill (first token 95 -> 82 ms int4, 94 -> 74 fp32).
+BUILD_OPTIONS = ("prune_lm_head=true",)
 
 
 def build_variant(checkpoint: Path, workdir: Path, target: str, precision: str,
-                  int4_method: str = "k_quant_mixed") -> GenaiVariant:
+                  int4_method: str = "k_quant") -> GenaiVariant:
     """Run the builder in its own process (it prints a progress line per tensor): its log goes to a file."""
     builder_precision, provider = BUILDS[(target, precision)]
     out = workdir / f"{target}-{precision}"
     log = workdir / f"builder-{target}-{precision}.log"
     command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(checkpoint), "-o", str(out),
                "-p", builder_precision, "-e", provider, "-c", str(workdir / "builder-cache")]
+    command += ["--extra_options", *BUILD_OPTIONS]
     if precision == "int4":
-        command += ["--extra_options", f"algo_config={int4_method}"]
+        command.append(f"algo_config={int4_method}")
     with log.open("w") as handle:
         done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0 or not (out / "genai_config.json").is_file():

@@ -69,7 +69,13 @@ class _Outbox:
         self.lock = threading.Lock()
         self.pending, self.scheduled, self.failed = "", False, False
 
-    def piece(self, text: str) -> None:
+    def piece(self, text: str, now: bool = False) -> None:
+        """`now`: send from the calling thread. onnxruntime-genai holds the GIL while it computes a token, so a
+        piece left to the sender thread waits for the next token (about 8 ms); the first piece, whose wait is
+        the caller's time to first token, goes at once."""
+        if now:
+            self._send(self.model._response(text))
+            return
         with self.lock:
             self.pending += text
             if self.scheduled:
@@ -285,7 +291,7 @@ class TritonPythonModel:
                 hold = max((len(s) - 1 for s in stops), default=0)
                 ready = len(text) - hold
                 if ready > sent:
-                    outbox.piece(text[sent:ready])
+                    outbox.piece(text[sent:ready], now=sent == 0)
                     sent = ready
         self._count(self.tokens, count)
         self._count(self.finished[reason], 1)
