@@ -7,7 +7,8 @@ All in one process, on the same prompt (46 tokens with the chat template) and 64
 the full length on every side): PyTorch eager `generate` on the checkpoint, onnxruntime-genai on the published
 version's model folder, and the same folder served by the embedded Triton, streamed to `Generator` (time to first
 token as the client sees it; tokens/s after the first). The three take turns, one generation each per round, so a
-change in this shared machine's speed during the run reaches all three alike; medians over the rounds. Then 1, 2
+change in this shared machine's speed during the run reaches all three alike, with a pause before each (the last
+one's worker threads spin on for a while); medians over the rounds. Then 1, 2
 and 4 concurrent streams (aggregate tokens/s).
 """
 
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PROMPT = "Is this review positive or negative?\n\nA gripping, beautifully acted film."  # 46 tokens, as in the issue
 NEW_TOKENS = 64
 ROUNDS = 7
+PAUSE_S = 1.0
 
 Measure = Callable[[], tuple[float, float]]  # one generation: (seconds to the first token, tokens/s after it)
 
@@ -140,6 +142,9 @@ def main() -> None:
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
         for _ in range(args.rounds):
             for name, once in paths.items():
+                # A pause first: ONNX Runtime's and PyTorch's worker threads spin for a while after a run, and
+                # on two cores the next path's first token would pay for the last path's spinning.
+                time.sleep(PAUSE_S)
                 samples[name].append(once())
         results.update({name: summary(values) for name, values in samples.items()})
         results["served_stream"]["aggregate_tokens_per_second"] = {
