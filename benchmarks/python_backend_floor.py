@@ -73,9 +73,9 @@ input [{ name: "TEXT", data_type: TYPE_STRING, dims: [1] }]
 output [{ name: "PROBABILITIES", data_type: TYPE_FP32, dims: [2] }]
 ensemble_scheduling { step [
   { model_name: "noop_a", model_version: -1, input_map { key: "TEXT" value: "TEXT" },
-    output_map [{ key: "TEXT_OUT" value: "t1" }, { key: "PROBABILITIES" value: "unused_a" }] },
+    output_map { key: "TEXT_OUT" value: "t1" } },
   { model_name: "noop_b", model_version: -1, input_map { key: "TEXT" value: "t1" },
-    output_map [{ key: "TEXT_OUT" value: "t2" }, { key: "PROBABILITIES" value: "unused_b" }] },
+    output_map { key: "TEXT_OUT" value: "t2" } },
   { model_name: "noop", model_version: -1, input_map { key: "TEXT" value: "t2" },
     output_map { key: "PROBABILITIES" value: "PROBABILITIES" } }
 ] }
@@ -104,15 +104,21 @@ def measure(url: str, model: str, input_name: str, texts: list[str], requests: i
         client.infer(model, [tensor])
         if i >= 50:  # the first requests warm the connection and the stubs
             latencies.append((time.perf_counter() - started) * 1000)
-    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]["inference_stats"]
-    count = max(int(stats["success"]["count"]), 1)
+    split = {}
+    for entry in client.get_inference_statistics("", as_json=True)["model_stats"]:
+        stats = entry["inference_stats"]
+        count = int(stats["success"].get("count", 0))
+        if count and (entry["name"] == model or entry["name"].startswith(f"{model}_")
+                      or (model == "noop_ensemble" and entry["name"] != "noop_ensemble")):
+            split[entry["name"]] = {
+                "requests": count,
+                "queue_ms": round(int(stats["queue"]["ns"]) / count / 1e6, 3),
+                "compute_ms": round((int(stats["compute_input"]["ns"]) + int(stats["compute_infer"]["ns"])
+                                     + int(stats["compute_output"]["ns"])) / count / 1e6, 3)}
     client.close()
     cuts = statistics.quantiles(latencies, n=100)
     return {"model": model, "requests": requests, "p50_ms": round(statistics.median(latencies), 3),
-            "p95_ms": round(cuts[94], 3), "p99_ms": round(cuts[98], 3),
-            "triton_queue_ms": round(int(stats["queue"]["ns"]) / count / 1e6, 3),
-            "triton_compute_ms": round((int(stats["compute_input"]["ns"]) + int(stats["compute_infer"]["ns"])
-                                        + int(stats["compute_output"]["ns"])) / count / 1e6, 3)}
+            "p95_ms": round(cuts[94], 3), "p99_ms": round(cuts[98], 3), "triton": split}
 
 
 def main() -> None:
