@@ -18,6 +18,7 @@ from tuneship.arguments import (
     int_list,
     metrics_endpoint,
     name_list,
+    non_negative_float,
     non_negative_int,
     port_number,
     positive_float,
@@ -87,8 +88,8 @@ def register(subparsers: Any) -> None:
     metrics.set_defaults(handler=run_metrics)
 
     tune = subparsers.add_parser(
-        "tune", help="sweep batching, instances and threads on the embedded server; keep the fastest config "
-                     "within a latency budget")
+        "tune", help="sweep batching, instances, threads and kept precision variants on the embedded server; "
+                     "keep the fastest config within a latency budget")
     tune.add_argument("--model", required=True, help="the classifier ensemble to tune (text or image)")
     tune.add_argument("--latency-budget-ms", type=positive_float, required=True,
                       help="largest allowed latency percentile (ms)")
@@ -109,6 +110,11 @@ def register(subparsers: Any) -> None:
                       help="file of texts to send, one per line (default: the bundled reviews)")
     tune.add_argument("--images", default=None,
                       help="an image classifier: folder of images to send (each request row one image)")
+    tune.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
+                      help="also sweep the precision variants the export kept (tuneship export --keep-variants)")
+    tune.add_argument("--invariance-margin", type=non_negative_float, default=10.0,
+                      help="percent: a batch-invariant variant is taken over a faster one that is not, up to "
+                           "this much slower")
     tune.add_argument("--dry-run", action="store_true", help="measure and report, write nothing")
     tune.set_defaults(handler=run_tune)
 
@@ -243,7 +249,8 @@ def run_tune(args: argparse.Namespace) -> int:
                           repository=args.model_repository, percentile=args.percentile, concurrency=args.concurrency,
                           batch_size=args.batch_size, window_s=args.window, max_batch_sizes=args.max_batch_sizes,
                           queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts,
-                          intra_op_threads=args.intra_op_threads, texts=texts, write=not args.dry_run)
+                          intra_op_threads=args.intra_op_threads, texts=texts, write=not args.dry_run,
+                          variants=args.variants, invariance_margin=args.invariance_margin / 100.0)
     try:
         report = tune(options)
     except TuneError as error:

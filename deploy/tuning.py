@@ -5,7 +5,10 @@ configuration (max batch size, dynamic-batching queue delay, model instances, ON
 written there, the models are reloaded, and the project's load generator measures it on real texts at one
 concurrency. The highest throughput whose latency percentile stays within the budget wins; its configs are
 written back into the real repository atomically (a polling server reloads them; others on restart or
-`tuneship deploy load`). Precision is not swept: the repository holds the one variant the exporter's gate chose.
+`tuneship deploy load`). Precision is swept too when the export kept its gated variants (`tuneship export
+--keep-variants`): each other variant is measured at the best batching found for the published one, and a chosen
+variant is published as the model's next version. A batch-invariant variant is preferred, as the exporter does,
+over a faster one that is not, within `invariance_margin`.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class TuneOptions:
         "help": "what one request row carries: texts (default: the bundled reviews), or encoded images for an "
                 "image classifier (required)"})
     write: bool = field(default=True, metadata={"help": "write the chosen configuration back"})
+    variants: bool = field(default=True, metadata={
+        "help": "also sweep the precision variants the export kept (tuneship export --keep-variants)"})
+    invariance_margin: float = field(default=0.10, metadata={
+        "help": "a batch-invariant variant is taken over a faster one that is not, up to this share slower"})
 
 
 @dataclass(frozen=True)
@@ -58,11 +65,13 @@ class Candidate:
     queue_delay_us: int
     instance_count: int
     intra_op_threads: int
+    variant: str = ""  # a kept precision variant; "" is the published one
 
     def describe(self) -> str:
         threads = self.intra_op_threads or "all"
+        variant = f" {self.variant}" if self.variant else ""
         return (f"batch<={self.max_batch_size} delay {self.queue_delay_us}us x{self.instance_count} "
-                f"threads {threads}")
+                f"threads {threads}{variant}")
 
 
 @dataclass
@@ -73,6 +82,7 @@ class Trial:
     latency_ms: dict[str, float] = field(default_factory=dict)
     errors: int = 0
     note: str = ""
+    batch_variation: float | None = None  # the variant's, as the exporter measured it (None: not measured)
 
     def within(self, percentile: int, budget_ms: float) -> bool:
         return not self.note and self.errors == 0 and self.latency_ms.get(f"p{percentile}", 1e18) <= budget_ms
@@ -88,6 +98,7 @@ class TuneReport:
     chosen: Trial | None
     written: list[str]
     reason: str
+    published_variant: str = ""  # the variant chosen by the export (or an earlier tune)
 
 
 def _read(path: Path) -> mc.ModelConfig:
@@ -109,6 +120,36 @@ def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[
     return ensemble, steps
 
 
+@dataclass
+class KeptVariant:
+    name: str
+    path: Path
+    graph_level: int
+    batch_variation: float | None
+
+
+def kept_variants(repository: Path, model: str) -> tuple[str, float | None, list[KeptVariant]]:
+    """(the published variant's name, its batch variation, the other variants the export kept)."""
+    from tuneship.exporter.publishing import VARIANTS_FOLDER, VARIANTS_INDEX
+    from tuneship.exporter.repository import existing_versions
+
+    report_path = repository / model / "export_report.json"
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    published = str(report.get("tuned_variant") or report.get("chosen") or "")
+    variation = next((v.get("batch_variation") for v in report.get("variants", []) if v.get("name") == published),
+                     None)
+    versions = existing_versions(repository / model)
+    index = repository / model / str(versions[-1]) / VARIANTS_FOLDER / VARIANTS_INDEX if versions else None
+    if index is None or not index.is_file():
+        return published, variation, []
+    kept = [KeptVariant(e["name"], index.parent / e["file"], int(e.get("graph_level", 0)), e.get("batch_variation"))
+            for e in json.loads(index.read_text(encoding="utf-8"))]
+    for entry in kept:
+        if entry.name == published:
+            variation = entry.batch_variation
+    return published, variation, [k for k in kept if k.name != published and k.path.is_file()]
+
+
 def current_candidate(steps: Sequence[mc.ModelConfig]) -> Candidate:
     model = next(c for c in steps if c.platform == "onnxruntime_onnx")
     threads = model.parameters["intra_op_thread_count"].string_value if "intra_op_thread_count" in \
@@ -124,10 +165,12 @@ def candidates(options: TuneOptions, current: Candidate) -> list[Candidate]:
     return [current] + [c for c in grid if c != current]
 
 
-def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.ModelConfig]) -> list[mc.ModelConfig]:
+def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.ModelConfig],
+          graph_level: int | None = None) -> list[mc.ModelConfig]:
     """The pipeline's configs with the candidate's values. Every model of an ensemble takes the same largest
     batch (Triton refuses an ensemble whose batch exceeds a step's); queue delays apply to the batching steps
-    before the model (the tokenizer) and to the model itself."""
+    before the model (the tokenizer) and to the model itself. `graph_level`: the ONNX Runtime graph level the
+    candidate's variant is served at (None: as configured)."""
     configs = []
     for original in [*steps, ensemble]:
         config = mc.ModelConfig()
@@ -144,6 +187,8 @@ def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.Mod
                 config.parameters["intra_op_thread_count"].string_value = str(candidate.intra_op_threads)
             elif "intra_op_thread_count" in config.parameters:
                 del config.parameters["intra_op_thread_count"]
+            if graph_level is not None:
+                config.optimization.graph.level = graph_level
         elif config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds:
             config.dynamic_batching.max_queue_delay_microseconds = candidate.queue_delay_us
         configs.append(config)
@@ -172,27 +217,51 @@ def _measure(url: str, options: TuneOptions, texts: Sequence[str], trial: Trial)
     trial.errors = result.errors
 
 
-def choose(trials: Sequence[Trial], percentile: int, budget_ms: float) -> tuple[Trial | None, str]:
-    """The highest throughput within the budget; a tie (within 2%) goes to the lower latency."""
+def choose(trials: Sequence[Trial], percentile: int, budget_ms: float,
+           invariance_margin: float = 0.10) -> tuple[Trial | None, str]:
+    """The highest throughput within the budget; a tie (within 2%) goes to the lower latency. A trial whose
+    variant's answers move with their batch-mates gives way to a batch-invariant one within `invariance_margin`
+    of its throughput."""
     fitting = [t for t in trials if t.within(percentile, budget_ms)]
     if not fitting:
         fastest = min((t for t in trials if t.latency_ms), key=lambda t: t.latency_ms[f"p{percentile}"],
                       default=None)
-        best = f"; the lowest p{percentile} measured was {fastest.latency_ms[f'p{percentile}']:.1f} ms" if fastest \
+        lowest = f"; the lowest p{percentile} measured was {fastest.latency_ms[f'p{percentile}']:.1f} ms" if fastest \
             else ""
-        return None, f"no configuration kept p{percentile} within {budget_ms:g} ms{best}"
-    top = max(t.texts_per_second for t in fitting)
-    tied = [t for t in fitting if t.texts_per_second >= 0.98 * top]
-    chosen = min(tied, key=lambda t: t.latency_ms[f"p{percentile}"])
-    return chosen, (f"highest throughput with p{percentile} <= {budget_ms:g} ms: {chosen.texts_per_second:.0f} "
-                    f"texts/s at p{percentile} {chosen.latency_ms[f'p{percentile}']:.1f} ms")
+        return None, f"no configuration kept p{percentile} within {budget_ms:g} ms{lowest}"
+
+    def best(pool: Sequence[Trial]) -> Trial:
+        top = max(t.texts_per_second for t in pool)
+        tied = [t for t in pool if t.texts_per_second >= 0.98 * top]
+        return min(tied, key=lambda t: t.latency_ms[f"p{percentile}"])
+
+    chosen = best(fitting)
+    reason = (f"highest throughput with p{percentile} <= {budget_ms:g} ms: {chosen.texts_per_second:.0f} "
+              f"texts/s at p{percentile} {chosen.latency_ms[f'p{percentile}']:.1f} ms")
+    if not _invariant(chosen):
+        steady = [t for t in fitting if _invariant(t)]
+        if steady:
+            alternative = best(steady)
+            if alternative.texts_per_second >= (1 - invariance_margin) * chosen.texts_per_second:
+                reason = (f"{alternative.candidate.describe()} is batch-invariant and within "
+                          f"{invariance_margin:.0%} of the fastest ({chosen.texts_per_second:.0f} texts/s, answers "
+                          f"moving by up to {chosen.batch_variation:.1e} with their batch-mates): "
+                          f"{alternative.texts_per_second:.0f} texts/s at p{percentile} "
+                          f"{alternative.latency_ms[f'p{percentile}']:.1f} ms")
+                chosen = alternative
+    return chosen, reason
+
+
+def _invariant(trial: Trial) -> bool:
+    from tuneship.exporter.selection import INVARIANCE_TOLERANCE
+
+    return trial.batch_variation is None or trial.batch_variation <= INVARIANCE_TOLERANCE
 
 
 def tune(options: TuneOptions) -> TuneReport:
     from tuneship.client import TritonClient
     from tuneship.client.bench import builtin_reviews
     from tuneship.deploy.server import ServeOptions, TritonServer
-    from tuneship.exporter.locking import repository_lock
 
     if options.percentile not in PERCENTILES:
         raise TuneError(f"--percentile {options.percentile}: choose one of {', '.join(map(str, PERCENTILES))}")
@@ -200,21 +269,31 @@ def tune(options: TuneOptions) -> TuneReport:
     if ensemble.input[0].name == "IMAGE" and not options.texts:
         raise TuneError(f"{options.model} is an image classifier: give images to send (--images FOLDER)")
     texts = list(options.texts) or builtin_reviews()
+    published, variation, others = kept_variants(options.repository, options.model)
+    if not options.variants:
+        others = []
     current = current_candidate(steps)
-    trials = [Trial(c, current=c == current) for c in candidates(options, current)]
-    print(f"tuning {options.model}: {len(trials)} configurations, concurrency {options.concurrency}, "
+    trials = [Trial(c, current=c == current, batch_variation=variation) for c in candidates(options, current)]
+    swept = f", then {len(others)} more precision variant(s)" if others else ""
+    print(f"tuning {options.model}: {len(trials)} configurations{swept}, concurrency {options.concurrency}, "
           f"budget p{options.percentile} <= {options.latency_budget_ms:g} ms")
+    if options.variants and not others:
+        print("note: no other precision variants kept with this export (tuneship export --keep-variants): "
+              f"measuring {published or 'the published variant'} only")
     print(header())
+    onnx_step = next(c for c in steps if c.platform == "onnxruntime_onnx")
     with tempfile.TemporaryDirectory(prefix="tuneship-tune-") as scratch_dir:
         scratch = Path(scratch_dir)
         for config in [*steps, ensemble]:
             shutil.copytree(options.repository / config.name, scratch / config.name,
-                            ignore=shutil.ignore_patterns("__pycache__", ".*", *REPORTS))
+                            ignore=shutil.ignore_patterns("__pycache__", ".*", "variants", *REPORTS))
         serve = ServeOptions(model_repository=scratch, grpc_port=0, http_port=0, metrics_port=0,
                              model_control_mode="explicit", load_models=("*",), heal=False)
         with TritonServer(serve) as server, TritonClient(server.grpc_url) as client:
-            for trial in trials:
-                _write(scratch, apply(trial.candidate, ensemble, steps))
+            def run(trial: Trial, kept: KeptVariant | None = None) -> None:
+                if kept is not None:
+                    _install(scratch, onnx_step, kept.path)
+                _write(scratch, apply(trial.candidate, ensemble, steps, kept.graph_level if kept else None))
                 try:
                     for config in [*steps, ensemble]:
                         client.load_model(config.name)
@@ -222,14 +301,67 @@ def tune(options: TuneOptions) -> TuneReport:
                 except Exception as error:  # a configuration Triton refuses is a result, not the end of the run
                     trial.note = f"failed: {str(error).splitlines()[0][:120]}"
                 print(row(trial, options.percentile, options.latency_budget_ms), flush=True)
-    chosen, reason = choose(trials, options.percentile, options.latency_budget_ms)
+
+            for trial in trials:
+                run(trial)
+            if others:
+                # Each other precision at the batching the published variant measured best (or as configured).
+                base, _ = choose(trials, options.percentile, options.latency_budget_ms, options.invariance_margin)
+                layout = base.candidate if base is not None else current
+                for kept in others:
+                    trial = Trial(Candidate(layout.max_batch_size, layout.queue_delay_us, layout.instance_count,
+                                            layout.intra_op_threads, kept.name), current=False,
+                                  batch_variation=kept.batch_variation)
+                    trials.append(trial)
+                    run(trial, kept)
+    chosen, reason = choose(trials, options.percentile, options.latency_budget_ms, options.invariance_margin)
     written: list[str] = []
     if chosen is not None and options.write:
-        with repository_lock(options.repository, 600.0, f"tuneship tune of {options.model}"):
-            written = _write(options.repository, apply(chosen.candidate, ensemble, steps))
+        kept_chosen = next((k for k in others if k.name == chosen.candidate.variant), None)
+        written = write_back(options, ensemble, steps, onnx_step, chosen.candidate, kept_chosen)
     return TuneReport(model=options.model, percentile=options.percentile,
                       latency_budget_ms=options.latency_budget_ms, concurrency=options.concurrency, trials=trials,
-                      chosen=chosen, written=written, reason=reason)
+                      chosen=chosen, written=written, reason=reason, published_variant=published)
+
+
+def _install(repository: Path, onnx_step: mc.ModelConfig, source: Path) -> Path:
+    """Put a variant's ONNX file in place of the latest version's model file (in the scratch repository)."""
+    from tuneship.exporter.repository import existing_versions
+
+    folder = repository / onnx_step.name
+    target = folder / str(existing_versions(folder)[-1]) / (onnx_step.default_model_filename or "model.onnx")
+    shutil.copyfile(source, target)
+    return Path(target)
+
+
+def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[mc.ModelConfig],
+               onnx_step: mc.ModelConfig, chosen: Candidate, kept: KeptVariant | None) -> list[str]:
+    """The chosen configs, under the repository lock; a chosen variant other than the published one becomes the
+    ONNX model's next version (atomically, as an export publishes) and the export report says which is served."""
+    from tuneship.exporter.locking import repository_lock
+    from tuneship.exporter.repository import publish_version, write_text_atomic
+
+    configs = apply(chosen, ensemble, steps, kept.graph_level if kept else None)
+    written = []
+    with repository_lock(options.repository, 600.0, f"tuneship tune of {options.model}"):
+        if kept is not None:
+            model_config = next(c for c in configs if c.name == onnx_step.name)
+            filename = onnx_step.default_model_filename or "model.onnx"
+            source = kept.path
+
+            def fill(target: Path) -> None:
+                shutil.copyfile(source, target / filename)
+
+            version = publish_version(options.repository, model_config, fill)
+            written.append(str(options.repository / onnx_step.name / str(version) / filename))
+            configs = [c for c in configs if c.name != onnx_step.name]
+            report_path = options.repository / options.model / "export_report.json"
+            if report_path.is_file():
+                report = json.loads(report_path.read_text(encoding="utf-8"))
+                report["tuned_variant"] = kept.name
+                write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+        written += _write(options.repository, configs)
+    return written
 
 
 def header() -> str:

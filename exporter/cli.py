@@ -53,6 +53,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest allowed fp32 |logit difference| against PyTorch")
     parser.add_argument("--keep", type=positive_int, default=DEFAULT_KEEP,
                         help="versions of each model kept on disk (older ones are deleted)")
+    parser.add_argument("--keep-variants", action="store_true",
+                        help="keep every ONNX variant that passed the gate beside the published version, so "
+                             "'tuneship tune' sweeps precisions too (text and image classifiers)")
     parser.add_argument("--lock-timeout", type=non_negative_float, default=600.0,
                         help="seconds to wait while another export or publish writes the same repository "
                              "(0: fail at once)")
@@ -121,7 +124,8 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
         int8_modes=modes, per_channel=args.per_channel, accuracy_threshold=args.accuracy_threshold,
         speed_margin=args.speed_margin / 100.0, invariance_margin=args.invariance_margin / 100.0,
         gate_samples=args.gate_samples, force=args.force,
-        allow_label_change=args.allow_label_change, keep=args.keep, serving=serving,
+        allow_label_change=args.allow_label_change, keep=args.keep, keep_variants=args.keep_variants,
+        serving=serving,
         lock_timeout_s=args.lock_timeout, int4_method=args.int4_method,
         generation=GenerationServing(default_max_tokens=args.default_max_tokens,
                                      max_tokens_limit=args.max_tokens_limit,

@@ -15,7 +15,7 @@ from tuneship.exporter.instruct.publishing import GenerationServing
 from tuneship.exporter.locking import repository_lock
 from tuneship.exporter.model_configs import ServingOptions
 from tuneship.exporter.onnx_export import export_onnx
-from tuneship.exporter.publishing import check_label_change, publish_models
+from tuneship.exporter.publishing import check_label_change, keep_variants, publish_models
 from tuneship.exporter.quality import reference_behaviour
 from tuneship.exporter.repository import check_model_name, write_text_atomic
 from tuneship.exporter.selection import (
@@ -74,6 +74,8 @@ class ExportOptions:
     lock_timeout_s: float = field(default=600.0, metadata={
         "help": "how long to wait for another export or publish into the same repository (0: fail at once)"})
     keep: int | None = field(default=3, metadata={"help": "keep only the newest N versions of each model"})
+    keep_variants: bool = field(default=False, metadata={
+        "help": "keep every ONNX variant that passed the gate beside the published version, for tuneship tune"})
     engine_opt_batch: int | None = field(default=None, metadata={
         "help": "TensorRT profile: the batch size kernels are tuned for (default: half of max batch)"})
     engine_opt_sequence: int | None = field(default=None, metadata={
@@ -218,6 +220,9 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
                              if chosen.name in gate_logits else None)
                 versions = publish_models(options, name, checkpoint, tokenizer, input_names, chosen_variant,
                                           labels, behaviour)
+            if options.keep_variants:
+                with step(f"keeping the variants that passed the gate beside {name} v{versions[name]}"):
+                    keep_variants(options.repository, name, versions[name], variants, reports)
             export_report = ExportReport(
                 name=name, repository=str(options.repository), versions=versions, target=options.target,
                 chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports],

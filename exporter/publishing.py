@@ -23,6 +23,7 @@ from tuneship.exporter.variants import Variant
 
 if TYPE_CHECKING:
     from tuneship.exporter.export import ExportOptions
+    from tuneship.exporter.selection import VariantReport
 
 TRITON_MODELS = Path(__file__).parent / "triton_models"
 
@@ -123,3 +124,33 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
     versions[name] = publish_version(repo, ensemble_config(name, input_names, labels, serving), fill_ensemble,
                                      options.keep)
     return versions
+
+
+VARIANTS_FOLDER = "variants"
+VARIANTS_INDEX = "variants.json"
+
+
+def keep_variants(repository: Path, name: str, version: int, variants: list[Variant],
+                  reports: list[VariantReport]) -> list[str]:
+    """Every ONNX variant that passed the gate, beside the ensemble version they were measured for
+    (`<name>/<version>/variants/`), so `tuneship tune` can sweep precisions as well as batching. Triton reads
+    nothing inside an ensemble's version folder, so the repository serves the same either way."""
+    passed = {r.name: r for r in reports if r.passed}
+    kept = [v for v in variants if v.name in passed and v.format == "onnx" and v.path.is_file()]
+    if not kept:
+        return []
+    folder = repository / name / str(version) / VARIANTS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    index: list[dict[str, Any]] = []
+    for variant in kept:
+        target = folder / f"{variant.name}.onnx"
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(variant.path, partial)
+        partial.replace(target)
+        report = passed[variant.name]
+        index.append({"name": variant.name, "precision": variant.precision, "file": target.name,
+                      "graph_level": variant.graph_level, "accuracy": report.accuracy,
+                      "batch_variation": None if report.batch_variation != report.batch_variation
+                      else report.batch_variation, "latency_ms": report.latency_ms})
+    write_text_atomic(folder / VARIANTS_INDEX, json.dumps(index, indent=2) + "\n")
+    return [str(entry["name"]) for entry in index]

@@ -61,3 +61,53 @@ def test_tune_refuses_a_model_that_is_not_a_text_pipeline(tmp_path: Path) -> Non
 
     with pytest.raises(TuneError, match="does not exist"):
         tune(TuneOptions(model="nothing", latency_budget_ms=10, repository=tmp_path))
+
+
+def test_invariance_wins_within_the_margin_and_not_beyond() -> None:
+    moving, steady = _trial(300, 20), _trial(280, 25)
+    moving.batch_variation, steady.batch_variation = 0.05, 0.0
+    chosen, reason = choose([moving, steady], 99, 50, invariance_margin=0.10)
+    assert chosen is steady and "batch-invariant" in reason
+    assert choose([moving, steady], 99, 50, invariance_margin=0.05)[0] is moving  # 7% slower: over a 5% margin
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_tune_sweeps_the_kept_variants_and_publishes_a_chosen_one(tiny_repository: Path, tmp_path: Path) -> None:
+    from tuneship.deploy.tuning import kept_variants, pipeline_models, write_back
+    from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.exporter.repository import existing_versions
+
+    repository = tmp_path / "repo"
+    export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tiny", repository=repository,
+                                    precision="auto", keep_variants=True, force=True, accuracy_threshold=100.0))
+    index = json.loads((repository / "tiny" / "1" / "variants" / "variants.json").read_text(encoding="utf-8"))
+    report = json.loads((repository / "tiny" / "export_report.json").read_text(encoding="utf-8"))
+    passed = {v["name"] for v in report["variants"] if v["passed"]}
+    assert {e["name"] for e in index} == passed and len(passed) >= 2
+    published, _, others = kept_variants(repository, "tiny")
+    assert published == report["chosen"] and {k.name for k in others} == passed - {published}
+
+    result = tune(TuneOptions(model="tiny", latency_budget_ms=5000.0, repository=repository, concurrency=2,
+                              window_s=0.3, max_batch_sizes=(16,), queue_delays_us=(0,), instance_counts=(1,),
+                              intra_op_threads=(1,), write=False))
+    assert sorted(t.candidate.variant for t in result.trials if t.candidate.variant) == sorted(k.name for k in others)
+    assert all(not t.note for t in result.trials) and result.chosen is not None
+
+    # Publishing a variant: the ONNX model's next version holds its file, served at its graph level.
+    ensemble, steps = pipeline_models(repository, "tiny")
+    onnx_step = next(c for c in steps if c.platform == "onnxruntime_onnx")
+    kept = others[0]
+    before = existing_versions(repository / "tiny_model")
+    written = write_back(TuneOptions(model="tiny", latency_budget_ms=1.0, repository=repository), ensemble, steps,
+                         onnx_step, Candidate(16, 0, 1, 1, kept.name), kept)
+    version = existing_versions(repository / "tiny_model")[-1]
+    assert version == before[-1] + 1 and str(repository / "tiny_model" / str(version) / "model.onnx") in written
+    assert (repository / "tiny_model" / str(version) / "model.onnx").read_bytes() == kept.path.read_bytes()
+    config = parse_pbtxt((repository / "tiny_model" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config.optimization.graph.level == kept.graph_level and config.max_batch_size == 16
+    assert json.loads((repository / "tiny" / "export_report.json").read_text())["tuned_variant"] == kept.name
+    assert kept_variants(repository, "tiny")[0] == kept.name
+    with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)) as server, \
+            TritonClient(server.grpc_url) as client:
+        assert len(TextClassifier(client, "tiny").classify(["good film", "bad film"])) == 2

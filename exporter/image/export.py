@@ -21,7 +21,7 @@ from tuneship.exporter.export import ExportOptions, ExportReport, gate_and_choos
 from tuneship.exporter.image.publishing import publish_image_models
 from tuneship.exporter.image.variants import INPUT, convert_fp16, export_image_onnx, quantize_static_int8
 from tuneship.exporter.locking import repository_lock
-from tuneship.exporter.publishing import check_label_change
+from tuneship.exporter.publishing import check_label_change, keep_variants
 from tuneship.exporter.quality import reference_behaviour, softmax
 from tuneship.exporter.repository import check_model_name, write_text_atomic
 from tuneship.exporter.selection import (
@@ -191,6 +191,9 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
                 behaviour = reference_behaviour(gate_logits[chosen.name], labels, gate_ids)
                 versions = publish_image_models(options.repository, name, variant, labels, preprocessing.to_dict(),
                                                 options.serving, options.keep, behaviour, options.target)
+            if options.keep_variants:
+                with step(f"keeping the variants that passed the gate beside {name} v{versions[name]}"):
+                    keep_variants(options.repository, name, versions[name], variants, reports)
             export_report = ExportReport(
                 name=name, repository=str(options.repository), versions=versions, target=options.target,
                 chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports], validation=asdict(result),
