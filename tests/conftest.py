@@ -14,6 +14,27 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A failed test that used an embedded server gets the server's state and log tail in its report: a
+    server-side cause (a crash, a failed endpoint) is then visible in CI output instead of lost with the temp
+    folder."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    from tuneship.deploy import TritonServer
+
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, TritonServer):
+            try:
+                tail = "\n".join(value.log_text().splitlines()[-40:])
+                state = "running" if value.pid is not None else "not running"
+                report.sections.append((f"embedded server {name!r} ({state}; {value.listening()})", tail))
+            except Exception as error:  # a report must never fail on its extras
+                report.sections.append((f"embedded server {name!r}", f"no log: {error}"))
+
+
 def require_tool(name: str) -> str:
     """Path of a command the test needs; missing fails under CI (scripts/test.sh installs it), else skips."""
     found = shutil.which(name)
