@@ -407,6 +407,9 @@ def plot(report: TuneReport, path: Path) -> None:
     axis.axhline(report.latency_budget_ms, color="tab:red", linestyle="--",
                  label=f"budget {report.latency_budget_ms:g} ms")
     for trial in measured:
+        if trial.candidate.variant:  # precision variants, named where they sit
+            axis.annotate(trial.candidate.variant, (trial.texts_per_second, trial.latency_ms[key]),
+                          textcoords="offset points", xytext=(6, 4), fontsize=8, color="tab:purple")
         if trial.current:
             axis.scatter([trial.texts_per_second], [trial.latency_ms[key]], marker="s", s=80, facecolors="none",
                          edgecolors="black", label="current")
