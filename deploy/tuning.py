@@ -128,8 +128,10 @@ class KeptVariant:
     batch_variation: float | None
 
 
-def kept_variants(repository: Path, model: str) -> tuple[str, float | None, list[KeptVariant]]:
-    """(the published variant's name, its batch variation, the other variants the export kept)."""
+def kept_variants(repository: Path, model: str, read_index: bool = True) -> tuple[str, float | None,
+                                                                                 list[KeptVariant]]:
+    """(the published variant's name, its batch variation, the other variants the export kept; none when
+    `read_index` is false)."""
     from tuneship.exporter.publishing import VARIANTS_FOLDER, VARIANTS_INDEX
     from tuneship.exporter.repository import existing_versions
 
@@ -140,10 +142,14 @@ def kept_variants(repository: Path, model: str) -> tuple[str, float | None, list
                      None)
     versions = existing_versions(repository / model)
     index = repository / model / str(versions[-1]) / VARIANTS_FOLDER / VARIANTS_INDEX if versions else None
-    if index is None or not index.is_file():
+    if not read_index or index is None or not index.is_file():
         return published, variation, []
-    kept = [KeptVariant(e["name"], index.parent / e["file"], int(e.get("graph_level", 0)), e.get("batch_variation"))
-            for e in json.loads(index.read_text(encoding="utf-8"))]
+    try:
+        kept = [KeptVariant(str(e["name"]), index.parent / str(e["file"]), int(e.get("graph_level", 0)),
+                            e.get("batch_variation")) for e in json.loads(index.read_text(encoding="utf-8"))]
+    except (ValueError, KeyError, TypeError) as error:
+        raise TuneError(f"{index}: not a variants index the exporter wrote ({error}); export again with "
+                        "--keep-variants, or tune with --no-variants") from None
     for entry in kept:
         if entry.name == published:
             variation = entry.batch_variation
@@ -269,9 +275,7 @@ def tune(options: TuneOptions) -> TuneReport:
     if ensemble.input[0].name == "IMAGE" and not options.texts:
         raise TuneError(f"{options.model} is an image classifier: give images to send (--images FOLDER)")
     texts = list(options.texts) or builtin_reviews()
-    published, variation, others = kept_variants(options.repository, options.model)
-    if not options.variants:
-        others = []
+    published, variation, others = kept_variants(options.repository, options.model, options.variants)
     current = current_candidate(steps)
     trials = [Trial(c, current=c == current, batch_variation=variation) for c in candidates(options, current)]
     swept = f", then {len(others)} more precision variant(s)" if others else ""
@@ -324,14 +328,13 @@ def tune(options: TuneOptions) -> TuneReport:
                       chosen=chosen, written=written, reason=reason, published_variant=published)
 
 
-def _install(repository: Path, onnx_step: mc.ModelConfig, source: Path) -> Path:
+def _install(repository: Path, onnx_step: mc.ModelConfig, source: Path) -> None:
     """Put a variant's ONNX file in place of the latest version's model file (in the scratch repository)."""
     from tuneship.exporter.repository import existing_versions
 
     folder = repository / onnx_step.name
     target = folder / str(existing_versions(folder)[-1]) / (onnx_step.default_model_filename or "model.onnx")
     shutil.copyfile(source, target)
-    return Path(target)
 
 
 def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[mc.ModelConfig],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -150,7 +151,7 @@ def keep_variants(repository: Path, name: str, version: int, variants: list[Vari
         report = passed[variant.name]
         index.append({"name": variant.name, "precision": variant.precision, "file": target.name,
                       "graph_level": variant.graph_level, "accuracy": report.accuracy,
-                      "batch_variation": None if report.batch_variation != report.batch_variation
-                      else report.batch_variation, "latency_ms": report.latency_ms})
+                      "batch_variation": None if math.isnan(report.batch_variation) else report.batch_variation,
+                      "latency_ms": report.latency_ms})
     write_text_atomic(folder / VARIANTS_INDEX, json.dumps(index, indent=2) + "\n")
     return [str(entry["name"]) for entry in index]

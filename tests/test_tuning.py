@@ -111,3 +111,16 @@ def test_tune_sweeps_the_kept_variants_and_publishes_a_chosen_one(tiny_repositor
     with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)) as server, \
             TritonClient(server.grpc_url) as client:
         assert len(TextClassifier(client, "tiny").classify(["good film", "bad film"])) == 2
+
+
+def test_a_broken_variants_index_is_a_clear_error(tiny_repository: Path, tmp_path: Path) -> None:
+    from tuneship.deploy.tuning import TuneError, kept_variants
+
+    repository = tmp_path / "repo"
+    shutil.copytree(tiny_repository, repository)
+    index = repository / "tiny" / "1" / "variants" / "variants.json"
+    index.parent.mkdir(parents=True)
+    index.write_text('[{"precision": "int8"}]', encoding="utf-8")
+    with pytest.raises(TuneError, match=r"variants\.json: not a variants index .* --no-variants"):
+        kept_variants(repository, "tiny")
+    assert kept_variants(repository, "tiny", read_index=False)[2] == []

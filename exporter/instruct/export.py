@@ -70,6 +70,9 @@ def export_instruct(options: ExportOptions) -> GeneratorExportReport:
     from tuneship.trainer.instruct.evaluation import normalise, prompt_ids
 
     name = check_model_name(options.name)
+    if options.keep_variants:
+        print("note: --keep-variants keeps ONNX classifier variants for tuneship tune; an instruct export keeps "
+              "only the published one")
     try:
         checkpoint = read_checkpoint(Path(options.checkpoint))
     except TrainingError as error:
