@@ -59,6 +59,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-timeout", type=non_negative_float, default=600.0,
                         help="seconds to wait while another export or publish writes the same repository "
                              "(0: fail at once)")
+    parser.add_argument("--layout", choices=("ensemble", "fused"), default="ensemble",
+                        help="text classifiers: ensemble (tokenizer, ONNX model, postprocess as three Triton models; "
+                             "the graph on Triton's ONNX Runtime backend, CPU or GPU) or fused (one Python model "
+                             "doing all three: fastest on a CPU server; needs onnxruntime in the Python backend)")
     parser.add_argument("--max-batch-size", type=positive_int, default=64, help="largest batch Triton builds")
     parser.add_argument("--queue-delay-us", type=non_negative_int, default=0,
                         help="dynamic batcher queue delay (0: batch what queued while the model was busy; "
@@ -115,7 +119,7 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
                              instance_kind=kind, intra_op_threads=args.intra_op_threads,
                              versions_to_serve=args.versions, max_text_bytes=args.max_text_bytes,
                              pad_to_multiple_of=args.pad_to_multiple_of,
-                             quality_metrics=args.quality_metrics)
+                             quality_metrics=args.quality_metrics, layout=args.layout)
     modes = args.int8_mode
     return ExportOptions(
         checkpoint=args.checkpoint, name=args.name, repository=args.repository, opset=args.opset,

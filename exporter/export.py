@@ -12,6 +12,7 @@ from typing import Any
 from tuneship.exporter.build import build_variants, tensorrt_variants
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.instruct.publishing import GenerationServing
+from tuneship.exporter.layout import check_layout
 from tuneship.exporter.locking import repository_lock
 from tuneship.exporter.model_configs import ServingOptions
 from tuneship.exporter.onnx_export import export_onnx
@@ -101,6 +102,7 @@ class ExportReport:
     input_names: list[str]
     reference: dict[str, Any] | None = None  # the published variant's behaviour on the gate texts
     checkpoint: str = ""  # where the published model came from (tuneship update continues from it)
+    layout: str = "ensemble"  # how it is published (tuneship update publishes its candidates the same way)
 
     def describe(self) -> str:
         return (f"published {self.chosen} for {self.target} as {self.name} in {self.repository}: "
@@ -116,6 +118,12 @@ def export_checkpoint(options: ExportOptions) -> Any:
         task = str(read_checkpoint(Path(options.checkpoint)).manifest["task"])
     except TrainingError as error:
         raise ExportError(str(error)) from None
+    if options.serving.layout != "ensemble" and task != "text-classification":
+        raise ExportError(f"{options.checkpoint}: --layout {options.serving.layout} is for text classifiers; a "
+                          f"{task} checkpoint is published in its own layout (leave --layout out)")
+    if options.serving.layout == "fused" and options.target != "cpu":
+        raise ExportError("--layout fused runs the graph in ONNX Runtime on the CPU inside a Python model; for "
+                          f"--target {options.target} use the ensemble layout (leave --layout out)")
     return task_exporter(task)(options)
 
 
@@ -151,6 +159,7 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
         raise ExportError(
             f"{checkpoint.path}: the model has {model.config.num_labels} labels, the manifest {len(labels)}")
     check_label_change(options.repository, name, labels, options.allow_label_change)
+    check_layout(options.repository, name, options.serving.layout)
 
     options.repository.mkdir(parents=True, exist_ok=True)
     # Not inside the repository: Triton takes every top-level folder there for a model, and a killed export's
@@ -215,6 +224,7 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
         # One writer at a time: another export or publish into this repository finishes first.
         with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {checkpoint.path}"):
             check_label_change(options.repository, name, labels, options.allow_label_change)
+            check_layout(options.repository, name, options.serving.layout)
             with step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
                 behaviour = (reference_behaviour(gate_logits[chosen.name], labels, gate_ids)
                              if chosen.name in gate_logits else None)
@@ -228,7 +238,7 @@ def export_text_classifier(options: ExportOptions) -> ExportReport:
                 chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports],
                 validation=asdict(result), eval_accuracy=chosen.accuracy, onnx_size_bytes=chosen.size_bytes,
                 latency_ms=chosen.latency_ms, input_names=input_names, reference=behaviour,
-                checkpoint=str(Path(checkpoint.path).resolve()),
+                checkpoint=str(Path(checkpoint.path).resolve()), layout=options.serving.layout,
             )
             report_path = options.repository / name / "export_report.json"
             write_text_atomic(report_path, json.dumps(asdict(export_report), indent=2) + "\n")

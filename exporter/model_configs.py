@@ -1,4 +1,5 @@
-"""config.pbtxt for the four models of a text classifier, built with Triton's model-config protobuf."""
+"""config.pbtxt for the models of a text classifier (the four of the ensemble layout, or the one of the fused
+layout), built with Triton's model-config protobuf."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ class ServingOptions:
         "help": "longest text (UTF-8 bytes) the tokenizer accepts (0: 128 bytes per token of max length)"})
     quality_metrics: bool = field(default=True, metadata={
         "help": "export predictions by label, confidence and refused texts on Triton's metrics endpoint"})
+    layout: str = field(default="ensemble", metadata={
+        "help": "ensemble (tokenizer, ONNX model and postprocess as three Triton models: the graph on Triton's "
+                "native ONNX Runtime backend, CPU or GPU) or fused (one Python model doing all three: the fastest "
+                "on a CPU server, needs onnxruntime in the Python backend's environment)"})
+
+
+LAYOUTS = ("ensemble", "fused")
 
 
 def _pipeline(config: mc.ModelConfig, pipeline: str, options: ServingOptions) -> None:
@@ -151,6 +159,38 @@ def ensemble_config(name: str, input_names: Sequence[str], labels: Sequence[str]
     post.output_map["LABEL"] = "LABEL"
     post.output_map["PROBABILITIES"] = "PROBABILITIES"
     return config
+
+
+def fused_config(name: str, labels: Sequence[str], max_length: int, pad_token: str, pad_token_id: int,
+                 options: ServingOptions, graph_level: int = 0) -> mc.ModelConfig:
+    """The fused layout's one model: what the ensemble's three steps are told, in one config. The texts of one
+    execute() call are tokenized together, so there is nothing to bucket (`pad_to_multiple_of` 1)."""
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
+    config.parameters["labels"].string_value = json.dumps(list(labels))
+    config.parameters["layout"].string_value = "fused"
+    config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[len(labels)],
+                      label_filename="labels.txt")
+    config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
+    config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
+    _instance_group(config, "KIND_CPU", options.instance_count)
+    _latest(config, options.versions_to_serve)
+    config.parameters["max_length"].string_value = str(max_length)
+    config.parameters["pad_token"].string_value = pad_token
+    config.parameters["pad_token_id"].string_value = str(pad_token_id)
+    config.parameters["max_text_bytes"].string_value = str(options.max_text_bytes or max_length * 128)
+    config.parameters["pad_to_multiple_of"].string_value = "1"
+    config.parameters["intra_op_thread_count"].string_value = str(options.intra_op_threads)
+    config.parameters["graph_level"].string_value = str(graph_level)
+    _pipeline(config, name, options)
+    return config
+
+
+def is_fused(config: mc.ModelConfig) -> bool:
+    """Whether `config` is a fused-layout classifier (one Python model running the ONNX graph itself)."""
+    return config.backend == "python" and "layout" in config.parameters and \
+        config.parameters["layout"].string_value == "fused"
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

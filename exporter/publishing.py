@@ -1,4 +1,5 @@
-"""The four models of a text classifier, published as the next version of each (see model_repository/README.md)."""
+"""The models of a text classifier, published as the next version of each (see model_repository/README.md): the
+ensemble layout's four, or the fused layout's one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import (
     ServingOptions,
     ensemble_config,
+    fused_config,
     onnx_model_config,
     postprocess_config,
     tensorrt_model_config,
@@ -33,6 +35,8 @@ PYTHON_MODEL_REQUIREMENTS = {
     "tokenizer": "# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
                  "numpy<2\ntokenizers>=0.15\n",
     "postprocess": "# Needed by this Python model in the Triton image: pip install -r requirements.txt\nnumpy<2\n",
+    "pipeline": "# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
+                "numpy<2\ntokenizers>=0.15\nonnxruntime>=1.17\n",
 }
 
 
@@ -68,6 +72,10 @@ def check_label_change(repository: Path, name: str, labels: list[str], allowed: 
 def fill_postprocess(target: Path, labels: list[str], reference: dict[str, Any] | None) -> None:
     """A postprocess model version: the stub, its labels and the published variant's reference behaviour."""
     shutil.copy2(TRITON_MODELS / "postprocess.py", target / "model.py")
+    fill_labels_and_reference(target, labels, reference)
+
+
+def fill_labels_and_reference(target: Path, labels: list[str], reference: dict[str, Any] | None) -> None:
     (target / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     if reference is not None:
         (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
@@ -95,6 +103,8 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
     def fill_ensemble(target: Path) -> None:
         (target / "README").write_text(f"ensemble of {name}_tokenizer, {name}_model, {name}_postprocess\n")
 
+    if serving.layout == "fused":
+        return publish_fused(options, name, checkpoint, variant, labels, reference, pad_token, pad_id)
     num_labels = len(labels)
     if engine:
         model_config = tensorrt_model_config(f"{name}_model", input_names, num_labels, serving,
@@ -125,6 +135,29 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
     versions[name] = publish_version(repo, ensemble_config(name, input_names, labels, serving), fill_ensemble,
                                      options.keep)
     return versions
+
+
+def publish_fused(options: ExportOptions, name: str, checkpoint: Any, variant: Variant, labels: list[str],
+                  reference: dict[str, Any] | None, pad_token: str, pad_id: int) -> dict[str, int]:
+    """`<name>` as one Python model: its version folder holds everything the ensemble's three models hold."""
+    if variant.format != "onnx" or options.target != "cpu":
+        raise ExportError(f"--layout fused runs the ONNX graph in ONNX Runtime on the CPU; {variant.name} for "
+                          f"--target {options.target} is served by the ensemble layout (--layout ensemble)")
+
+    def fill(target: Path) -> None:
+        shutil.copy2(TRITON_MODELS / "pipeline.py", target / "model.py")
+        shutil.copy2(TRITON_MODELS / "tokenizer.py", target / "tuneship_tokenizer.py")
+        shutil.copy2(TRITON_MODELS / "postprocess.py", target / "tuneship_postprocess.py")
+        shutil.copy2(checkpoint.path / "tokenizer.json", target / "tokenizer.json")
+        shutil.copy2(variant.path, target / "model.onnx")
+        fill_labels_and_reference(target, labels, reference)
+
+    config = fused_config(name, labels, checkpoint.max_length, pad_token, pad_id, options.serving,
+                          graph_level=variant.graph_level)
+    version = publish_version(options.repository, config, fill, options.keep)
+    write_text_atomic(options.repository / name / "labels.txt", "\n".join(labels) + "\n")
+    write_text_atomic(options.repository / name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["pipeline"])
+    return {name: version}
 
 
 VARIANTS_FOLDER = "variants"

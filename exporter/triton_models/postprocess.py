@@ -102,7 +102,7 @@ class QualityMetrics:
         self.flushed = time.monotonic()
 
 
-def _is_probe(request: Any) -> bool:
+def is_probe(request: Any) -> bool:
     """A liveness probe (`tuneship health`, the healer) says so in a request parameter: not a prediction."""
     try:
         return bool(json.loads(request.parameters() or "{}").get("tuneship_probe"))
@@ -129,31 +129,36 @@ class TritonPythonModel:
             self.quality = QualityMetrics(pipeline, args["model_version"], names, reference,
                                           float(parameters.get("quality_flush_s", "1.0")))
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        responses = []
-        answered = []
-        for request in requests:
-            probe = _is_probe(request)
-            logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float32)
-            bad = ~np.isfinite(logits).all(axis=-1)
-            if bad.any():
-                rows = ", ".join(str(int(r)) for r in np.flatnonzero(bad)[:5])
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                    f"the model returned non-finite logits (NaN or infinity) for row(s) {rows}: no label can be "
-                    "given; the model or its input is broken")))
-                continue
-            shifted = logits - logits.max(axis=-1, keepdims=True)
-            probabilities = np.exp(shifted)
-            probabilities /= probabilities.sum(axis=-1, keepdims=True)
-            labels = self.labels[probabilities.argmax(axis=-1)].reshape(-1, 1)
-            if not probe:
-                answered.append(probabilities)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("LABEL", labels),
-                pb_utils.Tensor("PROBABILITIES", probabilities.astype(np.float32)),
-            ]))
+    def respond(self, logits: np.ndarray, probe: bool, answered: list[np.ndarray]) -> Any:
+        """One request's response from its logits; its probabilities join `answered` (for the quality metrics)
+        unless it is a probe. Shared with the fused pipeline model (pipeline.py)."""
+        logits = logits.astype(np.float32)
+        bad = ~np.isfinite(logits).all(axis=-1)
+        if bad.any():
+            rows = ", ".join(str(int(r)) for r in np.flatnonzero(bad)[:5])
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                f"the model returned non-finite logits (NaN or infinity) for row(s) {rows}: no label can be "
+                "given; the model or its input is broken"))
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        probabilities = np.exp(shifted)
+        probabilities /= probabilities.sum(axis=-1, keepdims=True)
+        labels = self.labels[probabilities.argmax(axis=-1)].reshape(-1, 1)
+        if not probe:
+            answered.append(probabilities)
+        return pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor("LABEL", labels),
+            pb_utils.Tensor("PROBABILITIES", probabilities.astype(np.float32)),
+        ])
+
+    def record(self, answered: list[np.ndarray]) -> None:
         if self.quality is not None and answered:
             self.quality.record(np.concatenate(answered))
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        answered: list[np.ndarray] = []
+        responses = [self.respond(pb_utils.get_input_tensor_by_name(request, "logits").as_numpy(),
+                                  is_probe(request), answered) for request in requests]
+        self.record(answered)
         return responses
 
     def finalize(self) -> None:

@@ -37,7 +37,7 @@ class TritonPythonModel:
         self.max_length = int(parameters.get("max_length", "512"))
         # Generous: a token is a few bytes, so this admits texts far longer than the model reads.
         self.max_text_bytes = int(parameters.get("max_text_bytes", str(self.max_length * 128)))
-        self.outputs = [o["name"] for o in config["output"]]
+        self.outputs = [o["name"] for o in config["output"]]  # the token tensors (unused by pipeline.py)
         directory = os.path.join(args["model_repository"], args["model_version"])
         self.tokenizer = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
         # Saved tokenizers may pad every text to a fixed length: pad to the longest text of the
@@ -101,7 +101,9 @@ class TritonPythonModel:
             texts.append(text)
         return texts, None, ""
 
-    def execute(self, requests: list[Any]) -> list[Any]:
+    def encode(self, requests: list[Any]) -> tuple[list[Any], list[int], dict[str, Any]]:
+        """(a response per request, None where it is to be answered; texts per request; the token arrays of
+        every accepted text, in request order). Shared with the fused pipeline model (pipeline.py)."""
         texts: list[str] = []
         sizes: list[int] = []
         responses: list[Any] = [None] * len(requests)
@@ -113,6 +115,7 @@ class TritonPythonModel:
                 continue
             texts.extend(batch)
             sizes.append(len(batch))
+        arrays: dict[str, Any] = {}
         if texts:
             # One padded length for the whole call, so the model's dynamic batcher can merge these requests.
             encodings = self.tokenizer.encode_batch(texts)
@@ -127,6 +130,10 @@ class TritonPythonModel:
                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
                 "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
             }
+        return responses, sizes, arrays
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses, sizes, arrays = self.encode(requests)
         offset = 0
         for index, size in enumerate(sizes):
             if responses[index] is not None:
