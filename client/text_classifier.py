@@ -30,14 +30,28 @@ class Prediction:
     scores: dict[str, float]
 
 
-def _classification_request(count: int) -> tuple[list[Any], list[Any]]:
-    """Zero logits for `<model>_postprocess` with Triton's classification extension asked for every class:
-    its answer lists "score:index:label" from the labels file, needing no model-config access."""
+def _classification_request(model: str, metadata: dict[str, Any]) -> tuple[str, list[Any], list[Any], bool]:
+    """(the model to ask, its inputs, its outputs, whether it is a probe) for Triton's classification extension
+    with every class asked for: its answer lists "score:index:label" from the labels file, needing no model-config
+    access. An ensemble's `<model>_postprocess` takes zero logits; a fused classifier takes one text itself, sent
+    as a probe so that it counts in no quality metric."""
     import tritonclient.grpc as grpcclient
 
-    tensor = grpcclient.InferInput("logits", [1, count], "FP32")
-    tensor.set_data_from_numpy(np.zeros((1, count), dtype=np.float32))
-    return [tensor], [grpcclient.InferRequestedOutput("PROBABILITIES", class_count=count)]
+    count = int(metadata["outputs"][-1]["shape"][-1])
+    outputs = [grpcclient.InferRequestedOutput("PROBABILITIES", class_count=count)]
+    if metadata.get("platform") == "ensemble":
+        tensor = grpcclient.InferInput("logits", [1, count], "FP32")
+        tensor.set_data_from_numpy(np.zeros((1, count), dtype=np.float32))
+        return f"{model}_postprocess", [tensor], outputs, False
+    tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[b"label lookup"]], dtype=np.object_))
+    return model, [tensor], outputs, True
+
+
+def _probe_parameters(probe: bool) -> dict[str, Any]:
+    from tuneship.client.probe import PROBE_PARAMETER
+
+    return {"parameters": {PROBE_PARAMETER: True}} if probe else {}
 
 
 def _labels_from_classification(entries: Any) -> list[str]:
@@ -116,16 +130,17 @@ class _Classifier(_Settings[TritonClient]):
     def labels(self) -> list[str]:
         """Label names in class-id order, as published with the model.
 
-        Read from the ensemble's config; where the model-config API is restricted to admins, from
-        the post-processing model's labels file through Triton's classification extension instead.
+        Read from the model's config; where the model-config API is restricted to admins, from the labels file
+        (the ensemble's post-processing model's, or a fused classifier's) through Triton's classification
+        extension instead.
         """
         if self._labels is None:
             try:
                 self._labels = _labels_from_config(self.model, self.client.get_model_config(self.model))
             except PermissionDeniedError:
-                count = int(self.client.get_model_metadata(self.model)["outputs"][-1]["shape"][-1])
-                inputs, outputs = _classification_request(count)
-                response = self.client._call("infer", f"{self.model}_postprocess", inputs, outputs=outputs)
+                target, inputs, outputs, probe = _classification_request(
+                    self.model, self.client.get_model_metadata(self.model))
+                response = self.client._call("infer", target, inputs, outputs=outputs, **_probe_parameters(probe))
                 self._labels = _labels_from_classification(response.as_numpy("PROBABILITIES"))
         return self._labels
 
@@ -175,9 +190,10 @@ class _AsyncClassifier(_Settings[AsyncTritonClient]):
             try:
                 self._labels = _labels_from_config(self.model, await self.client.get_model_config(self.model))
             except PermissionDeniedError:
-                count = int((await self.client.get_model_metadata(self.model))["outputs"][-1]["shape"][-1])
-                inputs, outputs = _classification_request(count)
-                response = await self.client._call("infer", f"{self.model}_postprocess", inputs, outputs=outputs)
+                target, inputs, outputs, probe = _classification_request(
+                    self.model, await self.client.get_model_metadata(self.model))
+                response = await self.client._call("infer", target, inputs, outputs=outputs,
+                                                   **_probe_parameters(probe))
                 self._labels = _labels_from_classification(response.as_numpy("PROBABILITIES"))
         return self._labels
 

@@ -63,7 +63,9 @@ def switch_to(client: TritonClient, repository: Path, name: str, produce: Callab
               mode: PublishMode = "explicit", timeout_s: float = 180.0) -> PublishResult:
     """Run `produce` (it writes the pipeline's next versions into the repository and returns them), then make the
     server serve them; on failure remove them again. The caller holds the repository lock."""
-    models = [f"{name}_model", f"{name}_tokenizer", f"{name}_postprocess", name]
+    from tuneship.exporter.layout import pipeline_models
+
+    models = pipeline_models(repository, name)
     started = time.monotonic()
     previous = served_versions(client, models)  # a TritonError here: nothing was exported or changed
     # Configs live beside the versions, not inside them: keep the old ones to put back on failure.
@@ -92,7 +94,7 @@ def switch_to(client: TritonClient, repository: Path, name: str, produce: Callab
                 client.load_model(name)
         # Say what is serving now, as the server reports it, not what was serving before.
         try:
-            now = served_versions(client, models)
+            now = served_versions(client, list(dict.fromkeys([*models, *versions])))
             still = ", ".join(f"{m} v{v}" for m, v in now.items() if v) or "nothing"
         except TritonError as index_error:
             still = f"unknown (the server's index could not be read: {index_error})"

@@ -110,7 +110,13 @@ def _read(path: Path) -> mc.ModelConfig:
 
 
 def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[mc.ModelConfig]]:
+    """(the model callers use, the models it schedules): an ensemble and its steps, or a fused classifier and no
+    steps (it runs its graph itself)."""
+    from tuneship.exporter.model_configs import is_fused
+
     ensemble = _read(repository / model / "config.pbtxt")
+    if is_fused(ensemble):
+        return ensemble, []
     if ensemble.platform != "ensemble" or [i.name for i in ensemble.input] not in (["TEXT"], ["IMAGE"]):
         raise TuneError(f"{model}: tuneship tune measures classifier ensembles (TEXT or IMAGE in); this model is "
                         "not one")
@@ -156,8 +162,18 @@ def kept_variants(repository: Path, model: str, read_index: bool = True) -> tupl
     return published, variation, [k for k in kept if k.name != published and k.path.is_file()]
 
 
-def current_candidate(steps: Sequence[mc.ModelConfig]) -> Candidate:
-    model = next(c for c in steps if c.platform == "onnxruntime_onnx")
+def runs_graph(config: mc.ModelConfig) -> bool:
+    """The model that runs the ONNX graph: the ensemble's ONNX Runtime step, or a fused classifier."""
+    from tuneship.exporter.model_configs import is_fused
+
+    return config.platform == "onnxruntime_onnx" or is_fused(config)
+
+
+def graph_step(ensemble: mc.ModelConfig, steps: Sequence[mc.ModelConfig]) -> mc.ModelConfig:
+    return next(c for c in [*steps, ensemble] if runs_graph(c))
+
+
+def current_candidate(model: mc.ModelConfig) -> Candidate:
     threads = model.parameters["intra_op_thread_count"].string_value if "intra_op_thread_count" in \
         model.parameters else "0"
     count = model.instance_group[0].count if model.instance_group else 1
@@ -182,7 +198,7 @@ def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.Mod
         config = mc.ModelConfig()
         config.CopyFrom(original)
         config.max_batch_size = candidate.max_batch_size
-        if config.platform == "onnxruntime_onnx":
+        if runs_graph(config):
             config.dynamic_batching.max_queue_delay_microseconds = candidate.queue_delay_us
             kept = [b for b in config.dynamic_batching.preferred_batch_size if b <= candidate.max_batch_size]
             del config.dynamic_batching.preferred_batch_size[:]
@@ -193,8 +209,10 @@ def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.Mod
                 config.parameters["intra_op_thread_count"].string_value = str(candidate.intra_op_threads)
             elif "intra_op_thread_count" in config.parameters:
                 del config.parameters["intra_op_thread_count"]
-            if graph_level is not None:
+            if graph_level is not None and config.platform == "onnxruntime_onnx":
                 config.optimization.graph.level = graph_level
+            elif graph_level is not None:  # a fused classifier sets up its own ONNX Runtime session
+                config.parameters["graph_level"].string_value = str(graph_level)
         elif config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds:
             config.dynamic_batching.max_queue_delay_microseconds = candidate.queue_delay_us
         configs.append(config)
@@ -276,7 +294,8 @@ def tune(options: TuneOptions) -> TuneReport:
         raise TuneError(f"{options.model} is an image classifier: give images to send (--images FOLDER)")
     texts = list(options.texts) or builtin_reviews()
     published, variation, others = kept_variants(options.repository, options.model, options.variants)
-    current = current_candidate(steps)
+    onnx_step = graph_step(ensemble, steps)
+    current = current_candidate(onnx_step)
     trials = [Trial(c, current=c == current, batch_variation=variation) for c in candidates(options, current)]
     swept = f", then {len(others)} more precision variant(s)" if others else ""
     print(f"tuning {options.model}: {len(trials)} configurations{swept}, concurrency {options.concurrency}, "
@@ -285,7 +304,6 @@ def tune(options: TuneOptions) -> TuneReport:
         print("note: no other precision variants kept with this export (tuneship export --keep-variants): "
               f"measuring {published or 'the published variant'} only")
     print(header())
-    onnx_step = next(c for c in steps if c.platform == "onnxruntime_onnx")
     with tempfile.TemporaryDirectory(prefix="tuneship-tune-") as scratch_dir:
         scratch = Path(scratch_dir)
         for config in [*steps, ensemble]:
@@ -342,7 +360,7 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
     """The chosen configs, under the repository lock; a chosen variant other than the published one becomes the
     ONNX model's next version (atomically, as an export publishes) and the export report says which is served."""
     from tuneship.exporter.locking import repository_lock
-    from tuneship.exporter.repository import publish_version, write_text_atomic
+    from tuneship.exporter.repository import existing_versions, publish_version, write_text_atomic
 
     configs = apply(chosen, ensemble, steps, kept.graph_level if kept else None)
     written = []
@@ -351,8 +369,19 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
             model_config = next(c for c in configs if c.name == onnx_step.name)
             filename = onnx_step.default_model_filename or "model.onnx"
             source = kept.path
+            latest = options.repository / onnx_step.name / str(existing_versions(options.repository /
+                                                                                 onnx_step.name)[-1])
 
             def fill(target: Path) -> None:
+                # The version's other files (a fused classifier's tokenizer, labels, code) come along; the kept
+                # variants too, linked rather than copied where the file system allows.
+                for item in latest.iterdir():
+                    if item.name in (filename, "__pycache__") or item.name.startswith("."):
+                        continue
+                    if item.is_dir():
+                        shutil.copytree(item, target / item.name, copy_function=_link_or_copy)
+                    else:
+                        shutil.copy2(item, target / item.name)
                 shutil.copyfile(source, target / filename)
 
             version = publish_version(options.repository, model_config, fill)
@@ -365,6 +394,13 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
                 write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
         written += _write(options.repository, configs)
     return written
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def header() -> str:

@@ -1,7 +1,8 @@
 """A published classifier version, answered in this process from its repository files.
 
 The update gate scores the serving version and the candidate on the same texts with the files Triton serves
-(the tokenizer's tokenizer.json and config, the model's ONNX graph, the postprocess labels), so the comparison
+(the tokenizer's tokenizer.json and config, the model's ONNX graph, the postprocess labels; in the fused
+layout all of them in the one model's version), so the comparison
 is of what callers get, without a server.
 """
 
@@ -26,7 +27,11 @@ class PublishedClassifier:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        model_dir = repository / f"{name}_model"
+        from tuneship.exporter.layout import graph_model
+
+        graph_name = graph_model(repository, name)
+        fused = graph_name == name
+        model_dir = repository / graph_name
         versions = existing_versions(model_dir) if model_dir.is_dir() else []
         if not versions:
             raise ScoringError(f"{model_dir}: no published versions of {name!r}")
@@ -36,8 +41,9 @@ class PublishedClassifier:
         graph = model_dir / str(self.version) / "model.onnx"
         if not graph.is_file():
             raise ScoringError(f"{graph.parent}: no model.onnx (a TensorRT engine is scored on its GPU server)")
-        tokenizer_dir = repository / f"{name}_tokenizer"
-        tokenizer_version = self._matching(tokenizer_dir)
+        # The fused layout keeps the tokenizer and the labels in the model's own version folder and config.
+        tokenizer_dir = model_dir if fused else repository / f"{name}_tokenizer"
+        tokenizer_version = self.version if fused else self._matching(tokenizer_dir)
         parameters = {k: v.string_value for k, v in
                       parse_pbtxt((tokenizer_dir / "config.pbtxt").read_text()).parameters.items()}
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / str(tokenizer_version) / "tokenizer.json"))
@@ -45,8 +51,8 @@ class PublishedClassifier:
         self.tokenizer.enable_truncation(max_length=int(parameters.get("max_length", "512")))
         self.tokenizer.enable_padding(pad_id=int(parameters.get("pad_token_id", "0")),
                                       pad_token=parameters.get("pad_token", "[PAD]"))
-        post_dir = repository / f"{name}_postprocess"
-        labels_file = post_dir / str(self._matching(post_dir)) / "labels.txt"
+        post_dir = model_dir if fused else repository / f"{name}_postprocess"
+        labels_file = post_dir / str(self.version if fused else self._matching(post_dir)) / "labels.txt"
         self.labels = [line for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         options = ort.SessionOptions()
         options.log_severity_level = 3

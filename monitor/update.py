@@ -97,9 +97,10 @@ class UpdateReport:
 
 
 def _serving(options: UpdateOptions) -> tuple[int, Path, dict[str, Any]]:
+    from tuneship.exporter.layout import graph_model
     from tuneship.exporter.repository import existing_versions
 
-    model_dir = options.repository / f"{options.name}_model"
+    model_dir = options.repository / graph_model(options.repository, options.name)
     versions = existing_versions(model_dir) if model_dir.is_dir() else []
     if not versions:
         raise UpdateError(f"{options.repository}: no published {options.name!r} to update (export one first)")
@@ -122,6 +123,8 @@ def _sample(examples: list[Any], count: int, seed: int) -> list[Any]:
 
 def run_update(options: UpdateOptions) -> UpdateReport:
     from tuneship.exporter import ExportOptions, export_checkpoint, repository_lock
+    from tuneship.exporter.layout import served_layout
+    from tuneship.exporter.model_configs import ServingOptions
     from tuneship.exporter.texts import read_jsonl
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.progress import step
@@ -182,7 +185,10 @@ def run_update(options: UpdateOptions) -> UpdateReport:
               f"original examples, {how} ({config.method}); {len(holdout.examples)} new texts held out")
         train(config)
         candidate_repo = scratch / "repository"
-        export_checkpoint(ExportOptions(checkpoint=options.output, name=options.name, repository=candidate_repo))
+        # The candidate is published the way the serving version is (ensemble or fused), or it could not replace it.
+        layout = served_layout(options.repository, options.name) or "ensemble"
+        export_checkpoint(ExportOptions(checkpoint=options.output, name=options.name, repository=candidate_repo,
+                                        serving=ServingOptions(layout=layout)))
         with step("scoring the serving version and the candidate on the same texts"):
             serving = PublishedClassifier(options.repository, options.name, parent)
             candidate = PublishedClassifier(candidate_repo, options.name)
@@ -242,19 +248,22 @@ def _shadow(options: UpdateOptions, candidate: Any) -> dict[str, Any]:
 
 
 def _copy_versions(source: Path, target: Path, name: str, version: int | None = None) -> dict[str, int]:
-    """The four models' files of one version in `source` (default: the latest) as the next versions in the served
-    repository: the candidate exactly as gated, or an earlier version brought back."""
+    """The pipeline's models' files of one version in `source` (default: the latest) as the next versions in the
+    served repository: the candidate exactly as gated, or an earlier version brought back."""
+    from tuneship.exporter.layout import pipeline_models
     from tuneship.exporter.model_configs import parse_pbtxt
     from tuneship.exporter.repository import existing_versions, publish_version, write_text_atomic
 
     versions = {}
-    for model in (f"{name}_model", f"{name}_tokenizer", f"{name}_postprocess", name):
+    for model in pipeline_models(source, name):
         folder = source / model
         available = existing_versions(folder)
         latest = folder / str(version if version in available else available[-1])
 
         def fill(staging: Path, latest: Path = latest) -> None:
             for item in latest.iterdir():
+                if item.name == "__pycache__":
+                    continue
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
 
         versions[model] = publish_version(target, parse_pbtxt((folder / "config.pbtxt").read_text()), fill)
@@ -304,14 +313,16 @@ def rollback(repository: Path, name: str, to: int | None = None, url: str | None
     """Serve an earlier version again (default: the one before the latest), published as the next version so
     that history only grows and a polling server sees an ordinary update."""
     from tuneship.exporter import repository_lock
+    from tuneship.exporter.layout import graph_model
     from tuneship.exporter.repository import existing_versions
 
-    available = existing_versions(repository / f"{name}_model") if (repository / f"{name}_model").is_dir() else []
+    graph = graph_model(repository, name)
+    available = existing_versions(repository / graph) if (repository / graph).is_dir() else []
     if len(available) < 2 and to is None:
         raise UpdateError(f"{repository}: {name!r} has {len(available)} version(s) on disk: nothing to roll back to")
     target = to if to is not None else available[-2]
     if target not in available:
-        raise UpdateError(f"{repository}/{name}_model has no version {target} (on disk: {available}; "
+        raise UpdateError(f"{repository}/{graph} has no version {target} (on disk: {available}; "
                           "export --keep decides how many stay)")
     with repository_lock(repository, 600.0, f"tuneship rollback of {name} to v{target}"):
         versions = _switch(repository, name, lambda: _copy_versions(repository, repository, name, target), url,

@@ -1,0 +1,125 @@
+"""The fused layout (`tuneship export --layout fused`): one Python model answers as the ensemble does, with the
+same checks and quality metrics, and what works on a published pipeline (tune, rollback, scoring) works on it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuneship.client import ClientOptions, InvalidInputError, TextClassifier, TritonClient
+from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.exporter import ExportOptions, export_checkpoint
+from tuneship.exporter.errors import ExportError
+from tuneship.exporter.model_configs import ServingOptions, is_fused, parse_pbtxt
+from tuneship.exporter.repository import existing_versions
+
+pytestmark = pytest.mark.integration
+
+TEXTS = ["a superb and moving film", "dull, tedious and lifeless", "the cast was charming", "bland and clumsy",
+         "gripping from start to finish", "an awful, boring mess", "x", "the plot thickens and never lets go"]
+KEY = "fused-admin-key"
+
+
+def _export_fused(checkpoint: Path, repository: Path, name: str = "tinyf") -> None:
+    export_checkpoint(ExportOptions(checkpoint=checkpoint, name=name, repository=repository, precision="fp32",
+                                    optimize=False, serving=ServingOptions(layout="fused")))
+
+
+@pytest.fixture(scope="module")
+def both_layouts(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's ensemble `tiny` and the same checkpoint published fused as `tinyf`, in one repository."""
+    repository = tmp_path_factory.mktemp("fused") / "repo"
+    shutil.copytree(tiny_repository, repository)
+    _export_fused(tiny_repository.parent / "ckpt", repository)
+    return repository
+
+
+def test_the_fused_model_answers_as_the_ensemble_does(both_layouts: Path) -> None:
+    fused_files = {p.name for p in (both_layouts / "tinyf" / "1").iterdir()}
+    assert {"model.py", "model.onnx", "tokenizer.json", "labels.txt", "tuneship_tokenizer.py",
+            "tuneship_postprocess.py"} <= fused_files
+    assert not (both_layouts / "tinyf_model").exists()  # one model, nothing else
+    assert is_fused(parse_pbtxt((both_layouts / "tinyf" / "config.pbtxt").read_text(encoding="utf-8")))
+    assert "onnxruntime" in (both_layouts / "tinyf" / "requirements.txt").read_text(encoding="utf-8")
+    options = ServeOptions(model_repository=both_layouts, grpc_port=0, http_port=0, metrics_port=0,
+                           admin_key=KEY)
+    with TritonServer(options) as server, TritonClient(server.grpc_url) as anonymous:
+        ensemble = TextClassifier(anonymous, "tiny").classify(TEXTS)
+        fused_classifier = TextClassifier(anonymous, "tinyf", batch_size=3, concurrency=3)
+        # The config is for admins here: the labels come through the classification extension, as a probe.
+        assert fused_classifier.labels() == TextClassifier(anonymous, "tiny").labels()
+        fused = fused_classifier.classify(TEXTS)
+        assert [p.label for p in fused] == [p.label for p in ensemble]
+        difference = max(abs(f.scores[k] - e.scores[k]) for f, e in zip(fused, ensemble, strict=True)
+                         for k in f.scores)
+        assert difference <= 1e-5, difference
+        # A bad row is refused on its own, naming the row, as the ensemble's tokenizer does.
+        text = np.array([[b"fine"], [b"   "]], dtype=np.object_)
+        with pytest.raises(InvalidInputError, match="TEXT row 1 is empty"):
+            anonymous.infer("tinyf", {"TEXT": text}, validate=False)
+        # Quality metrics, labelled with the model's name: the 8 texts above, not the label probe.
+        deadline, counted = time.monotonic() + 10, 0.0
+        while time.monotonic() < deadline:
+            time.sleep(1.2)
+            anonymous.infer("tinyf", {"TEXT": np.array([[b"one more"]], dtype=np.object_)})  # flushes the counts
+            metrics = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+            counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                          if line.startswith("tuneship_predictions_total{") and 'model="tinyf"' in line)
+            if counted >= len(TEXTS):
+                break
+        assert len(TEXTS) <= counted <= len(TEXTS) + 5
+        assert 'tuneship_texts_refused_total{model="tinyf",reason="empty"' in metrics
+
+
+def test_a_layout_is_not_published_over_the_other(tiny_repository: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    shutil.copytree(tiny_repository, repository)
+    with pytest.raises(ExportError, match="published with the ensemble layout"):
+        _export_fused(tiny_repository.parent / "ckpt", repository, name="tiny")
+    with pytest.raises(ExportError, match=r"--layout fused runs the graph .* on the CPU"):
+        export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="other",
+                                        repository=repository, target="gpu",
+                                        serving=ServingOptions(layout="fused")))
+    assert not (repository / "other").exists()
+
+
+def test_tune_rollback_and_scoring_work_on_the_fused_layout(both_layouts: Path, tmp_path: Path) -> None:
+    from tuneship.deploy.tuning import TuneOptions, tune
+    from tuneship.monitor.scoring import PublishedClassifier
+    from tuneship.monitor.update import rollback
+
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    shutil.copytree(both_layouts / "tinyf", repository / "tinyf")
+    report = tune(TuneOptions(model="tinyf", latency_budget_ms=5000.0, repository=repository, concurrency=4,
+                              window_s=0.3, max_batch_sizes=(8,), queue_delays_us=(0, 2000), instance_counts=(1,),
+                              intra_op_threads=(1,)))
+    assert report.chosen is not None and len([t for t in report.trials if not t.note]) == 3
+    config = parse_pbtxt((repository / "tinyf" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config.max_batch_size == 8 and config.parameters["intra_op_thread_count"].string_value == "1"
+    assert config.dynamic_batching.max_queue_delay_microseconds == report.chosen.candidate.queue_delay_us
+    # A second export of the same checkpoint is v2; rolling back publishes v1's files as v3, live.
+    _export_fused(_checkpoint_of(both_layouts / "tinyf"), repository)
+    assert existing_versions(repository / "tinyf") == [1, 2]
+    options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0,
+                           model_control_mode="explicit", load_models=("*",))
+    with TritonServer(options) as server, TritonClient(server.grpc_url, ClientOptions(timeout_s=60)) as client:
+        versions = rollback(repository, "tinyf", url=server.grpc_url)
+        assert versions == {"tinyf": 3}
+        served = TextClassifier(client, "tinyf").classify(TEXTS)
+        result = client.infer("tinyf", {"TEXT": np.array([[b"a superb and moving film"]], dtype=np.object_)})
+        assert result.version == "3"
+    assert ((repository / "tinyf" / "3" / "model.onnx").read_bytes()
+            == (repository / "tinyf" / "1" / "model.onnx").read_bytes())
+    scored = PublishedClassifier(repository, "tinyf")
+    assert scored.version == 3 and scored.predict(TEXTS) == [p.label for p in served]
+
+
+def _checkpoint_of(model: Path) -> Path:
+    return Path(json.loads((model / "export_report.json").read_text(encoding="utf-8"))["checkpoint"])
