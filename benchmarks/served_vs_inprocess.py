@@ -11,6 +11,9 @@ Served: the embedded Triton on a copy of the repository, `tuneship bench`'s load
 concurrency 1, 4, 16 and 32: texts/s, p50/p95/p99 and Triton's queue and compute time per request. "before" is the
 repository as exported; "after" is the same copy once `tuneship tune` (a small grid: max batch 64, queue delay 0 or
 2000 us, 1 or 2 instances, 0 or 1 intra-op threads, measured at concurrency 4) has written its choice.
+With `--fused-repository` (the same checkpoint exported with `tuneship export --layout fused` under the same
+model name), the fused layout is measured the same way, before and after its own tune, in the same run; the
+results say whether its model.onnx is byte for byte the ensemble's.
 Writes results.json, table.md and served_vs_inprocess.png into --out.
 """
 
@@ -97,6 +100,10 @@ def served(repository: Path, model: str, texts: list[str], window: float) -> lis
              "errors": r.errors, "stable": r.stable} for r in results]
 
 
+PHASES = {"before": "served, before tune", "after": "served, after tune",
+          "fused_before": "served fused, before tune", "fused_after": "served fused, after tune"}
+
+
 def table(results: dict[str, Any]) -> str:
     lines = ["| path | concurrency / batch | texts/s | p50 ms | p95 ms | p99 ms | Triton queue ms | Triton compute ms"
              " |",
@@ -104,9 +111,9 @@ def table(results: dict[str, Any]) -> str:
     for batch, f in results["in_process"].items():
         lines.append(f"| in-process | {batch} | {f['texts_per_second']} | {f['p50_ms']} | {f['p95_ms']} | "
                      f"{f['p99_ms']} | - | - |")
-    for phase in ("before", "after"):
-        for r in results[phase]:
-            lines.append(f"| served, {phase} tune | concurrency {r['concurrency']} | {r['texts_per_second']} | "
+    for phase, title in PHASES.items():
+        for r in results.get(phase, []):
+            lines.append(f"| {title} | concurrency {r['concurrency']} | {r['texts_per_second']} | "
                          f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['queue_ms']} | {r['compute_ms']} |")
     return "\n".join(lines) + "\n"
 
@@ -118,10 +125,12 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axis = plt.subplots(figsize=(8, 5), dpi=100)
-    for phase, style in (("before", "o-"), ("after", "s-")):
-        rows = results[phase]
+    for phase, style in (("before", "o-"), ("after", "s-"), ("fused_before", "o--"), ("fused_after", "s--")):
+        rows = results.get(phase, [])
+        if not rows:
+            continue
         axis.plot([r["texts_per_second"] for r in rows], [r["p99_ms"] for r in rows], style,
-                  label=f"served, {phase} tune (p99)")
+                  label=f"{PHASES[phase]} (p99)")
         for r in rows:
             axis.annotate(f"c={r['concurrency']}", (r["texts_per_second"], r["p99_ms"]), textcoords="offset points",
                           xytext=(4, 4), fontsize=8)
@@ -141,6 +150,21 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _tune_and_measure(repository: Path, args: argparse.Namespace, texts: list[str], results: dict[str, Any],
+                      phase: str, chart: Path) -> dict[str, Any]:
+    """`tuneship tune`'s small grid at concurrency 4 on `repository`, then the served levels again."""
+    from tuneship.deploy.tuning import TuneOptions, save, tune
+
+    report = tune(TuneOptions(model=args.model, latency_budget_ms=args.latency_budget_ms, repository=repository,
+                              percentile=99, concurrency=4, window_s=args.window, max_batch_sizes=(64,),
+                              queue_delays_us=(0, 2000), instance_counts=(1, 2), intra_op_threads=(0, 1),
+                              texts=texts))
+    save(report, repository)
+    shutil.copy2(repository / args.model / "tuning.png", chart)
+    results[phase] = served(repository, args.model, texts, args.window)
+    return {"chosen": report.chosen.candidate.describe() if report.chosen else None, "reason": report.reason}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("repository", type=Path)
@@ -149,11 +173,12 @@ def main() -> int:
     parser.add_argument("--latency-budget-ms", type=float, default=60.0, help="tune: p99 budget at concurrency 4")
     parser.add_argument("--seconds", type=float, default=8.0, help="in-process measuring time per batch size")
     parser.add_argument("--window", type=float, default=2.0, help="load generator window")
+    parser.add_argument("--fused-repository", type=Path, default=None,
+                        help="the same checkpoint exported with --layout fused (same model name): measured too")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     from tuneship.client.bench import builtin_reviews
-    from tuneship.deploy.tuning import TuneOptions, save, tune
 
     texts = builtin_reviews()
     results: dict[str, Any] = {"model": args.model, "texts": len(texts)}
@@ -162,20 +187,20 @@ def main() -> int:
         shutil.copytree(args.repository, copy, ignore=shutil.ignore_patterns("__pycache__", ".*"))
         results["in_process"] = in_process(copy, args.model, texts, args.seconds)
         results["before"] = served(copy, args.model, texts, args.window)
-        report = tune(TuneOptions(model=args.model, latency_budget_ms=args.latency_budget_ms, repository=copy,
-                                  percentile=99, concurrency=4, window_s=args.window, max_batch_sizes=(64,),
-                                  queue_delays_us=(0, 2000), instance_counts=(1, 2), intra_op_threads=(0, 1),
-                                  texts=texts))
-        results["tune"] = {"chosen": report.chosen.candidate.describe() if report.chosen else None,
-                           "reason": report.reason}
-        save(report, copy)
-        shutil.copy2(copy / args.model / "tuning.png", args.out / "tuning.png")
-        results["after"] = served(copy, args.model, texts, args.window)
+        results["tune"] = _tune_and_measure(copy, args, texts, results, "after", args.out / "tuning.png")
+        if args.fused_repository is not None:
+            fused = Path(scratch) / "fused"
+            shutil.copytree(args.fused_repository, fused, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+            results["fused_same_graph"] = ((_latest(fused / args.model) / "model.onnx").read_bytes() ==
+                                           (_latest(copy / f"{args.model}_model") / "model.onnx").read_bytes())
+            results["fused_before"] = served(fused, args.model, texts, args.window)
+            results["fused_tune"] = _tune_and_measure(fused, args, texts, results, "fused_after",
+                                                      args.out / "tuning_fused.png")
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (args.out / "table.md").write_text(table(results), encoding="utf-8")
     plot(results, args.out / "served_vs_inprocess.png", f"{args.model}: served vs in-process, one text per request")
     print(table(results))
-    print(json.dumps(results["tune"], indent=2))
+    print(json.dumps({k: results[k] for k in ("tune", "fused_tune", "fused_same_graph") if k in results}, indent=2))
     print(f"wrote {args.out}/results.json, table.md, served_vs_inprocess.png, tuning.png")
     return 0
 
