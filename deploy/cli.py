@@ -90,7 +90,8 @@ def register(subparsers: Any) -> None:
     tune = subparsers.add_parser(
         "tune", help="sweep batching, instances, threads and kept precision variants on the embedded server; "
                      "keep the fastest config within a latency budget")
-    tune.add_argument("--model", required=True, help="the classifier ensemble to tune (text or image)")
+    tune.add_argument("--model", required=True,
+                      help="the classifier to tune (a text or image ensemble, or a fused text classifier)")
     tune.add_argument("--latency-budget-ms", type=positive_float, required=True,
                       help="largest allowed latency percentile (ms)")
     tune.add_argument("--model-repository", type=Path, default=Path("model_repository"),

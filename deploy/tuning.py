@@ -1,14 +1,14 @@
 """`tuneship tune`: Triton Model Analyzer's quick search, on the embedded server, for text and image classifiers.
 
-The pipeline's models are copied into a scratch repository served in explicit model-control mode; each candidate
-configuration (max batch size, dynamic-batching queue delay, model instances, ONNX Runtime intra-op threads) is
-written there, the models are reloaded, and the project's load generator measures it on real texts at one
-concurrency. The highest throughput whose latency percentile stays within the budget wins; its configs are
-written back into the real repository atomically (a polling server reloads them; others on restart or
-`tuneship deploy load`). Precision is swept too when the export kept its gated variants (`tuneship export
---keep-variants`): each other variant is measured at the best batching found for the published one, and a chosen
-variant is published as the model's next version. A batch-invariant variant is preferred, as the exporter does,
-over a faster one that is not, within `invariance_margin`.
+The pipeline's models (or a fused classifier, which runs its graph itself) are copied into a scratch repository
+served in explicit model-control mode; each candidate configuration (max batch size, dynamic-batching queue delay,
+model instances, ONNX Runtime intra-op threads) is written there, the models are reloaded, and the project's load
+generator measures it on real texts at one concurrency. The highest throughput whose latency percentile stays within
+the budget wins; its configs are written back into the real repository atomically (a polling server reloads them;
+others on restart or `tuneship deploy load`). Precision is swept too when the export kept its gated variants
+(`tuneship export --keep-variants`): each other variant is measured at the best batching found for the published
+one, and a chosen variant is published as the model's next version. A batch-invariant variant is preferred, as the
+exporter does, over a faster one that is not, within `invariance_margin`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class TuneError(Exception):
 
 @dataclass
 class TuneOptions:
-    model: str = field(metadata={"help": "the ensemble to tune (a text or image classifier)"})
+    model: str = field(metadata={
+        "help": "the classifier to tune (a text or image ensemble, or a fused text classifier)"})
     latency_budget_ms: float = field(metadata={"help": "largest allowed latency percentile, milliseconds"})
     repository: Path = field(default=Path("model_repository"), metadata={"help": "Triton model repository"})
     percentile: int = field(default=99, metadata={"help": "which latency percentile the budget bounds"})

@@ -12,6 +12,8 @@ from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import (
     ServingOptions,
     ensemble_config,
+    fused_config,
+    is_fused,
     onnx_model_config,
     parse_pbtxt,
     postprocess_config,
@@ -59,6 +61,25 @@ def test_ensemble_wires_the_three_steps_and_lists_labels() -> None:
     assert json.loads(config.parameters["labels"].string_value) == ["neg", "pos"]
     assert [o.name for o in config.output] == ["LABEL", "PROBABILITIES"]
     assert list(config.output[1].dims) == [2]
+
+
+def test_a_fused_classifier_has_the_ensembles_interface_and_its_steps_settings() -> None:
+    options = ServingOptions(max_batch_size=32, queue_delay_us=100, instance_count=2, intra_op_threads=1,
+                             pad_to_multiple_of=16, quality_metrics=False)
+    config = parse_pbtxt(to_pbtxt(fused_config("s", ["neg", "pos"], 128, "[PAD]", 0, options, graph_level=-1)))
+    ensemble = ensemble_config("s", INPUTS, ["neg", "pos"], ServingOptions())
+    assert is_fused(config) and not is_fused(ensemble)
+    assert config.backend == "python" and config.max_batch_size == 32
+    assert [(i.name, i.data_type) for i in config.input] == [(i.name, i.data_type) for i in ensemble.input]
+    assert [(o.name, list(o.dims)) for o in config.output] == [(o.name, list(o.dims)) for o in ensemble.output]
+    assert config.output[1].label_filename == "labels.txt"  # Triton's classification extension works on it
+    parameters = {k: v.string_value for k, v in config.parameters.items()}
+    assert json.loads(parameters["labels"]) == ["neg", "pos"] and parameters["pipeline"] == "s"
+    # One call tokenizes every merged request together: no buckets needed, unlike the ensemble's tokenizer.
+    assert parameters["pad_to_multiple_of"] == "1" and parameters["max_length"] == "128"
+    assert parameters["intra_op_thread_count"] == "1" and parameters["graph_level"] == "-1"
+    assert parameters["quality_metrics"] == "false" and parameters["max_text_bytes"] == str(128 * 128)
+    assert config.instance_group[0].count == 2 and config.dynamic_batching.max_queue_delay_microseconds == 100
 
 
 def test_python_models_declare_string_and_token_tensors() -> None:
