@@ -8,6 +8,10 @@ tokenizer, no model: only the stub's round trip), an ensemble of three such mode
 text classifier: tokenizer, model, postprocess) and, for reference, the real published pipeline when
 --repository/--model name one. One caller, one text per request, sequential requests over gRPC with
 tritonclient (no tuneship client code in the loop); p50/p95/p99 and Triton's queue/compute split per model.
+With --fused-repository (the same checkpoint exported with `--layout fused` under the same name), that model is
+served beside the ensemble as `<model>_fused`, the published models are measured in turns (--passes rounds), and
+the in-process figure (the ensemble's tokenizer.json and model.onnx, one text at a time; the goal's baseline) is
+measured in the same run.
 Writes results.json into --out.
 """
 
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 NOOP = '''
 import numpy as np
@@ -108,7 +113,8 @@ def measure(url: str, model: str, input_name: str, texts: list[str], requests: i
     for entry in client.get_inference_statistics("", as_json=True)["model_stats"]:
         stats = entry["inference_stats"]
         count = int(stats["success"].get("count", 0))
-        if count and (entry["name"] == model or entry["name"].startswith(f"{model}_")
+        steps = (model, f"{model}_tokenizer", f"{model}_model", f"{model}_postprocess")
+        if count and (entry["name"] in steps
                       or (model == "noop_ensemble" and entry["name"] != "noop_ensemble")):
             split[entry["name"]] = {
                 "requests": count,
@@ -121,12 +127,25 @@ def measure(url: str, model: str, input_name: str, texts: list[str], requests: i
             "p95_ms": round(cuts[94], 3), "p99_ms": round(cuts[98], 3), "triton": split}
 
 
+def _copy_renamed(source: Path, root: Path, name: str) -> str:
+    """A published model served under another name (its config says the new one), beside the original."""
+    from tuneship.exporter.model_configs import parse_pbtxt, to_pbtxt
+
+    shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("variants", "__pycache__"))
+    config = parse_pbtxt((root / name / "config.pbtxt").read_text(encoding="utf-8"))
+    config.name = name
+    (root / name / "config.pbtxt").write_text(to_pbtxt(config), encoding="utf-8")
+    return name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench/floor"))
     parser.add_argument("--repository", type=Path, help="a published repository to measure beside the floor")
     parser.add_argument("--model", help="the published text classifier in --repository")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--fused-repository", type=Path, help="the same checkpoint published with --layout fused")
+    parser.add_argument("--passes", type=int, default=1, help="rounds of the published models, in turns")
     args = parser.parse_args()
 
     from tuneship.client.bench import builtin_reviews
@@ -137,17 +156,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "repository"
         build_repository(root)
+        published = []
         if args.repository and args.model:
             for folder in args.repository.iterdir():
                 if folder.name == args.model or folder.name.startswith(f"{args.model}_"):
-                    shutil.copytree(folder, root / folder.name)
+                    shutil.copytree(folder, root / folder.name, ignore=shutil.ignore_patterns("variants"))
+            published.append(args.model)
+            if args.fused_repository:
+                published.append(_copy_renamed(args.fused_repository / args.model, root, f"{args.model}_fused"))
         with TritonServer(ServeOptions(model_repository=root, grpc_port=0, http_port=0, metrics_port=0,
                                        heal=False)) as server:
-            models = ["noop", "noop_ensemble"] + ([args.model] if args.repository and args.model else [])
-            for model in models:
+            for model in ["noop", "noop_ensemble"]:
                 row = measure(server.grpc_url, model, "TEXT", texts, args.requests)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+            for round_ in range(args.passes):
+                for model in published:
+                    row = {**measure(server.grpc_url, model, "TEXT", texts, args.requests), "pass": round_ + 1}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+        if published:
+            from served_vs_inprocess import in_process
+
+            figures = in_process(root, args.model, texts, 8.0)["batch 1"]
+            rows.append({"model": "in-process, batch 1", **figures})
+            print(json.dumps(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 

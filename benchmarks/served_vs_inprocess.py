@@ -6,7 +6,8 @@
 
 In-process: the published tokenizer.json (the `tokenizers` library, padded to the longest text, truncated at the
 tokenizer model's max_length) and model.onnx (ONNX Runtime, the graph level its config asks for, all cores),
-softmax included: one text at a time (latency percentiles and texts/s) and batches of 32 (texts/s).
+softmax included: one text at a time (latency percentiles and texts/s), batches of 4 (what four callers can
+at best be merged into) and of 32 (texts/s).
 Served: the embedded Triton on a copy of the repository, `tuneship bench`'s load generator, one text per request,
 concurrency 1, 4, 16 and 32: texts/s, p50/p95/p99 and Triton's queue and compute time per request. "before" is the
 repository as exported; "after" is the same copy once `tuneship tune` (a small grid: max batch 64, queue delay 0 or
@@ -69,7 +70,7 @@ def in_process(repository: Path, model: str, texts: list[str], seconds: float) -
         return np.asarray(exp / exp.sum(axis=-1, keepdims=True))
 
     figures: dict[str, Any] = {}
-    for batch in (1, 32):
+    for batch in (1, 4, 32):
         classify(texts[:batch])
         latencies, done, started, i = [], 0, time.perf_counter(), 0
         while time.perf_counter() - started < seconds:
