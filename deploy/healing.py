@@ -74,11 +74,21 @@ class StubWatcher:
         self.restarts = 0
         self.broken: set[str] = set()
         self._stop = threading.Event()
+        self._known: dict[int, Stub] = {}
         self._thread = threading.Thread(target=self._run, name="tuneship-stub-watcher", daemon=True)
 
     def start(self) -> StubWatcher:
+        # The first look is taken before start() returns: a stub that dies right after the server came up (before
+        # the thread's first poll) is then still noticed as gone.
+        self._known = self._scan()
         self._thread.start()
         return self
+
+    def _scan(self) -> dict[int, Stub]:
+        pid = self.server.pid
+        current = {stub.pid: stub for stub in list_stubs(pid)} if pid is not None else {}
+        self.regions.update(stub.shm_region for stub in current.values())
+        return current
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,14 +106,12 @@ class StubWatcher:
         return TritonClient(self.server.grpc_url, options)
 
     def _run(self) -> None:
-        known: dict[int, Stub] = {}
+        known = self._known
         while not self._stop.wait(self.interval_s):
-            pid = self.server.pid
-            if pid is None:
+            if self.server.pid is None:  # restarting: the new server's stubs are a new baseline
                 known = {}
                 continue
-            current = {stub.pid: stub for stub in list_stubs(pid)}
-            self.regions.update(stub.shm_region for stub in current.values())
+            current = self._scan()
             gone = [stub for stub_pid, stub in known.items() if stub_pid not in current]
             known = current
             for model in sorted({stub.model for stub in gone}):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuneship.client import ClientOptions, InvalidInputError, TextClassifier, TritonClient
+from tuneship.client import ClientOptions, InvalidInputError, TextClassifier, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.exporter import ExportOptions, export_checkpoint
 from tuneship.exporter.errors import ExportError
@@ -123,3 +123,30 @@ def test_tune_rollback_and_scoring_work_on_the_fused_layout(both_layouts: Path, 
 
 def _checkpoint_of(model: Path) -> Path:
     return Path(json.loads((model / "export_report.json").read_text(encoding="utf-8"))["checkpoint"])
+
+
+def test_a_killed_fused_stub_is_healed(both_layouts: Path) -> None:
+    import os
+    import signal
+
+    from tuneship.deploy.stubs import list_stubs
+
+    events: list[str] = []
+    options = ServeOptions(model_repository=both_layouts, grpc_port=0, http_port=0, metrics_port=0)
+    with TritonServer(options, log=events.append) as server, \
+            TritonClient(server.grpc_url, ClientOptions(timeout_s=10)) as client:
+        classifier = TextClassifier(client, "tinyf")
+        expected = [p.label for p in classifier.classify(TEXTS)]
+        assert server.pid is not None
+        victim = next(stub.pid for stub in list_stubs(server.pid) if stub.model == "tinyf")
+        os.kill(victim, signal.SIGKILL)
+        deadline, answered = time.monotonic() + 30, False
+        while time.monotonic() < deadline and not answered:
+            time.sleep(0.5)
+            try:
+                answered = [p.label for p in classifier.classify(TEXTS)] == expected and \
+                    any("answering again" in e for e in events)
+            except TritonError:  # while the stub is dead
+                answered = False
+        assert answered, events
+        assert any("tinyf" in e and "died" in e for e in events), events

@@ -13,8 +13,9 @@ batcher merged are tokenized together, run through one ONNX Runtime session and 
 Needs `numpy<2`, `tokenizers` and `onnxruntime` in the Python backend's environment (requirements.txt beside the
 config); the ensemble layout needs only the first two and runs the graph on Triton's native ONNX Runtime backend.
 Config parameters: `intra_op_thread_count` (0: ONNX Runtime's default, every core), `graph_level` (-1: basic
-optimizations only, for graphs the exporter already optimized; otherwise all), and the tokenizer's and
-postprocess's own parameters.
+optimizations only, for graphs the exporter already optimized; otherwise all), `allow_spinning` ("0": idle ONNX
+Runtime threads sleep at once instead of spinning), `tokenizer_threads` ("1": the tokenizer encodes on the calling
+thread, without its own thread pool), and the tokenizer's and postprocess's own parameters.
 """
 
 import json
@@ -43,6 +44,8 @@ class TritonPythonModel:
 
         self.pb_utils = pb_utils
         parameters = _parameters(args)
+        if parameters.get("tokenizer_threads", "") == "1":  # read by `tokenizers` before each batch
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.tokenizer = Tokenizer()
         self.tokenizer.initialize(args)
         self.postprocess = Postprocess()
@@ -51,6 +54,8 @@ class TritonPythonModel:
         options.log_severity_level = 3
         options.intra_op_num_threads = int(parameters.get("intra_op_thread_count") or 0)
         options.inter_op_num_threads = 1
+        if parameters.get("allow_spinning", "1") == "0":  # idle ONNX Runtime threads sleep instead of spinning
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         level = int(parameters.get("graph_level") or 0)
         options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if level == -1
                                             else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
