@@ -60,6 +60,15 @@ def _latest(config: mc.ModelConfig, versions: int) -> None:
     config.version_policy.latest.num_versions = versions
 
 
+def _tokenizer_parameters(config: mc.ModelConfig, max_length: int, pad_token: str, pad_token_id: int,
+                          options: ServingOptions) -> None:
+    """What triton_models/tokenizer.py reads, in the tokenizer model's config or a fused classifier's."""
+    config.parameters["max_length"].string_value = str(max_length)
+    config.parameters["pad_token"].string_value = pad_token
+    config.parameters["pad_token_id"].string_value = str(pad_token_id)
+    config.parameters["max_text_bytes"].string_value = str(options.max_text_bytes or max_length * 128)
+
+
 def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad_token: str, pad_token_id: int,
                      options: ServingOptions, pipeline: str = "") -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
@@ -69,10 +78,7 @@ def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad
     config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
     _instance_group(config, "KIND_CPU", options.python_instance_count)
     _latest(config, options.versions_to_serve)
-    config.parameters["max_length"].string_value = str(max_length)
-    config.parameters["pad_token"].string_value = pad_token
-    config.parameters["pad_token_id"].string_value = str(pad_token_id)
-    config.parameters["max_text_bytes"].string_value = str(options.max_text_bytes or max_length * 128)
+    _tokenizer_parameters(config, max_length, pad_token, pad_token_id, options)
     # A bucket must divide the max length: a text cut at max_length and padded past it would exceed what the model
     # (and a TensorRT engine's profile) accepts.
     config.parameters["pad_to_multiple_of"].string_value = str(math.gcd(options.pad_to_multiple_of, max_length))
@@ -176,10 +182,7 @@ def fused_config(name: str, labels: Sequence[str], max_length: int, pad_token: s
     config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
     _instance_group(config, "KIND_CPU", options.instance_count)
     _latest(config, options.versions_to_serve)
-    config.parameters["max_length"].string_value = str(max_length)
-    config.parameters["pad_token"].string_value = pad_token
-    config.parameters["pad_token_id"].string_value = str(pad_token_id)
-    config.parameters["max_text_bytes"].string_value = str(options.max_text_bytes or max_length * 128)
+    _tokenizer_parameters(config, max_length, pad_token, pad_token_id, options)
     config.parameters["pad_to_multiple_of"].string_value = "1"
     config.parameters["intra_op_thread_count"].string_value = str(options.intra_op_threads)
     config.parameters["graph_level"].string_value = str(graph_level)
