@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tritonclient.grpc import model_config_pb2 as mc
+
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import is_fused, parse_pbtxt
+from tuneship.exporter.model_configs import ServingOptions, is_fused, parse_pbtxt
 
 
 def served_layout(repository: Path, name: str) -> str | None:
@@ -51,3 +53,39 @@ def check_layout(repository: Path, name: str, layout: str) -> None:
         f"{repository / name} is published with the {before} layout, and this export asks for {layout}: export "
         f"under another --name (or --layout {before}); to switch this name, remove its models from the repository "
         "first")
+
+
+def serving_options(repository: Path, name: str) -> ServingOptions:
+    """The serving settings of the published pipeline `name` as its configs say now (what an export, `tuneship
+    tune` or a hand edit left there), so a new version published for it (`tuneship update`) keeps them."""
+    layout = served_layout(repository, name)
+    if layout not in ("ensemble", "fused"):
+        return ServingOptions()
+    fused = layout == "fused"
+    graph = _config(repository, name if fused else f"{name}_model")
+    text = graph if fused else _config(repository, f"{name}_tokenizer")
+    caller = _config(repository, name)
+
+    def parameter(config: mc.ModelConfig, key: str, default: str) -> str:
+        return config.parameters[key].string_value if key in config.parameters else default
+
+    group = graph.instance_group[0] if graph.instance_group else None
+    return ServingOptions(
+        max_batch_size=graph.max_batch_size, queue_delay_us=graph.dynamic_batching.max_queue_delay_microseconds,
+        preferred_batch_sizes=tuple(graph.dynamic_batching.preferred_batch_size),
+        instance_count=group.count if group else 1,
+        instance_kind=mc.ModelInstanceGroup.Kind.Name(group.kind) if group else "KIND_CPU",
+        python_instance_count=text.instance_group[0].count if text.instance_group and not fused else 1,
+        intra_op_threads=int(parameter(graph, "intra_op_thread_count", "0") or 0),
+        versions_to_serve=caller.version_policy.latest.num_versions or 1,
+        pad_to_multiple_of=int(parameter(text, "pad_to_multiple_of", "16")) if not fused else 16,
+        max_text_bytes=int(parameter(text, "max_text_bytes", "0") or 0),
+        quality_metrics=parameter(text, "quality_metrics", "true") == "true",
+        layout=layout)
+
+
+def _config(repository: Path, model: str) -> mc.ModelConfig:
+    path = repository / model / "config.pbtxt"
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist: the published pipeline {model!r} belongs to is incomplete")
+    return parse_pbtxt(path.read_text(encoding="utf-8"))

@@ -123,8 +123,7 @@ def _sample(examples: list[Any], count: int, seed: int) -> list[Any]:
 
 def run_update(options: UpdateOptions) -> UpdateReport:
     from tuneship.exporter import ExportOptions, export_checkpoint, repository_lock
-    from tuneship.exporter.layout import served_layout
-    from tuneship.exporter.model_configs import ServingOptions
+    from tuneship.exporter.layout import serving_options
     from tuneship.exporter.texts import read_jsonl
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.progress import step
@@ -185,10 +184,10 @@ def run_update(options: UpdateOptions) -> UpdateReport:
               f"original examples, {how} ({config.method}); {len(holdout.examples)} new texts held out")
         train(config)
         candidate_repo = scratch / "repository"
-        # The candidate is published the way the serving version is (ensemble or fused), or it could not replace it.
-        layout = served_layout(options.repository, options.name) or "ensemble"
+        # The candidate is published the way the serving version is (ensemble or fused: or it could not replace
+        # it), with the serving settings its configs have now (a tune's choice is not undone by an update).
         export_checkpoint(ExportOptions(checkpoint=options.output, name=options.name, repository=candidate_repo,
-                                        serving=ServingOptions(layout=layout)))
+                                        serving=serving_options(options.repository, options.name)))
         with step("scoring the serving version and the candidate on the same texts"):
             serving = PublishedClassifier(options.repository, options.name, parent)
             candidate = PublishedClassifier(candidate_repo, options.name)

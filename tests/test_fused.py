@@ -91,6 +91,7 @@ def test_a_layout_is_not_published_over_the_other(tiny_repository: Path, tmp_pat
 
 def test_tune_rollback_and_scoring_work_on_the_fused_layout(both_layouts: Path, tmp_path: Path) -> None:
     from tuneship.deploy.tuning import TuneOptions, tune
+    from tuneship.exporter.layout import serving_options
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.monitor.update import rollback
 
@@ -104,6 +105,10 @@ def test_tune_rollback_and_scoring_work_on_the_fused_layout(both_layouts: Path, 
     config = parse_pbtxt((repository / "tinyf" / "config.pbtxt").read_text(encoding="utf-8"))
     assert config.max_batch_size == 8 and config.parameters["intra_op_thread_count"].string_value == "1"
     assert config.dynamic_batching.max_queue_delay_microseconds == report.chosen.candidate.queue_delay_us
+    # What an update exports its candidate with: the tuned settings, in the fused layout.
+    kept = serving_options(repository, "tinyf")
+    assert (kept.layout, kept.max_batch_size, kept.intra_op_threads) == ("fused", 8, 1)
+    assert kept.queue_delay_us == report.chosen.candidate.queue_delay_us
     # A second export of the same checkpoint is v2; rolling back publishes v1's files as v3, live.
     _export_fused(_checkpoint_of(both_layouts / "tinyf"), repository)
     assert existing_versions(repository / "tinyf") == [1, 2]

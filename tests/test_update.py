@@ -14,6 +14,7 @@ from conftest import synthetic_reviews, write_csv
 from tuneship.cli import main
 from tuneship.client import TextClassifier, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.exporter.model_configs import parse_pbtxt, to_pbtxt
 from tuneship.exporter.repository import existing_versions
 from tuneship.monitor import FeedbackStore
 from tuneship.monitor.update import UPDATES_FILE, UpdateError, UpdateOptions, run_update
@@ -40,6 +41,11 @@ def repository(tiny_repository: Path, tmp_path: Path) -> Path:
 def test_a_better_candidate_is_published_live_with_no_failed_request(repository: Path, tmp_path: Path) -> None:
     data = write_csv(tmp_path / "new.csv", new_domain(240, seed=5))
     parent = existing_versions(repository / "tiny_model")[-1]
+    # Settings a tune (or a person) left in the served configs: the published candidate keeps them.
+    tuned = parse_pbtxt((repository / "tiny_model" / "config.pbtxt").read_text())
+    tuned.dynamic_batching.max_queue_delay_microseconds = 1234
+    tuned.parameters["intra_op_thread_count"].string_value = "1"
+    (repository / "tiny_model" / "config.pbtxt").write_text(to_pbtxt(tuned))
     failures: list[str] = []
     answered = [0]
     stop = threading.Event()
@@ -73,6 +79,9 @@ def test_a_better_candidate_is_published_live_with_no_failed_request(repository:
     assert report.published_versions == {m: parent + 1 for m in ("tiny_model", "tiny_tokenizer",
                                                                  "tiny_postprocess", "tiny")}
     assert served.version == str(parent + 1)
+    kept = parse_pbtxt((repository / "tiny_model" / "config.pbtxt").read_text())
+    assert kept.dynamic_batching.max_queue_delay_microseconds == 1234
+    assert kept.parameters["intra_op_thread_count"].string_value == "1"
     assert not failures and answered[0] > 0, failures[:3]
     records = [json.loads(line) for line in (repository / "tiny" / UPDATES_FILE).read_text().splitlines()]
     assert len(records) == 1 and records[0]["parent_version"] == parent and records[0]["passed"]
