@@ -47,6 +47,7 @@ BATTERY: dict[str, list[list[str]]] = {
         ["{tmp}", "--keep", "0"],
         ["{tmp}", "--precision", "int3"],
         ["{tmp}", "--max-batch-size", "-1"],
+        ["{tmp}", "--layout", "stacked"],
     ],
     "serve": [
         ["--model-repository", "{tmp}/no-repository"],

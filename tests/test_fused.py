@@ -77,6 +77,18 @@ def test_the_fused_model_answers_as_the_ensemble_does(both_layouts: Path) -> Non
         assert 'tuneship_texts_refused_total{model="tinyf",reason="empty"' in metrics
 
 
+def test_the_command_line_asks_for_the_layout(tmp_path: Path) -> None:
+    import argparse
+
+    from tuneship.exporter.cli import add_export_arguments, export_options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_export_arguments(parser)
+    chosen = export_options_from_args(parser.parse_args([str(tmp_path), "--layout", "fused", "--instances", "2"]))
+    assert chosen.serving.layout == "fused" and chosen.serving.instance_count == 2
+    assert export_options_from_args(parser.parse_args([str(tmp_path)])).serving.layout == "ensemble"
+
+
 def test_a_layout_is_not_published_over_the_other(tiny_repository: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     shutil.copytree(tiny_repository, repository)
