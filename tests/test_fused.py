@@ -167,3 +167,33 @@ def test_a_killed_fused_stub_is_healed(both_layouts: Path) -> None:
                 answered = False
         assert answered, events
         assert any("tinyf" in e and "died" in e for e in events), events
+
+
+def test_tune_publishes_a_kept_variant_as_the_fused_models_next_version(tiny_repository: Path,
+                                                                        tmp_path: Path) -> None:
+    from tuneship.deploy.tuning import Candidate, TuneOptions, graph_step, kept_variants, pipeline_models, write_back
+
+    repository = tmp_path / "repo"
+    export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tinyf", repository=repository,
+                                    precision="auto", keep_variants=True, force=True, accuracy_threshold=100.0,
+                                    serving=ServingOptions(layout="fused")))
+    published, _, others = kept_variants(repository, "tinyf")
+    assert published and others  # the variants sit in the fused model's own version folder
+    caller, steps = pipeline_models(repository, "tinyf")
+    assert steps == [] and graph_step(caller, steps) is caller
+    kept = others[0]
+    write_back(TuneOptions(model="tinyf", latency_budget_ms=1.0, repository=repository), caller, steps, caller,
+               Candidate(16, 0, 1, 1, kept.name), kept)
+    assert existing_versions(repository / "tinyf") == [1, 2]
+    new, old = repository / "tinyf" / "2", repository / "tinyf" / "1"
+    assert (new / "model.onnx").read_bytes() == kept.path.read_bytes()
+    for name in ("model.py", "tokenizer.json", "labels.txt", "tuneship_tokenizer.py", "tuneship_postprocess.py"):
+        assert (new / name).read_bytes() == (old / name).read_bytes(), name
+    assert kept_variants(repository, "tinyf")[0] == kept.name
+    assert (new / "variants" / "variants.json").is_file()  # the kept variants come along with the version
+    config = parse_pbtxt((repository / "tinyf" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config.parameters["graph_level"].string_value == str(kept.graph_level) and config.max_batch_size == 16
+    with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)) as server, \
+            TritonClient(server.grpc_url) as client:
+        result = client.infer("tinyf", {"TEXT": np.array([[b"good film"]], dtype=np.object_)})
+        assert result.version == "2"
