@@ -135,7 +135,9 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
         for r in rows:
             axis.annotate(f"c={r['concurrency']}", (r["texts_per_second"], r["p99_ms"]), textcoords="offset points",
                           xytext=(4, 4), fontsize=8)
-    for batch, marker in (("batch 1", "^"), ("batch 32", "v")):
+    for batch, marker in (("batch 1", "^"), ("batch 4", "D"), ("batch 32", "v")):
+        if batch not in results["in_process"]:
+            continue
         f = results["in_process"][batch]
         axis.scatter([f["texts_per_second"]], [f["p99_ms"]], marker=marker, s=90, color="black",
                      label=f"in-process, {batch} (p99)", zorder=4)
