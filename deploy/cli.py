@@ -113,6 +113,9 @@ def register(subparsers: Any) -> None:
                       help="an image classifier: folder of images to send (each request row one image)")
     tune.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
                       help="also sweep the precision variants the export kept (tuneship export --keep-variants)")
+    tune.add_argument("--compare-fused", action=argparse.BooleanOptionalAction, default=True,
+                      help="a text ensemble: also measure the same graph and settings as one fused model "
+                           "(tuneship export --layout fused) and say how it compares; nothing is switched")
     tune.add_argument("--invariance-margin", type=non_negative_float, default=10.0,
                       help="percent: a batch-invariant variant is taken over a faster one that is not, up to "
                            "this much slower")
@@ -228,7 +231,7 @@ def run_metrics(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from tuneship.deploy.tuning import TuneError, TuneOptions, header, row, save, tune
+    from tuneship.deploy.tuning import TuneError, TuneOptions, fused_advice, header, row, save, tune
 
     for name in ("max_batch_sizes", "instance_counts"):
         if 0 in getattr(args, name):
@@ -251,7 +254,8 @@ def run_tune(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, window_s=args.window, max_batch_sizes=args.max_batch_sizes,
                           queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts,
                           intra_op_threads=args.intra_op_threads, texts=texts, write=not args.dry_run,
-                          variants=args.variants, invariance_margin=args.invariance_margin / 100.0)
+                          variants=args.variants, invariance_margin=args.invariance_margin / 100.0,
+                          compare_fused=args.compare_fused)
     try:
         report = tune(options)
     except TuneError as error:
@@ -261,6 +265,8 @@ def run_tune(args: argparse.Namespace) -> int:
         print(row(trial, report.percentile, report.latency_budget_ms, chosen=trial is report.chosen))
     json_path, png_path = save(report, args.model_repository)
     print(f"\n{report.reason}")
+    if fused_advice(report):
+        print(fused_advice(report))
     if report.written:
         print("wrote " + ", ".join(report.written) + " (a polling server reloads them; otherwise restart or "
               f"`tuneship deploy load {args.model}`)")

@@ -58,6 +58,9 @@ class TuneOptions:
         "help": "also sweep the precision variants the export kept (tuneship export --keep-variants)"})
     invariance_margin: float = field(default=0.10, metadata={
         "help": "a batch-invariant variant is taken over a faster one that is not, up to this share slower"})
+    compare_fused: bool = field(default=True, metadata={
+        "help": "a text ensemble: also measure the same graph in the fused layout (tuneship export --layout fused) "
+                "at the chosen settings, as advice (nothing is switched)"})
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class TuneReport:
     written: list[str]
     reason: str
     published_variant: str = ""  # the variant chosen by the export (or an earlier tune)
+    fused_layout: Trial | None = None  # the same graph and settings as one fused model, measured as advice
 
 
 def _read(path: Path) -> mc.ModelConfig:
@@ -232,10 +236,10 @@ def _write(repository: Path, configs: Sequence[mc.ModelConfig]) -> list[str]:
     return written
 
 
-def _measure(url: str, options: TuneOptions, texts: Sequence[str], trial: Trial) -> None:
+def _measure(url: str, options: TuneOptions, texts: Sequence[str], trial: Trial, model: str = "") -> None:
     from tuneship.client.bench import run_bench
 
-    [result] = asyncio.run(run_bench(url, options.model, [options.concurrency], texts, options.batch_size,
+    [result] = asyncio.run(run_bench(url, model or options.model, [options.concurrency], texts, options.batch_size,
                                      options.window_s, max_windows=3, progress=False))
     trial.texts_per_second = round(result.texts_per_second, 1)
     trial.latency_ms = {f"p{p}": round(getattr(result, f"p{p}_ms"), 2) for p in PERCENTILES}
@@ -337,14 +341,56 @@ def tune(options: TuneOptions) -> TuneReport:
                                   batch_variation=kept.batch_variation)
                     trials.append(trial)
                     run(trial, kept)
-    chosen, reason = choose(trials, options.percentile, options.latency_budget_ms, options.invariance_margin)
+            chosen, reason = choose(trials, options.percentile, options.latency_budget_ms, options.invariance_margin)
+            fused_trial: Trial | None = None
+            if options.compare_fused and ensemble.platform == "ensemble" and ensemble.input[0].name == "TEXT" \
+                    and onnx_step.platform == "onnxruntime_onnx":
+                best = chosen.candidate if chosen is not None else current
+                kept_best = next((k for k in others if k.name == best.variant), None)
+                fused_trial = Trial(best, current=False)
+                try:
+                    name = _fused_copy(options, scratch, best, kept_best)
+                    client.load_model(name)
+                    _measure(server.grpc_url, options, texts, fused_trial, name)
+                except Exception as error:  # advice only: a failure is reported, not raised
+                    fused_trial.note = f"failed: {str(error).splitlines()[0][:120]}"
+                print(row(fused_trial, options.percentile, options.latency_budget_ms, label="fused layout"),
+                      flush=True)
     written: list[str] = []
     if chosen is not None and options.write:
         kept_chosen = next((k for k in others if k.name == chosen.candidate.variant), None)
         written = write_back(options, ensemble, steps, onnx_step, chosen.candidate, kept_chosen)
     return TuneReport(model=options.model, percentile=options.percentile,
                       latency_budget_ms=options.latency_budget_ms, concurrency=options.concurrency, trials=trials,
-                      chosen=chosen, written=written, reason=reason, published_variant=published)
+                      chosen=chosen, written=written, reason=reason, published_variant=published,
+                      fused_layout=fused_trial)
+
+
+def _fused_copy(options: TuneOptions, scratch: Path, candidate: Candidate, kept: KeptVariant | None) -> str:
+    """The published ensemble as one fused model beside it in the scratch repository, at `candidate`'s settings
+    (and precision variant)."""
+    from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.exporter.publishing import fused_from_ensemble
+
+    name = f"{options.model}_fused_layout"
+    version = fused_from_ensemble(options.repository, options.model, scratch, name)
+    if kept is not None:
+        shutil.copyfile(kept.path, scratch / name / str(version) / "model.onnx")
+    config = parse_pbtxt((scratch / name / "config.pbtxt").read_text(encoding="utf-8"))
+    _write(scratch, apply(candidate, config, [], kept.graph_level if kept else None))
+    return name
+
+
+def fused_advice(report: TuneReport) -> str:
+    """One line comparing the fused layout with the chosen configuration, or "" when not measured."""
+    fused, chosen = report.fused_layout, report.chosen
+    if fused is None or fused.note or not fused.latency_ms or chosen is None or not chosen.texts_per_second:
+        return ""
+    key = f"p{report.percentile}"
+    gain = fused.texts_per_second / chosen.texts_per_second - 1
+    return (f"the same graph and settings in the fused layout (one Python model; `tuneship export --layout fused`, "
+            f"under a new name) measured {fused.texts_per_second:.0f} texts/s at {key} {fused.latency_ms[key]:.1f} "
+            f"ms: {gain:+.0%} texts/s against the chosen configuration ({chosen.latency_ms[key]:.1f} ms)")
 
 
 def _install(repository: Path, onnx_step: mc.ModelConfig, source: Path) -> None:
@@ -408,8 +454,8 @@ def header() -> str:
     return f"  {'configuration':<52}{'texts/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}  verdict"
 
 
-def row(trial: Trial, percentile: int, budget_ms: float, chosen: bool = False) -> str:
-    name = trial.candidate.describe() + (" (current)" if trial.current else "")
+def row(trial: Trial, percentile: int, budget_ms: float, chosen: bool = False, label: str = "") -> str:
+    name = trial.candidate.describe() + (" (current)" if trial.current else "") + (f" [{label}]" if label else "")
     if trial.note:
         return f"  {name:<52}{trial.note}"
     verdict = "within budget" if trial.within(percentile, budget_ms) else "over budget"
@@ -453,6 +499,10 @@ def plot(report: TuneReport, path: Path) -> None:
         if trial.current:
             axis.scatter([trial.texts_per_second], [trial.latency_ms[key]], marker="s", s=80, facecolors="none",
                          edgecolors="black", label="current")
+    fused = report.fused_layout
+    if fused is not None and fused.latency_ms and not fused.note:
+        axis.scatter([fused.texts_per_second], [fused.latency_ms[key]], marker="D", s=70, color="tab:green",
+                     zorder=5, label="the chosen settings in the fused layout (advice)")
     if report.chosen is not None:
         axis.scatter([report.chosen.texts_per_second], [report.chosen.latency_ms[key]], marker="*", s=250,
                      color="tab:orange", zorder=5, label=f"chosen: {report.chosen.candidate.describe()}")

@@ -188,3 +188,47 @@ def keep_variants(repository: Path, name: str, version: int, variants: list[Vari
                       "latency_ms": report.latency_ms})
     write_text_atomic(folder / VARIANTS_INDEX, json.dumps(index, indent=2) + "\n")
     return [str(entry["name"]) for entry in index]
+
+
+def fused_from_ensemble(repository: Path, name: str, target: Path, target_name: str) -> int:
+    """The published ensemble `name`'s latest files (ONNX graph, tokenizer, labels, reference) as a fused
+    classifier `target_name` in `target`, with the ensemble's serving settings: what `--layout fused` would have
+    published for the same export (`tuneship tune` measures it beside the ensemble)."""
+    from dataclasses import replace
+
+    from tuneship.exporter.layout import serving_options
+    from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.exporter.repository import existing_versions
+
+    def latest(model: str) -> Path:
+        versions = existing_versions(repository / model)
+        if not versions:
+            raise ExportError(f"{repository / model}: no published versions")
+        return repository / model / str(versions[-1])
+
+    graph, tokenizer, post = latest(f"{name}_model"), latest(f"{name}_tokenizer"), latest(f"{name}_postprocess")
+    if not (graph / "model.onnx").is_file():
+        raise ExportError(f"{graph}: no model.onnx (a TensorRT engine has no fused layout)")
+    model_config = parse_pbtxt((repository / f"{name}_model" / "config.pbtxt").read_text(encoding="utf-8"))
+    token_config = parse_pbtxt((repository / f"{name}_tokenizer" / "config.pbtxt").read_text(encoding="utf-8"))
+    labels = published_labels(repository, name) or []
+    parameters = {k: v.string_value for k, v in token_config.parameters.items()}
+    serving = replace(serving_options(repository, name), layout="fused")
+    reference_path = post / REFERENCE_FILE
+    reference = json.loads(reference_path.read_text(encoding="utf-8")) if reference_path.is_file() else None
+
+    def fill(folder: Path) -> None:
+        shutil.copy2(TRITON_MODELS / "pipeline.py", folder / "model.py")
+        shutil.copy2(TRITON_MODELS / "tokenizer.py", folder / "tuneship_tokenizer.py")
+        shutil.copy2(TRITON_MODELS / "postprocess.py", folder / "tuneship_postprocess.py")
+        shutil.copy2(tokenizer / "tokenizer.json", folder / "tokenizer.json")
+        shutil.copy2(graph / "model.onnx", folder / "model.onnx")
+        fill_labels_and_reference(folder, labels, reference)
+
+    config = fused_config(target_name, labels, int(parameters.get("max_length", "512")),
+                          parameters.get("pad_token", "[PAD]"), int(parameters.get("pad_token_id", "0")), serving,
+                          graph_level=model_config.optimization.graph.level)
+    config.parameters["pipeline"].string_value = name
+    version = publish_version(target, config, fill)
+    write_text_atomic(target / target_name / "labels.txt", "\n".join(labels) + "\n")
+    return version
