@@ -137,6 +137,18 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
     return versions
 
 
+def fill_fused(target: Path, tokenizer_json: Path, graph: Path, labels: list[str],
+               reference: dict[str, Any] | None) -> None:
+    """A fused classifier's version folder: its code, the two step modules it reuses, the tokenizer, the graph,
+    the labels and the reference behaviour."""
+    shutil.copy2(TRITON_MODELS / "pipeline.py", target / "model.py")
+    shutil.copy2(TRITON_MODELS / "tokenizer.py", target / "tuneship_tokenizer.py")
+    shutil.copy2(TRITON_MODELS / "postprocess.py", target / "tuneship_postprocess.py")
+    shutil.copy2(tokenizer_json, target / "tokenizer.json")
+    shutil.copy2(graph, target / "model.onnx")
+    fill_labels_and_reference(target, labels, reference)
+
+
 def publish_fused(options: ExportOptions, name: str, checkpoint: Any, variant: Variant, labels: list[str],
                   reference: dict[str, Any] | None, pad_token: str, pad_id: int) -> dict[str, int]:
     """`<name>` as one Python model: its version folder holds everything the ensemble's three models hold."""
@@ -145,12 +157,7 @@ def publish_fused(options: ExportOptions, name: str, checkpoint: Any, variant: V
                           f"--target {options.target} is served by the ensemble layout (--layout ensemble)")
 
     def fill(target: Path) -> None:
-        shutil.copy2(TRITON_MODELS / "pipeline.py", target / "model.py")
-        shutil.copy2(TRITON_MODELS / "tokenizer.py", target / "tuneship_tokenizer.py")
-        shutil.copy2(TRITON_MODELS / "postprocess.py", target / "tuneship_postprocess.py")
-        shutil.copy2(checkpoint.path / "tokenizer.json", target / "tokenizer.json")
-        shutil.copy2(variant.path, target / "model.onnx")
-        fill_labels_and_reference(target, labels, reference)
+        fill_fused(target, checkpoint.path / "tokenizer.json", variant.path, labels, reference)
 
     config = fused_config(name, labels, checkpoint.max_length, pad_token, pad_id, options.serving,
                           graph_level=variant.graph_level)
@@ -218,12 +225,7 @@ def fused_from_ensemble(repository: Path, name: str, target: Path, target_name: 
     reference = json.loads(reference_path.read_text(encoding="utf-8")) if reference_path.is_file() else None
 
     def fill(folder: Path) -> None:
-        shutil.copy2(TRITON_MODELS / "pipeline.py", folder / "model.py")
-        shutil.copy2(TRITON_MODELS / "tokenizer.py", folder / "tuneship_tokenizer.py")
-        shutil.copy2(TRITON_MODELS / "postprocess.py", folder / "tuneship_postprocess.py")
-        shutil.copy2(tokenizer / "tokenizer.json", folder / "tokenizer.json")
-        shutil.copy2(graph / "model.onnx", folder / "model.onnx")
-        fill_labels_and_reference(folder, labels, reference)
+        fill_fused(folder, tokenizer / "tokenizer.json", graph / "model.onnx", labels, reference)
 
     config = fused_config(target_name, labels, int(parameters.get("max_length", "512")),
                           parameters.get("pad_token", "[PAD]"), int(parameters.get("pad_token_id", "0")), serving,
