@@ -80,13 +80,16 @@ class StubWatcher:
     def start(self) -> StubWatcher:
         # The first look is taken before start() returns: a stub that dies right after the server came up (before
         # the thread's first poll) is then still noticed as gone.
-        self._known = self._scan()
+        self._known = self._scan() or {}
         self._thread.start()
         return self
 
-    def _scan(self) -> dict[int, Stub]:
+    def _scan(self) -> dict[int, Stub] | None:
+        """The server's stubs now, or None while it has no process (restarting)."""
         pid = self.server.pid
-        current = {stub.pid: stub for stub in list_stubs(pid)} if pid is not None else {}
+        if pid is None:
+            return None
+        current = {stub.pid: stub for stub in list_stubs(pid)}
         self.regions.update(stub.shm_region for stub in current.values())
         return current
 
@@ -108,10 +111,10 @@ class StubWatcher:
     def _run(self) -> None:
         known = self._known
         while not self._stop.wait(self.interval_s):
-            if self.server.pid is None:  # restarting: the new server's stubs are a new baseline
+            current = self._scan()
+            if current is None:  # restarting: the new server's stubs are a new baseline
                 known = {}
                 continue
-            current = self._scan()
             gone = [stub for stub_pid, stub in known.items() if stub_pid not in current]
             known = current
             for model in sorted({stub.model for stub in gone}):

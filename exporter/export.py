@@ -102,7 +102,7 @@ class ExportReport:
     input_names: list[str]
     reference: dict[str, Any] | None = None  # the published variant's behaviour on the gate texts
     checkpoint: str = ""  # where the published model came from (tuneship update continues from it)
-    layout: str = "ensemble"  # how it is published (tuneship update publishes its candidates the same way)
+    layout: str = "ensemble"  # how it was published, for the reader (the tools read the configs themselves)
 
     def describe(self) -> str:
         return (f"published {self.chosen} for {self.target} as {self.name} in {self.repository}: "

@@ -15,27 +15,37 @@ from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import ServingOptions, is_fused, parse_pbtxt
 
 
-def served_layout(repository: Path, name: str) -> str | None:
-    """"ensemble", "fused", "other" (a model tuneship did not publish as a classifier) or None (no such model)."""
+def _caller(repository: Path, name: str) -> mc.ModelConfig | None:
+    """The config of the model callers use, or None when there is no such model."""
     from google.protobuf import text_format
 
     path = repository / name / "config.pbtxt"
     if not path.is_file():
         return None
     try:
-        config = parse_pbtxt(path.read_text(encoding="utf-8"))
+        return parse_pbtxt(path.read_text(encoding="utf-8"))
     except text_format.ParseError as error:
         raise ExportError(f"{path}: not a valid Triton model config ({error})") from None
+
+
+def _layout_of(config: mc.ModelConfig | None) -> str | None:
+    if config is None:
+        return None
     if is_fused(config):
         return "fused"
     return "ensemble" if config.platform == "ensemble" else "other"
 
 
+def served_layout(repository: Path, name: str) -> str | None:
+    """"ensemble", "fused", "other" (a model tuneship did not publish as a classifier) or None (no such model)."""
+    return _layout_of(_caller(repository, name))
+
+
 def pipeline_models(repository: Path, name: str) -> list[str]:
     """The models a published pipeline is made of, the one callers use last (the order they are loaded in)."""
-    if served_layout(repository, name) != "ensemble":
+    config = _caller(repository, name)
+    if config is None or _layout_of(config) != "ensemble":
         return [name]
-    config = parse_pbtxt((repository / name / "config.pbtxt").read_text(encoding="utf-8"))
     return [step.model_name for step in config.ensemble_scheduling.step] + [name]
 
 
@@ -58,13 +68,13 @@ def check_layout(repository: Path, name: str, layout: str) -> None:
 def serving_options(repository: Path, name: str) -> ServingOptions:
     """The serving settings of the published pipeline `name` as its configs say now (what an export, `tuneship
     tune` or a hand edit left there), so a new version published for it (`tuneship update`) keeps them."""
-    layout = served_layout(repository, name)
-    if layout not in ("ensemble", "fused"):
+    caller = _caller(repository, name)
+    layout = _layout_of(caller)
+    if caller is None or layout not in ("ensemble", "fused"):
         return ServingOptions()
     fused = layout == "fused"
-    graph = _config(repository, name if fused else f"{name}_model")
+    graph = caller if fused else _config(repository, f"{name}_model")
     text = graph if fused else _config(repository, f"{name}_tokenizer")
-    caller = _config(repository, name)
 
     def parameter(config: mc.ModelConfig, key: str, default: str) -> str:
         return config.parameters[key].string_value if key in config.parameters else default
