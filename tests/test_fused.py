@@ -200,3 +200,40 @@ def test_tune_publishes_a_kept_variant_as_the_fused_models_next_version(tiny_rep
             TritonClient(server.grpc_url) as client:
         result = client.infer("tinyf", {"TEXT": np.array([[b"good film"]], dtype=np.object_)})
         assert result.version == "2"
+
+
+def test_bad_requests_batched_beside_good_ones_harm_nobody(both_layouts: Path) -> None:
+    import threading
+
+    options = ServeOptions(model_repository=both_layouts, grpc_port=0, http_port=0, metrics_port=0)
+    with TritonServer(options) as server:
+        with TritonClient(server.grpc_url) as client:
+            expected = [p.label for p in TextClassifier(client, "tinyf").classify(TEXTS)]
+        wrong: list[str] = []
+        refused = [0]
+
+        def good() -> None:
+            with TritonClient(server.grpc_url) as client:
+                classifier = TextClassifier(client, "tinyf")
+                for _ in range(15):
+                    labels = [p.label for p in classifier.classify(TEXTS)]
+                    if labels != expected:
+                        wrong.append(str(labels))
+
+        def bad() -> None:
+            huge = b"x" * (32 * 128 + 1)  # over the model's max_text_bytes (max length 32 x 128)
+            with TritonClient(server.grpc_url) as client:
+                for index in range(30):
+                    row = b" " if index % 2 else huge
+                    try:
+                        client.infer("tinyf", {"TEXT": np.array([[row]], dtype=np.object_)}, validate=False)
+                    except InvalidInputError:
+                        refused[0] += 1
+
+        threads = [threading.Thread(target=good) for _ in range(2)] + [threading.Thread(target=bad) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert not wrong, wrong[:2]
+    assert refused[0] == 60  # every bad request refused on its own, with INVALID_ARG
