@@ -5,6 +5,7 @@ with deadlines, retries and client-side metrics.
 Light on purpose: no torch, no transformers.
 """
 
+from tuneship.client._streams import AsyncInferStream, InferStream
 from tuneship.client.aio_client import AsyncTritonClient
 from tuneship.client.errors import (
     DeadlineExceededError,
@@ -30,6 +31,7 @@ __all__ = [
     "ADMIN_HEADER",
     "AsyncGenerator",
     "AsyncImageClassifier",
+    "AsyncInferStream",
     "AsyncTextClassifier",
     "AsyncTextStream",
     "AsyncTritonClient",
@@ -40,6 +42,7 @@ __all__ = [
     "Generator",
     "ImageClassifier",
     "InferResult",
+    "InferStream",
     "InvalidInputError",
     "ModelNotReadyError",
     "PermissionDeniedError",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -57,6 +58,7 @@ class CallPlan:
         self.metrics = metrics
         self.attempt = 0
         self.last_error: TritonError | None = None
+        self.cancelled = False  # set when the caller cancelled a stream: its outcome is "cancelled"
 
     def remaining_s(self) -> float | None:
         """Time left for the next attempt; raises DeadlineExceededError when none is left."""
@@ -83,6 +85,11 @@ class CallPlan:
                 state["outcome"] = error_code(error)
                 self.metrics.errors.labels(self.model, error_code(error)).inc()
                 raise
+            except (GeneratorExit, asyncio.CancelledError):  # a stream its caller abandoned or cancelled
+                state["outcome"] = "cancelled"
+                raise
+            if self.cancelled:
+                state["outcome"] = "cancelled"
 
     def start_attempt(self) -> float | None:
         remaining = self.remaining_s()  # before counting: an attempt the deadline stopped was not made
@@ -132,3 +139,11 @@ def to_infer_inputs(inputs: Mapping[str, np.ndarray[Any, Any]]) -> list[Any]:
         tensor.set_data_from_numpy(data)
         request.append(tensor)
     return request
+
+
+def requested_outputs(outputs: Sequence[str] | None, classes: Mapping[str, int] | None = None) -> list[Any] | None:
+    """tritonclient's requested outputs; `classes` (name: k) asks for the top k classes of an output."""
+    if not outputs:
+        return None
+    counts = classes or {}
+    return [grpcclient.InferRequestedOutput(n, class_count=counts.get(n, 0)) for n in outputs]

@@ -8,13 +8,13 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from tuneship.client._calls import CallPlan, ClientState, to_infer_inputs
+from tuneship.client._calls import CallPlan, ClientState, requested_outputs, to_infer_inputs
+from tuneship.client._streams import AsyncInferStream, open_async_stream
 from tuneship.client.errors import PermissionDeniedError, TritonError, from_triton_exception
-from tuneship.client.grpc_client import _result
+from tuneship.client.grpc_client import _load_kwargs, _result
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.options import ClientOptions
 from tuneship.client.results import Array, InferResult
@@ -90,8 +90,8 @@ class AsyncTritonClient(ClientState):
         models: list[dict[str, Any]] = result.get("models", [])
         return models
 
-    async def load_model(self, model: str) -> None:
-        await self._call("load_model", model)
+    async def load_model(self, model: str, config: Mapping[str, Any] | None = None) -> None:
+        await self._call("load_model", model, **_load_kwargs(config))
         self._forget(model)
 
     async def unload_model(self, model: str) -> None:
@@ -111,7 +111,8 @@ class AsyncTritonClient(ClientState):
 
     async def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
                     version: str = "", timeout_s: float | None = None, request_id: str = "",
-                    validate: bool = True, parameters: Mapping[str, bool | int | str] | None = None) -> InferResult:
+                    validate: bool = True, parameters: Mapping[str, bool | int | str] | None = None,
+              classes: Mapping[str, int] | None = None) -> InferResult:
         timeout = timeout_s if timeout_s is not None else self.options.timeout_s
         plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
         with plan.tracked():
@@ -119,7 +120,7 @@ class AsyncTritonClient(ClientState):
                 metadata, max_batch = await self._input_spec(model, version)
                 check_inputs(model, metadata, inputs, max_batch)
             request = to_infer_inputs(inputs)
-            requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
+            requested = requested_outputs(outputs, classes)
             while True:
                 remaining = plan.start_attempt()
                 try:
@@ -137,6 +138,23 @@ class AsyncTritonClient(ClientState):
                     continue
                 plan.succeeded()
                 return _result(model, response, outputs)
+
+    def stream_infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
+                     version: str = "", timeout_s: float | None = None, request_id: str = "",
+                     validate: bool = True,
+                     parameters: Mapping[str, bool | int | str] | None = None) -> AsyncInferStream:
+        """`async for response in client.stream_infer(...)`; see TritonClient.stream_infer."""
+        timeout = timeout_s if timeout_s is not None else self.options.timeout_s
+        plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
+
+        async def prepare() -> list[Any]:
+            if validate:
+                metadata, max_batch = await self._input_spec(model, version)
+                check_inputs(model, metadata, inputs, max_batch)
+            return to_infer_inputs(inputs)
+
+        return open_async_stream(self, plan, model, prepare, version, outputs, request_id,
+                                 dict(parameters) if parameters else None)
 
     async def close(self) -> None:
         await self._client.close()

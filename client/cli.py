@@ -272,18 +272,15 @@ def run_health(args: argparse.Namespace) -> int:
             metadata = client.get_model_metadata(args.model)
             generation = generation_probe(metadata, args.text)
             if generation is not None:  # a decoupled generator answers over the stream only
-                result = stream_once(client.url, args.model, generation, options, args.timeout)
+                result = stream_once(client, args.model, generation, args.timeout)
             else:
                 result = client.infer(args.model, probe_inputs(metadata, args.text), validate=False,
                                       parameters={PROBE_PARAMETER: True})
     except TritonError as error:
         print(f"unhealthy: {args.model} at {args.url} did not answer: {error}", file=sys.stderr)
         return 1
-    answer = ""
-    if hasattr(result, "outputs") and "LABEL" in result.outputs:
-        answer = f" ({result.strings('LABEL')[0]!r})"
-    version = result.version if hasattr(result, "version") else result.get_response().model_version
-    print(f"healthy: {args.model} v{version} at {args.url} answered{answer} in "
+    answer = f" ({result.strings('LABEL')[0]!r})" if "LABEL" in result.outputs else ""
+    print(f"healthy: {args.model} v{result.version} at {args.url} answered{answer} in "
           f"{1000 * (time.monotonic() - started):.0f} ms")
     return 0
 

@@ -5,32 +5,26 @@ backends: `text_input` or `messages`, `stream`, sampling inputs; `text_output`) 
 stream, the only way Triton's gRPC endpoint serves decoupled models. The pieces are the server's decoded
 text (its tokenizer stream keeps the spacing right across token boundaries), so `"".join(pieces)` is the text.
 
-Deadlines and typed errors are the protocol client's; a failure before the first piece is retried like any
-call (the caller has seen nothing), never one after it (the caller has seen part of an answer).
+Everything below the task is the protocol client's `stream_infer`: deadlines, typed errors, the retry policy and
+budget (a failure before the first response is retried, never one after it: the caller has seen part of an
+answer) and the request metrics; this module adds the generation metrics (time to first token, decode speed).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import queue
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import numpy as np
-import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 
 from tuneship.client.aio_client import AsyncTritonClient
-from tuneship.client.errors import DeadlineExceededError, InvalidInputError, TritonError, from_triton_exception
+from tuneship.client.errors import InvalidInputError
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.metrics import ClientMetrics
-
-_IDLE_CONNECTIONS = 4  # connections a Generator keeps for its next streams
+from tuneship.client.results import InferResult
 
 Message = Mapping[str, str]
 Prompt = str | Sequence[Message]
@@ -53,45 +47,40 @@ class Generation:
         return (self.tokens - 1) / decoding if self.tokens > 1 and decoding > 0 else 0.0
 
 
-def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> list[Any]:
-    def tensor(name: str, array: np.ndarray[Any, Any], datatype: str) -> Any:
-        item = grpcclient.InferInput(name, list(array.shape), datatype)
-        item.set_data_from_numpy(array)
-        return item
+def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    def one(value: Any, dtype: Any) -> np.ndarray[Any, Any]:
+        return np.array([value], dtype=dtype)
 
+    tensors: dict[str, np.ndarray[Any, Any]] = {}
     if isinstance(prompt, str):
         if not prompt.strip():
             raise InvalidInputError("the prompt is empty")
-        tensors = [tensor("text_input", np.array([prompt.encode("utf-8")], dtype=np.object_), "BYTES")]
+        tensors["text_input"] = one(prompt.encode("utf-8"), np.object_)
     else:
         messages = [dict(m) for m in prompt]
         if not messages or any(m.get("role") not in ("system", "user", "assistant") or not isinstance(
                 m.get("content"), str) for m in messages):
             raise InvalidInputError("messages must be a non-empty list of {'role': system|user|assistant, "
                                     "'content': text}")
-        tensors = [tensor("messages", np.array([json.dumps(messages).encode("utf-8")], dtype=np.object_), "BYTES")]
-    tensors.append(tensor("stream", np.array([stream], dtype=np.bool_), "BOOL"))
+        tensors["messages"] = one(json.dumps(messages).encode("utf-8"), np.object_)
+    tensors["stream"] = one(stream, np.bool_)
     _check_params(params)
-    kinds = {"max_tokens": (np.int32, "INT32"), "min_tokens": (np.int32, "INT32"),
-             "temperature": (np.float32, "FP32"), "top_p": (np.float32, "FP32"),
-             "top_k": (np.int32, "INT32"), "repetition_penalty": (np.float32, "FP32"),
-             "random_seed": (np.uint64, "UINT64")}
+    kinds = {"max_tokens": np.int32, "min_tokens": np.int32, "temperature": np.float32, "top_p": np.float32,
+             "top_k": np.int32, "repetition_penalty": np.float32, "random_seed": np.uint64}
     for name, value in params.items():
         if value is None:
             continue
         if name == "stop":
             stops = [value] if isinstance(value, str) else list(value)
             if stops:
-                tensors.append(tensor("stop", np.array([s.encode("utf-8") for s in stops], dtype=np.object_),
-                                      "BYTES"))
+                tensors["stop"] = np.array([s.encode("utf-8") for s in stops], dtype=np.object_)
             continue
         if name == "seed":
             name = "random_seed"
         if name not in kinds:
             raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, min_tokens, "
                                     "temperature, top_p, top_k, repetition_penalty, seed or stop")
-        numpy_type, datatype = kinds[name]
-        tensors.append(tensor(name, np.array([value], dtype=numpy_type), datatype))
+        tensors[name] = one(value, kinds[name])
     return tensors
 
 
@@ -117,20 +106,18 @@ def _check_params(params: Mapping[str, Any]) -> None:
 _OUTPUTS = ("text_output", "finish_reason", "completion_tokens")
 
 
-def _read(result: Any) -> tuple[str, str | None, int | None, bool]:
-    """(text piece, finish reason, completion tokens, final?) of one streamed response."""
-    raw = result.as_numpy("text_output")
+def _read(result: InferResult) -> tuple[str, str | None, int | None]:
+    """(text piece, finish reason, completion tokens) of one streamed response."""
+    raw = result.outputs.get("text_output")
     piece = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in raw.reshape(-1)).decode(
         "utf-8", errors="replace") if raw is not None else ""
-    reason = result.as_numpy("finish_reason")
-    count = result.as_numpy("completion_tokens")
-    final_parameter = result.get_response().parameters.get("triton_final_response")
-    final = bool(final_parameter.bool_param) if final_parameter is not None else reason is not None
+    reason = result.outputs.get("finish_reason")
+    count = result.outputs.get("completion_tokens")
     reason_text = None
     if reason is not None and reason.size:
         value = reason.reshape(-1)[0]
         reason_text = value.decode() if isinstance(value, bytes) else str(value)
-    return piece, reason_text, int(count.reshape(-1)[0]) if count is not None and count.size else None, final
+    return piece, reason_text, int(count.reshape(-1)[0]) if count is not None and count.size else None
 
 
 class _Tracker:
@@ -199,7 +186,8 @@ class Generator(_Settings):
     """Generate text with a model served by Triton; sync. `AsyncGenerator` is its asyncio twin.
 
     Args:
-        client: the protocol-level client (its URL, TLS, headers, deadline, retry policy and metrics are used).
+        client: the protocol-level client (its URL, TLS, headers, deadline, retry policy, budget and metrics
+            apply to every stream, as to any call).
         model: the generator model's name on the server.
         max_tokens, temperature: defaults for every call (None: the server's).
     """
@@ -208,37 +196,15 @@ class Generator(_Settings):
                  temperature: float | None = None) -> None:
         super().__init__(model, max_tokens, temperature)
         self.client = client
-        # tritonclient runs one stream per connection at a time; finished streams leave theirs here for the
-        # next one, so a call does not pay a new connection (and TLS handshake) before its first token.
-        self._idle: list[Any] = []
-        self._pool = threading.Lock()
 
     def close(self) -> None:
-        """Close the connections kept for later streams (they are also closed when garbage-collected)."""
-        with self._pool:
-            idle, self._idle = self._idle, []
-        for channel in idle:
-            channel.close()
+        """Nothing of its own to close: the streams' connections belong to the client (`client.close()`)."""
 
     def __enter__(self) -> Generator:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _connection(self) -> Any:
-        with self._pool:
-            if self._idle:
-                return self._idle.pop()
-        return grpcclient.InferenceServerClient(url=self.client.url, **self.client.options.grpc_kwargs())
-
-    def _release(self, channel: Any, reuse: bool) -> None:
-        if reuse:
-            with self._pool:
-                if len(self._idle) < _IDLE_CONNECTIONS:
-                    self._idle.append(channel)
-                    return
-        channel.close()
 
     def generate(self, prompt: Prompt, *, timeout_s: float | None = None, **params: Any) -> Generation:
         """The whole answer in one response (`stream=False` on the server)."""
@@ -254,79 +220,20 @@ class Generator(_Settings):
 
     def _open(self, prompt: Prompt, streaming: bool, timeout_s: float | None, params: Mapping[str, Any]) -> TextStream:
         inputs = _inputs(prompt, streaming, self.params(params))
-        options = self.client.options
-        timeout = timeout_s if timeout_s is not None else options.timeout_s
-        deadline = None if timeout is None else time.monotonic() + timeout
-        metrics = self.client.metrics
-        tracker = _Tracker(self.model, metrics)
-        responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
-        holder: dict[str, Any] = {}
-        attempts = [0]
-
-        def start() -> None:
-            attempts[0] += 1
-            channel = self._connection()
-            holder["channel"] = channel
-            channel.start_stream(callback=lambda result, error: responses.put((result, error)),
-                                 stream_timeout=timeout, headers=dict(options.headers) or None)
-            try:
-                channel.async_stream_infer(self.model, inputs, outputs=[grpcclient.InferRequestedOutput(n)
-                                                                        for n in _OUTPUTS])
-            except InferenceServerException:
-                # The stream failed before the request went out (server unreachable, say); the cause reaches
-                # the callback, and the loop below handles it like any error of the stream.
-                if responses.empty():
-                    responses.put((None, InferenceServerException("the stream to the server failed to start",
-                                                                  status="StatusCode.UNAVAILABLE")))
-
-        def close(cancel: bool = False, reuse: bool = False) -> None:
-            channel = holder.pop("channel", None)
-            if channel is not None:
-                channel.stop_stream(cancel_requests=cancel)
-                self._release(channel, reuse and not cancel)
+        tracker = _Tracker(self.model, self.client.metrics)
+        responses = self.client.stream_infer(self.model, inputs, outputs=_OUTPUTS, timeout_s=timeout_s,
+                                             validate=False)
 
         def pieces() -> Iterator[str]:
-            state = metrics.track(self.model) if metrics is not None else None
-            outcome = state.__enter__() if state is not None else {}
-            try:
-                start()
-                while True:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise DeadlineExceededError(f"generation by {self.model!r} exceeded its {timeout:g}s deadline")
-                    try:
-                        result, error = responses.get(timeout=left)
-                    except queue.Empty:
-                        continue
-                    if error is not None:
-                        typed = from_triton_exception(error) if isinstance(error, InferenceServerException) \
-                            else TritonError(str(error))
-                        if tracker.first is None and self.client.options.retry.retryable(typed) and \
-                                attempts[0] < self.client.options.retry.max_attempts:
-                            close()
-                            time.sleep(self.client.options.retry.backoff_s(attempts[0]))
-                            start()  # nothing was seen yet: safe to ask again
-                            continue
-                        raise typed
-                    piece, reason, count, final = _read(result)
-                    if piece:
-                        tracker.piece(piece)
-                        yield piece
-                    if final:
-                        stream.generation = tracker.finish(reason, count)
-                        return
-            except TritonError as error:
-                outcome["outcome"] = type(error).__name__.removesuffix("Error").lower()
-                if metrics is not None:
-                    metrics.errors.labels(self.model, outcome["outcome"]).inc()
-                raise
-            finally:
-                # A stream that ended with its final response leaves a healthy connection for the next call.
-                close(cancel=stream.generation is None, reuse=stream.generation is not None)
-                if state is not None:
-                    state.__exit__(None, None, None)
+            for result in responses:
+                piece, reason, count = _read(result)
+                if piece:
+                    tracker.piece(piece)
+                    yield piece
+                if result.final:  # the protocol stream ends after it (and closes its call's books)
+                    stream.generation = tracker.finish(reason, count)
 
-        stream = TextStream(pieces(), tracker, lambda: close(cancel=True))
+        stream = TextStream(pieces(), tracker, responses.cancel)
         return stream
 
 
@@ -368,66 +275,20 @@ class AsyncGenerator(_Settings):
     def _open(self, prompt: Prompt, streaming: bool, timeout_s: float | None,
               params: Mapping[str, Any]) -> AsyncTextStream:
         inputs = _inputs(prompt, streaming, self.params(params))
-        options = self.client.options
-        timeout = timeout_s if timeout_s is not None else options.timeout_s
-        metrics = self.client.metrics
-        tracker = _Tracker(self.model, metrics)
+        tracker = _Tracker(self.model, self.client.metrics)
+        responses = self.client.stream_infer(self.model, inputs, outputs=_OUTPUTS, timeout_s=timeout_s,
+                                             validate=False)
         stream = AsyncTextStream()
-        current: dict[str, Any] = {}
-
-        async def requests() -> AsyncIterator[dict[str, Any]]:
-            yield {"model_name": self.model, "inputs": inputs,
-                   "outputs": [grpcclient.InferRequestedOutput(n) for n in _OUTPUTS]}
 
         async def pieces() -> AsyncIterator[str]:
-            attempts = 0
-            try:
-                async with asyncio.timeout(timeout):
-                    while True:
-                        attempts += 1
-                        responses = self.client._client.stream_infer(requests(), stream_timeout=timeout,
-                                                                     headers=dict(options.headers) or None)
-                        current["responses"] = responses
-                        retry = False
-                        iterator = responses.__aiter__()
-                        while True:
-                            try:
-                                result, error = await iterator.__anext__()
-                            except StopAsyncIteration:
-                                break
-                            except grpc.RpcError as raw:  # the stream itself failed (server gone, say)
-                                result, error = None, raw
-                            if error is not None:
-                                typed = from_triton_exception(error)
-                                if tracker.first is None and options.retry.retryable(typed) and \
-                                        attempts < options.retry.max_attempts:
-                                    retry = True  # nothing was seen yet: safe to ask again
-                                    break
-                                raise typed
-                            piece, reason, count, final = _read(result)
-                            if piece:
-                                tracker.piece(piece)
-                                yield piece
-                            if final:
-                                stream.generation = tracker.finish(reason, count)
-                                return
-                        if not retry:
-                            raise TritonError(f"the stream from {self.model!r} ended without a final response")
-                        responses.cancel()
-                        await asyncio.sleep(options.retry.backoff_s(attempts))
-            except TimeoutError:
-                if metrics is not None:
-                    metrics.errors.labels(self.model, "deadlineexceeded").inc()
-                raise DeadlineExceededError(f"generation by {self.model!r} exceeded its {timeout:g}s deadline") \
-                    from None
-            except TritonError as error:
-                if metrics is not None:
-                    metrics.errors.labels(self.model, type(error).__name__.removesuffix("Error").lower()).inc()
-                raise
-            finally:
-                if stream.generation is None and "responses" in current:
-                    current["responses"].cancel()  # the server sees the request cancelled and stops generating
+            async for result in responses:
+                piece, reason, count = _read(result)
+                if piece:
+                    tracker.piece(piece)
+                    yield piece
+                if result.final:  # the protocol stream ends after it (and closes its call's books)
+                    stream.generation = tracker.finish(reason, count)
 
         stream._pieces = pieces()
-        stream._cancel = lambda: current["responses"].cancel() if "responses" in current else None
+        stream._cancel = responses.cancel
         return stream

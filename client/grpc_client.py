@@ -6,6 +6,7 @@ deadlines, retries and client metrics. Task conveniences (TextClassifier) live o
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -14,7 +15,8 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tuneship.client._calls import CallPlan, ClientState, to_infer_inputs
+from tuneship.client._calls import CallPlan, ClientState, requested_outputs, to_infer_inputs
+from tuneship.client._streams import IDLE_STREAM_CONNECTIONS, InferStream, open_stream
 from tuneship.client.errors import PermissionDeniedError, TritonError, from_triton_exception
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.options import ClientOptions
@@ -35,6 +37,10 @@ class TritonClient(ClientState):
                  metrics: ClientMetrics | None = None, *, timeout_s: float | None = None) -> None:
         super().__init__(url, options, metrics, timeout_s)
         self._client = grpcclient.InferenceServerClient(url=self.url, **self.options.grpc_kwargs())
+        # tritonclient's sync client runs one stream per connection; finished streams leave theirs here for the
+        # next one, so a stream does not pay a new connection (and TLS handshake) before its first response.
+        self._idle_streams: list[Any] = []
+        self._idle_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -117,9 +123,14 @@ class TritonClient(ClientState):
         models: list[dict[str, Any]] = result.get("models", [])
         return models
 
-    def load_model(self, model: str) -> None:
-        """Load or reload `model` (explicit model-control mode)."""
-        self._call("load_model", model)
+    def load_model(self, model: str, config: Mapping[str, Any] | None = None) -> None:
+        """Load or reload `model` (explicit model-control mode).
+
+        Args:
+            config: a model configuration (JSON form, as `get_model_config` returns it) to load instead of the
+                repository's config.pbtxt; Triton builds new instances when it differs from the loaded one.
+        """
+        self._call("load_model", model, **_load_kwargs(config))
         self._forget(model)
 
     def unload_model(self, model: str) -> None:
@@ -142,12 +153,14 @@ class TritonClient(ClientState):
 
     def infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
               version: str = "", timeout_s: float | None = None, request_id: str = "",
-              validate: bool = True, parameters: Mapping[str, bool | int | str] | None = None) -> InferResult:
+              validate: bool = True, parameters: Mapping[str, bool | int | str] | None = None,
+              classes: Mapping[str, int] | None = None) -> InferResult:
         """Run one inference.
 
         Inputs are checked against the model's metadata first (names, datatypes, shapes, batch
         limit). Retryable failures are retried with back-off inside the deadline. `parameters` travel with the
-        request to every model of an ensemble (Triton's request parameters).
+        request to every model of an ensemble (Triton's request parameters). `classes` asks Triton's
+        classification extension for the top k classes of an output (name: k) as "score:index:label" strings.
 
         Raises:
             InvalidInputError: the inputs do not fit the model (nothing was sent).
@@ -164,7 +177,7 @@ class TritonClient(ClientState):
                 metadata, max_batch = self._input_spec(model, version)
                 check_inputs(model, metadata, inputs, max_batch)
             request = to_infer_inputs(inputs)
-            requested = [grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None
+            requested = requested_outputs(outputs, classes)
             while True:
                 remaining = plan.start_attempt()
                 try:
@@ -183,7 +196,48 @@ class TritonClient(ClientState):
                 plan.succeeded()
                 return _result(model, response, outputs)
 
+    def stream_infer(self, model: str, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None,
+                     version: str = "", timeout_s: float | None = None, request_id: str = "",
+                     validate: bool = True, parameters: Mapping[str, bool | int | str] | None = None) -> InferStream:
+        """Send one request over gRPC's bidirectional stream and iterate its responses (a decoupled model
+        answers only this way), the last one with `final` set. Same arguments as `infer`; the deadline covers
+        the whole stream, and a failure before the first response is retried like `infer`'s.
+
+        Nothing is sent until the stream is iterated. Iteration raises the errors `infer` raises;
+        `InferStream.cancel()` cancels the request on the server and ends the iteration.
+        """
+        timeout = timeout_s if timeout_s is not None else self.options.timeout_s
+        plan = CallPlan(model, self.options.retry, self.budget, timeout, self.metrics)
+
+        def prepare() -> list[Any]:
+            if validate:
+                metadata, max_batch = self._input_spec(model, version)
+                check_inputs(model, metadata, inputs, max_batch)
+            return to_infer_inputs(inputs)
+
+        return open_stream(self, plan, model, prepare, version, outputs, request_id,
+                           dict(parameters) if parameters else None)
+
+    def _stream_connection(self) -> Any:
+        with self._idle_lock:
+            if self._idle_streams:
+                return self._idle_streams.pop()
+        return grpcclient.InferenceServerClient(url=self.url, **self.options.grpc_kwargs())
+
+    def _release_stream_connection(self, channel: Any, reuse: bool) -> None:
+        if reuse:
+            with self._idle_lock:
+                if len(self._idle_streams) < IDLE_STREAM_CONNECTIONS:
+                    self._idle_streams.append(channel)
+                    return
+        channel.close()
+
     def close(self) -> None:
+        """Close the connection and the ones kept for later streams."""
+        with self._idle_lock:
+            idle, self._idle_streams = self._idle_streams, []
+        for channel in idle:
+            channel.close()
         self._client.close()
 
     def __enter__(self) -> TritonClient:
@@ -192,6 +246,12 @@ class TritonClient(ClientState):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _load_kwargs(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    import json
+
+    return {"config": json.dumps(config)} if config is not None else {}
 
 
 def _result(model: str, response: Any, outputs: Sequence[str] | None) -> InferResult:

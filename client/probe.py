@@ -45,35 +45,14 @@ def generation_probe(metadata: dict[str, Any], text: str) -> dict[str, np.ndarra
             "max_tokens": np.array([1], dtype=np.int32)}
 
 
-def stream_once(url: str, model: str, inputs: dict[str, np.ndarray[Any, Any]], options: Any,
-                timeout_s: float) -> Any:
-    """One request over gRPC's bidirectional stream (decoupled models take no other): its final response.
+def stream_once(client: Any, model: str, inputs: dict[str, np.ndarray[Any, Any]], timeout_s: float) -> Any:
+    """One request over gRPC's bidirectional stream (decoupled models take no other) through `client`
+    (a TritonClient): its final response, an InferResult.
 
     Raises the typed error the stream reported, or DeadlineExceededError when nothing final came in time.
     """
-    import queue
-
-    import tritonclient.grpc as grpcclient
-
-    from tuneship.client._calls import to_infer_inputs
-    from tuneship.client.errors import DeadlineExceededError, from_triton_exception
-
-    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    channel = grpcclient.InferenceServerClient(url=url, **options.grpc_kwargs())
-    try:
-        channel.start_stream(callback=lambda result, error: answers.put((result, error)),
-                             headers=dict(options.headers) or None)
-        channel.async_stream_infer(model, to_infer_inputs(inputs), enable_empty_final_response=True)
-        while True:
-            try:
-                result, error = answers.get(timeout=timeout_s)
-            except queue.Empty:
-                raise DeadlineExceededError(f"{model!r} gave no final response within {timeout_s:g}s") from None
-            if error is not None:
-                raise from_triton_exception(error)
-            final = result.get_response().parameters.get("triton_final_response")
-            if final is None or final.bool_param:
-                return result
-    finally:
-        channel.stop_stream(cancel_requests=True)
-        channel.close()
+    stream = client.stream_infer(model, inputs, timeout_s=timeout_s, validate=False)
+    for result in stream:
+        if result.final:
+            return result
+    raise RuntimeError(f"the stream from {model!r} ended without a final response")  # stream_infer raises first

@@ -20,6 +20,8 @@ class InferResult:
     version: str
     outputs: Mapping[str, Array]
     request_id: str = ""
+    final: bool = True
+    """False for a streamed (decoupled) response that more responses follow; the last one of a stream is final."""
 
     def __getitem__(self, name: str) -> Array:
         if name not in self.outputs:

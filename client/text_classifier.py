@@ -30,28 +30,22 @@ class Prediction:
     scores: dict[str, float]
 
 
-def _classification_request(model: str, metadata: dict[str, Any]) -> tuple[str, list[Any], list[Any], bool]:
-    """(the model to ask, its inputs, its outputs, whether it is a probe) for Triton's classification extension
-    with every class asked for: its answer lists "score:index:label" from the labels file, needing no model-config
-    access. An ensemble's `<model>_postprocess` takes zero logits; a fused classifier takes one text itself, sent
-    as a probe so that it counts in no quality metric."""
-    import tritonclient.grpc as grpcclient
-
+def _classification_request(model: str, metadata: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, int], bool]:
+    """(the model to ask, its inputs, the classification asked of PROBABILITIES, whether it is a probe) for
+    Triton's classification extension with every class asked for: its answer lists "score:index:label" from the
+    labels file, needing no model-config access. An ensemble's `<model>_postprocess` takes zero logits; a fused
+    classifier takes one text itself, sent as a probe so that it counts in no quality metric."""
     count = int(metadata["outputs"][-1]["shape"][-1])
-    outputs = [grpcclient.InferRequestedOutput("PROBABILITIES", class_count=count)]
+    classes = {"PROBABILITIES": count}
     if metadata.get("platform") == "ensemble":
-        tensor = grpcclient.InferInput("logits", [1, count], "FP32")
-        tensor.set_data_from_numpy(np.zeros((1, count), dtype=np.float32))
-        return f"{model}_postprocess", [tensor], outputs, False
-    tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
-    tensor.set_data_from_numpy(np.array([[b"label lookup"]], dtype=np.object_))
-    return model, [tensor], outputs, True
+        return f"{model}_postprocess", {"logits": np.zeros((1, count), dtype=np.float32)}, classes, False
+    return model, {"TEXT": np.array([[b"label lookup"]], dtype=np.object_)}, classes, True
 
 
-def _probe_parameters(probe: bool) -> dict[str, Any]:
+def _probe_parameters(probe: bool) -> dict[str, bool | int | str] | None:
     from tuneship.client.probe import PROBE_PARAMETER
 
-    return {"parameters": {PROBE_PARAMETER: True}} if probe else {}
+    return {PROBE_PARAMETER: True} if probe else None
 
 
 def _labels_from_classification(entries: Any) -> list[str]:
@@ -138,10 +132,11 @@ class _Classifier(_Settings[TritonClient]):
             try:
                 self._labels = _labels_from_config(self.model, self.client.get_model_config(self.model))
             except PermissionDeniedError:
-                target, inputs, outputs, probe = _classification_request(
+                target, inputs, classes, probe = _classification_request(
                     self.model, self.client.get_model_metadata(self.model))
-                response = self.client._call("infer", target, inputs, outputs=outputs, **_probe_parameters(probe))
-                self._labels = _labels_from_classification(response.as_numpy("PROBABILITIES"))
+                response = self.client.infer(target, inputs, outputs=list(classes), classes=classes, validate=False,
+                                             parameters=_probe_parameters(probe))
+                self._labels = _labels_from_classification(response["PROBABILITIES"])
         return self._labels
 
     def classify(self, items: Sequence[Any], timeout_s: float | None = None) -> list[Prediction]:
@@ -190,11 +185,11 @@ class _AsyncClassifier(_Settings[AsyncTritonClient]):
             try:
                 self._labels = _labels_from_config(self.model, await self.client.get_model_config(self.model))
             except PermissionDeniedError:
-                target, inputs, outputs, probe = _classification_request(
+                target, inputs, classes, probe = _classification_request(
                     self.model, await self.client.get_model_metadata(self.model))
-                response = await self.client._call("infer", target, inputs, outputs=outputs,
-                                                   **_probe_parameters(probe))
-                self._labels = _labels_from_classification(response.as_numpy("PROBABILITIES"))
+                response = await self.client.infer(target, inputs, outputs=list(classes), classes=classes,
+                                                   validate=False, parameters=_probe_parameters(probe))
+                self._labels = _labels_from_classification(response["PROBABILITIES"])
         return self._labels
 
     async def classify(self, items: Sequence[Any], timeout_s: float | None = None) -> list[Prediction]:

@@ -34,7 +34,7 @@ def model_is_broken(client: TritonClient, model: str, tries: int = 3) -> bool:
     for _ in range(tries):
         try:
             if generation is not None:  # decoupled: the stream is the only way in
-                stream_once(client.url, model, generation, client.options, 10.0)
+                stream_once(client, model, generation, 10.0)
             else:
                 client.infer(model, probe_inputs(metadata), validate=False, timeout_s=10,
                              parameters={PROBE_PARAMETER: True})
@@ -51,12 +51,9 @@ def force_reload(client: TritonClient, model: str) -> None:
     is dead; a configuration that differs (here by one parameter no model reads) makes Triton build new
     instances, stubs included, and switch to them once they are ready.
     """
-    import json
-
     config = client.get_model_config(model)
     config.setdefault("parameters", {})["tuneship_reloaded_at"] = {"string_value": f"{time.time():.6f}"}
-    client._call("load_model", model, config=json.dumps(config))
-    client._forget(model)
+    client.load_model(model, config=config)
 
 
 class StubWatcher:

@@ -10,7 +10,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tuneship.client import (
     AsyncGenerator,
@@ -170,15 +172,46 @@ def test_the_served_generator_config_carries_its_serving_options(generator_repos
 def test_a_generator_reuses_its_connection_for_the_next_stream(server: TritonServer) -> None:
     with TritonClient(server.grpc_url) as client, Generator(client, "chat") as generator:
         first = generator.generate(PROMPT, max_tokens=4)
-        kept = list(generator._idle)
+        kept = list(client._idle_streams)
         second = generator.generate(PROMPT, max_tokens=4)
-        assert len(kept) == 1 and generator._idle == kept  # the same connection served the second stream
+        assert len(kept) == 1 and client._idle_streams == kept  # the same connection served the second stream
         assert first.text == second.text
         stream = generator.stream(PROMPT, max_tokens=200, min_tokens=200)
         next(iter(stream))
         stream.cancel()  # a cancelled stream's connection is not kept
-        assert generator._idle == []
-    assert generator._idle == []
+        assert client._idle_streams == []
+    assert client._idle_streams == []
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_streams_are_tracked_like_any_call_sync_and_async(server: TritonServer) -> None:
+    registry = CollectorRegistry()
+    metrics = ClientMetrics(registry)
+    with TritonClient(server.grpc_url, metrics=metrics) as client:
+        responses = list(client.stream_infer("chat", {"text_input": np.array([PROMPT.encode()], dtype=np.object_),
+                                                      "max_tokens": np.array([3], dtype=np.int32)},
+                                             validate=False))
+        assert responses[-1].final and not any(r.final for r in responses[:-1])
+        Generator(client, "chat").generate(PROMPT, max_tokens=3)
+        stream = Generator(client, "chat").stream(PROMPT, max_tokens=200, min_tokens=200)
+        next(iter(stream))
+        stream.cancel()
+
+    async def twice() -> None:
+        async with AsyncTritonClient(server.grpc_url, metrics=metrics) as client:
+            generator = AsyncGenerator(client, "chat")
+            await generator.generate(PROMPT, max_tokens=3)
+            await generator.generate(PROMPT, max_tokens=3)
+
+    asyncio.run(twice())
+    ok = {"model": "chat", "outcome": "ok"}
+    assert registry.get_sample_value("tuneship_client_request_duration_seconds_count", ok) == 4
+    assert registry.get_sample_value("tuneship_client_request_duration_seconds_count",
+                                     {"model": "chat", "outcome": "cancelled"}) == 1
+    assert registry.get_sample_value("tuneship_client_generation_time_to_first_token_seconds_count",
+                                     {"model": "chat"}) == 3
+    assert registry.get_sample_value("tuneship_client_requests_in_flight", {"model": "chat"}) == 0
 
 
 @pytest.mark.slow
