@@ -119,7 +119,8 @@ def register(subparsers: Any) -> None:
     tune.add_argument("--invariance-margin", type=non_negative_float, default=10.0,
                       help="percent: a batch-invariant variant is taken over a faster one that is not, up to "
                            "this much slower")
-    tune.add_argument("--dry-run", action="store_true", help="measure and report, write nothing")
+    tune.add_argument("--dry-run", action="store_true", help="measure and print the table; write nothing (no "
+                      "configuration, report or chart)")
     tune.set_defaults(handler=run_tune)
 
 
@@ -263,14 +264,15 @@ def run_tune(args: argparse.Namespace) -> int:
     print("\n" + header())
     for trial in sorted(report.trials, key=lambda t: -t.texts_per_second):
         print(row(trial, report.percentile, report.latency_budget_ms, chosen=trial is report.chosen))
-    json_path, png_path = save(report, args.model_repository)
     print(f"\n{report.reason}")
     if fused_advice(report):
         print(fused_advice(report))
+    if args.dry_run:  # nothing at all: no config, no report, no chart
+        print("--dry-run: nothing written (no configuration, report or chart)")
+        return 0 if report.chosen is not None else 1
+    json_path, png_path = save(report, args.model_repository)
     if report.written:
         print("wrote " + ", ".join(report.written) + " (a polling server reloads them; otherwise restart or "
               f"`tuneship deploy load {args.model}`)")
-    elif report.chosen is not None:
-        print("--dry-run: nothing written")
     print(f"report: {json_path}  frontier: {png_path}")
     return 0 if report.chosen is not None else 1

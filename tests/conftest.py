@@ -7,12 +7,47 @@ import os
 import random
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from lanes import LANES, costs
+from servers import running_server
+
+if TYPE_CHECKING:
+    from tuneship.deploy import TritonServer
+
+# The lanes (tests/lanes.py): markers come from the fixtures a test uses; everything else is `fast`.
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        definitions = info.name2fixturedefs if info is not None else {}
+        for name in getattr(item, "fixturenames", ()):
+            for definition in definitions.get(name, ()):
+                for marker in getattr(definition.func, "tuneship_costs", ()):
+                    if item.get_closest_marker(marker) is None:
+                        item.add_marker(marker)
+        if not any(item.get_closest_marker(lane) for lane in LANES):
+            item.add_marker("fast")
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane_starts_no_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts an embedded Triton must be in the integration lane (else `-m fast` or `-m "not
+    integration"` would start servers)."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    from tuneship.deploy.server import TritonServer
+
+    def refuse(self: object) -> object:
+        raise AssertionError(f"{request.node.nodeid} starts a Triton server but is not marked integration: use a "
+                             "server fixture marked @costs('integration') or mark the test pytest.mark.integration")
+
+    monkeypatch.setattr(TritonServer, "start", refuse)
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
@@ -122,6 +157,7 @@ def review_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+@costs("slow")
 def tiny_repository(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository holding the `tiny` sentiment ensemble (fp32), trained in seconds."""
     from tuneship.exporter import ExportOptions, export_checkpoint
@@ -137,6 +173,7 @@ def tiny_repository(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_f
 
 
 @pytest.fixture(scope="session")
+@costs("slow")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer Llama with SmolLM2's tokenizer and chat template (read from the bundled GGUF)."""
     import torch
@@ -169,6 +206,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+@costs("slow")
 def instruct_checkpoint(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tuneship.trainer import TrainConfig, train
 
@@ -180,6 +218,7 @@ def instruct_checkpoint(tiny_llama: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="session")
+@costs("slow")
 def generator_repository(instruct_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tuneship.exporter import ExportOptions, export_checkpoint
     from tuneship.exporter.instruct.publishing import GenerationServing
@@ -189,3 +228,12 @@ def generator_repository(instruct_checkpoint: Path, tmp_path_factory: pytest.Tem
                                     precision="fp32", gate_samples=8,
                                     generation=GenerationServing(intra_op_threads=2)))
     return repository
+
+
+@pytest.fixture(scope="session")
+@costs("integration")
+def tiny_server(tiny_repository: Path) -> Iterator[TritonServer]:
+    """One server on the `tiny` repository for every module that only sends it requests (each test compares its
+    own before and after): it starts once instead of once per module."""
+    with running_server(tiny_repository) as server:
+        yield server

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lanes import costs
 
 from tuneship.client import TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
+@costs("slow")
 def auto_repository(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkpoint = tiny_repository.parent / "ckpt"
     repository = tmp_path_factory.mktemp("auto-repo")
@@ -35,6 +37,7 @@ def test_every_variant_reports_its_batch_variation(auto_repository: Path) -> Non
 
 
 @pytest.fixture(scope="module")
+@costs("slow")
 def rowwise_repository(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = tmp_path_factory.mktemp("rowwise-repo")
     # int8 asked for, and the invariant flavour preferred whatever its speed: int8-rowwise is published.

@@ -10,14 +10,11 @@ import argparse
 import io
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tuneship.cli import build_parser, main
-from tuneship.deploy import ServeOptions, TritonServer, free_port
-
-pytestmark = pytest.mark.integration
+from tuneship.deploy import TritonServer, free_port
 
 # Placeholders filled per run: {grpc} and {metrics} of the running server, {dead} a port nothing listens on,
 # {tmp} a scratch directory, {file} a file that exists (where a directory or another kind of file is expected).
@@ -144,10 +141,8 @@ BATTERY: dict[str, list[list[str]]] = {
 
 
 @pytest.fixture(scope="module")
-def server(tiny_repository: Path) -> Iterator[TritonServer]:
-    with TritonServer(ServeOptions(model_repository=tiny_repository, grpc_port=0, http_port=0,
-                                   metrics_port=0)) as running:
-        yield running
+def server(tiny_server: TritonServer) -> TritonServer:
+    return tiny_server  # the session's shared server on the `tiny` repository
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,6 @@ from tuneship.client import (
 )
 from tuneship.deploy import ServeOptions, TritonServer, free_port
 
-pytestmark = pytest.mark.integration
-
 TEXTS = ["a superb and moving film", "dull, tedious and lifeless", "the cast was charming", "bland and clumsy",
          "gripping from start to finish", "an awful, boring mess"]
 
@@ -42,9 +40,8 @@ def repository(tiny_repository: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repository: Path):  # type: ignore[no-untyped-def]
-    with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)) as s:
-        yield s
+def server(tiny_server: TritonServer) -> TritonServer:
+    return tiny_server  # the session's shared server on the `tiny` repository
 
 
 def _fast_retries(attempts: int = 3) -> ClientOptions:
@@ -96,7 +93,10 @@ def test_bad_inputs_are_refused_before_sending(server: TritonServer, inputs: dic
         after = _requests_seen(client)
     assert message in str(caught.value)
     assert before == after, "the request must not reach the server"
-    assert metrics.registry.get_sample_value("tuneship_client_requests_in_flight", {"model": "tiny"}) in (None, 0.0)
+    # Counted as a call that failed before it was sent, and not left in flight.
+    assert metrics.registry.get_sample_value("tuneship_client_errors_total",
+                                             {"model": "tiny", "code": "invalidinput"}) == 1
+    assert metrics.registry.get_sample_value("tuneship_client_requests_in_flight", {"model": "tiny"}) == 0
 
 
 def test_unknown_model_is_model_not_ready(server: TritonServer) -> None:
@@ -133,7 +133,7 @@ def test_metrics_count_what_was_sent(server: TritonServer) -> None:
     assert registry.get_sample_value("tuneship_client_requests_in_flight", {"model": "tiny"}) == 0
 
 
-def test_stopped_server_gives_a_clear_error_after_the_retry_budget(repository: Path) -> None:
+def test_stopped_server_gives_a_clear_error_after_the_retry_budget() -> None:
     metrics = ClientMetrics(CollectorRegistry())
     url = f"127.0.0.1:{free_port()}"  # nothing listens here
     with TritonClient(url, _fast_retries(attempts=3), metrics) as client:
@@ -155,6 +155,7 @@ def test_retry_budget_stops_retries_during_an_outage() -> None:
         assert client.budget.tokens < 1
 
 
+@pytest.mark.integration  # starts its own servers
 def test_server_restart_with_requests_in_flight_loses_nothing(repository: Path) -> None:
     ports = {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port()}
     options = ServeOptions(model_repository=repository, exit_timeout_s=5, **ports)  # type: ignore[arg-type]
@@ -209,6 +210,7 @@ def _make_certificates(folder: Path) -> tuple[Path, Path]:
     return key, cert
 
 
+@pytest.mark.integration  # starts its own servers
 def test_tls(repository: Path, tmp_path: Path) -> None:
     key, cert = _make_certificates(tmp_path)
     options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0, heal=False,
@@ -224,6 +226,7 @@ def test_tls(repository: Path, tmp_path: Path) -> None:
             client.infer("tiny", {"TEXT": np.array([[b"x"]], dtype=np.object_)}, validate=False)
 
 
+@pytest.mark.integration  # starts its own servers
 def test_mutual_tls_refuses_clients_without_a_certificate(repository: Path, tmp_path: Path) -> None:
     key, cert = _make_certificates(tmp_path)  # self-signed: it is also the CA that signed itself
     options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0, heal=False,

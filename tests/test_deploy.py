@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lanes import costs
 
 from tuneship.client import ADMIN_HEADER, ClientOptions, PermissionDeniedError, TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
@@ -29,6 +30,7 @@ def repository(tiny_repository: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+@costs("integration")
 def server(repository: Path):  # type: ignore[no-untyped-def]
     options = ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0,
                            model_control_mode="explicit", load_models=("*",), admin_key=KEY)
@@ -37,6 +39,7 @@ def server(repository: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
+@costs("slow")
 def second_checkpoint(tiny_bert: Path, review_files: tuple[Path, Path],
                       tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tuneship.trainer import TrainConfig, train

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from lanes import costs
 
 from tuneship.exporter import ExportError, ExportOptions, export_checkpoint
 from tuneship.exporter.tensorrt_engine import tensorrt_unavailable
@@ -60,6 +61,7 @@ def test_export_refuses_a_folder_that_is_not_a_checkpoint(tmp_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
+@costs("slow")
 def tiny_checkpoint(tiny_bert: Path, review_files: tuple[Path, Path],
                     tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkpoint = tmp_path_factory.mktemp("ckpt") / "full"
@@ -81,8 +83,12 @@ def test_auto_precision_on_cpu_measures_every_variant_and_explains_the_choice(ti
     assert chosen["passed"]
     assert all(v["accuracy"] is not None and v["latency_ms"]["32"] > 0 for v in report.variants)
     fastest_passing = min((v for v in report.variants if v["passed"]), key=lambda v: v["latency_ms"]["32"])
-    assert report.chosen == fastest_passing["name"]
     assert "fastest variant that passes the accuracy gate" in report.reason
+    if report.chosen != fastest_passing["name"]:
+        # Only a tie (within 5%) or a batch-invariant variant within the 10% invariance margin may win instead,
+        # and the reason says which.
+        slower = chosen["latency_ms"]["32"] / fastest_passing["latency_ms"]["32"] - 1
+        assert slower <= 0.05 or ("batch-invariant" in report.reason and slower <= 0.10), report.reason
     saved = json.loads((tmp_path / "repo" / "clf" / "export_report.json").read_text())
     assert saved["chosen"] == report.chosen
     assert (tmp_path / "repo" / "clf_tokenizer" / "requirements.txt").read_text().count("tokenizers") == 1
@@ -152,6 +158,7 @@ def _snapshot(folder: Path) -> list[str]:
 
 
 @pytest.fixture
+@costs("slow")
 def populated_repository(tiny_checkpoint: Path, tmp_path: Path) -> Path:
     repository = tmp_path / "repo"
     export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lanes import costs
 
 from tuneship.cli import main
 from tuneship.deploy import free_port
@@ -27,6 +28,7 @@ def _postgres_bin() -> Path | None:
 
 
 @pytest.fixture(scope="module")
+@costs("integration")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server in a scratch directory, on loopback, for the store's PostgreSQL path."""
     binaries = _postgres_bin()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lanes import costs
 
 from tuneship.client import ClientOptions, InvalidInputError, TextClassifier, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
@@ -32,6 +33,7 @@ def _export_fused(checkpoint: Path, repository: Path, name: str = "tinyf") -> No
 
 
 @pytest.fixture(scope="module")
+@costs("slow")
 def both_layouts(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's ensemble `tiny` and the same checkpoint published fused as `tinyf`, in one repository."""
     repository = tmp_path_factory.mktemp("fused") / "repo"

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lanes import costs
+from servers import running_server
 
 from tuneship.client import ImageClassifier, InvalidInputError, TritonClient
 from tuneship.client.images import encode_png
-from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.deploy import TritonServer
 from tuneship.exporter.export import ExportOptions, export_checkpoint
 from tuneship.trainer import DataError, TrainConfig, train
 from tuneship.trainer.image.backbones import BACKBONES, backbone_spec, load_pretrained
@@ -100,6 +102,7 @@ def test_bad_images_are_named_with_their_reason_and_nothing_is_written(tmp_path:
 
 
 @pytest.fixture(scope="module")
+@costs("slow")
 def faces_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Frozen MobileNetV2 features + logistic regression on the 200 LFW face / non-face patches, 64px."""
     output = tmp_path_factory.mktemp("images") / "faces"
@@ -110,6 +113,7 @@ def faces_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+@costs("slow")
 def faces_repository(faces_checkpoint: Path) -> Path:
     repository = faces_checkpoint.parent / "repository"
     export_checkpoint(ExportOptions(checkpoint=faces_checkpoint, name="faces", repository=repository,
@@ -118,9 +122,9 @@ def faces_repository(faces_checkpoint: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+@costs("integration")
 def server(faces_repository: Path) -> Iterator[TritonServer]:
-    with TritonServer(ServeOptions(model_repository=faces_repository, grpc_port=0, http_port=0,
-                                   metrics_port=0)) as running:
+    with running_server(faces_repository) as running:
         yield running
 
 
@@ -235,6 +239,7 @@ def test_infer_command_classifies_image_files(server: TritonServer, capsys: pyte
     assert all(r["label"] in ("face", "not-face") and 0.5 <= r["score"] <= 1.0 for r in rows)
 
 
+@pytest.mark.slow  # trains or exports in its own body
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_fine_tuning_methods_write_a_merged_checkpoint_that_exports(method: str, tmp_path: Path) -> None:
     output = tmp_path / method
@@ -277,6 +282,7 @@ def test_killed_image_fine_tuning_resumes_from_its_last_checkpoint(tmp_path: Pat
     load_image_classifier(output)  # the resumed run's checkpoint is whole
 
 
+@pytest.mark.slow  # trains or exports in its own body
 def test_efficientnet_int8_keeps_its_answers_because_the_head_stays_fp32(tmp_path: Path) -> None:
     checkpoint = tmp_path / "efficientnet"
     train(TrainConfig(task="image-classification", model="efficientnet_lite0", output=str(checkpoint),
@@ -317,6 +323,7 @@ def test_bench_and_tune_send_images_to_an_image_classifier(faces_checkpoint: Pat
     assert preprocess.max_batch_size == chosen.max_batch_size
 
 
+@pytest.mark.slow  # trains or exports in its own body
 def test_gpu_target_publishes_fp16_on_a_gpu_instance_with_tensorrt(faces_checkpoint: Path, tmp_path: Path) -> None:
     from tritonclient.grpc import model_config_pb2 as mc
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lanes import costs
 from prometheus_client import CollectorRegistry
+from servers import running_server
 
 from tuneship.client import (
     AsyncGenerator,
@@ -22,7 +24,7 @@ from tuneship.client import (
     InvalidInputError,
     TritonClient,
 )
-from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.deploy import TritonServer
 from tuneship.trainer.errors import DataError
 from tuneship.trainer.instruct.data import load_instruct_file
 
@@ -68,9 +70,9 @@ def test_alpaca_and_chat_records_become_conversations(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
+@costs("integration")
 def server(generator_repository: Path) -> Iterator[TritonServer]:
-    with TritonServer(ServeOptions(model_repository=generator_repository, grpc_port=0, http_port=0,
-                                   metrics_port=0)) as running:
+    with running_server(generator_repository) as running:
         yield running
 
 

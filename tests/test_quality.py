@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lanes import costs
+from servers import running_server
 
 from tuneship.client import TextClassifier, TritonClient, TritonError
-from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.deploy import TritonServer
 from tuneship.exporter.quality import bin_names, confidence_bins, psi, reference_behaviour
 
 
@@ -42,9 +44,11 @@ def test_psi_is_zero_for_the_same_shares_and_grows_with_the_shift() -> None:
 
 
 @pytest.fixture(scope="module")
+@costs("integration")
 def server(tiny_repository: Path) -> Iterator[TritonServer]:
-    with TritonServer(ServeOptions(model_repository=tiny_repository, grpc_port=0, http_port=0,
-                                   metrics_port=0)) as running:
+    """Its own server, not the shared one: the quality counters it reads must see only this module's traffic
+    (counts reach the endpoint with a later request, so another module's could arrive inside a test's delta)."""
+    with running_server(tiny_repository) as running:
         yield running
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from lanes import costs
 from onnx_models import write_linear_model
 
 from tuneship.deploy import ServeOptions, ServerError, TritonServer, free_port, scrape_metrics
@@ -25,6 +26,7 @@ def _options(repository: Path, **overrides: object) -> ServeOptions:
 
 
 @pytest.fixture(scope="module")
+@costs("integration")
 def linear_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     repository = tmp_path_factory.mktemp("repo")
     rng = np.random.default_rng(0)
@@ -137,7 +139,9 @@ def test_stop_leaves_no_processes(tmp_path: Path) -> None:
         os.kill(pid, 0)
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
-    assert free_port() > 0
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))  # the stopped server gave its port back
 
 
 def test_metrics_include_cpu_utilisation(linear_server) -> None:  # type: ignore[no-untyped-def]

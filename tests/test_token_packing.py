@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from lanes import costs
 
 from tuneship.exporter.token_packing import pack_tokens, pack_tokens_file
 
@@ -17,6 +18,7 @@ TEXTS = ["a superb and moving film with a cast at the top of its game", "dull", 
 
 
 @pytest.fixture(scope="module")
+@costs("slow")
 def graphs(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """The tiny checkpoint's plain export, its fused graph, and the fused graph packed."""
     from tuneship.exporter.variants import optimize_transformer

@@ -29,6 +29,7 @@ def test_choice_is_the_fastest_within_budget_and_ties_go_to_lower_latency() -> N
     assert frontier([slow, fast_over, fast, tied_lower, dominated], 99) == [slow, tied_lower, fast, fast_over]
 
 
+@pytest.mark.integration  # tune serves its scratch repository; the test serves the result
 def test_tune_writes_the_best_measured_configuration_and_the_server_loads_it(tiny_repository: Path,
                                                                              tmp_path: Path) -> None:
     repository = tmp_path / "repo"
@@ -63,11 +64,37 @@ def test_tune_writes_the_best_measured_configuration_and_the_server_loads_it(tin
         assert len(TextClassifier(client, "tiny").classify(["good film", "bad film"])) == 2
 
 
-def test_tune_refuses_a_model_that_is_not_a_text_pipeline(tmp_path: Path) -> None:
+def _write_config(repository: Path, text: str) -> None:
+    config = parse_pbtxt(text)
+    (repository / config.name).mkdir(parents=True)
+    (repository / config.name / "config.pbtxt").write_text(text)
+
+
+def test_tune_refuses_what_it_cannot_measure_naming_why(tmp_path: Path) -> None:
     from tuneship.deploy.tuning import TuneError
 
     with pytest.raises(TuneError, match="does not exist"):
         tune(TuneOptions(model="nothing", latency_budget_ms=10, repository=tmp_path))
+    # A generator (one decoupled Python model) is not a classifier pipeline.
+    _write_config(tmp_path, 'name: "chat" backend: "python" max_batch_size: 0 '
+                            'input { name: "text_input" data_type: TYPE_STRING dims: [1] } '
+                            'output { name: "text_output" data_type: TYPE_STRING dims: [-1] } '
+                            'model_transaction_policy { decoupled: true }')
+    with pytest.raises(TuneError, match="chat: tuneship tune measures classifier ensembles"):
+        tune(TuneOptions(model="chat", latency_budget_ms=10, repository=tmp_path))
+    # An ensemble whose steps are all Python models has no ONNX graph to tune.
+    _write_config(tmp_path, 'name: "py_step" backend: "python" max_batch_size: 8 '
+                            'input { name: "TEXT" data_type: TYPE_STRING dims: [1] } '
+                            'output { name: "LABEL" data_type: TYPE_STRING dims: [1] }')
+    _write_config(tmp_path, 'name: "py_only" platform: "ensemble" max_batch_size: 8 '
+                            'input { name: "TEXT" data_type: TYPE_STRING dims: [1] } '
+                            'output { name: "LABEL" data_type: TYPE_STRING dims: [1] } '
+                            'ensemble_scheduling { step { model_name: "py_step" model_version: -1 '
+                            'input_map { key: "TEXT" value: "TEXT" } output_map { key: "LABEL" value: "LABEL" } } }')
+    with pytest.raises(TuneError, match="py_only: no ONNX Runtime model among its steps"):
+        tune(TuneOptions(model="py_only", latency_budget_ms=10, repository=tmp_path))
+    with pytest.raises(TuneError, match="--percentile 42: choose one of 50, 90, 95, 99"):
+        tune(TuneOptions(model="py_only", latency_budget_ms=10, repository=tmp_path, percentile=42))
 
 
 def test_invariance_wins_within_the_margin_and_not_beyond() -> None:
@@ -131,3 +158,24 @@ def test_a_broken_variants_index_is_a_clear_error(tiny_repository: Path, tmp_pat
     with pytest.raises(TuneError, match=r"variants\.json: not a variants index .* --no-variants"):
         kept_variants(repository, "tiny")
     assert kept_variants(repository, "tiny", read_index=False)[2] == []
+
+
+@pytest.mark.integration  # tune serves the scratch repository on its own embedded Triton
+def test_a_dry_run_measures_and_prints_but_writes_nothing(tiny_repository: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from tuneship.cli import main
+
+    repository = tmp_path / "repo"
+    shutil.copytree(tiny_repository, repository)
+
+    def tree() -> dict[str, tuple[int, int]]:
+        return {str(p.relative_to(repository)): (p.stat().st_mtime_ns, p.stat().st_size)
+                for p in sorted(repository.rglob("*"))}
+
+    before = tree()
+    code = main(["tune", "--model", "tiny", "--model-repository", str(repository), "--latency-budget-ms", "5000",
+                 "--max-batch-sizes", "8", "--queue-delays-us", "0", "--instance-counts", "1",
+                 "--intra-op-threads", "1", "--window", "0.3", "--no-compare-fused", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0 and "--dry-run: nothing written" in out and "texts/s" in out
+    assert tree() == before  # not a config, report, chart or folder more

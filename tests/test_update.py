@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import synthetic_reviews, write_csv
+from lanes import costs
 
 from tuneship.cli import main
 from tuneship.client import TextClassifier, TritonClient, TritonError
@@ -32,6 +33,7 @@ def new_domain(count: int, seed: int) -> list[tuple[str, str]]:
 
 
 @pytest.fixture()
+@costs("slow")
 def repository(tiny_repository: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "repository"
     shutil.copytree(tiny_repository, copy)

@@ -1,11 +1,14 @@
-"""Retry policy, budget and error mapping (no server)."""
+"""The client without a server: retry policy, budget and error mapping; refusals and the metrics of calls that
+fail before anything is sent."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from tuneship.client import ClientMetrics, ClientOptions, TextClassifier
 from tuneship.client.errors import (
     DeadlineExceededError,
     InvalidInputError,
@@ -15,6 +18,7 @@ from tuneship.client.errors import (
     from_triton_exception,
 )
 from tuneship.client.retry import RetryBudget, RetryPolicy
+from tuneship.deploy import free_port
 
 
 class _Raw(Exception):
@@ -108,3 +112,26 @@ def test_channel_arguments_keep_keepalive_with_a_message_limit_and_bound_reconne
     assert args["grpc.initial_reconnect_backoff_ms"] <= args["grpc.max_reconnect_backoff_ms"]
     defaults = dict(ClientOptions().grpc_kwargs()["channel_args"])
     assert defaults["grpc.max_receive_message_length"] == 2**31 - 1  # tritonclient's own default, kept
+
+
+@pytest.mark.parametrize("size", [0, -1, -5, 2.5, True])
+def test_text_classifier_refuses_a_batch_size_that_is_not_positive(size: object) -> None:
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        TextClassifier(None, batch_size=size)  # type: ignore[arg-type]
+
+
+def test_client_metrics_count_calls_that_fail_before_anything_is_sent() -> None:
+    from tuneship.client import TritonClient
+
+    metrics = ClientMetrics(CollectorRegistry())
+    options = ClientOptions(timeout_s=2.0, retry=RetryPolicy(max_attempts=1))
+    with TritonClient(f"127.0.0.1:{free_port()}", options, metrics) as client, \
+            pytest.raises(ServerUnavailableError):
+        client.infer("sentiment", {"TEXT": __import__("numpy").array([[b"x"]], dtype=object)})
+    registry = metrics.registry
+    assert registry.get_sample_value("tuneship_client_errors_total",
+                                     {"model": "sentiment", "code": "serverunavailable"}) == 1
+    assert registry.get_sample_value("tuneship_client_request_duration_seconds_count",
+                                     {"model": "sentiment", "outcome": "serverunavailable"}) == 1
+
+

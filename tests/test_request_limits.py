@@ -4,26 +4,21 @@ outputs are numbers or errors. Against the real embedded Triton server."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tuneship.client import InvalidInputError, ServerError, TextClassifier, TritonClient, TritonError
-from tuneship.deploy import ServeOptions, TritonServer
+from tuneship.deploy import TritonServer
 from tuneship.deploy.onnxruntime_bridge.input_limits import InputLimits, check_request, read_limits
-
-pytestmark = pytest.mark.integration
 
 VALID_TEXTS = ["a superb and moving film", "dull, tedious and lifeless", "the cast was charming"]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_repository: Path) -> Iterator[TritonServer]:
-    with TritonServer(ServeOptions(model_repository=tiny_repository, grpc_port=0, http_port=0,
-                                   metrics_port=0)) as running:
-        yield running
+def server(tiny_server: TritonServer) -> TritonServer:
+    return tiny_server  # the session's shared server on the `tiny` repository
 
 
 def _tokens(client: TritonClient, text: str) -> dict[str, np.ndarray]:
