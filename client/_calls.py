@@ -16,8 +16,8 @@ from tuneship.client.errors import DeadlineExceededError, ModelNotReadyError, Se
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.options import ClientOptions
 from tuneship.client.retry import RetryBudget, RetryPolicy
-from tuneship.client.urls import grpc_target
 from tuneship.client.validation import triton_datatype
+from tuneship.urls import grpc_target
 
 
 class ClientState:

@@ -19,7 +19,7 @@ import numpy as np
 from tuneship.client.aio_client import AsyncTritonClient
 from tuneship.client.errors import PermissionDeniedError, TritonError
 from tuneship.client.options import ClientOptions
-from tuneship.client.text_classifier import _request
+from tuneship.client.text_classifier import text_request
 
 
 def builtin_reviews() -> list[str]:
@@ -112,17 +112,17 @@ Encoder = Callable[[list[Any]], dict[str, np.ndarray[Any, Any]]]
 
 
 def _encoder(metadata: dict[str, Any]) -> Encoder:
-    """How requests are built: an image classifier (input IMAGE) takes encoded images, the others texts."""
-    if [spec["name"] for spec in metadata.get("inputs", [])] == ["IMAGE"]:
-        from tuneship.client.image_classifier import _inputs
+    """How requests are built: by the served model's task (the task table's encoder); texts by default."""
+    from tuneship.tasks import load, task_of_metadata
 
-        return _inputs
-    return _request
+    served = task_of_metadata(metadata)
+    encoder: Encoder = load(served.encoder) if served is not None and served.classifies else text_request
+    return encoder
 
 
 async def _run_level(client: AsyncTritonClient, model: str, texts: Sequence[Any], batch_size: int, concurrency: int,
                      window_s: float, max_windows: int, tolerance: float, timeout_s: float,
-                     encode: Encoder = _request) -> LevelResult:
+                     encode: Encoder = text_request) -> LevelResult:
     latencies: list[tuple[float, float]] = []  # (finish time, latency s)
     errors = 0
     stop = asyncio.Event()

@@ -178,8 +178,7 @@ def read_stdin_texts() -> list[str]:
 
 def run_infer(args: argparse.Namespace) -> int:
     from tuneship.client.grpc_client import TritonClient
-    from tuneship.client.image_classifier import ImageClassifier
-    from tuneship.client.text_classifier import TextClassifier
+    from tuneship.tasks import load, task_of_metadata
 
     items: list[str] = list(args.texts) or read_stdin_texts()
     if not items:
@@ -188,13 +187,16 @@ def run_infer(args: argparse.Namespace) -> int:
             explained(args.url, args.model, ready_models(client)):
         if args.wait:
             client.wait_until_ready(args.model, timeout_s=args.wait)
-        # The model says what it takes: an image classifier's ensemble input is IMAGE, and the arguments are files.
-        images = [spec["name"] for spec in client.get_model_metadata(args.model).get("inputs", [])] == ["IMAGE"]
-        kind = ImageClassifier if images else TextClassifier
-        predictions = kind(client, args.model, batch_size=args.batch_size).classify(items)
+        # The model says what it takes (its task's contract): texts, or image files for an image classifier.
+        served = task_of_metadata(client.get_model_metadata(args.model))
+        if served is None or not served.classifies:
+            what = served.description if served is not None else "no tuneship task"
+            raise CommandError(f"model {args.model!r} is not a classifier ({what}); tuneship infer classifies"
+                               + (": use tuneship generate or chat" if served is not None else ""))
+        predictions = load(served.client)(client, args.model, batch_size=args.batch_size).classify(items)
     for item, prediction in zip(items, predictions, strict=True):
         if args.json:
-            print(json.dumps({"image" if images else "text": item, "label": prediction.label,
+            print(json.dumps({served.modality: item, "label": prediction.label,
                               "score": prediction.score, "scores": prediction.scores}))
         else:
             shown = item if len(item) <= 70 else item[:67] + "..."
@@ -224,11 +226,18 @@ def run_bench_command(args: argparse.Namespace) -> int:
             client.wait_until_ready(args.model, timeout_s=args.wait)
         # an unknown model or a dead server: say so before the load starts
         metadata = client.get_model_metadata(args.model)
-    takes_images = [spec["name"] for spec in metadata.get("inputs", [])] == ["IMAGE"]
-    if takes_images != (args.images is not None):
-        raise CommandError(f"model {args.model!r} takes images: pass --images FOLDER" if takes_images else
+    from tuneship.tasks import task_of_metadata
+
+    served = task_of_metadata(metadata)
+    if served is None or not served.classifies:
+        raise CommandError(f"model {args.model!r} is not a classifier "
+                           f"({served.description if served is not None else 'no tuneship task'}); tuneship bench "
+                           "measures classifiers (for generation: genai-perf or benchmarks/generation.py)")
+    given = "images" if args.images is not None else "texts"
+    if served.item_source != given:
+        raise CommandError(f"model {args.model!r} takes images: pass --images FOLDER" if given == "texts" else
                            f"--images: model {args.model!r} takes texts, not images (use --texts FILE)")
-    if takes_images:
+    if args.images is not None:
         from tuneship.client.errors import InvalidInputError
         from tuneship.client.images import read_image_folder
 

@@ -23,7 +23,8 @@ def _split(images: Sequence[Any], size: int) -> list[list[bytes]]:
     return [encoded[i:i + size] for i in range(0, len(encoded), size)]
 
 
-def _inputs(chunk: list[bytes]) -> dict[str, np.ndarray[Any, Any]]:
+def image_request(chunk: list[bytes]) -> dict[str, np.ndarray[Any, Any]]:
+    """The IMAGE tensor of a request: one row per encoded image, shape [batch, 1]."""
     images = np.empty((len(chunk), 1), dtype=np.object_)
     images[:, 0] = chunk
     return {"IMAGE": images}
@@ -38,7 +39,7 @@ class ImageClassifier(_Classifier):
         return _split(items, self.batch_size)
 
     def _inputs(self, chunk: list[Any]) -> dict[str, np.ndarray[Any, Any]]:
-        return _inputs(chunk)
+        return image_request(chunk)
 
     def classify(self, images: Sequence[ImageInput], timeout_s: float | None = None) -> list[Prediction]:
         """Predictions in the order of `images`."""
@@ -52,7 +53,7 @@ class AsyncImageClassifier(_AsyncClassifier):
         return _split(items, self.batch_size)
 
     def _inputs(self, chunk: list[Any]) -> dict[str, np.ndarray[Any, Any]]:
-        return _inputs(chunk)
+        return image_request(chunk)
 
     async def classify(self, images: Sequence[ImageInput], timeout_s: float | None = None) -> list[Prediction]:
         return await super().classify(images, timeout_s)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tuneship.client.errors import InvalidInputError
+from tuneship.media import IMAGE_SUFFIXES
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray[Any, Any]
 
@@ -63,9 +64,6 @@ def image_bytes(item: Any, position: int) -> bytes:
     if not data:
         raise InvalidInputError(f"image {position} is empty: nothing to classify")
     return data
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def read_image_folder(folder: str | os.PathLike[str]) -> list[bytes]:

@@ -20,16 +20,20 @@ PROBE_PARAMETER = "tuneship_probe"
 
 
 def probe_inputs(metadata: dict[str, Any], text: str = "a probe of the model") -> dict[str, np.ndarray[Any, Any]]:
-    """One row per input, one element on every variable axis: zeros, or `text` for string inputs."""
-    inputs: dict[str, np.ndarray[Any, Any]] = {}
+    """A classifier of a tuneship task: one item (`text`, or the task's probe item: a small valid image) as its
+    task's request. Any other model: one row per input, one element on every variable axis, zeros or `text`."""
+    from tuneship.tasks import load, task_of_metadata
+
+    served = task_of_metadata(metadata)
+    if served is not None and served.classifies:
+        item = load(served.probe_item) if served.probe_item else text
+        inputs: dict[str, np.ndarray[Any, Any]] = load(served.encoder)([item])
+        return inputs
+    inputs = {}
     for spec in metadata.get("inputs", []):
         shape = [1 if int(d) < 0 else int(d) for d in spec.get("shape", [])] or [1]
         datatype = str(spec.get("datatype", "FP32"))
-        if datatype == "BYTES" and spec["name"] == "IMAGE":  # an image classifier: a small valid image
-            from tuneship.client.images import PROBE_PNG
-
-            inputs[spec["name"]] = np.full(shape, PROBE_PNG, dtype=np.object_)
-        elif datatype == "BYTES":
+        if datatype == "BYTES":
             inputs[spec["name"]] = np.full(shape, text.encode("utf-8"), dtype=np.object_)
         else:
             inputs[spec["name"]] = np.zeros(shape, dtype=_NUMPY.get(datatype, np.float32))
@@ -37,9 +41,11 @@ def probe_inputs(metadata: dict[str, Any], text: str = "a probe of the model") -
 
 
 def generation_probe(metadata: dict[str, Any], text: str) -> dict[str, np.ndarray[Any, Any]] | None:
-    """For a generator (vLLM-style inputs): one token for `text`; None for other models."""
-    names = {spec["name"] for spec in metadata.get("inputs", [])}
-    if "text_input" not in names or "max_tokens" not in names:
+    """For a model whose task answers over the stream (a generator): one token for `text`; None for others."""
+    from tuneship.tasks import task_of_metadata
+
+    served = task_of_metadata(metadata)
+    if served is None or served.probe != "generation":
         return None
     return {"text_input": np.array([text.encode("utf-8")], dtype=np.object_),
             "max_tokens": np.array([1], dtype=np.int32)}

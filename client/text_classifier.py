@@ -17,6 +17,7 @@ from tuneship.client.errors import InvalidInputError, PermissionDeniedError
 from tuneship.client.feedback import PredictionSink, record_safely
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.results import InferResult
+from tuneship.model_names import step_model
 
 ClientT = TypeVar("ClientT", TritonClient, AsyncTritonClient)
 
@@ -38,7 +39,7 @@ def _classification_request(model: str, metadata: dict[str, Any]) -> tuple[str, 
     count = int(metadata["outputs"][-1]["shape"][-1])
     classes = {"PROBABILITIES": count}
     if metadata.get("platform") == "ensemble":
-        return f"{model}_postprocess", {"logits": np.zeros((1, count), dtype=np.float32)}, classes, False
+        return step_model(model, "postprocess"), {"logits": np.zeros((1, count), dtype=np.float32)}, classes, False
     return model, {"TEXT": np.array([[b"label lookup"]], dtype=np.object_)}, classes, True
 
 
@@ -65,7 +66,8 @@ def _labels_from_config(model: str, config: dict[str, Any]) -> list[str]:
     return [str(label) for label in json.loads(raw)]
 
 
-def _request(texts: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+def text_request(texts: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+    """The TEXT tensor of a request: one row per text, shape [batch, 1]."""
     return {"TEXT": np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_).reshape(len(texts), 1)}
 
 
@@ -164,7 +166,7 @@ class TextClassifier(_Classifier):
         return _chunks(items, self.batch_size)
 
     def _inputs(self, chunk: list[Any]) -> dict[str, np.ndarray[Any, Any]]:
-        return _request(chunk)
+        return text_request(chunk)
 
     def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
         """Predictions in the order of `texts`."""
@@ -217,7 +219,7 @@ class AsyncTextClassifier(_AsyncClassifier):
         return _chunks(items, self.batch_size)
 
     def _inputs(self, chunk: list[Any]) -> dict[str, np.ndarray[Any, Any]]:
-        return _request(chunk)
+        return text_request(chunk)
 
     async def classify(self, texts: Sequence[str], timeout_s: float | None = None) -> list[Prediction]:
         return await super().classify(texts, timeout_s)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tuneship.client.urls import metrics_url
+from tuneship.urls import metrics_url
 
 
 @dataclass(frozen=True)

@@ -106,29 +106,31 @@ class TuneReport:
     fused_layout: Trial | None = None  # the same graph and settings as one fused model, measured as advice
 
 
-def _read(path: Path) -> mc.ModelConfig:
-    from tuneship.exporter.model_configs import parse_pbtxt
-
-    if not path.is_file():
-        raise TuneError(f"{path} does not exist: is the model in this repository? (--model-repository)")
-    return parse_pbtxt(path.read_text(encoding="utf-8"))
-
-
 def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[mc.ModelConfig]]:
     """(the model callers use, the models it schedules): an ensemble and its steps, or a fused classifier and no
     steps (it runs its graph itself)."""
-    from tuneship.exporter.model_configs import is_fused
+    from tuneship.exporter.errors import ExportError
+    from tuneship.exporter.repository import Pipeline
+    from tuneship.tasks import task_of_config
 
-    ensemble = _read(repository / model / "config.pbtxt")
-    if is_fused(ensemble):
-        return ensemble, []
-    if ensemble.platform != "ensemble" or [i.name for i in ensemble.input] not in (["TEXT"], ["IMAGE"]):
-        raise TuneError(f"{model}: tuneship tune measures classifier ensembles (TEXT or IMAGE in); this model is "
-                        "not one")
-    steps = [_read(repository / step.model_name / "config.pbtxt") for step in ensemble.ensemble_scheduling.step]
+    try:
+        pipeline = Pipeline(repository, model)
+        if pipeline.caller is None:
+            raise TuneError(f"{repository / model / 'config.pbtxt'} does not exist: is the model in this repository? "
+                            "(--model-repository)")
+        served = task_of_config(pipeline.caller)
+        if pipeline.layout == "fused":
+            return pipeline.caller, []
+        if pipeline.layout != "ensemble" or served is None or not served.tunable:
+            what = f"a {served.description} model" if served is not None else "not a tuneship task's model"
+            raise TuneError(f"{model}: tuneship tune measures classifier ensembles (TEXT or IMAGE in); this model "
+                            f"is {what}")
+        steps = [pipeline.config(step) for step in pipeline.models[:-1]]
+    except ExportError as error:
+        raise TuneError(str(error)) from None
     if not any(config.platform == "onnxruntime_onnx" for config in steps):
         raise TuneError(f"{model}: no ONNX Runtime model among its steps; only ONNX pipelines are tuned")
-    return ensemble, steps
+    return pipeline.caller, steps
 
 
 @dataclass
@@ -225,15 +227,9 @@ def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.Mod
 
 
 def _write(repository: Path, configs: Sequence[mc.ModelConfig]) -> list[str]:
-    from tuneship.exporter.model_configs import to_pbtxt
-    from tuneship.exporter.repository import write_text_atomic
+    from tuneship.exporter.repository import write_config
 
-    written = []
-    for config in configs:
-        path = repository / config.name / "config.pbtxt"
-        write_text_atomic(path, to_pbtxt(config))
-        written.append(str(path))
-    return written
+    return [str(write_config(repository, config)) for config in configs]
 
 
 def _measure(url: str, options: TuneOptions, texts: Sequence[str], trial: Trial, model: str = "") -> None:
@@ -294,9 +290,13 @@ def tune(options: TuneOptions) -> TuneReport:
 
     if options.percentile not in PERCENTILES:
         raise TuneError(f"--percentile {options.percentile}: choose one of {', '.join(map(str, PERCENTILES))}")
+    from tuneship.tasks import task_of_config
+
     ensemble, steps = pipeline_models(options.repository, options.model)
-    if ensemble.input[0].name == "IMAGE" and not options.texts:
-        raise TuneError(f"{options.model} is an image classifier: give images to send (--images FOLDER)")
+    served = task_of_config(ensemble)
+    if served is not None and served.item_source != "texts" and not options.texts:
+        raise TuneError(f"{options.model} is an {served.description} model: give {served.item_source} to send "
+                        f"(--{served.item_source} FOLDER)")
     texts = list(options.texts) or builtin_reviews()
     published, variation, others = kept_variants(options.repository, options.model, options.variants)
     onnx_step = graph_step(ensemble, steps)
@@ -343,7 +343,8 @@ def tune(options: TuneOptions) -> TuneReport:
                     run(trial, kept)
             chosen, reason = choose(trials, options.percentile, options.latency_budget_ms, options.invariance_margin)
             fused_trial: Trial | None = None
-            if options.compare_fused and ensemble.platform == "ensemble" and ensemble.input[0].name == "TEXT" \
+            if options.compare_fused and ensemble.platform == "ensemble" and served is not None \
+                    and "fused" in served.layouts \
                     and onnx_step.platform == "onnxruntime_onnx":
                 best = chosen.candidate if chosen is not None else current
                 kept_best = next((k for k in others if k.name == best.variant), None)
@@ -369,14 +370,14 @@ def tune(options: TuneOptions) -> TuneReport:
 def _fused_copy(options: TuneOptions, scratch: Path, candidate: Candidate, kept: KeptVariant | None) -> str:
     """The published ensemble as one fused model beside it in the scratch repository, at `candidate`'s settings
     (and precision variant)."""
-    from tuneship.exporter.model_configs import parse_pbtxt
     from tuneship.exporter.publishing import fused_from_ensemble
+    from tuneship.exporter.repository import read_config
 
     name = f"{options.model}_fused_layout"
     version = fused_from_ensemble(options.repository, options.model, scratch, name)
     if kept is not None:
         shutil.copyfile(kept.path, scratch / name / str(version) / "model.onnx")
-    config = parse_pbtxt((scratch / name / "config.pbtxt").read_text(encoding="utf-8"))
+    config = read_config(scratch, name)
     _write(scratch, apply(candidate, config, [], kept.graph_level if kept else None))
     return name
 
@@ -407,7 +408,7 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
     """The chosen configs, under the repository lock; a chosen variant other than the published one becomes the
     ONNX model's next version (atomically, as an export publishes) and the export report says which is served."""
     from tuneship.exporter.locking import repository_lock
-    from tuneship.exporter.repository import existing_versions, publish_version, write_text_atomic
+    from tuneship.exporter.repository import latest_version, publish_copy, write_text_atomic
 
     configs = apply(chosen, ensemble, steps, kept.graph_level if kept else None)
     written = []
@@ -415,23 +416,10 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
         if kept is not None:
             model_config = next(c for c in configs if c.name == onnx_step.name)
             filename = onnx_step.default_model_filename or "model.onnx"
-            source = kept.path
-            latest = options.repository / onnx_step.name / str(existing_versions(options.repository /
-                                                                                 onnx_step.name)[-1])
-
-            def fill(target: Path) -> None:
-                # The version's other files (a fused classifier's tokenizer, labels, code) come along; the kept
-                # variants too, linked rather than copied where the file system allows.
-                for item in latest.iterdir():
-                    if item.name in (filename, "__pycache__") or item.name.startswith("."):
-                        continue
-                    if item.is_dir():
-                        shutil.copytree(item, target / item.name, copy_function=_link_or_copy)
-                    else:
-                        shutil.copy2(item, target / item.name)
-                shutil.copyfile(source, target / filename)
-
-            version = publish_version(options.repository, model_config, fill)
+            # The version's other files (a fused classifier's tokenizer, labels, code) come along; the kept
+            # variants too, linked rather than copied where the file system allows.
+            version = publish_copy(latest_version(options.repository, onnx_step.name), options.repository,
+                                   model_config, replace={filename: kept.path}, link=True)
             written.append(str(options.repository / onnx_step.name / str(version) / filename))
             configs = [c for c in configs if c.name != onnx_step.name]
             report_path = options.repository / options.model / "export_report.json"
@@ -441,13 +429,6 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
                 write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
         written += _write(options.repository, configs)
     return written
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def header() -> str:

@@ -111,14 +111,14 @@ class ExportReport:
 
 def export_checkpoint(options: ExportOptions) -> Any:
     """Export any checkpoint, by the exporter of its task (the manifest's `task`)."""
-    from tuneship.exporter.tasks import task_exporter
+    from tuneship.exporter.tasks import exported_task, task_exporter
     from tuneship.trainer import TrainingError, read_checkpoint
 
     try:
         task = str(read_checkpoint(Path(options.checkpoint)).manifest["task"])
     except TrainingError as error:
         raise ExportError(str(error)) from None
-    if options.serving.layout != "ensemble" and task != "text-classification":
+    if options.serving.layout not in exported_task(task).layouts:
         raise ExportError(f"{options.checkpoint}: --layout {options.serving.layout} is for text classifiers; a "
                           f"{task} checkpoint is published in its own layout (leave --layout out)")
     if options.serving.layout == "fused" and options.target != "cpu":

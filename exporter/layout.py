@@ -12,46 +12,23 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import ServingOptions, is_fused, parse_pbtxt
-
-
-def _caller(repository: Path, name: str) -> mc.ModelConfig | None:
-    """The config of the model callers use, or None when there is no such model."""
-    from google.protobuf import text_format
-
-    path = repository / name / "config.pbtxt"
-    if not path.is_file():
-        return None
-    try:
-        return parse_pbtxt(path.read_text(encoding="utf-8"))
-    except text_format.ParseError as error:
-        raise ExportError(f"{path}: not a valid Triton model config ({error})") from None
-
-
-def _layout_of(config: mc.ModelConfig | None) -> str | None:
-    if config is None:
-        return None
-    if is_fused(config):
-        return "fused"
-    return "ensemble" if config.platform == "ensemble" else "other"
+from tuneship.exporter.model_configs import ServingOptions
+from tuneship.exporter.repository import Pipeline
 
 
 def served_layout(repository: Path, name: str) -> str | None:
     """"ensemble", "fused", "other" (a model tuneship did not publish as a classifier) or None (no such model)."""
-    return _layout_of(_caller(repository, name))
+    return Pipeline(repository, name).layout
 
 
 def pipeline_models(repository: Path, name: str) -> list[str]:
     """The models a published pipeline is made of, the one callers use last (the order they are loaded in)."""
-    config = _caller(repository, name)
-    if config is None or _layout_of(config) != "ensemble":
-        return [name]
-    return [step.model_name for step in config.ensemble_scheduling.step] + [name]
+    return Pipeline(repository, name).models
 
 
 def graph_model(repository: Path, name: str) -> str:
     """The model whose versions hold the ONNX graph (and so number the pipeline's versions)."""
-    return name if served_layout(repository, name) == "fused" else f"{name}_model"
+    return Pipeline(repository, name).graph_model
 
 
 def check_layout(repository: Path, name: str, layout: str) -> None:
@@ -68,13 +45,13 @@ def check_layout(repository: Path, name: str, layout: str) -> None:
 def serving_options(repository: Path, name: str) -> ServingOptions:
     """The serving settings of the published pipeline `name` as its configs say now (what an export, `tuneship
     tune` or a hand edit left there), so a new version published for it (`tuneship update`) keeps them."""
-    caller = _caller(repository, name)
-    layout = _layout_of(caller)
+    pipeline = Pipeline(repository, name)
+    caller, layout = pipeline.caller, pipeline.layout
     if caller is None or layout not in ("ensemble", "fused"):
         return ServingOptions()
     fused = layout == "fused"
-    graph = caller if fused else _config(repository, f"{name}_model")
-    text = graph if fused else _config(repository, f"{name}_tokenizer")
+    graph = pipeline.config(pipeline.graph_model)
+    text = pipeline.config(pipeline.step("tokenizer"))
 
     def parameter(config: mc.ModelConfig, key: str, default: str) -> str:
         return config.parameters[key].string_value if key in config.parameters else default
@@ -92,10 +69,3 @@ def serving_options(repository: Path, name: str) -> ServingOptions:
         max_text_bytes=int(parameter(text, "max_text_bytes", "0") or 0),
         quality_metrics=parameter(text, "quality_metrics", "true") == "true",
         layout=layout)
-
-
-def _config(repository: Path, model: str) -> mc.ModelConfig:
-    path = repository / model / "config.pbtxt"
-    if not path.is_file():
-        raise ExportError(f"{path} does not exist: the published pipeline {model!r} belongs to is incomplete")
-    return parse_pbtxt(path.read_text(encoding="utf-8"))

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field, replace
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tuneship.model_names import step_model
+from tuneship.tasks import TEXT_CLASSIFICATION
+
 
 @dataclass
 class ServingOptions:
@@ -148,19 +151,20 @@ def ensemble_config(name: str, input_names: Sequence[str], labels: Sequence[str]
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=options.max_batch_size)
     # Clients read the label names (in class-id order) from here: one config call, no extra model.
     config.parameters["labels"].string_value = json.dumps(list(labels))
+    config.parameters["task"].string_value = TEXT_CLASSIFICATION.name  # what the stack resolves the model's task by
     config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[num_labels])
     _latest(config, options.versions_to_serve)
-    tokenize = config.ensemble_scheduling.step.add(model_name=f"{name}_tokenizer", model_version=-1)
+    tokenize = config.ensemble_scheduling.step.add(model_name=step_model(name, "tokenizer"), model_version=-1)
     tokenize.input_map["TEXT"] = "TEXT"
     for input_name in input_names:
         tokenize.output_map[input_name] = input_name
-    model = config.ensemble_scheduling.step.add(model_name=f"{name}_model", model_version=-1)
+    model = config.ensemble_scheduling.step.add(model_name=step_model(name, "graph"), model_version=-1)
     for input_name in input_names:
         model.input_map[input_name] = input_name
     model.output_map["logits"] = "logits"
-    post = config.ensemble_scheduling.step.add(model_name=f"{name}_postprocess", model_version=-1)
+    post = config.ensemble_scheduling.step.add(model_name=step_model(name, "postprocess"), model_version=-1)
     post.input_map["logits"] = "logits"
     post.output_map["LABEL"] = "LABEL"
     post.output_map["PROBABILITIES"] = "PROBABILITIES"
@@ -173,6 +177,7 @@ def fused_config(name: str, labels: Sequence[str], max_length: int, pad_token: s
     execute() call are tokenized together, so there is nothing to bucket (`pad_to_multiple_of` 1)."""
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
     config.parameters["labels"].string_value = json.dumps(list(labels))
+    config.parameters["task"].string_value = TEXT_CLASSIFICATION.name
     config.parameters["layout"].string_value = "fused"
     config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])

@@ -23,6 +23,7 @@ from tuneship.exporter.model_configs import (
 from tuneship.exporter.quality import REFERENCE_FILE
 from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
+from tuneship.model_names import step_model
 
 if TYPE_CHECKING:
     from tuneship.exporter.export import ExportOptions
@@ -42,18 +43,11 @@ PYTHON_MODEL_REQUIREMENTS = {
 
 def published_labels(repository: Path, name: str) -> list[str] | None:
     """The labels of the text classifier `name` already in the repository (its ensemble config), if any."""
-    import json
+    from tuneship.exporter.repository import Pipeline
 
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    path = repository / name / "config.pbtxt"
-    if not path.is_file():
+    config = Pipeline(repository, name).caller
+    if config is None:
         return None
-    try:
-        config = text_format.Parse(path.read_text(encoding="utf-8"), mc.ModelConfig())
-    except text_format.ParseError as error:
-        raise ExportError(f"{path}: not a valid Triton model config ({error})") from None
     raw = config.parameters["labels"].string_value if "labels" in config.parameters else ""
     return [str(label) for label in json.loads(raw)] if raw else None
 
@@ -101,17 +95,19 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
         shutil.copy2(checkpoint.path / "tokenizer.json", target / "tokenizer.json")
 
     def fill_ensemble(target: Path) -> None:
-        (target / "README").write_text(f"ensemble of {name}_tokenizer, {name}_model, {name}_postprocess\n")
+        steps = ", ".join(step_model(name, step) for step in ("tokenizer", "graph", "postprocess"))
+        (target / "README").write_text(f"ensemble of {steps}\n")
 
     if serving.layout == "fused":
         return publish_fused(options, name, checkpoint, variant, labels, reference, pad_token, pad_id)
     num_labels = len(labels)
+    graph_name, tokenizer_name, post_name = (step_model(name, step) for step in ("graph", "tokenizer", "postprocess"))
     if engine:
-        model_config = tensorrt_model_config(f"{name}_model", input_names, num_labels, serving,
+        model_config = tensorrt_model_config(graph_name, input_names, num_labels, serving,
                                              profile_max_batch=variant.profile.max_batch,
                                              warmup_length=min(16, variant.profile.max_sequence))
     else:
-        model_config = onnx_model_config(f"{name}_model", input_names, num_labels, serving,
+        model_config = onnx_model_config(graph_name, input_names, num_labels, serving,
                                          graph_level=variant.graph_level)
     if options.target == "gpu" and not engine:
         from tuneship.exporter.model_configs import add_tensorrt_accelerator
@@ -119,18 +115,18 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
         mode = {"int8": "INT8", "fp16": "FP16"}.get(variant.precision,
                                                     "FP16" if options.precision == "auto" else "FP32")
         add_tensorrt_accelerator(model_config, mode)
-    post_config = postprocess_config(f"{name}_postprocess", num_labels, serving, pipeline=name)
+    post_config = postprocess_config(post_name, num_labels, serving, pipeline=name)
     versions = {
-        f"{name}_model": publish_version(repo, model_config, fill_model, options.keep),
-        f"{name}_tokenizer": publish_version(
-            repo, tokenizer_config(f"{name}_tokenizer", input_names, checkpoint.max_length, pad_token, pad_id,
+        graph_name: publish_version(repo, model_config, fill_model, options.keep),
+        tokenizer_name: publish_version(
+            repo, tokenizer_config(tokenizer_name, input_names, checkpoint.max_length, pad_token, pad_id,
                                    serving, pipeline=name), fill_tokenizer, options.keep),
-        f"{name}_postprocess": publish_version(repo, post_config, lambda t: fill_postprocess(t, labels, reference),
-                                               options.keep),
+        post_name: publish_version(repo, post_config, lambda t: fill_postprocess(t, labels, reference),
+                                   options.keep),
     }
     # Beside config.pbtxt: the labels file the config names, and what the Python models need installed.
     write_text_atomic(repo / post_config.name / "labels.txt", "\n".join(labels) + "\n")
-    write_text_atomic(repo / f"{name}_tokenizer" / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["tokenizer"])
+    write_text_atomic(repo / tokenizer_name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["tokenizer"])
     write_text_atomic(repo / post_config.name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["postprocess"])
     versions[name] = publish_version(repo, ensemble_config(name, input_names, labels, serving), fill_ensemble,
                                      options.keep)
@@ -204,20 +200,15 @@ def fused_from_ensemble(repository: Path, name: str, target: Path, target_name: 
     from dataclasses import replace
 
     from tuneship.exporter.layout import serving_options
-    from tuneship.exporter.model_configs import parse_pbtxt
-    from tuneship.exporter.repository import existing_versions
+    from tuneship.exporter.repository import Pipeline
 
-    def latest(model: str) -> Path:
-        versions = existing_versions(repository / model)
-        if not versions:
-            raise ExportError(f"{repository / model}: no published versions")
-        return repository / model / str(versions[-1])
-
-    graph, tokenizer, post = latest(f"{name}_model"), latest(f"{name}_tokenizer"), latest(f"{name}_postprocess")
+    pipeline = Pipeline(repository, name)
+    graph, tokenizer, post = (pipeline.version_dir(pipeline.step(step)) for step in ("graph", "tokenizer",
+                                                                                        "postprocess"))
     if not (graph / "model.onnx").is_file():
         raise ExportError(f"{graph}: no model.onnx (a TensorRT engine has no fused layout)")
-    model_config = parse_pbtxt((repository / f"{name}_model" / "config.pbtxt").read_text(encoding="utf-8"))
-    token_config = parse_pbtxt((repository / f"{name}_tokenizer" / "config.pbtxt").read_text(encoding="utf-8"))
+    model_config = pipeline.config(pipeline.graph_model)
+    token_config = pipeline.config(pipeline.step("tokenizer"))
     labels = published_labels(repository, name) or []
     parameters = {k: v.string_value for k, v in token_config.parameters.items()}
     serving = replace(serving_options(repository, name), layout="fused")

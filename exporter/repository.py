@@ -1,4 +1,10 @@
-"""Publishing models into a Triton model repository: next version, built aside, renamed into place."""
+"""The model repository layer: which models make up a published pipeline, their configs, their versions.
+
+Publishing builds the next version aside and renames it into place; copying a version (a tune's chosen variant,
+an update's gated candidate, a rollback) goes through the same path. `Pipeline` resolves a published pipeline's
+layout once and answers every question about it (its models in load order, the step holding the graph, each
+step's config), so no other module spells `<name>_model` or parses a config to guess a layout.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import to_pbtxt
+from tuneship.exporter.model_configs import is_fused, parse_pbtxt, to_pbtxt
+from tuneship.model_names import step_model
 
 _LEGAL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -91,3 +98,121 @@ def prune_versions(model_dir: Path, keep: int) -> list[int]:
     for version in removed:
         shutil.rmtree(model_dir / str(version), ignore_errors=True)
     return removed
+
+
+def read_config(repository: Path, model: str) -> mc.ModelConfig:
+    """`<repository>/<model>/config.pbtxt`; ExportError naming the file when it is missing or not a config."""
+    from google.protobuf import text_format
+
+    path = repository / model / "config.pbtxt"
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist: is {model!r} in this repository?")
+    try:
+        return parse_pbtxt(path.read_text(encoding="utf-8"))
+    except text_format.ParseError as error:
+        raise ExportError(f"{path}: not a valid Triton model config ({error})") from None
+
+
+def write_config(repository: Path, config: mc.ModelConfig) -> Path:
+    """Write a model's config.pbtxt atomically (a polling server never reads half of it); its path."""
+    path = repository / check_model_name(config.name) / "config.pbtxt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, to_pbtxt(config))
+    return path
+
+
+def latest_version(repository: Path, model: str) -> Path:
+    """The folder of `model`'s newest version; ExportError when it has none."""
+    versions = existing_versions(repository / model)
+    if not versions:
+        raise ExportError(f"{repository / model}: no published versions")
+    return repository / model / str(versions[-1])
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def publish_copy(source: Path, repository: Path, config: mc.ModelConfig, replace: dict[str, Path] | None = None,
+                 link: bool = False, keep: int | None = None) -> int:
+    """The version folder `source` (of any repository) as `config.name`'s next version in `repository`, with the
+    files named in `replace` taken from elsewhere; published atomically like any version. `link` hard-links
+    what it can (large kept variants) instead of copying."""
+    replaced = replace or {}
+    copy = _link_or_copy if link else shutil.copy2
+
+    def fill(target: Path) -> None:
+        for item in source.iterdir():
+            if item.name in replaced or item.name == "__pycache__" or item.name.startswith("."):
+                continue
+            if item.is_dir():
+                shutil.copytree(item, target / item.name, copy_function=copy)
+            else:
+                shutil.copy2(item, target / item.name)
+        for name, path in replaced.items():
+            shutil.copyfile(path, target / name)
+
+    return publish_version(repository, config, fill, keep)
+
+
+class Pipeline:
+    """A published pipeline `name` in `repository`, its layout read once from the config of the model callers
+    use: "ensemble" (`<name>` scheduling its steps), "fused" (`<name>` alone: one Python model running the graph
+    itself), "other" (a model tuneship did not publish as a pipeline) or None (no such model)."""
+
+    def __init__(self, repository: Path, name: str) -> None:
+        self.repository = repository
+        self.name = name
+        self.caller = read_config(repository, name) if (repository / name / "config.pbtxt").is_file() else None
+        self.layout: str | None = None
+        if self.caller is not None:
+            self.layout = "fused" if is_fused(self.caller) else \
+                "ensemble" if self.caller.platform == "ensemble" else "other"
+        self._configs: dict[str, mc.ModelConfig] = {name: self.caller} if self.caller is not None else {}
+
+    @property
+    def exists(self) -> bool:
+        return self.caller is not None
+
+    @property
+    def single_model(self) -> bool:
+        """Whether the caller's model is the whole pipeline (fused, or a model of its own such as a generator)."""
+        return self.layout != "ensemble"
+
+    @property
+    def models(self) -> list[str]:
+        """The pipeline's models, the one callers use last (the order they are loaded in)."""
+        if self.caller is None or self.layout != "ensemble":
+            return [self.name]
+        return [step.model_name for step in self.caller.ensemble_scheduling.step] + [self.name]
+
+    def step(self, step: str) -> str:
+        """The model that holds `step` ("tokenizer", "preprocess", "graph", "postprocess"): the caller's own
+        model in a single-model layout, else the ensemble's step."""
+        return self.name if self.single_model else step_model(self.name, step)
+
+    @property
+    def graph_model(self) -> str:
+        """The model whose versions hold the graph (and so number the pipeline's versions)."""
+        return self.step("graph")
+
+    def config(self, model: str) -> mc.ModelConfig:
+        """A model's config, read once; ExportError naming the file when it is missing."""
+        if model not in self._configs:
+            if not (self.repository / model / "config.pbtxt").is_file():
+                raise ExportError(f"{self.repository / model / 'config.pbtxt'} does not exist: the published "
+                                  f"pipeline {self.name!r} is incomplete")
+            self._configs[model] = read_config(self.repository, model)
+        return self._configs[model]
+
+    def version_dir(self, model: str, version: int | None = None) -> Path:
+        """A model's version folder (default: its newest)."""
+        if version is None:
+            return latest_version(self.repository, model)
+        folder = self.repository / model / str(version)
+        if not folder.is_dir():
+            raise ExportError(f"{folder}: no such version (versions: {existing_versions(self.repository / model)})")
+        return folder

@@ -1,24 +1,22 @@
-"""One exporter per task, found by the checkpoint manifest's `task` (as Optimum's TasksManager maps a task to its
-export): a new task adds an entry here and its own modules, not branches in the export run."""
+"""The exporter of a task, from the task table (tuneship/tasks.py), as Optimum's TasksManager maps a task to its
+export: a new task adds a row there and its own modules, not branches in the export run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import import_module
 from typing import Any
 
 from tuneship.exporter.errors import ExportError
-
-TASK_EXPORTERS = {
-    "text-classification": ("tuneship.exporter.export", "export_text_classifier"),
-    "instruct": ("tuneship.exporter.instruct.export", "export_instruct"),
-    "image-classification": ("tuneship.exporter.image.export", "export_image_classifier"),
-}
+from tuneship.tasks import Task, UnknownTaskError, load, task
 
 
-def task_exporter(task: str) -> Callable[[Any], Any]:
-    if task not in TASK_EXPORTERS:
-        raise ExportError(f"no exporter for task {task!r}; tasks: {', '.join(TASK_EXPORTERS)}")
-    module, function = TASK_EXPORTERS[task]
-    exporter: Callable[[Any], Any] = getattr(import_module(module), function)
+def exported_task(name: str) -> Task:
+    try:
+        return task(name)
+    except UnknownTaskError as error:
+        raise ExportError(f"no exporter for it: {error}") from None
+
+
+def task_exporter(name: str) -> Callable[[Any], Any]:
+    exporter: Callable[[Any], Any] = load(exported_task(name).exporter)
     return exporter

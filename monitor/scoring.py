@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from tuneship.exporter.model_configs import parse_pbtxt
 from tuneship.exporter.repository import existing_versions
 
 
@@ -27,11 +26,11 @@ class PublishedClassifier:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        from tuneship.exporter.layout import graph_model
+        from tuneship.exporter.repository import Pipeline
 
-        graph_name = graph_model(repository, name)
-        fused = graph_name == name
-        model_dir = repository / graph_name
+        pipeline = Pipeline(repository, name)
+        fused = pipeline.single_model
+        model_dir = repository / pipeline.graph_model
         versions = existing_versions(model_dir) if model_dir.is_dir() else []
         if not versions:
             raise ScoringError(f"{model_dir}: no published versions of {name!r}")
@@ -42,16 +41,15 @@ class PublishedClassifier:
         if not graph.is_file():
             raise ScoringError(f"{graph.parent}: no model.onnx (a TensorRT engine is scored on its GPU server)")
         # The fused layout keeps the tokenizer and the labels in the model's own version folder and config.
-        tokenizer_dir = model_dir if fused else repository / f"{name}_tokenizer"
+        tokenizer_dir = repository / pipeline.step("tokenizer")
         tokenizer_version = self.version if fused else self._matching(tokenizer_dir)
-        parameters = {k: v.string_value for k, v in
-                      parse_pbtxt((tokenizer_dir / "config.pbtxt").read_text()).parameters.items()}
+        parameters = {k: v.string_value for k, v in pipeline.config(pipeline.step("tokenizer")).parameters.items()}
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / str(tokenizer_version) / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=int(parameters.get("max_length", "512")))
         self.tokenizer.enable_padding(pad_id=int(parameters.get("pad_token_id", "0")),
                                       pad_token=parameters.get("pad_token", "[PAD]"))
-        post_dir = model_dir if fused else repository / f"{name}_postprocess"
+        post_dir = repository / pipeline.step("postprocess")
         labels_file = post_dir / str(self.version if fused else self._matching(post_dir)) / "labels.txt"
         self.labels = [line for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         options = ort.SessionOptions()

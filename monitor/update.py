@@ -140,8 +140,12 @@ def run_update(options: UpdateOptions) -> UpdateReport:
         raise UpdateError(f"--output {options.output} is the serving checkpoint itself: write the candidate elsewhere")
     if options.url is not None and options.publish:
         _check_server(options)  # before minutes of training, not after
-    if manifest.get("task", "text-classification") != "text-classification":
-        raise UpdateError(f"{checkpoint}: tuneship update retrains text classifiers; this is {manifest['task']!r}")
+    from tuneship.tasks import DEFAULT_TASK, task
+
+    row = task(str(manifest.get("task", DEFAULT_TASK)))
+    if not row.updatable:
+        raise UpdateError(f"{checkpoint}: tuneship update retrains text classifiers; this is {row.name!r} "
+                          f"({row.description})")
     labels = list(manifest["labels"])
     try:
         new = load_file(options.new_data, options.text_column, options.label_column)
@@ -249,23 +253,14 @@ def _shadow(options: UpdateOptions, candidate: Any) -> dict[str, Any]:
 def _copy_versions(source: Path, target: Path, name: str, version: int | None = None) -> dict[str, int]:
     """The pipeline's models' files of one version in `source` (default: the latest) as the next versions in the
     served repository: the candidate exactly as gated, or an earlier version brought back."""
-    from tuneship.exporter.layout import pipeline_models
-    from tuneship.exporter.model_configs import parse_pbtxt
-    from tuneship.exporter.repository import existing_versions, publish_version, write_text_atomic
+    from tuneship.exporter.repository import Pipeline, existing_versions, publish_copy, write_text_atomic
 
+    pipeline = Pipeline(source, name)
     versions = {}
-    for model in pipeline_models(source, name):
+    for model in pipeline.models:
         folder = source / model
-        available = existing_versions(folder)
-        latest = folder / str(version if version in available else available[-1])
-
-        def fill(staging: Path, latest: Path = latest) -> None:
-            for item in latest.iterdir():
-                if item.name == "__pycache__":
-                    continue
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
-
-        versions[model] = publish_version(target, parse_pbtxt((folder / "config.pbtxt").read_text()), fill)
+        chosen = version if version in existing_versions(folder) else None
+        versions[model] = publish_copy(pipeline.version_dir(model, chosen), target, pipeline.config(model))
         for extra in ("labels.txt", "requirements.txt"):
             if (folder / extra).is_file():
                 write_text_atomic(target / model / extra, (folder / extra).read_text(encoding="utf-8"))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mypy on the `tuneship` import package. Its stages keep their folders at the top level and setuptools maps
+# mypy and the import contracts on the `tuneship` import package. Its stages keep their folders at the top level and setuptools maps
 # them under `tuneship` (an import hook that mypy cannot follow), so mypy reads the same files through a view
 # of symlinks in build/typecheck/ laid out as the installed package is.
 set -euo pipefail
@@ -14,3 +14,7 @@ MYPY="${MYPY:-.venv/bin/mypy}"
 # One cache per run: the two runs' flags differ, and a shared cache is rebuilt by each (about 80 s instead of a few).
 "$MYPY" --cache-dir .mypy_cache/strict --strict -m tuneship -m tuneship.cli -p tuneship.client -p tuneship.deploy
 "$MYPY" --cache-dir .mypy_cache/stages -p tuneship.trainer -p tuneship.exporter -p tuneship.monitor
+# The stage rules (pyproject.toml's [tool.importlinter] contracts), on the same view: import-linter finds the
+# stages under tuneship/ there as the installed package has them.
+(cd build/typecheck && PYTHONPATH="$PWD" "${LINT_IMPORTS:-../../.venv/bin/lint-imports}" --no-cache ../../pyproject.toml \
+  | sed -n '/^Contracts/,$p')

@@ -290,6 +290,16 @@ def test_bad_generation_requests_are_refused(server: TritonServer) -> None:
             generator.generate([{"role": "robot", "content": "x"}])
 
 
+def test_classifier_commands_refuse_a_generator_by_its_task(server: TritonServer,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from tuneship.cli import main
+
+    assert main(["infer", "--url", server.grpc_url, "--model", "chat", "hello"]) == 2
+    assert "model 'chat' is not a classifier (text generation" in capsys.readouterr().err
+    assert main(["bench", "--url", server.grpc_url, "--model", "chat", "--concurrency", "1"]) == 2
+    assert "tuneship bench measures classifiers" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_health_and_healing_work_for_a_streaming_model(server: TritonServer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuneship.client.urls import grpc_target, metrics_url
+from tuneship.urls import grpc_target, metrics_url
 
 
 @pytest.mark.parametrize(("given", "grpc", "metrics"), [

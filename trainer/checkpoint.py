@@ -78,11 +78,17 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise TrainingError(f"{manifest_path}:{error.lineno}: invalid JSON ({error.msg})") from None
-    # Images have a size where texts have a length.
-    sized = "image_size" if manifest.get("task") == "image-classification" else "max_length"
-    for key in ("labels", sized, "method", "task"):
+    from tuneship.tasks import UnknownTaskError, task
+
+    for key in ("task", "labels", "method"):
         if key not in manifest:
             raise TrainingError(f"{manifest_path}: field {key!r} is missing")
+    try:
+        sized = task(str(manifest["task"])).sized_by  # images have a size where texts have a length
+    except UnknownTaskError as error:
+        raise TrainingError(f"{manifest_path}: field 'task': {error}") from None
+    if sized not in manifest:
+        raise TrainingError(f"{manifest_path}: field {sized!r} is missing")
     return CheckpointInfo(path=path, manifest=manifest)
 
 

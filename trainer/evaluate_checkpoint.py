@@ -15,8 +15,21 @@ from tuneship.trainer.loading import load_classifier
 
 def evaluate_checkpoint(checkpoint: Path, data: str, text_column: str = "text", label_column: str = "label",
                         encoding: str = "utf-8", batch_size: int = 64, image_column: str = "image") -> dict[str, Any]:
-    if read_checkpoint(checkpoint).manifest.get("task") == "image-classification":
-        return _evaluate_images(checkpoint, data, image_column, label_column, batch_size)
+    """Score a classifier checkpoint by its task's evaluator (the task table's)."""
+    from tuneship.tasks import load, task
+
+    row = task(str(read_checkpoint(checkpoint).manifest["task"]))
+    if row.evaluator is None:
+        raise DataError(f"{checkpoint}: tuneship evaluate scores classifiers; this checkpoint is {row.description} "
+                        "(its metrics.json holds the evaluation its training ran)")
+    metrics: dict[str, Any] = load(row.evaluator)(checkpoint, data, text_column=text_column,
+                                                  label_column=label_column, encoding=encoding,
+                                                  batch_size=batch_size, image_column=image_column)
+    return metrics
+
+
+def evaluate_texts(checkpoint: Path, data: str, text_column: str = "text", label_column: str = "label",
+                   encoding: str = "utf-8", batch_size: int = 64, image_column: str = "image") -> dict[str, Any]:
     dataset = load_builtin(data) if data in BUILTIN_DATASETS else load_file(
         Path(data), text_column, label_column, encoding)
     info = read_checkpoint(checkpoint)
@@ -29,8 +42,8 @@ def evaluate_checkpoint(checkpoint: Path, data: str, text_column: str = "text", 
     return classification_metrics([index[x] for x in dataset.labels], logits.argmax(-1).tolist(), info.labels)
 
 
-def _evaluate_images(checkpoint: Path, data: str, image_column: str, label_column: str,
-                     batch_size: int) -> dict[str, Any]:
+def evaluate_images(checkpoint: Path, data: str, text_column: str = "text", label_column: str = "label",
+                    encoding: str = "utf-8", batch_size: int = 64, image_column: str = "image") -> dict[str, Any]:
     from tuneship.trainer.image.data import load_images
     from tuneship.trainer.image.preprocessing import PreprocessSpec
     from tuneship.trainer.image.training import load_image_classifier, predict

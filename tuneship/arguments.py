@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tuneship.client.urls import grpc_target, metrics_url
+from tuneship.urls import grpc_target, metrics_url
 
 # argparse's "not given" marker, typed as Any so it may stand in for the default of any argument.
 NOT_GIVEN: Any = argparse.SUPPRESS

@@ -31,6 +31,8 @@ from tuneship.exporter.model_configs import (
 from tuneship.exporter.publishing import PYTHON_MODEL_REQUIREMENTS, TRITON_MODELS, fill_postprocess
 from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
+from tuneship.model_names import step_model
+from tuneship.tasks import IMAGE_CLASSIFICATION
 
 PREPROCESS_REQUIREMENTS = ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
                            "numpy<2\npillow>=10\n")
@@ -82,19 +84,19 @@ def image_model_config(name: str, image_size: int, num_labels: int, options: Ser
 def image_ensemble_config(name: str, labels: Sequence[str], options: ServingOptions) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=options.max_batch_size)
     config.parameters["labels"].string_value = json.dumps(list(labels))
-    config.parameters["task"].string_value = "image-classification"
+    config.parameters["task"].string_value = IMAGE_CLASSIFICATION.name
     config.input.add(name="IMAGE", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[len(labels)])
     _latest(config, options.versions_to_serve)
     steps = config.ensemble_scheduling.step
-    pre = steps.add(model_name=f"{name}_preprocess", model_version=-1)
+    pre = steps.add(model_name=step_model(name, "preprocess"), model_version=-1)
     pre.input_map["IMAGE"] = "IMAGE"
     pre.output_map["pixel_values"] = "pixel_values"
-    model = steps.add(model_name=f"{name}_model", model_version=-1)
+    model = steps.add(model_name=step_model(name, "graph"), model_version=-1)
     model.input_map["pixel_values"] = "pixel_values"
     model.output_map["logits"] = "logits"
-    post = steps.add(model_name=f"{name}_postprocess", model_version=-1)
+    post = steps.add(model_name=step_model(name, "postprocess"), model_version=-1)
     post.input_map["logits"] = "logits"
     post.output_map["LABEL"] = "LABEL"
     post.output_map["PROBABILITIES"] = "PROBABILITIES"
@@ -109,7 +111,7 @@ def publish_image_models(repository: Path, name: str, variant: Variant, labels: 
     image_size = int(preprocessing["image_size"])
     if target == "gpu" and serving.instance_kind == "KIND_CPU":
         serving = replace(serving, instance_kind="KIND_GPU")
-    model_config = image_model_config(f"{name}_model", image_size, len(labels), serving, variant.graph_level)
+    model_config = image_model_config(step_model(name, "graph"), image_size, len(labels), serving, variant.graph_level)
     if target == "gpu":
         add_tensorrt_accelerator(model_config, {"int8": "INT8", "fp16": "FP16"}.get(variant.precision, "FP16"))
 
@@ -124,16 +126,16 @@ def publish_image_models(repository: Path, name: str, variant: Variant, labels: 
     def fill_ensemble(target: Path) -> None:
         (target / "README").write_text(f"ensemble of {name}_preprocess, {name}_model, {name}_postprocess\n")
 
-    post_config = postprocess_config(f"{name}_postprocess", len(labels), serving, pipeline=name)
+    post_config = postprocess_config(step_model(name, "postprocess"), len(labels), serving, pipeline=name)
     versions = {
-        f"{name}_model": publish_version(repository, model_config, fill_model, keep),
-        f"{name}_preprocess": publish_version(repository, preprocess_config(
-            f"{name}_preprocess", image_size, serving, name), fill_preprocess, keep),
-        f"{name}_postprocess": publish_version(repository, post_config,
+        step_model(name, "graph"): publish_version(repository, model_config, fill_model, keep),
+        step_model(name, "preprocess"): publish_version(repository, preprocess_config(
+            step_model(name, "preprocess"), image_size, serving, name), fill_preprocess, keep),
+        step_model(name, "postprocess"): publish_version(repository, post_config,
                                                lambda t: fill_postprocess(t, labels, reference), keep),
     }
     write_text_atomic(repository / post_config.name / "labels.txt", "\n".join(labels) + "\n")
-    write_text_atomic(repository / f"{name}_preprocess" / "requirements.txt", PREPROCESS_REQUIREMENTS)
+    write_text_atomic(repository / step_model(name, "preprocess") / "requirements.txt", PREPROCESS_REQUIREMENTS)
     write_text_atomic(repository / post_config.name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["postprocess"])
     versions[name] = publish_version(repository, image_ensemble_config(name, labels, serving), fill_ensemble, keep)
     return versions

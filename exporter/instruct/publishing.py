@@ -10,6 +10,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.instruct.build import GenaiVariant
 from tuneship.exporter.repository import publish_version, write_text_atomic
+from tuneship.tasks import TEXT_GENERATION
 
 TRITON_MODELS = Path(__file__).resolve().parents[1] / "triton_models"
 def requirements(provider: str) -> str:
@@ -65,7 +66,7 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
     for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency",
                 "intra_op_threads"):
         config.parameters[key].string_value = str(getattr(serving, key))
-    config.parameters["task"].string_value = "instruct"
+    config.parameters["task"].string_value = TEXT_GENERATION.name
     return config
 
 

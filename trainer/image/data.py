@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
-from tuneship.client.images import IMAGE_SUFFIXES
+from tuneship.media import IMAGE_SUFFIXES
 from tuneship.trainer.data import MISSING_LABELS, read_rows, stratify
 from tuneship.trainer.errors import DataError
 from tuneship.trainer.image.preprocessing import FORMATS, TINY_SIDE, ImageError, decode
