@@ -156,7 +156,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
 def _tune_and_measure(repository: Path, args: argparse.Namespace, texts: list[str], results: dict[str, Any],
                       phase: str, chart: Path) -> dict[str, Any]:
     """`tuneship tune`'s small grid at concurrency 4 on `repository`, then the served levels again."""
-    from tuneship.deploy.tuning import TuneOptions, save, tune
+    from tuneship.tuning import TuneOptions, save, tune
 
     report = tune(TuneOptions(model=args.model, latency_budget_ms=args.latency_budget_ms, repository=repository,
                               percentile=99, concurrency=4, window_s=args.window, max_batch_sizes=(64,),

@@ -104,10 +104,10 @@ def test_a_layout_is_not_published_over_the_other(tiny_repository: Path, tmp_pat
 
 
 def test_tune_rollback_and_scoring_work_on_the_fused_layout(both_layouts: Path, tmp_path: Path) -> None:
-    from tuneship.deploy.tuning import TuneOptions, tune
     from tuneship.exporter.layout import serving_options
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.monitor.update import rollback
+    from tuneship.tuning import TuneOptions, tune
 
     repository = tmp_path / "repo"
     repository.mkdir()
@@ -176,7 +176,7 @@ def test_a_killed_fused_stub_is_healed(both_layouts: Path) -> None:
 
 def test_tune_publishes_a_kept_variant_as_the_fused_models_next_version(tiny_repository: Path,
                                                                         tmp_path: Path) -> None:
-    from tuneship.deploy.tuning import Candidate, TuneOptions, graph_step, kept_variants, pipeline_models, write_back
+    from tuneship.tuning import Candidate, TuneOptions, graph_step, kept_variants, pipeline_models, write_back
 
     repository = tmp_path / "repo"
     export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tinyf", repository=repository,

@@ -301,8 +301,8 @@ def test_bench_and_tune_send_images_to_an_image_classifier(faces_checkpoint: Pat
     import shutil
 
     from tuneship.cli import main
-    from tuneship.deploy.tuning import TuneOptions, tune
     from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.tuning import TuneOptions, tune
 
     images = faces_checkpoint / "eval_images"
     assert main(["bench", "--url", server.grpc_url, "--model", "faces", "--images", str(images), "--concurrency",

@@ -11,8 +11,8 @@ import pytest
 
 from tuneship.client import TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
-from tuneship.deploy.tuning import Candidate, Trial, TuneOptions, choose, frontier, fused_advice, save, tune
 from tuneship.exporter.model_configs import parse_pbtxt
+from tuneship.tuning import Candidate, Trial, TuneOptions, choose, frontier, fused_advice, save, tune
 
 
 def _trial(tps: float, p99: float, errors: int = 0) -> Trial:
@@ -71,7 +71,7 @@ def _write_config(repository: Path, text: str) -> None:
 
 
 def test_tune_refuses_what_it_cannot_measure_naming_why(tmp_path: Path) -> None:
-    from tuneship.deploy.tuning import TuneError
+    from tuneship.tuning import TuneError
 
     with pytest.raises(TuneError, match="does not exist"):
         tune(TuneOptions(model="nothing", latency_budget_ms=10, repository=tmp_path))
@@ -108,9 +108,9 @@ def test_invariance_wins_within_the_margin_and_not_beyond() -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_tune_sweeps_the_kept_variants_and_publishes_a_chosen_one(tiny_repository: Path, tmp_path: Path) -> None:
-    from tuneship.deploy.tuning import kept_variants, pipeline_models, write_back
     from tuneship.exporter import ExportOptions, export_checkpoint
     from tuneship.exporter.repository import existing_versions
+    from tuneship.tuning import kept_variants, pipeline_models, write_back
 
     repository = tmp_path / "repo"
     export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tiny", repository=repository,
@@ -148,7 +148,7 @@ def test_tune_sweeps_the_kept_variants_and_publishes_a_chosen_one(tiny_repositor
 
 
 def test_a_broken_variants_index_is_a_clear_error(tiny_repository: Path, tmp_path: Path) -> None:
-    from tuneship.deploy.tuning import TuneError, kept_variants
+    from tuneship.tuning import TuneError, kept_variants
 
     repository = tmp_path / "repo"
     shutil.copytree(tiny_repository, repository)
