@@ -179,3 +179,30 @@ def test_a_dry_run_measures_and_prints_but_writes_nothing(tiny_repository: Path,
     out = capsys.readouterr().out
     assert code == 0 and "--dry-run: nothing written" in out and "texts/s" in out
     assert tree() == before  # not a config, report, chart or folder more
+
+
+def test_the_tune_command_is_made_from_tune_options() -> None:
+    """Options declared once: every TuneOptions field the command line takes is a flag with the field's help and
+    default, and the parsed flags give back the dataclass."""
+    import argparse
+    import dataclasses
+
+    from tuneship.arguments import Parser
+    from tuneship.options import options_from_args
+    from tuneship.tuning.cli import register
+
+    parser = Parser(prog="tuneship")
+    register(parser.add_subparsers())
+    tune_parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["tune"]
+    actions = {a.dest: a for a in tune_parser._actions}
+    for spec in dataclasses.fields(TuneOptions):
+        if spec.metadata.get("flag", "") is None:
+            continue
+        assert actions[spec.name].help == spec.metadata["help"], spec.name
+    args = tune_parser.parse_args(["--model", "m", "--latency-budget-ms", "20", "--invariance-margin", "25",
+                                   "--no-variants", "--window", "0.5", "--model-repository", "repo"])
+    options = options_from_args(TuneOptions, args, texts=(), write=False)
+    assert options == TuneOptions(model="m", latency_budget_ms=20.0, invariance_margin=0.25, variants=False,
+                                  window_s=0.5, repository=Path("repo"), write=False)
+    defaults = options_from_args(TuneOptions, tune_parser.parse_args(["--model", "m", "--latency-budget-ms", "5"]))
+    assert defaults == TuneOptions(model="m", latency_budget_ms=5.0)  # the CLI's defaults are the dataclass's

@@ -12,12 +12,23 @@ chosen variant is published as the model's next version. A batch-invariant varia
 does, over a faster one that is not, within `invariance_margin`. `report` prints, charts and saves what was found.
 """
 
-from tuneship.tuning.apply import write_back
-from tuneship.tuning.measure import tune
-from tuneship.tuning.options import PERCENTILES, REPORTS, TuneError, TuneOptions
-from tuneship.tuning.report import TuneReport, fused_advice, header, plot, row, save
-from tuneship.tuning.search import Candidate, Trial, choose, frontier, graph_step, kept_variants, pipeline_models
+from __future__ import annotations
 
-__all__ = ["PERCENTILES", "REPORTS", "Candidate", "Trial", "TuneError", "TuneOptions", "TuneReport", "choose",
-           "frontier", "fused_advice", "graph_step", "header", "kept_variants", "pipeline_models", "plot", "row",
-           "save", "tune", "write_back"]
+from importlib import import_module
+from typing import Any
+
+# Public names load on first use, so the command's dispatcher imports this package cheaply.
+_WHERE = {
+    "tune": "measure", "PERCENTILES": "options", "REPORTS": "options", "TuneError": "options",
+    "TuneOptions": "options", "TuneReport": "report", "fused_advice": "report", "header": "report", "plot": "report",
+    "row": "report", "save": "report", "write_back": "apply", "Candidate": "search", "Trial": "search",
+    "choose": "search", "frontier": "search", "graph_step": "search", "kept_variants": "search",
+    "pipeline_models": "search",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"tuneship.tuning.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'tuneship.tuning' has no attribute {name!r}")
