@@ -1,9 +1,9 @@
-"""The fused classifier's ONNX Runtime and tokenizer settings, measured in turns on one embedded server (issue 13).
+"""The single-model classifier's ONNX Runtime and tokenizer settings, measured in turns on one server (issue 13).
 
     .venv/bin/python benchmarks/fused_knobs.py runs/bench/fused-repo --model sentiment --rounds 2 \
         --out runs/bench/fused_knobs.json
 
-Serves copies of one fused classifier (`tuneship export --layout fused`) side by side, each with other settings:
+Serves copies of one single-model classifier (`tuneship export --layout single`) side by side, each with other settings:
 intra-op threads (all cores or 1), instances (1 or 2), `allow_spinning` and `tokenizer_threads`; then, round by
 round, measures each with one caller sending sequential requests through plain tritonclient (p50/p99) and with
 `tuneship bench`'s load generator at concurrency 4 (texts/s, p99).
@@ -32,7 +32,7 @@ KNOBS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("repository", type=Path, help="a repository holding the fused classifier")
+    parser.add_argument("repository", type=Path, help="a repository holding the single-model classifier")
     parser.add_argument("--model", default="sentiment")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=600, help="sequential requests per one-caller measure")
@@ -43,7 +43,7 @@ def main() -> None:
 
     from tuneship.client.bench import builtin_reviews, run_bench
     from tuneship.deploy import ServeOptions, TritonServer
-    from tuneship.exporter.model_configs import is_fused, parse_pbtxt, to_pbtxt
+    from tuneship.exporter.model_configs import is_single_model, parse_pbtxt, to_pbtxt
 
     texts = builtin_reviews()
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in KNOBS}
@@ -54,8 +54,8 @@ def main() -> None:
             shutil.copytree(args.repository / args.model, root / model,
                             ignore=shutil.ignore_patterns("variants", "__pycache__"))
             config = parse_pbtxt((root / model / "config.pbtxt").read_text(encoding="utf-8"))
-            if not is_fused(config):
-                raise SystemExit(f"{args.repository / args.model} is not a fused classifier (--layout fused)")
+            if not is_single_model(config):
+                raise SystemExit(f"{args.repository / args.model} is not a single-model classifier (--layout single)")
             config.name = model
             config.parameters["intra_op_thread_count"].string_value = threads
             config.parameters["allow_spinning"].string_value = spin

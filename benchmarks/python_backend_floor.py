@@ -8,7 +8,7 @@ tokenizer, no model: only the stub's round trip), an ensemble of three such mode
 text classifier: tokenizer, model, postprocess) and, for reference, the real published pipeline when
 --repository/--model name one. One caller, one text per request, sequential requests over gRPC with
 tritonclient (no tuneship client code in the loop); p50/p95/p99 and Triton's queue/compute split per model.
-With --fused-repository (the same checkpoint exported with `--layout fused` under the same name), that model is
+With --fused-repository (the same checkpoint exported with `--layout single` under the same name), that model is
 served beside the ensemble as `<model>_fused`, the published models are measured in turns (--passes rounds), and
 the in-process figure (the ensemble's tokenizer.json and model.onnx, one text at a time; the goal's baseline) is
 measured in the same run.
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--repository", type=Path, help="a published repository to measure beside the floor")
     parser.add_argument("--model", help="the published text classifier in --repository")
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--fused-repository", type=Path, help="the same checkpoint published with --layout fused")
+    parser.add_argument("--fused-repository", type=Path, help="the same checkpoint published with --layout single")
     parser.add_argument("--passes", type=int, default=1, help="rounds of the published models, in turns")
     args = parser.parse_args()
 

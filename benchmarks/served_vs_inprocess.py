@@ -12,8 +12,8 @@ Served: the embedded Triton on a copy of the repository, `tuneship bench`'s load
 concurrency 1, 4, 16 and 32: texts/s, p50/p95/p99 and Triton's queue and compute time per request. "before" is the
 repository as exported; "after" is the same copy once `tuneship tune` (a small grid: max batch 64, queue delay 0 or
 2000 us, 1 or 2 instances, 0 or 1 intra-op threads, measured at concurrency 4) has written its choice.
-With `--fused-repository` (the same checkpoint exported with `tuneship export --layout fused` under the same
-model name), the fused layout is measured the same way, before and after its own tune, in the same run; the
+With `--fused-repository` (the same checkpoint exported with `tuneship export --layout single` under the same
+model name), the single-model layout is measured the same way, before and after its own tune, in the same run; the
 results say whether its model.onnx is byte for byte the ensemble's.
 Writes results.json, table.md and served_vs_inprocess.png into --out.
 """
@@ -177,7 +177,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="in-process measuring time per batch size")
     parser.add_argument("--window", type=float, default=2.0, help="load generator window")
     parser.add_argument("--fused-repository", type=Path, default=None,
-                        help="the same checkpoint exported with --layout fused (same model name): measured too")
+                        help="the same checkpoint exported with --layout single (same model name): measured too")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -192,7 +192,7 @@ def main() -> int:
         results["before"] = served(copy, args.model, texts, args.window)
         results["tune"] = _tune_and_measure(copy, args, texts, results, "after", args.out / "tuning.png")
         if args.fused_repository is not None:
-            fused = Path(scratch) / "fused"
+            fused = Path(scratch) / "single"
             shutil.copytree(args.fused_repository, fused, ignore=shutil.ignore_patterns("__pycache__", ".*"))
             results["fused_same_graph"] = ((_latest(fused / args.model) / "model.onnx").read_bytes() ==
                                            (_latest(copy / f"{args.model}_model") / "model.onnx").read_bytes())

@@ -34,7 +34,7 @@ class Prediction:
 def _classification_request(model: str, metadata: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, int], bool]:
     """(the model to ask, its inputs, the classification asked of PROBABILITIES, whether it is a probe) for
     Triton's classification extension with every class asked for: its answer lists "score:index:label" from the
-    labels file, needing no model-config access. An ensemble's `<model>_postprocess` takes zero logits; a fused
+    labels file, needing no model-config access. An ensemble's `<model>_postprocess` takes zero logits; a single-model
     classifier takes one text itself, sent as a probe so that it counts in no quality metric."""
     count = int(metadata["outputs"][-1]["shape"][-1])
     classes = {"PROBABILITIES": count}
@@ -127,7 +127,7 @@ class _Classifier(_Settings[TritonClient]):
         """Label names in class-id order, as published with the model.
 
         Read from the model's config; where the model-config API is restricted to admins, from the labels file
-        (the ensemble's post-processing model's, or a fused classifier's) through Triton's classification
+        (the ensemble's post-processing model's, or a single-model classifier's) through Triton's classification
         extension instead.
         """
         if self._labels is None:

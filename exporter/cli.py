@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-timeout", type=non_negative_float, default=600.0,
                         help="seconds to wait while another export or publish writes the same repository "
                              "(0: fail at once)")
-    parser.add_argument("--layout", choices=("ensemble", "fused"), default="ensemble",
+    parser.add_argument("--layout", choices=("ensemble", "single", "fused"), default="ensemble",
                         help="text classifiers: ensemble (tokenizer, ONNX model, postprocess as three Triton models; "
-                             "the graph on Triton's ONNX Runtime backend, CPU or GPU) or fused (one Python model "
-                             "doing all three: fastest on a CPU server; needs onnxruntime in the Python backend)")
+                             "the graph on Triton's ONNX Runtime backend, CPU or GPU) or single (one Python model "
+                             "doing all three: fastest on a CPU server; needs onnxruntime in the Python backend); "
+                             "fused is the old name of single")
     parser.add_argument("--max-batch-size", type=positive_int, default=64, help="largest batch Triton builds")
     parser.add_argument("--queue-delay-us", type=non_negative_int, default=0,
                         help="dynamic batcher queue delay (0: batch what queued while the model was busy; "
@@ -111,8 +113,11 @@ def export_options_from_args(args: argparse.Namespace) -> Any:
     """ExportOptions from the flags add_export_arguments declared."""
     from tuneship.exporter.export import ExportOptions
     from tuneship.exporter.instruct.publishing import GenerationServing
-    from tuneship.exporter.model_configs import ServingOptions
+    from tuneship.exporter.model_configs import LAYOUT_ALIASES, ServingOptions
 
+    if args.layout in LAYOUT_ALIASES:
+        print(f"note: --layout {args.layout} is now --layout {LAYOUT_ALIASES[args.layout]} (\"fused\" also names "
+              "ONNX Runtime's operator fusion); publishing the same single-model layout", file=sys.stderr)
     kind = args.instance_kind or ("KIND_GPU" if args.target == "gpu" else "KIND_CPU")
     serving = ServingOptions(max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us,
                              preferred_batch_sizes=tuple(args.preferred_batch_size), instance_count=args.instances,

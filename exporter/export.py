@@ -121,8 +121,8 @@ def export_checkpoint(options: ExportOptions) -> Any:
     if options.serving.layout not in exported_task(task).layouts:
         raise ExportError(f"{options.checkpoint}: --layout {options.serving.layout} is for text classifiers; a "
                           f"{task} checkpoint is published in its own layout (leave --layout out)")
-    if options.serving.layout == "fused" and options.target != "cpu":
-        raise ExportError("--layout fused runs the graph in ONNX Runtime on the CPU inside a Python model; for "
+    if options.serving.layout == "single" and options.target != "cpu":
+        raise ExportError("--layout single runs the graph in ONNX Runtime on the CPU inside a Python model; for "
                           f"--target {options.target} use the ensemble layout (leave --layout out)")
     return task_exporter(task)(options)
 

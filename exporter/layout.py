@@ -1,7 +1,7 @@
 """Which layout a published classifier has, and which of the repository's models make it up.
 
 tuneship publishes a text classifier either as an ensemble (`<name>` scheduling `<name>_tokenizer`, `<name>_model`
-and `<name>_postprocess`) or fused (`<name>` alone, a Python model holding the tokenizer, the ONNX graph and the
+and `<name>_postprocess`) or single (`<name>` alone, a Python model holding the tokenizer, the ONNX graph and the
 labels). What works on a published pipeline (updates, rollbacks, scoring, tuning) asks here instead of assuming.
 """
 
@@ -17,7 +17,7 @@ from tuneship.exporter.repository import Pipeline
 
 
 def served_layout(repository: Path, name: str) -> str | None:
-    """"ensemble", "fused", "other" (a model tuneship did not publish as a classifier) or None (no such model)."""
+    """"ensemble", "single", "other" (a model tuneship did not publish as a classifier) or None (no such model)."""
     return Pipeline(repository, name).layout
 
 
@@ -47,9 +47,9 @@ def serving_options(repository: Path, name: str) -> ServingOptions:
     tune` or a hand edit left there), so a new version published for it (`tuneship update`) keeps them."""
     pipeline = Pipeline(repository, name)
     caller, layout = pipeline.caller, pipeline.layout
-    if caller is None or layout not in ("ensemble", "fused"):
+    if caller is None or layout not in ("ensemble", "single"):
         return ServingOptions()
-    fused = layout == "fused"
+    fused = layout == "single"
     graph = pipeline.config(pipeline.graph_model)
     text = pipeline.config(pipeline.step("tokenizer"))
 

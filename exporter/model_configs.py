@@ -1,4 +1,4 @@
-"""config.pbtxt for the models of a text classifier (the four of the ensemble layout, or the one of the fused
+"""config.pbtxt for the models of a text classifier (the four of the ensemble layout, or the one of the single-model
 layout), built with Triton's model-config protobuf."""
 
 from __future__ import annotations
@@ -42,11 +42,19 @@ class ServingOptions:
         "help": "export predictions by label, confidence and refused texts on Triton's metrics endpoint"})
     layout: str = field(default="ensemble", metadata={
         "help": "ensemble (tokenizer, ONNX model and postprocess as three Triton models: the graph on Triton's "
-                "native ONNX Runtime backend, CPU or GPU) or fused (one Python model doing all three: the fastest "
-                "on a CPU server, needs onnxruntime in the Python backend's environment)"})
+                "native ONNX Runtime backend, CPU or GPU) or single (one Python model doing all three: the fastest "
+                "on a CPU server, needs onnxruntime in the Python backend's environment); fused is the old name of "
+                "single"})
+
+    def __post_init__(self) -> None:
+        if self.layout in LAYOUT_ALIASES:
+            self.layout = LAYOUT_ALIASES[self.layout]
 
 
-LAYOUTS = ("ensemble", "fused")
+LAYOUTS = ("ensemble", "single")
+# "fused" was the single-model layout's first name; it also named ONNX Runtime's operator fusion, so it was renamed.
+# Repositories published under the old name keep working, and the old flag value is taken with a notice.
+LAYOUT_ALIASES = {"fused": "single"}
 
 
 def _pipeline(config: mc.ModelConfig, pipeline: str, options: ServingOptions) -> None:
@@ -65,7 +73,7 @@ def _latest(config: mc.ModelConfig, versions: int) -> None:
 
 def _tokenizer_parameters(config: mc.ModelConfig, max_length: int, pad_token: str, pad_token_id: int,
                           options: ServingOptions) -> None:
-    """What triton_models/tokenizer.py reads, in the tokenizer model's config or a fused classifier's."""
+    """What triton_models/tokenizer.py reads, in the tokenizer model's config or a single-model classifier's."""
     config.parameters["max_length"].string_value = str(max_length)
     config.parameters["pad_token"].string_value = pad_token
     config.parameters["pad_token_id"].string_value = str(pad_token_id)
@@ -171,14 +179,14 @@ def ensemble_config(name: str, input_names: Sequence[str], labels: Sequence[str]
     return config
 
 
-def fused_config(name: str, labels: Sequence[str], max_length: int, pad_token: str, pad_token_id: int,
+def single_model_config(name: str, labels: Sequence[str], max_length: int, pad_token: str, pad_token_id: int,
                  options: ServingOptions, graph_level: int = 0) -> mc.ModelConfig:
-    """The fused layout's one model: what the ensemble's three steps are told, in one config. The texts of one
+    """The single-model layout's one model: what the ensemble's three steps are told, in one config. The texts of one
     execute() call are tokenized together, so there is nothing to bucket (`pad_to_multiple_of` 1)."""
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
     config.parameters["labels"].string_value = json.dumps(list(labels))
     config.parameters["task"].string_value = TEXT_CLASSIFICATION.name
-    config.parameters["layout"].string_value = "fused"
+    config.parameters["layout"].string_value = "single"
     config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[len(labels)],
@@ -195,10 +203,10 @@ def fused_config(name: str, labels: Sequence[str], max_length: int, pad_token: s
     return config
 
 
-def is_fused(config: mc.ModelConfig) -> bool:
-    """Whether `config` is a fused-layout classifier (one Python model running the ONNX graph itself)."""
+def is_single_model(config: mc.ModelConfig) -> bool:
+    """Whether `config` is a single-model classifier (one Python model running the ONNX graph itself)."""
     return config.backend == "python" and "layout" in config.parameters and \
-        config.parameters["layout"].string_value == "fused"
+        config.parameters["layout"].string_value in ("single", *LAYOUT_ALIASES)
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

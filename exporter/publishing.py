@@ -1,5 +1,5 @@
 """The models of a text classifier, published as the next version of each (see model_repository/README.md): the
-ensemble layout's four, or the fused layout's one."""
+ensemble layout's four, or the single-model layout's one."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import (
     ServingOptions,
     ensemble_config,
-    fused_config,
     onnx_model_config,
     postprocess_config,
+    single_model_config,
     tensorrt_model_config,
     tokenizer_config,
 )
@@ -98,8 +98,8 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
         steps = ", ".join(step_model(name, step) for step in ("tokenizer", "graph", "postprocess"))
         (target / "README").write_text(f"ensemble of {steps}\n")
 
-    if serving.layout == "fused":
-        return publish_fused(options, name, checkpoint, variant, labels, reference, pad_token, pad_id)
+    if serving.layout == "single":
+        return publish_single_model(options, name, checkpoint, variant, labels, reference, pad_token, pad_id)
     num_labels = len(labels)
     graph_name, tokenizer_name, post_name = (step_model(name, step) for step in ("graph", "tokenizer", "postprocess"))
     if engine:
@@ -133,9 +133,9 @@ def publish_models(options: ExportOptions, name: str, checkpoint: Any, tokenizer
     return versions
 
 
-def fill_fused(target: Path, tokenizer_json: Path, graph: Path, labels: list[str],
+def fill_single_model(target: Path, tokenizer_json: Path, graph: Path, labels: list[str],
                reference: dict[str, Any] | None) -> None:
-    """A fused classifier's version folder: its code, the two step modules it reuses, the tokenizer, the graph,
+    """A single-model classifier's version folder: its code, the two step modules it reuses, the tokenizer, the graph,
     the labels and the reference behaviour."""
     shutil.copy2(TRITON_MODELS / "pipeline.py", target / "model.py")
     shutil.copy2(TRITON_MODELS / "tokenizer.py", target / "tuneship_tokenizer.py")
@@ -145,17 +145,17 @@ def fill_fused(target: Path, tokenizer_json: Path, graph: Path, labels: list[str
     fill_labels_and_reference(target, labels, reference)
 
 
-def publish_fused(options: ExportOptions, name: str, checkpoint: Any, variant: Variant, labels: list[str],
+def publish_single_model(options: ExportOptions, name: str, checkpoint: Any, variant: Variant, labels: list[str],
                   reference: dict[str, Any] | None, pad_token: str, pad_id: int) -> dict[str, int]:
     """`<name>` as one Python model: its version folder holds everything the ensemble's three models hold."""
     if variant.format != "onnx" or options.target != "cpu":
-        raise ExportError(f"--layout fused runs the ONNX graph in ONNX Runtime on the CPU; {variant.name} for "
+        raise ExportError(f"--layout single runs the ONNX graph in ONNX Runtime on the CPU; {variant.name} for "
                           f"--target {options.target} is served by the ensemble layout (--layout ensemble)")
 
     def fill(target: Path) -> None:
-        fill_fused(target, checkpoint.path / "tokenizer.json", variant.path, labels, reference)
+        fill_single_model(target, checkpoint.path / "tokenizer.json", variant.path, labels, reference)
 
-    config = fused_config(name, labels, checkpoint.max_length, pad_token, pad_id, options.serving,
+    config = single_model_config(name, labels, checkpoint.max_length, pad_token, pad_id, options.serving,
                           graph_level=variant.graph_level)
     version = publish_version(options.repository, config, fill, options.keep)
     write_text_atomic(options.repository / name / "labels.txt", "\n".join(labels) + "\n")
@@ -193,9 +193,9 @@ def keep_variants(repository: Path, name: str, version: int, variants: list[Vari
     return [str(entry["name"]) for entry in index]
 
 
-def fused_from_ensemble(repository: Path, name: str, target: Path, target_name: str) -> int:
-    """The published ensemble `name`'s latest files (ONNX graph, tokenizer, labels, reference) as a fused
-    classifier `target_name` in `target`, with the ensemble's serving settings: what `--layout fused` would have
+def single_model_from_ensemble(repository: Path, name: str, target: Path, target_name: str) -> int:
+    """The published ensemble `name`'s latest files (ONNX graph, tokenizer, labels, reference) as a single-model
+    classifier `target_name` in `target`, with the ensemble's serving settings: what `--layout single` would have
     published for the same export (`tuneship tune` measures it beside the ensemble)."""
     from dataclasses import replace
 
@@ -206,19 +206,19 @@ def fused_from_ensemble(repository: Path, name: str, target: Path, target_name: 
     graph, tokenizer, post = (pipeline.version_dir(pipeline.step(step)) for step in ("graph", "tokenizer",
                                                                                         "postprocess"))
     if not (graph / "model.onnx").is_file():
-        raise ExportError(f"{graph}: no model.onnx (a TensorRT engine has no fused layout)")
+        raise ExportError(f"{graph}: no model.onnx (a TensorRT engine has no single-model layout)")
     model_config = pipeline.config(pipeline.graph_model)
     token_config = pipeline.config(pipeline.step("tokenizer"))
     labels = published_labels(repository, name) or []
     parameters = {k: v.string_value for k, v in token_config.parameters.items()}
-    serving = replace(serving_options(repository, name), layout="fused")
+    serving = replace(serving_options(repository, name), layout="single")
     reference_path = post / REFERENCE_FILE
     reference = json.loads(reference_path.read_text(encoding="utf-8")) if reference_path.is_file() else None
 
     def fill(folder: Path) -> None:
-        fill_fused(folder, tokenizer / "tokenizer.json", graph / "model.onnx", labels, reference)
+        fill_single_model(folder, tokenizer / "tokenizer.json", graph / "model.onnx", labels, reference)
 
-    config = fused_config(target_name, labels, int(parameters.get("max_length", "512")),
+    config = single_model_config(target_name, labels, int(parameters.get("max_length", "512")),
                           parameters.get("pad_token", "[PAD]"), int(parameters.get("pad_token_id", "0")), serving,
                           graph_level=model_config.optimization.graph.level)
     config.parameters["pipeline"].string_value = name

@@ -18,7 +18,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import is_fused, parse_pbtxt, to_pbtxt
+from tuneship.exporter.model_configs import is_single_model, parse_pbtxt, to_pbtxt
 from tuneship.model_names import step_model
 
 _LEGAL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -160,7 +160,7 @@ def publish_copy(source: Path, repository: Path, config: mc.ModelConfig, replace
 
 class Pipeline:
     """A published pipeline `name` in `repository`, its layout read once from the config of the model callers
-    use: "ensemble" (`<name>` scheduling its steps), "fused" (`<name>` alone: one Python model running the graph
+    use: "ensemble" (`<name>` scheduling its steps), "single" (`<name>` alone: one Python model running the graph
     itself), "other" (a model tuneship did not publish as a pipeline) or None (no such model)."""
 
     def __init__(self, repository: Path, name: str) -> None:
@@ -169,7 +169,7 @@ class Pipeline:
         self.caller = read_config(repository, name) if (repository / name / "config.pbtxt").is_file() else None
         self.layout: str | None = None
         if self.caller is not None:
-            self.layout = "fused" if is_fused(self.caller) else \
+            self.layout = "single" if is_single_model(self.caller) else \
                 "ensemble" if self.caller.platform == "ensemble" else "other"
         self._configs: dict[str, mc.ModelConfig] = {name: self.caller} if self.caller is not None else {}
 

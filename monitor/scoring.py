@@ -1,7 +1,7 @@
 """A published classifier version, answered in this process from its repository files.
 
 The update gate scores the serving version and the candidate on the same texts with the files Triton serves
-(the tokenizer's tokenizer.json and config, the model's ONNX graph, the postprocess labels; in the fused
+(the tokenizer's tokenizer.json and config, the model's ONNX graph, the postprocess labels; in the single-model
 layout all of them in the one model's version), so the comparison
 is of what callers get, without a server.
 """
@@ -40,7 +40,7 @@ class PublishedClassifier:
         graph = model_dir / str(self.version) / "model.onnx"
         if not graph.is_file():
             raise ScoringError(f"{graph.parent}: no model.onnx (a TensorRT engine is scored on its GPU server)")
-        # The fused layout keeps the tokenizer and the labels in the model's own version folder and config.
+        # The single-model layout keeps the tokenizer and the labels in the model's own version folder and config.
         tokenizer_dir = repository / pipeline.step("tokenizer")
         tokenizer_version = self.version if fused else self._matching(tokenizer_dir)
         parameters = {k: v.string_value for k, v in pipeline.config(pipeline.step("tokenizer")).parameters.items()}

@@ -12,11 +12,11 @@ from tuneship.exporter.errors import ExportError
 from tuneship.exporter.model_configs import (
     ServingOptions,
     ensemble_config,
-    fused_config,
-    is_fused,
+    is_single_model,
     onnx_model_config,
     parse_pbtxt,
     postprocess_config,
+    single_model_config,
     to_pbtxt,
     tokenizer_config,
 )
@@ -66,9 +66,9 @@ def test_ensemble_wires_the_three_steps_and_lists_labels() -> None:
 def test_a_fused_classifier_has_the_ensembles_interface_and_its_steps_settings() -> None:
     options = ServingOptions(max_batch_size=32, queue_delay_us=100, instance_count=2, intra_op_threads=1,
                              pad_to_multiple_of=16, quality_metrics=False)
-    config = parse_pbtxt(to_pbtxt(fused_config("s", ["neg", "pos"], 128, "[PAD]", 0, options, graph_level=-1)))
+    config = parse_pbtxt(to_pbtxt(single_model_config("s", ["neg", "pos"], 128, "[PAD]", 0, options, graph_level=-1)))
     ensemble = ensemble_config("s", INPUTS, ["neg", "pos"], ServingOptions())
-    assert is_fused(config) and not is_fused(ensemble)
+    assert is_single_model(config) and not is_single_model(ensemble)
     assert config.backend == "python" and config.max_batch_size == 32
     assert [(i.name, i.data_type) for i in config.input] == [(i.name, i.data_type) for i in ensemble.input]
     assert [(o.name, list(o.dims)) for o in config.output] == [(o.name, list(o.dims)) for o in ensemble.output]

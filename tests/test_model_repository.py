@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import ServingOptions, ensemble_config, fused_config, onnx_model_config
+from tuneship.exporter.model_configs import ServingOptions, ensemble_config, onnx_model_config, single_model_config
 from tuneship.exporter.repository import Pipeline, publish_copy, publish_version, read_config, write_config
 from tuneship.model_names import STEP_SUFFIXES, step_model
 
@@ -35,9 +35,9 @@ def test_an_ensemble_pipeline_knows_its_models_and_steps(tmp_path: Path) -> None
 
 
 def test_a_fused_pipeline_is_its_own_every_step(tmp_path: Path) -> None:
-    write_config(tmp_path, fused_config("one", ["a", "b"], 32, "[PAD]", 0, ServingOptions(layout="fused")))
+    write_config(tmp_path, single_model_config("one", ["a", "b"], 32, "[PAD]", 0, ServingOptions(layout="single")))
     pipeline = Pipeline(tmp_path, "one")
-    assert pipeline.layout == "fused" and pipeline.models == ["one"]
+    assert pipeline.layout == "single" and pipeline.models == ["one"]
     assert {pipeline.step(step) for step in STEP_SUFFIXES} == {"one"}
 
 

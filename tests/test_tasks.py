@@ -41,12 +41,12 @@ def test_a_served_models_task_comes_from_its_config_then_its_contract() -> None:
 
 def test_every_published_caller_model_records_its_task() -> None:
     from tuneship.exporter.image.publishing import image_ensemble_config
-    from tuneship.exporter.model_configs import ServingOptions, ensemble_config, fused_config
+    from tuneship.exporter.model_configs import ServingOptions, ensemble_config, single_model_config
     from tuneship.tasks import task_of_config
 
     options = ServingOptions()
     configs = {"text-classification": [ensemble_config("s", ["input_ids"], ["a", "b"], options),
-                                       fused_config("s", ["a", "b"], 32, "[PAD]", 0, options)],
+                                       single_model_config("s", ["a", "b"], 32, "[PAD]", 0, options)],
                "image-classification": [image_ensemble_config("i", ["a", "b"], options)]}
     for name, written in configs.items():
         for config in written:

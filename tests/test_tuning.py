@@ -12,7 +12,7 @@ import pytest
 from tuneship.client import TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.exporter.model_configs import parse_pbtxt
-from tuneship.tuning import Candidate, Trial, TuneOptions, choose, frontier, fused_advice, save, tune
+from tuneship.tuning import Candidate, Trial, TuneOptions, choose, frontier, save, single_model_advice, tune
 
 
 def _trial(tps: float, p99: float, errors: int = 0) -> Trial:
@@ -52,10 +52,10 @@ def test_tune_writes_the_best_measured_configuration_and_the_server_loads_it(tin
     for name in ("tiny", "tiny_tokenizer", "tiny_postprocess"):  # one batch limit across the ensemble
         config = parse_pbtxt((repository / name / "config.pbtxt").read_text(encoding="utf-8"))
         assert config.max_batch_size == chosen.max_batch_size
-    # The same graph and settings as one fused model, measured as advice; nothing of it is written back.
-    assert report.fused_layout is not None and not report.fused_layout.note
-    assert report.fused_layout.candidate == chosen and report.fused_layout.texts_per_second > 0
-    assert "fused layout" in fused_advice(report) and not (repository / "tiny_fused_layout").exists()
+    # The same graph and settings as one single-model classifier, measured as advice; nothing of it is written back.
+    assert report.single_model_layout is not None and not report.single_model_layout.note
+    assert report.single_model_layout.candidate == chosen and report.single_model_layout.texts_per_second > 0
+    assert "single-model layout" in single_model_advice(report) and not (repository / "tiny_fused_layout").exists()
     json_path, png_path = save(report, repository)
     assert json.loads(json_path.read_text(encoding="utf-8"))["chosen"]["candidate"] == chosen.__dict__
     assert png_path.stat().st_size > 10_000

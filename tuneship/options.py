@@ -2,7 +2,8 @@
 
 Each field's metadata carries its `help`, and where the command line differs from the field: `flag` (the flag's
 name; None: not a flag, the command handles it), `type` (an argument type from tuneship.arguments), `choices`,
-and `cli_scale` (the flag takes the value times this: a percentage for a share). `--help`, the dataclass, and
+`cli_scale` (the flag takes the value times this: a percentage for a share) and `aliases` (a renamed flag's old
+names, which keep working). `--help`, the dataclass, and
 the saved reports then cannot drift apart (PyTriton's TritonConfig and transformers' TrainingArguments do the
 same). A bool field that defaults to True becomes `--name/--no-name`; one that defaults to False, `--name`.
 """
@@ -43,9 +44,10 @@ def add_options(parser: argparse.ArgumentParser, options: type[Any]) -> None:
             continue
         default = _default(spec)
         help_text = str(spec.metadata.get("help", ""))
+        flags = (flag, *spec.metadata.get("aliases", ()))  # old names keep working
         if str(spec.type) == "bool":
             action = argparse.BooleanOptionalAction if default else "store_true"
-            parser.add_argument(flag, dest=spec.name, action=action, default=bool(default), help=help_text)
+            parser.add_argument(*flags, dest=spec.name, action=action, default=bool(default), help=help_text)
             continue
         kwargs: dict[str, Any] = {"dest": spec.name, "help": help_text, "type": _type(spec, default),
                                   "metavar": flag.lstrip("-").upper().replace("-", "_")}
@@ -57,7 +59,7 @@ def add_options(parser: argparse.ArgumentParser, options: type[Any]) -> None:
         else:
             kwargs["default"] = default * spec.metadata.get("cli_scale", 1) if "cli_scale" in spec.metadata \
                 else default
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(*flags, **kwargs)
 
 
 def options_from_args(options: type[Any], args: argparse.Namespace, **given: Any) -> Any:

@@ -21,7 +21,7 @@ class UnknownTaskError(ValueError):
 
 @dataclass(frozen=True)
 class ServedContract:
-    """What callers send to, and get from, the model they call (the ensemble, the fused model, the generator)."""
+    """What callers send to, and get from, the model they call (the ensemble, the single model, the generator)."""
 
     inputs: tuple[str, ...]
     """Inputs every request carries (a served model whose inputs include all of them has this contract)."""
@@ -74,7 +74,7 @@ TEXT_CLASSIFICATION = Task(
     name="text-classification", description="text classification", modality="text",
     trainer="tuneship.trainer.training", exporter="tuneship.exporter.export:export_text_classifier",
     contract=ServedContract(inputs=("TEXT",), outputs=("LABEL", "PROBABILITIES")),
-    client="tuneship.client.text_classifier:TextClassifier", probe="items", layouts=("ensemble", "fused"),
+    client="tuneship.client.text_classifier:TextClassifier", probe="items", layouts=("ensemble", "single"),
     tunable=True, updatable=True, evaluator="tuneship.trainer.evaluate_checkpoint:evaluate_texts",
     encoder="tuneship.client.text_classifier:text_request")
 IMAGE_CLASSIFICATION = Task(

@@ -20,9 +20,9 @@ from typing import Any
 # Public names load on first use, so the command's dispatcher imports this package cheaply.
 _WHERE = {
     "tune": "measure", "PERCENTILES": "options", "REPORTS": "options", "TuneError": "options",
-    "TuneOptions": "options", "TuneReport": "report", "fused_advice": "report", "header": "report", "plot": "report",
-    "row": "report", "save": "report", "write_back": "apply", "Candidate": "search", "Trial": "search",
-    "choose": "search", "frontier": "search", "graph_step": "search", "kept_variants": "search",
+    "TuneOptions": "options", "TuneReport": "report", "single_model_advice": "report", "header": "report",
+    "plot": "report", "row": "report", "save": "report", "write_back": "apply", "Candidate": "search",
+    "Trial": "search", "choose": "search", "frontier": "search", "graph_step": "search", "kept_variants": "search",
     "pipeline_models": "search",
 }
 __all__ = sorted(_WHERE)

@@ -38,7 +38,7 @@ def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.Mod
                 del config.parameters["intra_op_thread_count"]
             if graph_level is not None and config.platform == "onnxruntime_onnx":
                 config.optimization.graph.level = graph_level
-            elif graph_level is not None:  # a fused classifier sets up its own ONNX Runtime session
+            elif graph_level is not None:  # a single-model classifier sets up its own ONNX Runtime session
                 config.parameters["graph_level"].string_value = str(graph_level)
         elif config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds:
             config.dynamic_batching.max_queue_delay_microseconds = candidate.queue_delay_us
@@ -74,7 +74,7 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
         if kept is not None:
             model_config = next(c for c in configs if c.name == onnx_step.name)
             filename = onnx_step.default_model_filename or "model.onnx"
-            # The version's other files (a fused classifier's tokenizer, labels, code) come along; the kept
+            # The version's other files (a single-model classifier's tokenizer, labels, code) come along; the kept
             # variants too, linked rather than copied where the file system allows.
             version = publish_copy(latest_version(options.repository, onnx_step.name), options.repository,
                                    model_config, replace={filename: kept.path}, link=True)
@@ -89,14 +89,14 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
     return written
 
 
-def fused_copy(options: TuneOptions, scratch: Path, candidate: Candidate, kept: KeptVariant | None) -> str:
-    """The published ensemble as one fused model beside it in the scratch repository, at `candidate`'s settings
-    (and precision variant)."""
-    from tuneship.exporter.publishing import fused_from_ensemble
+def single_model_copy(options: TuneOptions, scratch: Path, candidate: Candidate, kept: KeptVariant | None) -> str:
+    """The published ensemble as a single-model classifier beside it in the scratch repository, at `candidate`'s
+    settings (and precision variant)."""
+    from tuneship.exporter.publishing import single_model_from_ensemble
     from tuneship.exporter.repository import read_config
 
-    name = f"{options.model}_fused_layout"
-    version = fused_from_ensemble(options.repository, options.model, scratch, name)
+    name = f"{options.model}_single_model"
+    version = single_model_from_ensemble(options.repository, options.model, scratch, name)
     if kept is not None:
         shutil.copyfile(kept.path, scratch / name / str(version) / "model.onnx")
     config = read_config(scratch, name)

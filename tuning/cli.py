@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from tuneship.tuning import TuneError, fused_advice, header, row, save, tune
+    from tuneship.tuning import TuneError, header, row, save, single_model_advice, tune
 
     for name in ("max_batch_sizes", "instance_counts"):
         if 0 in getattr(args, name):
@@ -52,8 +52,8 @@ def run_tune(args: argparse.Namespace) -> int:
     for trial in sorted(report.trials, key=lambda t: -t.texts_per_second):
         print(row(trial, report.percentile, report.latency_budget_ms, chosen=trial is report.chosen))
     print(f"\n{report.reason}")
-    if fused_advice(report):
-        print(fused_advice(report))
+    if single_model_advice(report):
+        print(single_model_advice(report))
     if args.dry_run:  # nothing at all: no config, no report, no chart
         print("--dry-run: nothing written (no configuration, report or chart)")
         return 0 if report.chosen is not None else 1

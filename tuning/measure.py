@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuneship.tuning.apply import apply, fused_copy, install_variant, write_back, write_configs
+from tuneship.tuning.apply import apply, install_variant, single_model_copy, write_back, write_configs
 from tuneship.tuning.options import PERCENTILES, REPORTS, TuneError, TuneOptions
 from tuneship.tuning.report import TuneReport, header, row
 from tuneship.tuning.search import (
@@ -93,20 +93,20 @@ def tune(options: TuneOptions) -> TuneReport:
                     trials.append(trial)
                     run(trial, kept)
             chosen, reason = choose(trials, options.percentile, options.latency_budget_ms, options.invariance_margin)
-            fused_trial: Trial | None = None
-            if options.compare_fused and ensemble.platform == "ensemble" and served is not None \
-                    and "fused" in served.layouts \
+            single_trial: Trial | None = None
+            if options.compare_single_model and ensemble.platform == "ensemble" and served is not None \
+                    and "single" in served.layouts \
                     and onnx_step.platform == "onnxruntime_onnx":
                 best = chosen.candidate if chosen is not None else current
                 kept_best = next((k for k in others if k.name == best.variant), None)
-                fused_trial = Trial(best, current=False)
+                single_trial = Trial(best, current=False)
                 try:
-                    name = fused_copy(options, scratch, best, kept_best)
+                    name = single_model_copy(options, scratch, best, kept_best)
                     client.load_model(name)
-                    measure(server.grpc_url, options, texts, fused_trial, name)
+                    measure(server.grpc_url, options, texts, single_trial, name)
                 except Exception as error:  # advice only: a failure is reported, not raised
-                    fused_trial.note = f"failed: {str(error).splitlines()[0][:120]}"
-                print(row(fused_trial, options.percentile, options.latency_budget_ms, label="fused layout"),
+                    single_trial.note = f"failed: {str(error).splitlines()[0][:120]}"
+                print(row(single_trial, options.percentile, options.latency_budget_ms, label="single-model layout"),
                       flush=True)
     written: list[str] = []
     if chosen is not None and options.write:
@@ -115,4 +115,4 @@ def tune(options: TuneOptions) -> TuneReport:
     return TuneReport(model=options.model, percentile=options.percentile,
                       latency_budget_ms=options.latency_budget_ms, concurrency=options.concurrency, trials=trials,
                       chosen=chosen, written=written, reason=reason, published_variant=published,
-                      fused_layout=fused_trial)
+                      single_model_layout=single_trial)

@@ -22,7 +22,7 @@ class TuneOptions:
     """What to tune and how; `tuneship tune`'s flags are made from these fields (tuneship.options)."""
 
     model: str = field(metadata={
-        "help": "the classifier to tune (a text or image ensemble, or a fused text classifier)"})
+        "help": "the classifier to tune (a text or image ensemble, or a single-model text classifier)"})
     latency_budget_ms: float = field(metadata={"help": "largest allowed latency percentile (ms)",
                                                "type": positive_float})
     repository: Path = field(default=Path("model_repository"), metadata={"help": "Triton model repository",
@@ -51,6 +51,7 @@ class TuneOptions:
     invariance_margin: float = field(default=0.10, metadata={
         "help": "percent: a batch-invariant variant is taken over a faster one that is not, up to this much slower",
         "type": non_negative_float, "cli_scale": 100})
-    compare_fused: bool = field(default=True, metadata={
-        "help": "a text ensemble: also measure the same graph and settings as one fused model (tuneship export "
-                "--layout fused) and say how it compares; nothing is switched"})
+    compare_single_model: bool = field(default=True, metadata={
+        "help": "a text ensemble: also measure the same graph and settings as one model (tuneship export --layout "
+                "single) and say how it compares; nothing is switched (--compare-fused: its old name)",
+        "aliases": ("--compare-fused",)})

@@ -21,19 +21,20 @@ class TuneReport:
     written: list[str]
     reason: str
     published_variant: str = ""  # the variant chosen by the export (or an earlier tune)
-    fused_layout: Trial | None = None  # the same graph and settings as one fused model, measured as advice
+    single_model_layout: Trial | None = None  # the same graph and settings as one model, measured as advice
 
 
-def fused_advice(report: TuneReport) -> str:
-    """One line comparing the fused layout with the chosen configuration, or "" when not measured."""
-    fused, chosen = report.fused_layout, report.chosen
+def single_model_advice(report: TuneReport) -> str:
+    """One line comparing the single-model layout with the chosen configuration, or "" when not measured."""
+    fused, chosen = report.single_model_layout, report.chosen
     if fused is None or fused.note or not fused.latency_ms or chosen is None or not chosen.texts_per_second:
         return ""
     key = f"p{report.percentile}"
     gain = fused.texts_per_second / chosen.texts_per_second - 1
-    return (f"the same graph and settings in the fused layout (one Python model; `tuneship export --layout fused`, "
-            f"under a new name) measured {fused.texts_per_second:.0f} texts/s at {key} {fused.latency_ms[key]:.1f} "
-            f"ms: {gain:+.0%} texts/s against the chosen configuration ({chosen.latency_ms[key]:.1f} ms)")
+    return (f"the same graph and settings in the single-model layout (one Python model; `tuneship export --layout "
+            f"single`, under a new name) measured {fused.texts_per_second:.0f} texts/s at {key} "
+            f"{fused.latency_ms[key]:.1f} ms: {gain:+.0%} texts/s against the chosen configuration "
+            f"({chosen.latency_ms[key]:.1f} ms)")
 
 
 def header() -> str:
@@ -75,10 +76,10 @@ def plot(report: TuneReport, path: Path) -> None:
         if trial.current:
             axis.scatter([trial.texts_per_second], [trial.latency_ms[key]], marker="s", s=80, facecolors="none",
                          edgecolors="black", label="current")
-    fused = report.fused_layout
+    fused = report.single_model_layout
     if fused is not None and fused.latency_ms and not fused.note:
         axis.scatter([fused.texts_per_second], [fused.latency_ms[key]], marker="D", s=70, color="tab:green",
-                     zorder=5, label="the chosen settings in the fused layout (advice)")
+                     zorder=5, label="the chosen settings in the single-model layout (advice)")
     if report.chosen is not None:
         axis.scatter([report.chosen.texts_per_second], [report.chosen.latency_ms[key]], marker="*", s=250,
                      color="tab:orange", zorder=5, label=f"chosen: {report.chosen.candidate.describe()}")

@@ -51,7 +51,7 @@ class KeptVariant:
 
 
 def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[mc.ModelConfig]]:
-    """(the model callers use, the models it schedules): an ensemble and its steps, or a fused classifier and no
+    """(the model callers use, the models it schedules): an ensemble and its steps, or a single-model classifier and no
     steps (it runs its graph itself)."""
     from tuneship.exporter.errors import ExportError
     from tuneship.exporter.repository import Pipeline
@@ -63,7 +63,7 @@ def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[
             raise TuneError(f"{repository / model / 'config.pbtxt'} does not exist: is the model in this repository? "
                             "(--model-repository)")
         served = task_of_config(pipeline.caller)
-        if pipeline.layout == "fused":
+        if pipeline.layout == "single":
             return pipeline.caller, []
         if pipeline.layout != "ensemble" or served is None or not served.tunable:
             what = f"a {served.description} model" if served is not None else "not a tuneship task's model"
@@ -106,10 +106,10 @@ def kept_variants(repository: Path, model: str, read_index: bool = True) -> tupl
 
 
 def runs_graph(config: mc.ModelConfig) -> bool:
-    """The model that runs the ONNX graph: the ensemble's ONNX Runtime step, or a fused classifier."""
-    from tuneship.exporter.model_configs import is_fused
+    """The model that runs the ONNX graph: the ensemble's ONNX Runtime step, or a single-model classifier."""
+    from tuneship.exporter.model_configs import is_single_model
 
-    return config.platform == "onnxruntime_onnx" or is_fused(config)
+    return config.platform == "onnxruntime_onnx" or is_single_model(config)
 
 
 def graph_step(ensemble: mc.ModelConfig, steps: Sequence[mc.ModelConfig]) -> mc.ModelConfig:

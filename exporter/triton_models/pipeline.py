@@ -1,4 +1,4 @@
-"""Triton Python model: a whole text classifier in one model (tuneship's `fused` layout).
+"""Triton Python model: a whole text classifier in one model (tuneship's `single` layout).
 
 Installed as `<name>/<version>/model.py` next to `tokenizer.json`, `model.onnx`, `labels.txt`, `reference.json`
 and the two step modules it reuses (`tuneship_tokenizer.py`, `tuneship_postprocess.py`: the ensemble layout's

@@ -1,4 +1,4 @@
-"""The fused layout (`tuneship export --layout fused`): one Python model answers as the ensemble does, with the
+"""The single-model layout (`tuneship export --layout single`): one Python model answers as the ensemble does, with the
 same checks and quality metrics, and what works on a published pipeline (tune, rollback, scoring) works on it."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tuneship.client import ClientOptions, InvalidInputError, TextClassifier, Tr
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.exporter import ExportOptions, export_checkpoint
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import ServingOptions, is_fused, parse_pbtxt
+from tuneship.exporter.model_configs import ServingOptions, is_single_model, parse_pbtxt
 from tuneship.exporter.repository import existing_versions
 
 pytestmark = pytest.mark.integration
@@ -29,14 +29,14 @@ KEY = "fused-admin-key"
 
 def _export_fused(checkpoint: Path, repository: Path, name: str = "tinyf") -> None:
     export_checkpoint(ExportOptions(checkpoint=checkpoint, name=name, repository=repository, precision="fp32",
-                                    optimize=False, serving=ServingOptions(layout="fused")))
+                                    optimize=False, serving=ServingOptions(layout="single")))
 
 
 @pytest.fixture(scope="module")
 @costs("slow")
 def both_layouts(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's ensemble `tiny` and the same checkpoint published fused as `tinyf`, in one repository."""
-    repository = tmp_path_factory.mktemp("fused") / "repo"
+    repository = tmp_path_factory.mktemp("single") / "repo"
     shutil.copytree(tiny_repository, repository)
     _export_fused(tiny_repository.parent / "ckpt", repository)
     return repository
@@ -47,7 +47,7 @@ def test_the_fused_model_answers_as_the_ensemble_does(both_layouts: Path) -> Non
     assert {"model.py", "model.onnx", "tokenizer.json", "labels.txt", "tuneship_tokenizer.py",
             "tuneship_postprocess.py"} <= fused_files
     assert not (both_layouts / "tinyf_model").exists()  # one model, nothing else
-    assert is_fused(parse_pbtxt((both_layouts / "tinyf" / "config.pbtxt").read_text(encoding="utf-8")))
+    assert is_single_model(parse_pbtxt((both_layouts / "tinyf" / "config.pbtxt").read_text(encoding="utf-8")))
     assert "onnxruntime" in (both_layouts / "tinyf" / "requirements.txt").read_text(encoding="utf-8")
     options = ServeOptions(model_repository=both_layouts, grpc_port=0, http_port=0, metrics_port=0,
                            admin_key=KEY)
@@ -86,8 +86,8 @@ def test_the_command_line_asks_for_the_layout(tmp_path: Path) -> None:
 
     parser = argparse.ArgumentParser()
     add_export_arguments(parser)
-    chosen = export_options_from_args(parser.parse_args([str(tmp_path), "--layout", "fused", "--instances", "2"]))
-    assert chosen.serving.layout == "fused" and chosen.serving.instance_count == 2
+    chosen = export_options_from_args(parser.parse_args([str(tmp_path), "--layout", "single", "--instances", "2"]))
+    assert chosen.serving.layout == "single" and chosen.serving.instance_count == 2
     assert export_options_from_args(parser.parse_args([str(tmp_path)])).serving.layout == "ensemble"
 
 
@@ -96,10 +96,10 @@ def test_a_layout_is_not_published_over_the_other(tiny_repository: Path, tmp_pat
     shutil.copytree(tiny_repository, repository)
     with pytest.raises(ExportError, match="published with the ensemble layout"):
         _export_fused(tiny_repository.parent / "ckpt", repository, name="tiny")
-    with pytest.raises(ExportError, match=r"--layout fused runs the graph .* on the CPU"):
+    with pytest.raises(ExportError, match=r"--layout single runs the graph .* on the CPU"):
         export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="other",
                                         repository=repository, target="gpu",
-                                        serving=ServingOptions(layout="fused")))
+                                        serving=ServingOptions(layout="single")))
     assert not (repository / "other").exists()
 
 
@@ -122,10 +122,10 @@ def test_tune_rollback_and_scoring_work_on_the_fused_layout(both_layouts: Path, 
         config.parameters else "0"
     assert (config.max_batch_size, int(threads)) == (chosen.max_batch_size, chosen.intra_op_threads)
     assert config.dynamic_batching.max_queue_delay_microseconds == chosen.queue_delay_us
-    # What an update exports its candidate with: the tuned settings, in the fused layout.
+    # What an update exports its candidate with: the tuned settings, in the single-model layout.
     kept = serving_options(repository, "tinyf")
     assert (kept.layout, kept.max_batch_size, kept.intra_op_threads, kept.queue_delay_us) == \
-        ("fused", chosen.max_batch_size, chosen.intra_op_threads, chosen.queue_delay_us)
+        ("single", chosen.max_batch_size, chosen.intra_op_threads, chosen.queue_delay_us)
     # A second export of the same checkpoint is v2; rolling back publishes v1's files as v3, live.
     _export_fused(_checkpoint_of(both_layouts / "tinyf"), repository)
     assert existing_versions(repository / "tinyf") == [1, 2]
@@ -181,9 +181,9 @@ def test_tune_publishes_a_kept_variant_as_the_fused_models_next_version(tiny_rep
     repository = tmp_path / "repo"
     export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tinyf", repository=repository,
                                     precision="auto", keep_variants=True, force=True, accuracy_threshold=100.0,
-                                    serving=ServingOptions(layout="fused")))
+                                    serving=ServingOptions(layout="single")))
     published, _, others = kept_variants(repository, "tinyf")
-    assert published and others  # the variants sit in the fused model's own version folder
+    assert published and others  # the variants sit in the single model's own version folder
     caller, steps = pipeline_models(repository, "tinyf")
     assert steps == [] and graph_step(caller, steps) is caller
     kept = others[0]
@@ -239,3 +239,23 @@ def test_bad_requests_batched_beside_good_ones_harm_nobody(both_layouts: Path) -
             thread.join(timeout=120)
     assert not wrong, wrong[:2]
     assert refused[0] == 60  # every bad request refused on its own, with INVALID_ARG
+
+
+def test_the_old_name_fused_still_works_with_a_notice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from tuneship.exporter.cli import add_export_arguments, export_options_from_args
+    from tuneship.exporter.model_configs import is_single_model, single_model_config
+    from tuneship.exporter.repository import Pipeline, write_config
+
+    parser = argparse.ArgumentParser()
+    add_export_arguments(parser)
+    chosen = export_options_from_args(parser.parse_args([str(tmp_path), "--layout", "fused"]))
+    assert chosen.serving.layout == "single"
+    assert "--layout fused is now --layout single" in capsys.readouterr().err
+    assert ServingOptions(layout="fused").layout == "single"  # the Python API takes the old name too
+    # A repository published before the rename (parameters.layout "fused") is still a single-model classifier.
+    old = single_model_config("old", ["a", "b"], 32, "[PAD]", 0, ServingOptions(layout="single"))
+    old.parameters["layout"].string_value = "fused"
+    write_config(tmp_path, old)
+    assert is_single_model(old) and Pipeline(tmp_path, "old").layout == "single"
