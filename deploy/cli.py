@@ -56,8 +56,8 @@ def register(subparsers: Any) -> None:
                             "reloaded, and Triton restarted if that fails)")
     serve.set_defaults(handler=run_serve)
 
-    from tuneship.client.cli import add_connection_arguments
-    from tuneship.exporter.cli import add_export_arguments
+    from tuneship.client import add_connection_arguments
+    from tuneship.exporter import add_export_arguments
 
     deploy = subparsers.add_parser("deploy", help="manage models on a running Triton server")
     actions = deploy.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -134,8 +134,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from tuneship.client import ADMIN_HEADER, TritonClient
-    from tuneship.client.cli import client_options, explained, ready_models
+    from tuneship.client import ADMIN_HEADER, TritonClient, client_options, explained, ready_models
 
     key = args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY")
     options = client_options(args, {ADMIN_HEADER: key} if key else {})
@@ -161,7 +160,7 @@ def _deploy_action(client: Any, args: argparse.Namespace) -> None:
         print(f"unloaded {args.model}")
     else:
         from tuneship.deploy.publish import publish
-        from tuneship.exporter.cli import export_options_from_args
+        from tuneship.exporter import export_options_from_args
 
         result = publish(client, export_options_from_args(args), args.mode, args.load_timeout)
         print(f"serving {result.name}: " + ", ".join(f"{m} v{v}" for m, v in result.versions.items())

@@ -14,8 +14,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tuneship.client import ClientOptions, RetryPolicy, TritonClient, TritonError
-from tuneship.client.probe import PROBE_PARAMETER, generation_probe, probe_inputs, stream_once
+from tuneship.client import (
+    PROBE_PARAMETER,
+    ClientOptions,
+    RetryPolicy,
+    TritonClient,
+    TritonError,
+    generation_probe,
+    probe_inputs,
+    stream_once,
+)
 from tuneship.deploy.stubs import Stub, list_stubs
 
 if TYPE_CHECKING:

@@ -63,7 +63,7 @@ def switch_to(client: TritonClient, repository: Path, name: str, produce: Callab
               mode: PublishMode = "explicit", timeout_s: float = 180.0) -> PublishResult:
     """Run `produce` (it writes the pipeline's next versions into the repository and returns them), then make the
     server serve them; on failure remove them again. The caller holds the repository lock."""
-    from tuneship.exporter.layout import pipeline_models
+    from tuneship.exporter import pipeline_models
 
     models = pipeline_models(repository, name)
     started = time.monotonic()

@@ -6,17 +6,87 @@ Public names load lazily, so importing the package stays cheap (no torch, no tri
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
-
-__all__ = ["ExportError", "ExportOptions", "ServingOptions", "export_checkpoint", "repository_lock"]
+from typing import TYPE_CHECKING, Any
 
 _WHERE = {
+    "INVARIANCE_TOLERANCE": "tuneship.exporter.selection",
+    "Pipeline": "tuneship.exporter.repository",
+    "VARIANTS_FOLDER": "tuneship.exporter.publishing",
+    "VARIANTS_INDEX": "tuneship.exporter.publishing",
+    "add_export_arguments": "tuneship.exporter.cli",
+    "existing_versions": "tuneship.exporter.repository",
+    "export_options_from_args": "tuneship.exporter.cli",
+    "graph_model": "tuneship.exporter.layout",
+    "is_single_model": "tuneship.exporter.model_configs",
+    "latest_version": "tuneship.exporter.repository",
+    "macro_f1": "tuneship.exporter.quality",
+    "pipeline_models": "tuneship.exporter.layout",
+    "publish_copy": "tuneship.exporter.repository",
+    "read_config": "tuneship.exporter.repository",
+    "read_jsonl": "tuneship.exporter.texts",
+    "serving_options": "tuneship.exporter.layout",
+    "single_model_from_ensemble": "tuneship.exporter.publishing",
+    "write_config": "tuneship.exporter.repository",
+    "write_text_atomic": "tuneship.exporter.repository",
     "ExportError": "tuneship.exporter.errors",
     "ExportOptions": "tuneship.exporter.export",
     "export_checkpoint": "tuneship.exporter.export",
     "ServingOptions": "tuneship.exporter.model_configs",
     "repository_lock": "tuneship.exporter.locking",
 }
+
+__all__ = sorted(_WHERE)
+
+if TYPE_CHECKING:
+    from tuneship.exporter.cli import (
+        add_export_arguments as add_export_arguments,
+    )
+    from tuneship.exporter.cli import (
+        export_options_from_args as export_options_from_args,
+    )
+    from tuneship.exporter.layout import (
+        graph_model as graph_model,
+    )
+    from tuneship.exporter.layout import (
+        pipeline_models as pipeline_models,
+    )
+    from tuneship.exporter.layout import (
+        serving_options as serving_options,
+    )
+    from tuneship.exporter.model_configs import is_single_model as is_single_model
+    from tuneship.exporter.publishing import (
+        VARIANTS_FOLDER as VARIANTS_FOLDER,
+    )
+    from tuneship.exporter.publishing import (
+        VARIANTS_INDEX as VARIANTS_INDEX,
+    )
+    from tuneship.exporter.publishing import (
+        single_model_from_ensemble as single_model_from_ensemble,
+    )
+    from tuneship.exporter.quality import macro_f1 as macro_f1
+    from tuneship.exporter.repository import (
+        Pipeline as Pipeline,
+    )
+    from tuneship.exporter.repository import (
+        existing_versions as existing_versions,
+    )
+    from tuneship.exporter.repository import (
+        latest_version as latest_version,
+    )
+    from tuneship.exporter.repository import (
+        publish_copy as publish_copy,
+    )
+    from tuneship.exporter.repository import (
+        read_config as read_config,
+    )
+    from tuneship.exporter.repository import (
+        write_config as write_config,
+    )
+    from tuneship.exporter.repository import (
+        write_text_atomic as write_text_atomic,
+    )
+    from tuneship.exporter.selection import INVARIANCE_TOLERANCE as INVARIANCE_TOLERANCE
+    from tuneship.exporter.texts import read_jsonl as read_jsonl
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def _encoder_shape(model: Any) -> tuple[str, int, int]:
-    from tuneship.trainer.architectures import architecture
+    from tuneship.trainer import architecture
 
     config = model.config
     known = architecture(str(getattr(config, "model_type", "")))

@@ -129,8 +129,7 @@ def export_checkpoint(options: ExportOptions) -> Any:
 
 def export_text_classifier(options: ExportOptions) -> ExportReport:
     """Checkpoint -> validated ONNX variants -> the four models of a Triton text classifier."""
-    from tuneship.trainer import TrainingError, load_classifier
-    from tuneship.trainer.architectures import ARCHITECTURES, architecture
+    from tuneship.trainer import ARCHITECTURES, TrainingError, architecture, load_classifier
 
     name = check_model_name(options.name)
     if options.precision == "int4":

@@ -31,8 +31,7 @@ def read_jsonl(path: Path | None, limit: int) -> tuple[list[str], list[str]]:
 
 def calibration_texts(checkpoint: Any, limit: int) -> list[str]:
     """Training texts for static int8 calibration (falls back to the held-out texts)."""
-    from tuneship.trainer.builtin_data import BUILTIN_DATASETS, load_builtin
-    from tuneship.trainer.data import load_file
+    from tuneship.trainer import BUILTIN_DATASETS, load_builtin, load_file
 
     hyper = checkpoint.manifest.get("hyperparameters", {})
     source = str(hyper.get("data", ""))

@@ -123,8 +123,7 @@ def _store(location: str) -> Any:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from tuneship.trainer.data import load_file
-    from tuneship.trainer.errors import DataError
+    from tuneship.trainer import DataError, load_file
 
     try:
         data = load_file(Path(args.file), args.text_column, args.label_column)
@@ -145,7 +144,7 @@ def run_export(args: argparse.Namespace) -> int:
     if not kept:
         raise CommandError(f"no labelled texts for {args.model!r} in {store.url}"
                            + (f" ({len(rows)} labelled rows were logged redacted: only hashes)" if rows else ""))
-    from tuneship.exporter.repository import write_text_atomic
+    from tuneship.exporter import write_text_atomic
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, "".join(json.dumps({"text": row.text, "label": row.true_label}, ensure_ascii=False)

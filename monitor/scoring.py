@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneship.exporter.repository import existing_versions
+from tuneship.exporter import existing_versions
 
 
 class ScoringError(ValueError):
@@ -26,7 +26,7 @@ class PublishedClassifier:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        from tuneship.exporter.repository import Pipeline
+        from tuneship.exporter import Pipeline
 
         pipeline = Pipeline(repository, name)
         fused = pipeline.single_model

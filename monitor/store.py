@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneship.exporter.quality import macro_f1
+from tuneship.exporter import macro_f1
 
 DEFAULT_URL = "sqlite:///feedback.db"
 

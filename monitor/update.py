@@ -97,8 +97,7 @@ class UpdateReport:
 
 
 def _serving(options: UpdateOptions) -> tuple[int, Path, dict[str, Any]]:
-    from tuneship.exporter.layout import graph_model
-    from tuneship.exporter.repository import existing_versions
+    from tuneship.exporter import existing_versions, graph_model
 
     model_dir = options.repository / graph_model(options.repository, options.name)
     versions = existing_versions(model_dir) if model_dir.is_dir() else []
@@ -122,17 +121,20 @@ def _sample(examples: list[Any], count: int, seed: int) -> list[Any]:
 
 
 def run_update(options: UpdateOptions) -> UpdateReport:
-    from tuneship.exporter import ExportOptions, export_checkpoint, repository_lock
-    from tuneship.exporter.layout import serving_options
-    from tuneship.exporter.texts import read_jsonl
+    from tuneship.exporter import ExportOptions, export_checkpoint, read_jsonl, repository_lock, serving_options
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.progress import step
-    from tuneship.trainer import train
-    from tuneship.trainer.checkpoint import data_fingerprint
-    from tuneship.trainer.config import config_from_hyperparameters, save_json
-    from tuneship.trainer.data import load_file, stratified_split, write_jsonl
-    from tuneship.trainer.errors import DataError
-    from tuneship.trainer.training import prepare_data
+    from tuneship.trainer import (
+        DataError,
+        config_from_hyperparameters,
+        data_fingerprint,
+        load_file,
+        prepare_data,
+        save_json,
+        stratified_split,
+        train,
+        write_jsonl,
+    )
 
     started = time.monotonic()
     parent, checkpoint, manifest = _serving(options)
@@ -253,7 +255,7 @@ def _shadow(options: UpdateOptions, candidate: Any) -> dict[str, Any]:
 def _copy_versions(source: Path, target: Path, name: str, version: int | None = None) -> dict[str, int]:
     """The pipeline's models' files of one version in `source` (default: the latest) as the next versions in the
     served repository: the candidate exactly as gated, or an earlier version brought back."""
-    from tuneship.exporter.repository import Pipeline, existing_versions, publish_copy, write_text_atomic
+    from tuneship.exporter import Pipeline, existing_versions, publish_copy, write_text_atomic
 
     pipeline = Pipeline(source, name)
     versions = {}
@@ -289,7 +291,7 @@ def _switch(repository: Path, name: str, produce: Callable[[], dict[str, int]], 
     if url is None:
         return produce()
     from tuneship.client import ADMIN_HEADER, ClientOptions, TritonClient
-    from tuneship.deploy.publish import switch_to
+    from tuneship.deploy import switch_to
 
     headers = {ADMIN_HEADER: admin_key} if admin_key else {}
     with TritonClient(url, ClientOptions(headers=headers)) as client:
@@ -306,9 +308,7 @@ def rollback(repository: Path, name: str, to: int | None = None, url: str | None
              admin_key: str | None = None) -> dict[str, int]:
     """Serve an earlier version again (default: the one before the latest), published as the next version so
     that history only grows and a polling server sees an ordinary update."""
-    from tuneship.exporter import repository_lock
-    from tuneship.exporter.layout import graph_model
-    from tuneship.exporter.repository import existing_versions
+    from tuneship.exporter import existing_versions, graph_model, repository_lock
 
     graph = graph_model(repository, name)
     available = existing_versions(repository / graph) if (repository / graph).is_dir() else []

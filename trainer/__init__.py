@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneship.lazy import lazy_names
 from tuneship.trainer.checkpoint import CheckpointInfo, read_checkpoint
 from tuneship.trainer.config import TrainConfig
 from tuneship.trainer.errors import DataError, TrainingError
@@ -38,3 +39,65 @@ def train(config: TrainConfig) -> TrainResult:
     validate_config(config)
     result: TrainResult = task_trainer(config.task).train(config)
     return result
+
+# What other stages use of this one, loaded on first use (tuneship.lazy); mypy reads the imports below.
+_LAZY_NAMES = {
+    "ARCHITECTURES": "tuneship.trainer.architectures",
+    "BUILTIN_DATASETS": "tuneship.trainer.builtin_data",
+    "CALIBRATION_IMAGES": "tuneship.trainer.image.training",
+    "PreprocessSpec": "tuneship.trainer.image.preprocessing",
+    "architecture": "tuneship.trainer.architectures",
+    "config_from_hyperparameters": "tuneship.trainer.config",
+    "data_fingerprint": "tuneship.trainer.checkpoint",
+    "load_builtin": "tuneship.trainer.builtin_data",
+    "load_file": "tuneship.trainer.data",
+    "load_image_classifier": "tuneship.trainer.image.training",
+    "normalise": "tuneship.trainer.instruct.evaluation",
+    "prepare_data": "tuneship.trainer.training",
+    "preprocess": "tuneship.trainer.image.preprocessing",
+    "prompt_ids": "tuneship.trainer.instruct.evaluation",
+    "read_conversations": "tuneship.trainer.instruct.data",
+    "save_json": "tuneship.trainer.config",
+    "stratified_split": "tuneship.trainer.data",
+    "write_jsonl": "tuneship.trainer.data",
+}
+_LAZY_MODULES = {
+    "preprocessing": "tuneship.trainer.image.preprocessing",
+}
+__getattr__ = lazy_names(__name__, _LAZY_NAMES, _LAZY_MODULES)
+__all__ += sorted([*_LAZY_NAMES, *_LAZY_MODULES])
+
+if TYPE_CHECKING:
+    from tuneship.trainer.architectures import ARCHITECTURES as ARCHITECTURES
+    from tuneship.trainer.architectures import architecture as architecture
+    from tuneship.trainer.builtin_data import BUILTIN_DATASETS as BUILTIN_DATASETS
+    from tuneship.trainer.builtin_data import load_builtin as load_builtin
+    from tuneship.trainer.checkpoint import data_fingerprint as data_fingerprint
+    from tuneship.trainer.config import (
+        config_from_hyperparameters as config_from_hyperparameters,
+    )
+    from tuneship.trainer.config import (
+        save_json as save_json,
+    )
+    from tuneship.trainer.data import (
+        load_file as load_file,
+    )
+    from tuneship.trainer.data import (
+        stratified_split as stratified_split,
+    )
+    from tuneship.trainer.data import (
+        write_jsonl as write_jsonl,
+    )
+    from tuneship.trainer.image import preprocessing as preprocessing
+    from tuneship.trainer.image.preprocessing import PreprocessSpec as PreprocessSpec
+    from tuneship.trainer.image.preprocessing import preprocess as preprocess
+    from tuneship.trainer.image.training import (
+        CALIBRATION_IMAGES as CALIBRATION_IMAGES,
+    )
+    from tuneship.trainer.image.training import (
+        load_image_classifier as load_image_classifier,
+    )
+    from tuneship.trainer.instruct.data import read_conversations as read_conversations
+    from tuneship.trainer.instruct.evaluation import normalise as normalise
+    from tuneship.trainer.instruct.evaluation import prompt_ids as prompt_ids
+    from tuneship.trainer.training import prepare_data as prepare_data

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tuneship.lazy import load as load  # the table's entries are loaded with it (re-exported)
+
 
 class UnknownTaskError(ValueError):
     """A task name no row of the table has."""
@@ -93,15 +95,6 @@ TEXT_GENERATION = Task(
 
 TASKS: dict[str, Task] = {task.name: task for task in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, TEXT_GENERATION)}
 DEFAULT_TASK = TEXT_CLASSIFICATION.name
-
-
-def load(reference: str) -> Any:
-    """The object a table entry names ("module:attribute" or a module), imported on first use."""
-    from importlib import import_module
-
-    module, _, attribute = reference.partition(":")
-    loaded = import_module(module)
-    return getattr(loaded, attribute) if attribute else loaded
 
 
 def task(name: str) -> Task:

@@ -47,14 +47,14 @@ def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.Mod
 
 
 def write_configs(repository: Path, configs: Sequence[mc.ModelConfig]) -> list[str]:
-    from tuneship.exporter.repository import write_config
+    from tuneship.exporter import write_config
 
     return [str(write_config(repository, config)) for config in configs]
 
 
 def install_variant(repository: Path, onnx_step: mc.ModelConfig, source: Path) -> None:
     """Put a variant's ONNX file in place of the latest version's model file (in the scratch repository)."""
-    from tuneship.exporter.repository import existing_versions
+    from tuneship.exporter import existing_versions
 
     folder = repository / onnx_step.name
     target = folder / str(existing_versions(folder)[-1]) / (onnx_step.default_model_filename or "model.onnx")
@@ -65,8 +65,7 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
                onnx_step: mc.ModelConfig, chosen: Candidate, kept: KeptVariant | None) -> list[str]:
     """The chosen configs, under the repository lock; a chosen variant other than the published one becomes the
     ONNX model's next version (atomically, as an export publishes) and the export report says which is served."""
-    from tuneship.exporter.locking import repository_lock
-    from tuneship.exporter.repository import latest_version, publish_copy, write_text_atomic
+    from tuneship.exporter import latest_version, publish_copy, repository_lock, write_text_atomic
 
     configs = apply(chosen, ensemble, steps, kept.graph_level if kept else None)
     written = []
@@ -92,8 +91,7 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
 def single_model_copy(options: TuneOptions, scratch: Path, candidate: Candidate, kept: KeptVariant | None) -> str:
     """The published ensemble as a single-model classifier beside it in the scratch repository, at `candidate`'s
     settings (and precision variant)."""
-    from tuneship.exporter.publishing import single_model_from_ensemble
-    from tuneship.exporter.repository import read_config
+    from tuneship.exporter import read_config, single_model_from_ensemble
 
     name = f"{options.model}_single_model"
     version = single_model_from_ensemble(options.repository, options.model, scratch, name)

@@ -36,8 +36,7 @@ def run_tune(args: argparse.Namespace) -> int:
         if not texts:
             raise CommandError(f"{args.texts}: no texts in the file")
     if args.images is not None:
-        from tuneship.client.errors import InvalidInputError
-        from tuneship.client.images import read_image_folder
+        from tuneship.client import InvalidInputError, read_image_folder
 
         try:
             texts = list(read_image_folder(args.images))

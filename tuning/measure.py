@@ -25,7 +25,7 @@ from tuneship.tuning.search import (
 
 
 def measure(url: str, options: TuneOptions, texts: Sequence[str], trial: Trial, model: str = "") -> None:
-    from tuneship.client.bench import run_bench
+    from tuneship.client import run_bench
 
     [result] = asyncio.run(run_bench(url, model or options.model, [options.concurrency], texts, options.batch_size,
                                      options.window_s, max_windows=3, progress=False))
@@ -35,9 +35,8 @@ def measure(url: str, options: TuneOptions, texts: Sequence[str], trial: Trial, 
 
 
 def tune(options: TuneOptions) -> TuneReport:
-    from tuneship.client import TritonClient
-    from tuneship.client.bench import builtin_reviews
-    from tuneship.deploy.server import ServeOptions, TritonServer
+    from tuneship.client import TritonClient, builtin_reviews
+    from tuneship.deploy import ServeOptions, TritonServer
 
     if options.percentile not in PERCENTILES:
         raise TuneError(f"--percentile {options.percentile}: choose one of {', '.join(map(str, PERCENTILES))}")

@@ -94,7 +94,7 @@ def plot(report: TuneReport, path: Path) -> None:
 
 
 def save(report: TuneReport, repository: Path) -> tuple[Path, Path]:
-    from tuneship.exporter.repository import write_text_atomic
+    from tuneship.exporter import write_text_atomic
 
     folder = repository / report.model
     data = asdict(report)

@@ -53,8 +53,7 @@ class KeptVariant:
 def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[mc.ModelConfig]]:
     """(the model callers use, the models it schedules): an ensemble and its steps, or a single-model classifier and no
     steps (it runs its graph itself)."""
-    from tuneship.exporter.errors import ExportError
-    from tuneship.exporter.repository import Pipeline
+    from tuneship.exporter import ExportError, Pipeline
     from tuneship.tasks import task_of_config
 
     try:
@@ -81,8 +80,7 @@ def kept_variants(repository: Path, model: str, read_index: bool = True) -> tupl
                                                                                  list[KeptVariant]]:
     """(the published variant's name, its batch variation, the other variants the export kept; none when
     `read_index` is false)."""
-    from tuneship.exporter.publishing import VARIANTS_FOLDER, VARIANTS_INDEX
-    from tuneship.exporter.repository import existing_versions
+    from tuneship.exporter import VARIANTS_FOLDER, VARIANTS_INDEX, existing_versions
 
     report_path = repository / model / "export_report.json"
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
@@ -107,7 +105,7 @@ def kept_variants(repository: Path, model: str, read_index: bool = True) -> tupl
 
 def runs_graph(config: mc.ModelConfig) -> bool:
     """The model that runs the ONNX graph: the ensemble's ONNX Runtime step, or a single-model classifier."""
-    from tuneship.exporter.model_configs import is_single_model
+    from tuneship.exporter import is_single_model
 
     return config.platform == "onnxruntime_onnx" or is_single_model(config)
 
@@ -166,7 +164,7 @@ def choose(trials: Sequence[Trial], percentile: int, budget_ms: float,
 
 
 def _invariant(trial: Trial) -> bool:
-    from tuneship.exporter.selection import INVARIANCE_TOLERANCE
+    from tuneship.exporter import INVARIANCE_TOLERANCE
 
     return trial.batch_variation is None or trial.batch_variation <= INVARIANCE_TOLERANCE
 

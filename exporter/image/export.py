@@ -59,7 +59,7 @@ def _eval_images(checkpoint: Path, limit: int) -> tuple[list[bytes], list[str]]:
 
 
 def _pixels(images: Sequence[bytes], preprocessing: Any) -> np.ndarray[Any, Any]:
-    from tuneship.trainer.image.preprocessing import preprocess
+    from tuneship.trainer import preprocess
 
     return np.stack([preprocess(data, preprocessing) for data in images])
 
@@ -83,9 +83,7 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
     import onnxruntime as ort
     import torch
 
-    from tuneship.trainer import TrainingError
-    from tuneship.trainer.image.preprocessing import PreprocessSpec
-    from tuneship.trainer.image.training import CALIBRATION_IMAGES, load_image_classifier
+    from tuneship.trainer import CALIBRATION_IMAGES, PreprocessSpec, TrainingError, load_image_classifier
 
     name = check_model_name(options.name)
     if options.precision not in IMAGE_PRECISIONS:

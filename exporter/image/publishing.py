@@ -40,7 +40,7 @@ MAX_IMAGE_BYTES = 20 << 20
 
 
 def _preprocessing_source() -> Path:
-    from tuneship.trainer.image import preprocessing
+    from tuneship.trainer import preprocessing
 
     return Path(preprocessing.__file__)
 

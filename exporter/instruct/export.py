@@ -64,10 +64,7 @@ class GeneratorExportReport:
 def export_instruct(options: ExportOptions) -> GeneratorExportReport:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneship.trainer import read_checkpoint
-    from tuneship.trainer.errors import TrainingError
-    from tuneship.trainer.instruct.data import read_conversations
-    from tuneship.trainer.instruct.evaluation import normalise, prompt_ids
+    from tuneship.trainer import TrainingError, normalise, prompt_ids, read_checkpoint, read_conversations
 
     name = check_model_name(options.name)
     if options.keep_variants:

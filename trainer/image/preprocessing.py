@@ -37,12 +37,12 @@ class PreprocessSpec:
     @classmethod
     def for_size(cls, image_size: int, mean: Any, std: Any) -> PreprocessSpec:
         # The 256/224 ratio of ImageNet evaluation: the crop keeps the centre 87.5% of the shorter side.
-        return cls(image_size, round(image_size * 256 / 224), tuple(mean), tuple(std))  # type: ignore[arg-type]
+        return cls(image_size, round(image_size * 256 / 224), tuple(mean), tuple(std))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessSpec:
-        return cls(int(values["image_size"]), int(values["resize"]), tuple(values["mean"]),  # type: ignore[arg-type]
-                   tuple(values["std"]))  # type: ignore[arg-type]
+        return cls(int(values["image_size"]), int(values["resize"]), tuple(values["mean"]),
+                   tuple(values["std"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -241,7 +241,7 @@ def _fit_with_trainer(config: TrainConfig, spec: BackboneSpec, preprocessing: Pr
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         return {"accuracy": float((logits.argmax(-1) == prediction.label_ids).mean())}
 
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,  # type: ignore[arg-type]
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=default_data_collator, compute_metrics=compute_metrics)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(TrainingProgress())
