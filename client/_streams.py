@@ -51,6 +51,33 @@ def typed(error: Any) -> TritonError:
     return TritonError(str(error))
 
 
+class _Books:
+    """What the sync and asyncio streams do alike with each response of one call: a failure before the first
+    response is retried within the plan (its delay is returned), any other is raised; the final response closes
+    the plan's books."""
+
+    def __init__(self, plan: CallPlan, model: str) -> None:
+        self.plan = plan
+        self.model = model
+        self.seen = False
+        self.ended = False
+
+    def failed(self, error: Any) -> float:
+        failure = typed(error)
+        delay = None if self.seen else self.plan.retry_delay(failure)
+        if delay is None:
+            raise self.plan.final_error(failure) from (error if isinstance(error, BaseException) else None)
+        return delay
+
+    def answered(self, result: Any) -> InferResult:
+        self.seen = True
+        item = stream_result(self.model, result)
+        if item.final:
+            self.ended = True
+            self.plan.succeeded()
+        return item
+
+
 class InferStream:
     """The responses of one streamed request, in order; iterate it, or `cancel()` it from any thread."""
 
@@ -123,14 +150,13 @@ def open_stream(client: TritonClient, plan: CallPlan, model: str, prepare: Calla
     def responses() -> Generator[InferResult, None, None]:
         with plan.tracked():
             request = prepare()  # inside: a request refused before it is sent counts in the metrics too
-            seen = False
+            books = _Books(plan, model)
             while True:
                 remaining = plan.start_attempt()
                 answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
                 channel = client._stream_connection()
                 with lock:
                     current.update(channel=channel, answers=answers)
-                ended = False
                 delay: float | None = None
                 try:
                     if cancelled.is_set():
@@ -155,22 +181,13 @@ def open_stream(client: TritonClient, plan: CallPlan, model: str, prepare: Calla
                         if error is _CANCELLED:
                             return
                         if error is not None:
-                            failure = typed(error)
-                            delay = None if seen else plan.retry_delay(failure)
-                            if delay is None:
-                                raise plan.final_error(failure) from (
-                                    error if isinstance(error, BaseException) else None)
+                            delay = books.failed(error)
                             break
-                        seen = True
-                        item = stream_result(model, result)
-                        if item.final:
-                            ended = True
-                            plan.succeeded()
-                        yield item
-                        if ended:
+                        yield books.answered(result)
+                        if books.ended:
                             return
                 finally:
-                    release(cancel=not ended)
+                    release(cancel=not books.ended)
                 assert delay is not None
                 time.sleep(delay)
 
@@ -199,7 +216,7 @@ def open_async_stream(client: AsyncTritonClient, plan: CallPlan, model: str,
     async def responses() -> AsyncGenerator[InferResult, None]:
         with plan.tracked():
             request = await prepare()
-            seen = False
+            books = _Books(plan, model)
             while True:
                 remaining = plan.start_attempt()
                 if current.get("cancelled"):
@@ -212,7 +229,6 @@ def open_async_stream(client: AsyncTritonClient, plan: CallPlan, model: str,
                 call = client._client.stream_infer(one_request(), stream_timeout=remaining,
                                                    headers=dict(client.options.headers) or None)
                 current["call"] = call
-                ended = False
                 delay: float | None = None
                 try:
                     iterator = call.__aiter__()
@@ -242,21 +258,13 @@ def open_async_stream(client: AsyncTritonClient, plan: CallPlan, model: str,
                         if error is not None:
                             if current.get("cancelled"):
                                 return
-                            failure = typed(error)
-                            delay = None if seen else plan.retry_delay(failure)
-                            if delay is None:
-                                raise plan.final_error(failure)
+                            delay = books.failed(error)
                             break
-                        seen = True
-                        item = stream_result(model, result)
-                        if item.final:
-                            ended = True
-                            plan.succeeded()
-                        yield item
-                        if ended:
+                        yield books.answered(result)
+                        if books.ended:
                             return
                 finally:
-                    if not ended:
+                    if not books.ended:
                         call.cancel()  # the server sees the request cancelled and stops generating
                 assert delay is not None
                 await asyncio.sleep(delay)
