@@ -3,7 +3,8 @@
 from typing import TYPE_CHECKING
 
 from tuneship.deploy.metrics import ServerMetrics, scrape_metrics
-from tuneship.deploy.server import ServeOptions, ServerError, TritonServer, free_port
+from tuneship.deploy.options import ServeOptions
+from tuneship.deploy.server import ServerError, TritonServer, free_port
 from tuneship.lazy import lazy_names
 
 __all__ = ["ServeOptions", "ServerError", "ServerMetrics", "TritonServer", "free_port", "scrape_metrics"]

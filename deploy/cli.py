@@ -7,53 +7,25 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from tuneship.arguments import (
     CommandError,
-    existing_path,
     flatten,
     metrics_endpoint,
     name_list,
-    non_negative_int,
-    port_number,
     positive_float,
 )
+from tuneship.deploy.options import ServeOptions
+from tuneship.options import add_options, options_from_args
 
 ADMIN_KEY_HELP = "key for Triton's restricted APIs (default: $TUNESHIP_ADMIN_KEY)"
 
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the embedded Triton server on a model repository")
-    serve.add_argument("--model-repository", type=Path, default=Path("model_repository"),
-                       help="Triton model repository to serve")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on: 127.0.0.1 keeps the server to this machine; 0.0.0.0 opens it "
-                            "to the network (then set --admin-key, and --tls-cert for gRPC)")
-    serve.add_argument("--grpc-port", type=port_number, default=8001, help="gRPC port (0: a free port)")
-    serve.add_argument("--http-port", type=port_number, default=8000, help="HTTP port (0: a free port)")
-    serve.add_argument("--metrics-port", type=port_number, default=8002,
-                       help="Prometheus metrics port (0: a free port)")
-    serve.add_argument("--model-control-mode", choices=("none", "poll", "explicit"), default="none",
-                       help="none: load every model at start; poll: follow the repository; explicit: load API")
-    serve.add_argument("--load-model", action="append", default=[],
-                       help="model to load in explicit mode (repeatable; '*' loads all)")
-    serve.add_argument("--ready-timeout", type=positive_float, default=180.0, help="seconds to wait for readiness")
-    serve.add_argument("--log-file", type=Path, default=None,
-                       help="write Triton's log here (default: a file in a temporary directory)")
-    serve.add_argument("--log-verbose", type=non_negative_int, default=0, help="Triton's verbose log level")
-    serve.add_argument("--admin-key", default=None,
-                       help="restrict load/unload and model config to callers sending this key "
-                            "(header tuneship-admin-key; default: $TUNESHIP_ADMIN_KEY)")
-    serve.add_argument("--tls-cert", type=existing_path, default=None, help="gRPC TLS: server certificate (PEM)")
-    serve.add_argument("--tls-key", type=existing_path, default=None, help="gRPC TLS: server private key (PEM)")
-    serve.add_argument("--tls-client-ca", type=existing_path, default=None,
-                       help="gRPC mutual TLS: accept only clients whose certificate this CA (PEM) signed")
-    serve.add_argument("--no-heal", dest="heal", action="store_false",
-                       help="do not watch the Python-backend stubs (by default a model whose stub died is "
-                            "reloaded, and Triton restarted if that fails)")
+    add_options(serve, ServeOptions)  # every flag from ServeOptions' fields
     serve.set_defaults(handler=run_serve)
 
     from tuneship.client import add_connection_arguments
@@ -86,29 +58,14 @@ def register(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from tuneship.deploy.server import ServeOptions, TritonServer
+    from tuneship.deploy.server import TritonServer
 
     if not args.model_repository.is_dir():
         what = "not a directory" if args.model_repository.exists() else "no such model repository"
         raise CommandError(f"{args.model_repository}: {what} (export a model into one with "
                            "`tuneship export CHECKPOINT --repository DIR`)")
-    options = ServeOptions(
-        model_repository=args.model_repository,
-        grpc_port=args.grpc_port,
-        http_port=args.http_port,
-        metrics_port=args.metrics_port,
-        model_control_mode=args.model_control_mode,
-        load_models=tuple(args.load_model),
-        ready_timeout_s=args.ready_timeout,
-        log_file=args.log_file,
-        log_verbose=args.log_verbose,
-        admin_key=args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"),
-        host=args.host,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca,
-        heal=args.heal,
-    )
+    options = options_from_args(ServeOptions, args,
+                                admin_key=args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"))
     if args.tls_cert is not None and args.tls_key is None:
         raise CommandError("--tls-cert needs --tls-key (the server's private key)")
     stop = threading.Event()

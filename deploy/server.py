@@ -22,18 +22,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from tuneship.client import ADMIN_HEADER
 from tuneship.deploy.backend_dir import assemble_backend_dir
 from tuneship.deploy.healing import StubWatcher
+from tuneship.deploy.options import ServeOptions
 from tuneship.deploy.stubs import describe_exit, list_stubs, remove_shm_regions
 from tuneship.deploy.triton_install import TritonInstall
-
-ModelControlMode = Literal["none", "poll", "explicit"]
 
 ADMIN_KEY_NAME = ADMIN_HEADER.removeprefix("triton-grpc-protocol-")
 # Every endpoint category Triton can restrict except health, metadata and inference, which callers need.
@@ -50,36 +48,6 @@ _HARMLESS = re.compile(r"CUDA|cuda|NVML|nvml|GPU|DCGM|dcgm", re.IGNORECASE)
 
 class ServerError(RuntimeError):
     """The server could not start, or stopped; the message carries Triton's own reason."""
-
-
-@dataclass
-class ServeOptions:
-    """How to run the embedded server. A port of 0 means: pick a free one."""
-
-    model_repository: Path = field(metadata={"help": "Triton model repository to serve"})
-    host: str = field(default="127.0.0.1", metadata={
-        "help": "address HTTP, gRPC and metrics listen on (0.0.0.0: every interface)"})
-    grpc_port: int = field(default=8001, metadata={"help": "gRPC port (0: a free port)"})
-    http_port: int = field(default=8000, metadata={"help": "HTTP port (0: a free port)"})
-    metrics_port: int = field(default=8002, metadata={"help": "Prometheus metrics port (0: a free port)"})
-    model_control_mode: ModelControlMode = field(
-        default="none", metadata={"help": "none: load all at start; poll: follow the repository; explicit: API"})
-    load_models: tuple[str, ...] = field(
-        default=(), metadata={"help": "models to load at start in explicit mode ('*' for all)"})
-    repository_poll_secs: int = field(default=5, metadata={"help": "poll interval in poll mode"})
-    ready_timeout_s: float = field(default=180.0, metadata={"help": "how long to wait for readiness"})
-    exit_timeout_s: int = field(default=10, metadata={"help": "grace period for in-flight requests at stop"})
-    log_verbose: int = field(default=0, metadata={"help": "Triton's --log-verbose level"})
-    log_file: Path | None = field(default=None, metadata={"help": "where Triton's log goes (default: temp)"})
-    admin_key: str | None = field(default=None, metadata={
-        "help": "restrict the model-repository and model-config APIs to callers sending this key"})
-    tls_cert: Path | None = field(default=None, metadata={"help": "gRPC TLS: the server's certificate (PEM)"})
-    tls_key: Path | None = field(default=None, metadata={"help": "gRPC TLS: the server's private key (PEM)"})
-    tls_client_ca: Path | None = field(default=None, metadata={
-        "help": "gRPC mutual TLS: only clients with a certificate signed by this CA (PEM) may connect"})
-    heal: bool = field(default=True, metadata={
-        "help": "watch the Python-backend stubs and reload a model whose stub died (restart Triton if needed)"})
-    extra_args: tuple[str, ...] = field(default=(), metadata={"help": "more tritonserver arguments"})
 
 
 def free_port() -> int:

@@ -2,9 +2,9 @@
 
 Each field's metadata carries its `help`, and where the command line differs from the field: `flag` (the flag's
 name; None: not a flag, the command handles it), `type` (an argument type from tuneship.arguments), `choices`,
-`cli_scale` (the flag takes the value times this: a percentage for a share) and `aliases` (a renamed flag's old
-names, which keep working). `--help`, the dataclass, and
-the saved reports then cannot drift apart (PyTriton's TritonConfig and transformers' TrainingArguments do the
+`action` ("append": a repeatable flag filling a tuple), `cli_scale` (the flag takes the value times this: a
+percentage for a share) and `aliases` (a renamed flag's old names, which keep working). `--help`, the dataclass
+and the saved reports then cannot drift apart (PyTriton's TritonConfig and transformers' TrainingArguments do the
 same). A bool field that defaults to True becomes `--name/--no-name`; one that defaults to False, `--name`.
 """
 
@@ -51,6 +51,11 @@ def add_options(parser: argparse.ArgumentParser, options: type[Any]) -> None:
             continue
         kwargs: dict[str, Any] = {"dest": spec.name, "help": help_text, "type": _type(spec, default),
                                   "metavar": flag.lstrip("-").upper().replace("-", "_")}
+        if spec.metadata.get("action") == "append":  # a repeatable flag; the field holds a tuple
+            kwargs["action"] = "append"
+            kwargs["default"] = []
+            parser.add_argument(*flags, **kwargs)
+            continue
         if "choices" in spec.metadata:
             kwargs["choices"] = spec.metadata["choices"]
             del kwargs["metavar"]  # argparse shows the choices
@@ -69,5 +74,7 @@ def options_from_args(options: type[Any], args: argparse.Namespace, **given: Any
         if spec.name in values or spec.metadata.get("flag", "") is None or not hasattr(args, spec.name):
             continue
         value = getattr(args, spec.name)
+        if isinstance(value, list):
+            value = tuple(value)
         values[spec.name] = value / spec.metadata["cli_scale"] if "cli_scale" in spec.metadata else value
     return options(**values)
