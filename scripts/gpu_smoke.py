@@ -30,11 +30,11 @@ def main() -> int:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from tuneship.trainer import TrainConfig, train
-    from tuneship.trainer.training import _precision_flags
+    from tuneship.trainer.run import precision_flags
 
     findings: dict[str, object] = {"cuda": torch.cuda.is_available(),
                                    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                                   "torch": torch.__version__, "precision_flags": _precision_flags("auto")}
+                                   "torch": torch.__version__, "precision_flags": precision_flags("auto")}
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(args.tokenizer))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,

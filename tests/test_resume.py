@@ -40,7 +40,7 @@ def test_sigkill_then_resume_finishes_the_run(tiny_bert: Path, review_files: tup
 
 
 def test_partial_checkpoints_are_skipped(tmp_path: Path) -> None:
-    from tuneship.trainer.training import last_complete_checkpoint
+    from tuneship.trainer.run import last_complete_checkpoint
 
     for step, complete in ((10, True), (20, True), (30, False)):
         folder = tmp_path / f"checkpoint-{step}"

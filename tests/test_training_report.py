@@ -20,7 +20,7 @@ def test_the_manifest_keeps_the_options_a_method_used_with_defaults_resolved() -
 
 
 def test_a_model_that_answers_one_class_is_flagged() -> None:
-    from tuneship.trainer.training import single_class_warning
+    from tuneship.trainer.run import single_class_warning
 
     assert "'pos' for all 4 eval texts" in single_class_warning([1, 1, 1, 1], ["neg", "pos"])
     assert single_class_warning([0, 1, 1, 1], ["neg", "pos"]) == ""

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,17 +19,22 @@ from tuneship.trainer.checkpoint import (
     METRICS,
     data_fingerprint,
     library_versions,
-    make_staging_directory,
-    publish_directory,
 )
 from tuneship.trainer.config import TrainConfig, resolved_hyperparameters, save_json, validate_config
 from tuneship.trainer.data import LabelledData, check_labels, imbalance_report, load_file, stratified_split, write_jsonl
 from tuneship.trainer.errors import TrainingError
-from tuneship.trainer.evaluation import classification_metrics, format_metrics, predict_logits
+from tuneship.trainer.evaluation import format_metrics, predict_logits
 from tuneship.trainer.methods import method_module
 from tuneship.trainer.plots import plot_training_curve
-
-RUN_CONFIG = "tuneship-run.json"
+from tuneship.trainer.run import (
+    classifier_metrics,
+    is_main_process,
+    precision_flags,
+    prepare_work_dir,
+    warn,
+    work_dir,
+    write_checkpoint,
+)
 
 
 @dataclass
@@ -82,21 +84,6 @@ class _EncodedTexts:
         return item
 
 
-def _precision_flags(precision: str) -> dict[str, bool]:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    if precision in ("bf16", "fp16") and not cuda:
-        raise TrainingError(f"--precision {precision} needs a GPU; use fp32 (or auto) on a CPU")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def _work_dir(output: Path) -> Path:
-    return output.with_name(f".{output.name}.work")
-
-
 @dataclass
 class _Fitted:
     """What a method's fitting step hands to the common saving code."""
@@ -111,43 +98,6 @@ class _Fitted:
     precision: str
     resolved: dict[str, Any]
     """Values the defaults left open, as this run used them (for the manifest)."""
-
-
-def last_complete_checkpoint(work: Path) -> Path | None:
-    """The newest Trainer checkpoint that was fully written (a SIGKILL can leave a partial one behind)."""
-    candidates = []
-    for path in work.glob("checkpoint-*"):
-        suffix = path.name.rsplit("-", 1)[-1]
-        if suffix.isdigit() and (path / "trainer_state.json").is_file() and (path / "optimizer.pt").is_file():
-            candidates.append((int(suffix), path))
-    return max(candidates)[1] if candidates else None
-
-
-def _check_resumable(work: Path, config: TrainConfig) -> None:
-    saved = work / RUN_CONFIG
-    if not saved.is_file():
-        return
-    earlier = json.loads(saved.read_text(encoding="utf-8"))
-    for key in ("method", "model", "data", "eval_file", "max_length", "seed", "max_train_samples"):
-        if earlier.get(key) != getattr(config, key):
-            raise TrainingError(
-                f"--resume: the interrupted run used {key}={earlier.get(key)!r}, this one {getattr(config, key)!r}; "
-                f"resume with the same options, or start afresh without --resume (removes {work})")
-
-
-def prepare_work_dir(work: Path, config: TrainConfig) -> str | None:
-    """The Trainer's checkpoint folder: kept with --resume (the checkpoint to resume from is returned), else new."""
-    resume_from = None
-    if config.resume:
-        _check_resumable(work, config)
-        found = last_complete_checkpoint(work) if work.is_dir() else None
-        resume_from = str(found) if found else None
-        print(f"resuming from {resume_from}" if resume_from else "no earlier checkpoint found: starting afresh")
-    elif work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    save_json(work / RUN_CONFIG, config.to_dict())
-    return resume_from
 
 
 def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
@@ -171,7 +121,7 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
     steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation_steps))
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
     strategy = "steps" if config.eval_steps else "epoch"
-    precision = _precision_flags(config.precision)
+    precision = precision_flags(config.precision)
     logging_steps = resolved_logging_steps(config, total_steps)
     args = TrainingArguments(
         output_dir=str(work),
@@ -295,29 +245,21 @@ def train(config: TrainConfig) -> TrainResult:
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     label_index = {label: i for i, label in enumerate(prepared.labels)}
-    work = _work_dir(output)
+    work = work_dir(output)
     if config.method == "features":
         fitted = _fit_features(config, base, tokenizer, prepared, label_index)
     else:
         fitted = _fit_with_trainer(config, base, tokenizer, prepared, label_index, work)
 
-    if int(os.environ.get("RANK", "0")) != 0:
-        # Under torchrun every process trains; only the first evaluates and writes the checkpoint.
+    if not is_main_process():
         return TrainResult(checkpoint=output, metrics={}, train_seconds=fitted.seconds)
     logits = predict_logits(fitted.model, tokenizer, prepared.evaluation.texts, int(config.max_length or 0),
                             config.eval_batch_size)
-    metrics = classification_metrics([label_index[x] for x in prepared.evaluation.labels],
-                                     logits.argmax(-1).tolist(), prepared.labels)
-    collapsed = single_class_warning(logits.argmax(-1).tolist(), prepared.labels)
-    if collapsed:
-        metrics["warnings"] = [collapsed]
-    metrics["train_seconds"] = round(fitted.seconds, 1)
-    metrics["train_examples_per_second"] = round(fitted.examples_per_second, 1)
-    metrics["steps"] = fitted.steps
+    metrics, collapsed = classifier_metrics([label_index[x] for x in prepared.evaluation.labels],
+                                            logits.argmax(-1).tolist(), prepared.labels, fitted.seconds,
+                                            fitted.examples_per_second, fitted.steps)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = make_staging_directory(output.parent, f".{output.name}.tmp-")
-    try:
+    def fill(staging: Path) -> None:
         method_fields = fitted.save(staging)
         tokenizer.save_pretrained(str(staging))
         write_jsonl(staging / EVAL_DATA, prepared.evaluation.texts, prepared.evaluation.labels)
@@ -327,26 +269,14 @@ def train(config: TrainConfig) -> TrainResult:
         manifest = _manifest(config, base, prepared, metrics, fitted)
         manifest.update(method_fields)
         save_json(staging / MANIFEST, manifest)
-        publish_directory(staging, output, overwrite=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(work, ignore_errors=True)
+
+    write_checkpoint(output, fill, work)
     print(format_metrics(metrics))
     if collapsed:
-        banner = "!" * 100
-        print(f"\n{banner}\nWARNING: {collapsed}\n{banner}\n", file=sys.stderr, flush=True)
+        warn(collapsed)
     print(f"checkpoint: {output}  ({config.method}: {fitted.seconds:.0f}s, "
           f"{fitted.examples_per_second:.0f} examples/s; curve: {output / 'training_curve.png'})")
     return TrainResult(checkpoint=output, metrics=metrics, train_seconds=fitted.seconds)
-
-
-def single_class_warning(predicted: list[int], labels: list[str]) -> str:
-    """A model that answers one class for every eval text has learned nothing useful; say so loudly."""
-    if len(predicted) < 2 or len(set(predicted)) > 1:
-        return ""
-    return (f"the model predicts {labels[predicted[0]]!r} for all {len(predicted)} eval texts: it has not learned "
-            "to tell the classes apart. Check the labels, train longer (--epochs), or change --learning-rate.")
 
 
 def _manifest(config: TrainConfig, base: Path, prepared: PreparedData, metrics: dict[str, Any],

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,26 +28,26 @@ from tuneship.trainer.checkpoint import (
     FORMAT_VERSION,
     MANIFEST,
     METRICS,
+    data_fingerprint,
     library_versions,
-    make_staging_directory,
-    publish_directory,
 )
 from tuneship.trainer.config import TrainConfig, resolved_hyperparameters, save_json, validate_config
 from tuneship.trainer.errors import DataError, TrainingError
-from tuneship.trainer.evaluation import classification_metrics, format_metrics
+from tuneship.trainer.evaluation import format_metrics
 from tuneship.trainer.image.backbones import BackboneSpec, backbone_spec, classifier_module, load_pretrained
 from tuneship.trainer.image.data import ImageData, imbalance_report, load_images, split
 from tuneship.trainer.image.preprocessing import PreprocessSpec, augment, decode, preprocess
 from tuneship.trainer.plots import plot_training_curve
-from tuneship.trainer.training import (
-    TrainResult,
-    _precision_flags,
-    _work_dir,
-    check_output,
+from tuneship.trainer.run import (
+    classifier_metrics,
+    is_main_process,
+    precision_flags,
     prepare_work_dir,
-    resolved_logging_steps,
-    single_class_warning,
+    warn,
+    work_dir,
+    write_checkpoint,
 )
+from tuneship.trainer.training import TrainResult, check_output, resolved_logging_steps
 
 WEIGHTS = "model.safetensors"
 EVAL_IMAGES = "eval_images"
@@ -221,7 +220,7 @@ def _fit_with_trainer(config: TrainConfig, spec: BackboneSpec, preprocessing: Pr
     steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation_steps))
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
     strategy = "steps" if config.eval_steps else "epoch"
-    precision = _precision_flags(config.precision)
+    precision = precision_flags(config.precision)
     logging_steps = resolved_logging_steps(config, total_steps)
     args = TrainingArguments(
         output_dir=str(work), num_train_epochs=config.epochs, max_steps=config.max_steps,
@@ -297,27 +296,20 @@ def train(config: TrainConfig) -> TrainResult:
     print(imbalance_report(evaluation))
     preprocessing = PreprocessSpec.for_size(image_size, spec.mean, spec.std)
     label_index = {label: i for i, label in enumerate(labels)}
-    work = _work_dir(output)
+    work = work_dir(output)
     if config.method == "features":
         fitted = _fit_features(config, spec, preprocessing, train_data,
                                [label_index[x] for x in train_data.labels], labels)
     else:
         fitted = _fit_with_trainer(config, spec, preprocessing, train_data, evaluation, label_index, labels, work)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return TrainResult(checkpoint=output, metrics={}, train_seconds=fitted.seconds)
 
     logits = predict(fitted.model, evaluation.images, preprocessing, config.eval_batch_size)
-    predicted = logits.argmax(-1).tolist()
-    metrics = classification_metrics([label_index[x] for x in evaluation.labels], predicted, labels)
-    collapsed = single_class_warning(predicted, labels)
-    if collapsed:
-        metrics["warnings"] = [collapsed]
-    metrics.update({"train_seconds": round(fitted.seconds, 1),
-                    "train_examples_per_second": round(fitted.images_per_second, 1), "steps": fitted.steps})
+    metrics, collapsed = classifier_metrics([label_index[x] for x in evaluation.labels], logits.argmax(-1).tolist(),
+                                            labels, fitted.seconds, fitted.images_per_second, fitted.steps)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = make_staging_directory(output.parent, f".{output.name}.tmp-")
-    try:
+    def fill(staging: Path) -> None:
         from safetensors.torch import save_file
 
         state = {k: v.detach().contiguous() for k, v in fitted.model.state_dict().items()}
@@ -349,8 +341,8 @@ def train(config: TrainConfig) -> TrainResult:
                      "eval_examples": len(evaluation.examples),
                      "train_label_counts": dict(train_data.label_counts()),
                      "duplicates_dropped": train_data.duplicates_dropped,
-                     "fingerprint": hashlib.sha256(b"".join(bytes.fromhex(e.digest) + e.label.encode()
-                                                            for e in train_data.examples)).hexdigest()[:16]},
+                     "fingerprint": data_fingerprint([e.digest for e in train_data.examples],
+                                                     [e.label for e in train_data.examples])},
             "metrics": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
             "trainable_parameters": int(fitted.trainable),
             "total_parameters": int(sum(p.numel() for p in fitted.model.parameters())),
@@ -359,14 +351,11 @@ def train(config: TrainConfig) -> TrainResult:
             "host": os.uname().nodename,
         }
         save_json(staging / MANIFEST, manifest)
-        publish_directory(staging, output, overwrite=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(work, ignore_errors=True)
+
+    write_checkpoint(output, fill, work)
     print(format_metrics(metrics))
     if collapsed:
-        print(f"WARNING: {collapsed}")
+        warn(collapsed)
     print(f"checkpoint: {output}  ({config.method}: {fitted.seconds:.0f}s, {fitted.images_per_second:.0f} images/s; "
           f"curve: {output / 'training_curve.png'})")
     return TrainResult(checkpoint=output, metrics=metrics, train_seconds=fitted.seconds)

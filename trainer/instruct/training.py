@@ -9,8 +9,6 @@ metrics, curves and held-out data as a classifier's.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,6 @@ from tuneship.trainer.checkpoint import (
     MANIFEST,
     METRICS,
     library_versions,
-    make_staging_directory,
-    publish_directory,
 )
 from tuneship.trainer.config import TrainConfig, resolved_hyperparameters, save_json, validate_config
 from tuneship.trainer.errors import TrainingError
@@ -41,13 +37,8 @@ from tuneship.trainer.instruct.evaluation import (
     perplexity,
 )
 from tuneship.trainer.plots import plot_training_curve
-from tuneship.trainer.training import (
-    TrainResult,
-    _work_dir,
-    check_output,
-    prepare_work_dir,
-    resolved_logging_steps,
-)
+from tuneship.trainer.run import prepare_work_dir, warn, work_dir, write_checkpoint
+from tuneship.trainer.training import TrainResult, check_output, resolved_logging_steps
 
 ADAPTER_DIR = "adapter"
 
@@ -150,7 +141,7 @@ def train(config: TrainConfig) -> TrainResult:
         metrics["exact_match_before"] = round(exact_match(
             greedy_answers(model, tokenizer, probe, config.max_new_tokens, config.eval_batch_size), probe), 4)
 
-    work = _work_dir(output)
+    work = work_dir(output)
     resume_from = prepare_work_dir(work, config)
 
     precision = _precision(config.precision)
@@ -201,9 +192,7 @@ def train(config: TrainConfig) -> TrainResult:
             greedy_answers(trained, tokenizer, probe, config.max_new_tokens, config.eval_batch_size), probe), 4)
         metrics["exact_match_examples"] = len(probe)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = make_staging_directory(output.parent, f".{output.name}.tmp-")
-    try:
+    def fill(staging: Path) -> None:
         method_fields = _save(config, trained, staging)
         tokenizer.save_pretrained(str(staging))
         write_conversations(staging / EVAL_DATA, eval_data)
@@ -215,15 +204,11 @@ def train(config: TrainConfig) -> TrainResult:
         manifest = _manifest(config, base, train_data, eval_data, metrics, trained, precision, logging_steps)
         manifest.update(method_fields)
         save_json(staging / MANIFEST, manifest)
-        publish_directory(staging, output, overwrite=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(work, ignore_errors=True)
+
+    write_checkpoint(output, fill, work)
     print(format_instruct_metrics(metrics))
     if "exact_match_after" in metrics and metrics["exact_match_after"] <= metrics["exact_match_before"]:
-        print("\nWARNING: fine-tuning did not improve the exact-match accuracy; train longer or change "
-              "--learning-rate", file=sys.stderr)
+        warn("fine-tuning did not improve the exact-match accuracy; train longer or change --learning-rate")
     print(f"checkpoint: {output}  ({config.method}: {seconds:.0f}s; curve: {output / 'training_curve.png'})")
     return TrainResult(checkpoint=output, metrics=metrics, train_seconds=seconds)
 

@@ -1,0 +1,121 @@
+"""What every task's training run shares (trl keeps these on its base Trainer, not in one method's file): the work
+folder a resumable run checkpoints into, the precision flags, the evaluation epilogue of a classifier, the
+checkpoint written aside and renamed into place, and warnings shown the same way by every task."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tuneship.trainer.checkpoint import make_staging_directory, publish_directory
+from tuneship.trainer.config import TrainConfig, save_json
+from tuneship.trainer.errors import TrainingError
+
+RUN_CONFIG = "tuneship-run.json"  # the options of the run in the work folder, compared on --resume
+
+
+def work_dir(output: Path) -> Path:
+    """Where a run keeps its Trainer checkpoints for --resume: beside the output, hidden."""
+    return output.with_name(f".{output.name}.work")
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """The Trainer's bf16/fp16 flags for --precision; a half precision without a GPU is refused."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not cuda:
+        raise TrainingError(f"--precision {precision} needs a GPU; use fp32 (or auto) on a CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def is_main_process() -> bool:
+    """Under torchrun every process trains; only the first evaluates and writes the checkpoint."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def single_class_warning(predicted: list[int], labels: list[str]) -> str:
+    """A warning when the classifier predicts one class for the whole eval set (it learned nothing useful)."""
+    if len(predicted) < 2 or len(set(predicted)) > 1:
+        return ""
+    return (f"the model predicts {labels[predicted[0]]!r} for all {len(predicted)} eval texts: it has not learned "
+            "to tell the classes apart. Check the labels, train longer (--epochs), or change --learning-rate.")
+
+
+def classifier_metrics(true_ids: Sequence[int], predicted: list[int], labels: list[str], seconds: float,
+                       per_second: float, steps: int) -> tuple[dict[str, Any], str]:
+    """(metrics.json's content, the single-class warning or "") of a classifier's evaluation."""
+    from tuneship.trainer.evaluation import classification_metrics
+
+    metrics = classification_metrics(list(true_ids), predicted, labels)
+    collapsed = single_class_warning(predicted, labels)
+    if collapsed:
+        metrics["warnings"] = [collapsed]
+    metrics.update({"train_seconds": round(seconds, 1), "train_examples_per_second": round(per_second, 1),
+                    "steps": steps})
+    return metrics, collapsed
+
+
+def write_checkpoint(output: Path, fill: Callable[[Path], None], work: Path | None = None) -> None:
+    """Write the checkpoint into a staging folder beside `output` with `fill`, then rename it into place (readers
+    never see half of it); the run's work folder goes once the checkpoint is there."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = make_staging_directory(output.parent, f".{output.name}.tmp-")
+    try:
+        fill(staging)
+        publish_directory(staging, output, overwrite=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def warn(message: str) -> None:
+    """A warning a person must not miss at the end of a run: a banner on stderr, the same for every task."""
+    banner = "!" * 100
+    print(f"\n{banner}\nWARNING: {message}\n{banner}\n", file=sys.stderr, flush=True)
+
+
+def last_complete_checkpoint(work: Path) -> Path | None:
+    """The newest Trainer checkpoint that was fully written (a SIGKILL can leave a partial one behind)."""
+    candidates = []
+    for path in work.glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if suffix.isdigit() and (path / "trainer_state.json").is_file() and (path / "optimizer.pt").is_file():
+            candidates.append((int(suffix), path))
+    return max(candidates)[1] if candidates else None
+
+
+def _check_resumable(work: Path, config: TrainConfig) -> None:
+    saved = work / RUN_CONFIG
+    if not saved.is_file():
+        return
+    earlier = json.loads(saved.read_text(encoding="utf-8"))
+    for key in ("method", "model", "data", "eval_file", "max_length", "seed", "max_train_samples"):
+        if earlier.get(key) != getattr(config, key):
+            raise TrainingError(
+                f"--resume: the interrupted run used {key}={earlier.get(key)!r}, this one {getattr(config, key)!r}; "
+                f"resume with the same options, or start afresh without --resume (removes {work})")
+
+
+def prepare_work_dir(work: Path, config: TrainConfig) -> str | None:
+    """The Trainer's checkpoint folder: kept with --resume (the checkpoint to resume from is returned), else new."""
+    resume_from = None
+    if config.resume:
+        _check_resumable(work, config)
+        found = last_complete_checkpoint(work) if work.is_dir() else None
+        resume_from = str(found) if found else None
+        print(f"resuming from {resume_from}" if resume_from else "no earlier checkpoint found: starting afresh")
+    elif work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    save_json(work / RUN_CONFIG, config.to_dict())
+    return resume_from
