@@ -5,8 +5,9 @@ Public names load lazily, so importing the package stays cheap (no torch, no tri
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tuneship.lazy import lazy_names
 
 _WHERE = {
     "INVARIANCE_TOLERANCE": "tuneship.exporter.selection",
@@ -88,8 +89,4 @@ if TYPE_CHECKING:
     from tuneship.exporter.selection import INVARIANCE_TOLERANCE as INVARIANCE_TOLERANCE
     from tuneship.exporter.texts import read_jsonl as read_jsonl
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'tuneship.exporter' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _WHERE)

@@ -14,8 +14,7 @@ does, over a faster one that is not, within `invariance_margin`. `report` prints
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from tuneship.lazy import lazy_names
 
 # Public names load on first use, so the command's dispatcher imports this package cheaply.
 _WHERE = {
@@ -26,9 +25,4 @@ _WHERE = {
     "pipeline_models": "search",
 }
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(import_module(f"tuneship.tuning.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'tuneship.tuning' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, {name: f"tuneship.tuning.{module}" for name, module in _WHERE.items()})
