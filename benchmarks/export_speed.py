@@ -62,10 +62,10 @@ def main() -> int:
     import onnxruntime as ort
     import torch
 
-    from tuneship.exporter.build import build_variants
-    from tuneship.exporter.export import ExportOptions
-    from tuneship.exporter.onnx_export import export_onnx
-    from tuneship.exporter.texts import read_jsonl
+    from tuneship.exporter import TextExportOptions
+    from tuneship.exporter.text.build import build_variants
+    from tuneship.exporter.text.onnx_export import export_onnx
+    from tuneship.exporter.text.texts import read_jsonl
     from tuneship.exporter.variants import session_options
     from tuneship.trainer import load_classifier
 
@@ -84,7 +84,7 @@ def main() -> int:
         label_ids = [info.labels.index(x) for x in labels]
         fp32 = Path(scratch) / "fp32.onnx"
         names = export_onnx(model, tokenizer, fp32)
-        variants = build_variants(ExportOptions(checkpoint=args.checkpoint, int8_modes=("dynamic", "static")),
+        variants = build_variants(TextExportOptions(checkpoint=args.checkpoint, int8_modes=("dynamic", "static")),
                                   fp32, Path(scratch), model, tokenizer, names, info)
         sessions: dict[str, Any] = {}
         descriptions: dict[str, str] = {}

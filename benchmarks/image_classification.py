@@ -175,7 +175,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     from tuneship.deploy import ServeOptions, TritonServer
-    from tuneship.exporter.export import ExportOptions, export_checkpoint
+    from tuneship.exporter import ExportOptions, export_checkpoint
 
     results: dict[str, Any] = {"data": "faces (LFW subset: 160 train / 40 held-out, seed 42)", "training": {}}
     for method in ("features", "full", "lora"):

@@ -63,7 +63,7 @@ def main() -> int:
     import onnxruntime as ort
     import torch
 
-    from tuneship.exporter.texts import read_jsonl
+    from tuneship.exporter.text.texts import read_jsonl
     from tuneship.exporter.variants import session_options
     from tuneship.trainer import load_classifier
 

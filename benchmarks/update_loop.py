@@ -80,7 +80,7 @@ def main() -> None:
 
     from tuneship.client import TextClassifier, TritonClient, TritonError
     from tuneship.deploy import ServeOptions, TritonServer, free_port
-    from tuneship.exporter.texts import read_jsonl
+    from tuneship.exporter.text.texts import read_jsonl
     from tuneship.monitor import FeedbackStore, PredictionLog
     from tuneship.monitor.live import serve as serve_live
     from tuneship.monitor.scoring import PublishedClassifier

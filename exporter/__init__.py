@@ -24,69 +24,54 @@ _WHERE = {
     "pipeline_models": "tuneship.exporter.layout",
     "publish_copy": "tuneship.exporter.repository",
     "read_config": "tuneship.exporter.repository",
-    "read_jsonl": "tuneship.exporter.texts",
+    "read_jsonl": "tuneship.exporter.text.texts",
     "serving_options": "tuneship.exporter.layout",
-    "single_model_from_ensemble": "tuneship.exporter.publishing",
+    "single_model_from_ensemble": "tuneship.exporter.text.publishing",
     "write_config": "tuneship.exporter.repository",
     "write_text_atomic": "tuneship.exporter.repository",
     "ExportError": "tuneship.exporter.errors",
-    "ExportOptions": "tuneship.exporter.export",
+    "ExportOptions": "tuneship.exporter.options",
+    "ClassifierExportOptions": "tuneship.exporter.options",
+    "TextExportOptions": "tuneship.exporter.text.options",
+    "ImageExportOptions": "tuneship.exporter.image.options",
+    "InstructExportOptions": "tuneship.exporter.instruct.options",
+    "GenerationServing": "tuneship.exporter.instruct.options",
     "export_checkpoint": "tuneship.exporter.export",
-    "ServingOptions": "tuneship.exporter.model_configs",
+    "ServingOptions": "tuneship.exporter.options",
     "repository_lock": "tuneship.exporter.locking",
 }
 
 __all__ = sorted(_WHERE)
 
 if TYPE_CHECKING:
-    from tuneship.exporter.cli import (
-        add_export_arguments as add_export_arguments,
-    )
-    from tuneship.exporter.cli import (
-        export_options_from_args as export_options_from_args,
-    )
-    from tuneship.exporter.layout import (
-        graph_model as graph_model,
-    )
-    from tuneship.exporter.layout import (
-        pipeline_models as pipeline_models,
-    )
-    from tuneship.exporter.layout import (
-        serving_options as serving_options,
-    )
+    from tuneship.exporter.cli import add_export_arguments as add_export_arguments
+    from tuneship.exporter.cli import export_options_from_args as export_options_from_args
+    from tuneship.exporter.errors import ExportError as ExportError
+    from tuneship.exporter.export import export_checkpoint as export_checkpoint
+    from tuneship.exporter.image.options import ImageExportOptions as ImageExportOptions
+    from tuneship.exporter.instruct.options import GenerationServing as GenerationServing
+    from tuneship.exporter.instruct.options import InstructExportOptions as InstructExportOptions
+    from tuneship.exporter.layout import graph_model as graph_model
+    from tuneship.exporter.layout import pipeline_models as pipeline_models
+    from tuneship.exporter.layout import serving_options as serving_options
+    from tuneship.exporter.locking import repository_lock as repository_lock
     from tuneship.exporter.model_configs import is_single_model as is_single_model
-    from tuneship.exporter.publishing import (
-        VARIANTS_FOLDER as VARIANTS_FOLDER,
-    )
-    from tuneship.exporter.publishing import (
-        VARIANTS_INDEX as VARIANTS_INDEX,
-    )
-    from tuneship.exporter.publishing import (
-        single_model_from_ensemble as single_model_from_ensemble,
-    )
+    from tuneship.exporter.options import ClassifierExportOptions as ClassifierExportOptions
+    from tuneship.exporter.options import ExportOptions as ExportOptions
+    from tuneship.exporter.options import ServingOptions as ServingOptions
+    from tuneship.exporter.publishing import VARIANTS_FOLDER as VARIANTS_FOLDER
+    from tuneship.exporter.publishing import VARIANTS_INDEX as VARIANTS_INDEX
     from tuneship.exporter.quality import macro_f1 as macro_f1
-    from tuneship.exporter.repository import (
-        Pipeline as Pipeline,
-    )
-    from tuneship.exporter.repository import (
-        existing_versions as existing_versions,
-    )
-    from tuneship.exporter.repository import (
-        latest_version as latest_version,
-    )
-    from tuneship.exporter.repository import (
-        publish_copy as publish_copy,
-    )
-    from tuneship.exporter.repository import (
-        read_config as read_config,
-    )
-    from tuneship.exporter.repository import (
-        write_config as write_config,
-    )
-    from tuneship.exporter.repository import (
-        write_text_atomic as write_text_atomic,
-    )
+    from tuneship.exporter.repository import Pipeline as Pipeline
+    from tuneship.exporter.repository import existing_versions as existing_versions
+    from tuneship.exporter.repository import latest_version as latest_version
+    from tuneship.exporter.repository import publish_copy as publish_copy
+    from tuneship.exporter.repository import read_config as read_config
+    from tuneship.exporter.repository import write_config as write_config
+    from tuneship.exporter.repository import write_text_atomic as write_text_atomic
     from tuneship.exporter.selection import INVARIANCE_TOLERANCE as INVARIANCE_TOLERANCE
-    from tuneship.exporter.texts import read_jsonl as read_jsonl
+    from tuneship.exporter.text.options import TextExportOptions as TextExportOptions
+    from tuneship.exporter.text.publishing import single_model_from_ensemble as single_model_from_ensemble
+    from tuneship.exporter.text.texts import read_jsonl as read_jsonl
 
 __getattr__ = lazy_names(__name__, _WHERE)

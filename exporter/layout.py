@@ -12,7 +12,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import ServingOptions
+from tuneship.exporter.options import ServingOptions
 from tuneship.exporter.repository import Pipeline
 
 

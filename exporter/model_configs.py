@@ -1,144 +1,31 @@
-"""config.pbtxt for the models of a text classifier (the four of the ensemble layout, or the one of the single-model
-layout), built with Triton's model-config protobuf."""
+"""config.pbtxt building blocks every task's models use (built with Triton's model-config protobuf), and the
+classifiers' shared postprocess model. A task's own configs live in its folder (text/model_configs.py,
+image/publishing.py, instruct/publishing.py)."""
 
 from __future__ import annotations
-
-import json
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tuneship.model_names import step_model
-from tuneship.tasks import TEXT_CLASSIFICATION
+from tuneship.exporter.options import LAYOUT_ALIASES, LAYOUTS, ServingOptions
+
+__all__ = ["LAYOUTS", "LAYOUT_ALIASES", "ServingOptions", "add_tensorrt_accelerator", "instance_group",
+           "is_single_model", "latest_versions", "parse_pbtxt", "pipeline_parameters", "postprocess_config",
+           "to_pbtxt"]
 
 
-@dataclass
-class ServingOptions:
-    """What users tune most about how Triton runs the exported models."""
-
-    max_batch_size: int = field(default=64, metadata={"help": "largest batch Triton builds or accepts"})
-    # 0: the batcher still merges whatever queued while the model was busy, and a lone caller does not wait for
-    # company that never comes (2000 us cost one caller 4.4 of its 10.2 ms p50 and lowered throughput at every
-    # concurrency measured; BENCHMARKS.md, `tuneship tune`).
-    queue_delay_us: int = field(default=0, metadata={"help": "dynamic batcher: wait this long to fill a batch"})
-    preferred_batch_sizes: tuple[int, ...] = field(default=(), metadata={"help": "dynamic batcher targets"})
-    instance_count: int = field(default=1, metadata={"help": "model instances (parallel executions)"})
-    instance_kind: str = field(default="KIND_CPU", metadata={"help": "KIND_CPU or KIND_GPU"})
-    python_instance_count: int = field(default=1, metadata={"help": "instances of tokenizer / postprocess"})
-    intra_op_threads: int = field(default=0, metadata={"help": "ONNX Runtime intra-op threads (0: all cores)"})
-    versions_to_serve: int = field(default=1, metadata={"help": "serve the latest N versions"})
-    # Triton's batcher merges only requests of one shape; texts tokenized in different calls are padded to
-    # different lengths, so without buckets they reach the model one by one (BENCHMARKS.md: concurrency 4, 222 ->
-    # 339 texts/s with 16). Padding costs little: CPU graphs run token-wise operators on real tokens only.
-    pad_to_multiple_of: int = field(default=16, metadata={
-        "help": "the tokenizer pads each batch to a multiple of this many tokens, so requests tokenized apart share "
-                "a shape the model's batcher can merge (1: to the longest text only)"})
-    max_text_bytes: int = field(default=0, metadata={
-        "help": "longest text (UTF-8 bytes) the tokenizer accepts (0: 128 bytes per token of max length)"})
-    quality_metrics: bool = field(default=True, metadata={
-        "help": "export predictions by label, confidence and refused texts on Triton's metrics endpoint"})
-    layout: str = field(default="ensemble", metadata={
-        "help": "ensemble (tokenizer, ONNX model and postprocess as three Triton models: the graph on Triton's "
-                "native ONNX Runtime backend, CPU or GPU) or single (one Python model doing all three: the fastest "
-                "on a CPU server, needs onnxruntime in the Python backend's environment); fused is the old name of "
-                "single"})
-
-    def __post_init__(self) -> None:
-        if self.layout in LAYOUT_ALIASES:
-            self.layout = LAYOUT_ALIASES[self.layout]
-
-
-LAYOUTS = ("ensemble", "single")
-# "fused" was the single-model layout's first name; it also named ONNX Runtime's operator fusion, so it was renamed.
-# Repositories published under the old name keep working, and the old flag value is taken with a notice.
-LAYOUT_ALIASES = {"fused": "single"}
-
-
-def _pipeline(config: mc.ModelConfig, pipeline: str, options: ServingOptions) -> None:
+def pipeline_parameters(config: mc.ModelConfig, pipeline: str, options: ServingOptions) -> None:
     """The name callers use (the ensemble's), for the quality metrics of the pipeline's Python models."""
     config.parameters["pipeline"].string_value = pipeline or config.name
     config.parameters["quality_metrics"].string_value = "true" if options.quality_metrics else "false"
 
 
-def _instance_group(config: mc.ModelConfig, kind: str, count: int) -> None:
+def instance_group(config: mc.ModelConfig, kind: str, count: int) -> None:
     config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value(kind), count=count)
 
 
-def _latest(config: mc.ModelConfig, versions: int) -> None:
+def latest_versions(config: mc.ModelConfig, versions: int) -> None:
     config.version_policy.latest.num_versions = versions
-
-
-def _tokenizer_parameters(config: mc.ModelConfig, max_length: int, pad_token: str, pad_token_id: int,
-                          options: ServingOptions) -> None:
-    """What triton_models/tokenizer.py reads, in the tokenizer model's config or a single-model classifier's."""
-    config.parameters["max_length"].string_value = str(max_length)
-    config.parameters["pad_token"].string_value = pad_token
-    config.parameters["pad_token_id"].string_value = str(pad_token_id)
-    config.parameters["max_text_bytes"].string_value = str(options.max_text_bytes or max_length * 128)
-
-
-def tokenizer_config(name: str, input_names: Sequence[str], max_length: int, pad_token: str, pad_token_id: int,
-                     options: ServingOptions, pipeline: str = "") -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
-    config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
-    for input_name in input_names:
-        config.output.add(name=input_name, data_type=mc.TYPE_INT64, dims=[-1])
-    config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
-    _instance_group(config, "KIND_CPU", options.python_instance_count)
-    _latest(config, options.versions_to_serve)
-    _tokenizer_parameters(config, max_length, pad_token, pad_token_id, options)
-    # A bucket must divide the max length: a text cut at max_length and padded past it would exceed what the model
-    # (and a TensorRT engine's profile) accepts.
-    config.parameters["pad_to_multiple_of"].string_value = str(math.gcd(options.pad_to_multiple_of, max_length))
-    _pipeline(config, pipeline, options)
-    return config
-
-
-def onnx_model_config(name: str, input_names: Sequence[str], num_labels: int, options: ServingOptions,
-                      warmup_length: int = 16, graph_level: int = 0) -> mc.ModelConfig:
-    """`graph_level` -1 (basic) serves a graph the exporter already optimized exactly as it was measured."""
-    config = _token_model_config(name, "onnxruntime_onnx", "model.onnx", input_names, num_labels, options,
-                                 warmup_length)
-    if graph_level:
-        config.optimization.graph.level = graph_level
-    if options.intra_op_threads:
-        config.parameters["intra_op_thread_count"].string_value = str(options.intra_op_threads)
-    return config
-
-
-def tensorrt_model_config(name: str, input_names: Sequence[str], num_labels: int, options: ServingOptions,
-                          profile_max_batch: int, warmup_length: int = 16) -> mc.ModelConfig:
-    """A serialized TensorRT engine (model.plan); Triton refuses a max_batch_size above the profile's."""
-    if options.max_batch_size > profile_max_batch:
-        raise ValueError(f"max_batch_size {options.max_batch_size} exceeds the engine profile's maximum batch "
-                         f"{profile_max_batch}")
-    if options.instance_kind != "KIND_GPU":
-        options = replace(options, instance_kind="KIND_GPU")
-    return _token_model_config(name, "tensorrt_plan", "model.plan", input_names, num_labels, options,
-                               warmup_length)
-
-
-def _token_model_config(name: str, platform: str, filename: str, input_names: Sequence[str], num_labels: int,
-                        options: ServingOptions, warmup_length: int) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, platform=platform, max_batch_size=options.max_batch_size,
-                            default_model_filename=filename)
-    for input_name in input_names:
-        config.input.add(name=input_name, data_type=mc.TYPE_INT64, dims=[-1])
-    config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=[num_labels])
-    config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
-    config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
-    _instance_group(config, options.instance_kind, options.instance_count)
-    _latest(config, options.versions_to_serve)
-    warmup = config.model_warmup.add(name="warmup", batch_size=1)
-    for input_name in input_names:
-        tensor = warmup.inputs[input_name]
-        tensor.data_type = mc.TYPE_INT64
-        tensor.dims.append(warmup_length)
-        tensor.zero_data = True
-    return config
 
 
 def postprocess_config(name: str, num_labels: int, options: ServingOptions, pipeline: str = "") -> mc.ModelConfig:
@@ -147,59 +34,9 @@ def postprocess_config(name: str, num_labels: int, options: ServingOptions, pipe
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[num_labels], label_filename="labels.txt")
     config.dynamic_batching.max_queue_delay_microseconds = 0
-    _instance_group(config, "KIND_CPU", options.python_instance_count)
-    _latest(config, options.versions_to_serve)
-    _pipeline(config, pipeline, options)
-    return config
-
-
-def ensemble_config(name: str, input_names: Sequence[str], labels: Sequence[str],
-                    options: ServingOptions) -> mc.ModelConfig:
-    num_labels = len(labels)
-    config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=options.max_batch_size)
-    # Clients read the label names (in class-id order) from here: one config call, no extra model.
-    config.parameters["labels"].string_value = json.dumps(list(labels))
-    config.parameters["task"].string_value = TEXT_CLASSIFICATION.name  # what the stack resolves the model's task by
-    config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
-    config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
-    config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[num_labels])
-    _latest(config, options.versions_to_serve)
-    tokenize = config.ensemble_scheduling.step.add(model_name=step_model(name, "tokenizer"), model_version=-1)
-    tokenize.input_map["TEXT"] = "TEXT"
-    for input_name in input_names:
-        tokenize.output_map[input_name] = input_name
-    model = config.ensemble_scheduling.step.add(model_name=step_model(name, "graph"), model_version=-1)
-    for input_name in input_names:
-        model.input_map[input_name] = input_name
-    model.output_map["logits"] = "logits"
-    post = config.ensemble_scheduling.step.add(model_name=step_model(name, "postprocess"), model_version=-1)
-    post.input_map["logits"] = "logits"
-    post.output_map["LABEL"] = "LABEL"
-    post.output_map["PROBABILITIES"] = "PROBABILITIES"
-    return config
-
-
-def single_model_config(name: str, labels: Sequence[str], max_length: int, pad_token: str, pad_token_id: int,
-                 options: ServingOptions, graph_level: int = 0) -> mc.ModelConfig:
-    """The single-model layout's one model: what the ensemble's three steps are told, in one config. The texts of one
-    execute() call are tokenized together, so there is nothing to bucket (`pad_to_multiple_of` 1)."""
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
-    config.parameters["labels"].string_value = json.dumps(list(labels))
-    config.parameters["task"].string_value = TEXT_CLASSIFICATION.name
-    config.parameters["layout"].string_value = "single"
-    config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
-    config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
-    config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[len(labels)],
-                      label_filename="labels.txt")
-    config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
-    config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
-    _instance_group(config, "KIND_CPU", options.instance_count)
-    _latest(config, options.versions_to_serve)
-    _tokenizer_parameters(config, max_length, pad_token, pad_token_id, options)
-    config.parameters["pad_to_multiple_of"].string_value = "1"
-    config.parameters["intra_op_thread_count"].string_value = str(options.intra_op_threads)
-    config.parameters["graph_level"].string_value = str(graph_level)
-    _pipeline(config, name, options)
+    instance_group(config, "KIND_CPU", options.python_instance_count)
+    latest_versions(config, options.versions_to_serve)
+    pipeline_parameters(config, pipeline, options)
     return config
 
 

@@ -3,7 +3,6 @@ export: a new task adds a row there and its own modules, not branches in the exp
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from tuneship.exporter.errors import ExportError
@@ -17,6 +16,11 @@ def exported_task(name: str) -> Task:
         raise ExportError(f"no exporter for it: {error}") from None
 
 
-def task_exporter(name: str) -> Callable[[Any], Any]:
-    exporter: Callable[[Any], Any] = load(exported_task(name).exporter)
-    return exporter
+def task_exporter(name: str) -> Any:
+    """The task's TaskExport class (exporter/run.py), its options class as `options_class`."""
+    return load(exported_task(name).exporter)
+
+
+def task_export_options(name: str) -> Any:
+    """The task's export options class, without importing its export (the CLI builds options from it)."""
+    return load(exported_task(name).export_options)

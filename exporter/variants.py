@@ -33,7 +33,7 @@ class Variant:
     # The level it must be served (and measured) with: a pre-optimized graph asks for basic, so ONNX Runtime
     # does not fuse again what the export deliberately left unfused.
     graph_level: int = GRAPH_LEVEL_DEFAULT
-    format: str = "onnx"  # or "tensorrt_plan": a serialized engine (exporter/tensorrt_engine.py)
+    format: str = "onnx"  # or "tensorrt_plan": a serialized engine (exporter/text/tensorrt_engine.py)
     profile: Any = None  # the engine's ShapeProfile
 
 

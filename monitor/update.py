@@ -121,7 +121,7 @@ def _sample(examples: list[Any], count: int, seed: int) -> list[Any]:
 
 
 def run_update(options: UpdateOptions) -> UpdateReport:
-    from tuneship.exporter import ExportOptions, export_checkpoint, read_jsonl, repository_lock, serving_options
+    from tuneship.exporter import TextExportOptions, export_checkpoint, read_jsonl, repository_lock, serving_options
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.progress import step
     from tuneship.trainer import (
@@ -192,8 +192,8 @@ def run_update(options: UpdateOptions) -> UpdateReport:
         candidate_repo = scratch / "repository"
         # The candidate is published the way the serving version is (ensemble or fused: or it could not replace
         # it), with the serving settings its configs have now (a tune's choice is not undone by an update).
-        export_checkpoint(ExportOptions(checkpoint=options.output, name=options.name, repository=candidate_repo,
-                                        serving=serving_options(options.repository, options.name)))
+        export_checkpoint(TextExportOptions(checkpoint=options.output, name=options.name, repository=candidate_repo,
+                                            serving=serving_options(options.repository, options.name)))
         with step("scoring the serving version and the candidate on the same texts"):
             serving = PublishedClassifier(options.repository, options.name, parent)
             candidate = PublishedClassifier(candidate_repo, options.name)

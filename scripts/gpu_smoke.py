@@ -55,8 +55,8 @@ def main() -> int:
 
     from transformers import AutoModelForSequenceClassification
 
-    from tuneship.exporter.onnx_export import export_onnx
-    from tuneship.exporter.validation import torch_logits, validate
+    from tuneship.exporter.text.onnx_export import export_onnx
+    from tuneship.exporter.text.validation import torch_logits, validate
 
     model = AutoModelForSequenceClassification.from_pretrained(str(args.out / "ckpt")).eval()
     names = export_onnx(model, tokenizer, args.out / "model.onnx")

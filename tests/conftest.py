@@ -160,14 +160,14 @@ def review_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @costs("slow")
 def tiny_repository(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository holding the `tiny` sentiment ensemble (fp32), trained in seconds."""
-    from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.exporter import TextExportOptions, export_checkpoint
     from tuneship.trainer import TrainConfig, train
 
     folder = tmp_path_factory.mktemp("tiny-repository")
     train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
                       output=str(folder / "ckpt"), epochs=4, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16,
                       max_length=32, seed=7))
-    export_checkpoint(ExportOptions(checkpoint=folder / "ckpt", name="tiny", repository=folder / "repo",
+    export_checkpoint(TextExportOptions(checkpoint=folder / "ckpt", name="tiny", repository=folder / "repo",
                                     precision="fp32", optimize=False))
     return folder / "repo"
 
@@ -220,11 +220,14 @@ def instruct_checkpoint(tiny_llama: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 @costs("slow")
 def generator_repository(instruct_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tuneship.exporter import ExportOptions, export_checkpoint
-    from tuneship.exporter.instruct.publishing import GenerationServing
+    from tuneship.exporter import (
+        GenerationServing,
+        InstructExportOptions,
+        export_checkpoint,
+    )
 
     repository = tmp_path_factory.mktemp("generator-repo")
-    export_checkpoint(ExportOptions(checkpoint=instruct_checkpoint, name="chat", repository=repository,
+    export_checkpoint(InstructExportOptions(checkpoint=instruct_checkpoint, name="chat", repository=repository,
                                     precision="fp32", gate_samples=8,
                                     generation=GenerationServing(intra_op_threads=2)))
     return repository

@@ -12,7 +12,7 @@ from lanes import costs
 
 from tuneship.client import TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
-from tuneship.exporter import ExportOptions, export_checkpoint
+from tuneship.exporter import ExportOptions, TextExportOptions, export_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def test_every_variant_reports_its_batch_variation(auto_repository: Path) -> Non
 def rowwise_repository(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = tmp_path_factory.mktemp("rowwise-repo")
     # int8 asked for, and the invariant flavour preferred whatever its speed: int8-rowwise is published.
-    export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tiny", repository=repository,
+    export_checkpoint(TextExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tiny", repository=repository,
                                     precision="int8", invariance_margin=100.0, accuracy_threshold=100.0))
     return repository
 

@@ -86,7 +86,7 @@ def test_publish_under_load_switches_versions_without_failures(server: TritonSer
                                                                second_checkpoint: Path) -> None:
     import torch
 
-    from tuneship.exporter import ExportOptions
+    from tuneship.exporter import TextExportOptions
     from tuneship.trainer import load_classifier
 
     failures: list[str] = []
@@ -107,7 +107,7 @@ def test_publish_under_load_switches_versions_without_failures(server: TritonSer
         worker.start()
     try:
         with _admin(server) as admin:
-            result = publish(admin, ExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository,
+            result = publish(admin, TextExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository,
                                                   precision="fp32", optimize=False, gate_samples=60))
             after = served_versions(admin, list(result.versions))
     finally:
@@ -130,12 +130,12 @@ def test_publish_under_load_switches_versions_without_failures(server: TritonSer
 
 def test_a_version_that_fails_to_load_is_rolled_back(server: TritonServer, repository: Path,
                                                      second_checkpoint: Path) -> None:
-    from tuneship.exporter import ExportOptions, ServingOptions
+    from tuneship.exporter import ServingOptions, TextExportOptions
 
     with _admin(server) as admin:
         before = served_versions(admin, ["tiny_model", "tiny"])
         # GPU instances cannot be created on this CPU-only server: the new version cannot load.
-        broken = ExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository, precision="fp32",
+        broken = TextExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository, precision="fp32",
                                optimize=False, gate_samples=60, serving=ServingOptions(instance_kind="KIND_GPU"))
         with pytest.raises(PublishError, match=r"did not load and was removed: .*serving now: .*tiny_model v1"):
             publish(admin, broken)
@@ -149,10 +149,10 @@ def test_a_version_that_fails_to_load_is_rolled_back(server: TritonServer, repos
 def test_concurrent_publishes_into_one_repository_take_turns(server: TritonServer, repository: Path,
                                                              second_checkpoint: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from tuneship.exporter import ExportError, ExportOptions
+    from tuneship.exporter import ExportError, ExportOptions, TextExportOptions
 
     def options(lock_timeout_s: float = 600.0) -> ExportOptions:
-        return ExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository, precision="fp32",
+        return TextExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository, precision="fp32",
                              optimize=False, gate_samples=60, lock_timeout_s=lock_timeout_s)
 
     results: list[object] = []

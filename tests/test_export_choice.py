@@ -49,8 +49,10 @@ def test_a_batch_invariant_variant_is_preferred_within_the_invariance_margin() -
 
 def test_a_label_change_is_refused_unless_asked_for(tmp_path: Path) -> None:
     from tuneship.exporter.errors import ExportError
-    from tuneship.exporter.model_configs import ServingOptions, ensemble_config, to_pbtxt
+    from tuneship.exporter.model_configs import to_pbtxt
+    from tuneship.exporter.options import ServingOptions
     from tuneship.exporter.publishing import check_label_change
+    from tuneship.exporter.text.model_configs import ensemble_config
 
     (tmp_path / "sentiment").mkdir()
     config = ensemble_config("sentiment", ["input_ids", "attention_mask"], ["neg", "pos"], ServingOptions())

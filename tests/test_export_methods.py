@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 from lanes import costs
 
-from tuneship.exporter import ExportError, ExportOptions, export_checkpoint
-from tuneship.exporter.tensorrt_engine import tensorrt_unavailable
+from tuneship.exporter import ExportError, ExportOptions, TextExportOptions, export_checkpoint
+from tuneship.exporter.text.tensorrt_engine import tensorrt_unavailable
 from tuneship.trainer import TrainConfig, load_classifier, train
 from tuneship.trainer.evaluation import predict_logits
 
@@ -98,10 +98,10 @@ def test_a_variant_over_the_accuracy_gate_needs_force(tiny_checkpoint: Path, tmp
     options = {"checkpoint": tiny_checkpoint, "name": "clf", "precision": "int8", "gate_samples": 60,
                "accuracy_threshold": -200.0}  # an impossible gate: int8 must fail it
     with pytest.raises(ExportError, match="int8 was requested but no int8 variant passes the gate"):
-        export_checkpoint(ExportOptions(repository=tmp_path / "refused", **options))  # type: ignore[arg-type]
+        export_checkpoint(TextExportOptions(repository=tmp_path / "refused", **options))  # type: ignore[arg-type]
     assert not (tmp_path / "refused" / "clf_model").exists()
     forced = export_checkpoint(
-        ExportOptions(repository=tmp_path / "forced", force=True, **options))  # type: ignore[arg-type]
+        TextExportOptions(repository=tmp_path / "forced", force=True, **options))  # type: ignore[arg-type]
     assert forced.chosen.startswith("int8")
     assert "--force" in forced.reason
 
@@ -128,7 +128,7 @@ def test_cpu_int8_is_the_fused_graph_quantized_and_served_as_measured(tiny_check
 
 def test_export_leaves_the_models_attention_implementation_as_it_was(tiny_checkpoint: Path,
                                                                         tmp_path: Path) -> None:
-    from tuneship.exporter.onnx_export import export_onnx
+    from tuneship.exporter.text.onnx_export import export_onnx
 
     model, tokenizer, _info = load_classifier(tiny_checkpoint)
     before = model.config._attn_implementation
@@ -161,7 +161,7 @@ def _snapshot(folder: Path) -> list[str]:
 @costs("slow")
 def populated_repository(tiny_checkpoint: Path, tmp_path: Path) -> Path:
     repository = tmp_path / "repo"
-    export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
+    export_checkpoint(TextExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
                                     precision="fp32", optimize=False))
     return repository
 
@@ -206,6 +206,6 @@ def test_an_unsupported_architecture_is_refused(tiny_checkpoint: Path, populated
 
 def test_an_unknown_calibration_method_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown --calibration 'histogram'; choose one of percentile, minmax"):
-        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, repository=tmp_path / "repo",
+        export_checkpoint(TextExportOptions(checkpoint=tiny_checkpoint, repository=tmp_path / "repo",
                                         calibration="histogram"))
     assert not (tmp_path / "repo").exists()

@@ -18,7 +18,7 @@ from servers import running_server
 from tuneship.client import ImageClassifier, InvalidInputError, TritonClient
 from tuneship.client.images import encode_png
 from tuneship.deploy import TritonServer
-from tuneship.exporter.export import ExportOptions, export_checkpoint
+from tuneship.exporter import ExportOptions, export_checkpoint
 from tuneship.trainer import DataError, TrainConfig, train
 from tuneship.trainer.image.backbones import BACKBONES, backbone_spec, load_pretrained
 from tuneship.trainer.image.data import load_images

@@ -9,18 +9,15 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import (
-    ServingOptions,
+from tuneship.exporter.model_configs import is_single_model, parse_pbtxt, postprocess_config, to_pbtxt
+from tuneship.exporter.options import ServingOptions
+from tuneship.exporter.repository import check_model_name, existing_versions, prune_versions, publish_version
+from tuneship.exporter.text.model_configs import (
     ensemble_config,
-    is_single_model,
     onnx_model_config,
-    parse_pbtxt,
-    postprocess_config,
     single_model_config,
-    to_pbtxt,
     tokenizer_config,
 )
-from tuneship.exporter.repository import check_model_name, existing_versions, prune_versions, publish_version
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import ServingOptions, ensemble_config, onnx_model_config, single_model_config
+from tuneship.exporter.options import ServingOptions
 from tuneship.exporter.repository import Pipeline, publish_copy, publish_version, read_config, write_config
+from tuneship.exporter.text.model_configs import ensemble_config, onnx_model_config, single_model_config
 from tuneship.model_names import STEP_SUFFIXES, step_model
 
 ROOT = Path(__file__).resolve().parents[1]

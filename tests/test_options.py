@@ -60,3 +60,53 @@ def test_the_serve_command_is_made_from_serve_options() -> None:
     assert options_from_args(ServeOptions, args) == ServeOptions(
         model_repository=Path("r"), grpc_port=0, model_control_mode="explicit", load_models=("a", "b"),
         ready_timeout_s=5.0, heal=False)
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    from tuneship.exporter import add_export_arguments
+
+    parser = Parser(prog="export")
+    add_export_arguments(parser)
+    return parser
+
+
+def test_the_export_command_is_made_from_every_tasks_export_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneship.exporter import ServingOptions, TextExportOptions, export_options_from_args
+
+    monkeypatch.setattr("tuneship.exporter.export.checkpoint_task", lambda path: "text-classification")
+    flags = ["ckpt", "--keep-padding", "--no-optimize", "--speed-margin", "7", "--instances", "2",
+             "--preferred-batch-size", "8", "--preferred-batch-size", "16", "--int8-mode", "both",
+             "--lock-timeout", "5", "--versions", "2"]
+    options = export_options_from_args(_export_parser().parse_args(flags))
+    assert type(options) is TextExportOptions
+    assert (options.remove_padding, options.optimize, options.speed_margin, options.int8_modes,
+            options.lock_timeout_s) == (False, False, 0.07, ("dynamic", "static"), 5.0)
+    assert options.serving == ServingOptions(instance_count=2, preferred_batch_sizes=(8, 16), versions_to_serve=2)
+    # With no flags, every field is its dataclass default (the help and the dataclass cannot disagree).
+    assert export_options_from_args(_export_parser().parse_args(["ckpt"])) == TextExportOptions(checkpoint=Path("ckpt"))
+
+
+def test_an_export_flag_of_another_task_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneship.exporter import ExportError, InstructExportOptions, export_options_from_args
+
+    monkeypatch.setattr("tuneship.exporter.export.checkpoint_task", lambda path: "instruct")
+    parser = _export_parser()
+    with pytest.raises(ExportError, match=r"ckpt \(task instruct\): --int8-mode is for text checkpoints; "
+                                          r"--per-channel is for text and image checkpoints"):
+        export_options_from_args(parser.parse_args(["ckpt", "--int8-mode", "static", "--no-per-channel"]))
+    options = export_options_from_args(parser.parse_args(["ckpt", "--max-concurrency", "2", "--versions", "3"]))
+    assert type(options) is InstructExportOptions
+    assert (options.generation.max_concurrency, options.generation.versions_to_serve) == (2, 3)
+
+
+def test_common_export_options_become_the_tasks_own_and_another_tasks_are_refused() -> None:
+    from tuneship.exporter import ExportError, ExportOptions, ImageExportOptions, TextExportOptions
+    from tuneship.exporter.run import as_task_options
+
+    common = ExportOptions(checkpoint=Path("ckpt"), name="faces", precision="int8", keep=1)
+    image = as_task_options(common, ImageExportOptions, "image-classification")
+    assert image == ImageExportOptions(checkpoint=Path("ckpt"), name="faces", precision="int8", keep=1)
+    assert as_task_options(image, ImageExportOptions, "image-classification") is image
+    with pytest.raises(ExportError, match="a text-classification checkpoint is exported with TextExportOptions, "
+                                          "not ImageExportOptions"):
+        as_task_options(image, TextExportOptions, "text-classification")

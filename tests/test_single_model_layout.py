@@ -15,9 +15,10 @@ from lanes import costs
 
 from tuneship.client import ClientOptions, InvalidInputError, TextClassifier, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
-from tuneship.exporter import ExportOptions, export_checkpoint
+from tuneship.exporter import TextExportOptions, export_checkpoint
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import ServingOptions, is_single_model, parse_pbtxt
+from tuneship.exporter.model_configs import is_single_model, parse_pbtxt
+from tuneship.exporter.options import ServingOptions
 from tuneship.exporter.repository import existing_versions
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,7 @@ KEY = "fused-admin-key"
 
 
 def _export_fused(checkpoint: Path, repository: Path, name: str = "tinyf") -> None:
-    export_checkpoint(ExportOptions(checkpoint=checkpoint, name=name, repository=repository, precision="fp32",
+    export_checkpoint(TextExportOptions(checkpoint=checkpoint, name=name, repository=repository, precision="fp32",
                                     optimize=False, serving=ServingOptions(layout="single")))
 
 
@@ -97,7 +98,7 @@ def test_a_layout_is_not_published_over_the_other(tiny_repository: Path, tmp_pat
     with pytest.raises(ExportError, match="published with the ensemble layout"):
         _export_fused(tiny_repository.parent / "ckpt", repository, name="tiny")
     with pytest.raises(ExportError, match=r"--layout single runs the graph .* on the CPU"):
-        export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="other",
+        export_checkpoint(TextExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="other",
                                         repository=repository, target="gpu",
                                         serving=ServingOptions(layout="single")))
     assert not (repository / "other").exists()
@@ -179,7 +180,7 @@ def test_tune_publishes_a_kept_variant_as_the_fused_models_next_version(tiny_rep
     from tuneship.tuning import Candidate, TuneOptions, graph_step, kept_variants, pipeline_models, write_back
 
     repository = tmp_path / "repo"
-    export_checkpoint(ExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tinyf", repository=repository,
+    export_checkpoint(TextExportOptions(checkpoint=tiny_repository.parent / "ckpt", name="tinyf", repository=repository,
                                     precision="auto", keep_variants=True, force=True, accuracy_threshold=100.0,
                                     serving=ServingOptions(layout="single")))
     published, _, others = kept_variants(repository, "tinyf")
@@ -245,8 +246,9 @@ def test_the_old_name_fused_still_works_with_a_notice(tmp_path: Path, capsys: py
     import argparse
 
     from tuneship.exporter.cli import add_export_arguments, export_options_from_args
-    from tuneship.exporter.model_configs import is_single_model, single_model_config
+    from tuneship.exporter.model_configs import is_single_model
     from tuneship.exporter.repository import Pipeline, write_config
+    from tuneship.exporter.text.model_configs import single_model_config
 
     parser = argparse.ArgumentParser()
     add_export_arguments(parser)

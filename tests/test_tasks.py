@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_entry_of_a_row_names_something_that_exists(name: str) -> None:
     row = task(name)
     assert callable(load(row.exporter)) and callable(load(row.client))
+    assert load(row.exporter).options_class is load(row.export_options)  # the CLI's options are the export's
     assert callable(load(row.trainer).train)
     for reference in (row.evaluator, row.encoder or None, row.probe_item):
         if reference is not None:
@@ -41,7 +42,8 @@ def test_a_served_models_task_comes_from_its_config_then_its_contract() -> None:
 
 def test_every_published_caller_model_records_its_task() -> None:
     from tuneship.exporter.image.publishing import image_ensemble_config
-    from tuneship.exporter.model_configs import ServingOptions, ensemble_config, single_model_config
+    from tuneship.exporter.options import ServingOptions
+    from tuneship.exporter.text.model_configs import ensemble_config, single_model_config
     from tuneship.tasks import task_of_config
 
     options = ServingOptions()

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import ServingOptions, parse_pbtxt, tensorrt_model_config, to_pbtxt
-from tuneship.exporter.tensorrt_engine import ShapeProfile, default_profile, tensorrt_unavailable
+from tuneship.exporter.model_configs import parse_pbtxt, to_pbtxt
+from tuneship.exporter.options import ServingOptions
+from tuneship.exporter.text.model_configs import tensorrt_model_config
+from tuneship.exporter.text.tensorrt_engine import ShapeProfile, default_profile, tensorrt_unavailable
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
@@ -54,7 +56,7 @@ def test_engine_matches_onnx_runtime_and_is_published_as_tensorrt_plan(tiny_repo
     from transformers import AutoTokenizer
 
     from tuneship.exporter import ExportOptions, export_checkpoint
-    from tuneship.exporter.tensorrt_engine import EngineSession, build_engine
+    from tuneship.exporter.text.tensorrt_engine import EngineSession, build_engine
 
     checkpoint = tiny_repository.parent / "ckpt"
     onnx_path = tiny_repository / "tiny_model" / "1" / "model.onnx"
@@ -86,8 +88,8 @@ def test_gpu_export_publishes_the_engine_the_builder_made(tiny_repository: Path,
 
     import onnxruntime as ort
 
-    import tuneship.exporter.tensorrt_engine as engines
-    from tuneship.exporter import ExportOptions, export_checkpoint
+    import tuneship.exporter.text.tensorrt_engine as engines
+    from tuneship.exporter import ExportOptions, TextExportOptions, export_checkpoint
 
     built: dict[str, object] = {}
 
@@ -110,7 +112,7 @@ def test_gpu_export_publishes_the_engine_the_builder_made(tiny_repository: Path,
     monkeypatch.setattr(engines, "EngineSession", Session)
     checkpoint = tiny_repository.parent / "ckpt"
     repository = tmp_path / "repo"
-    report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="trt", repository=repository, target="gpu",
+    report = export_checkpoint(TextExportOptions(checkpoint=checkpoint, name="trt", repository=repository, target="gpu",
                                              gate_samples=60, engine_opt_batch=4))
     assert report.chosen == "tensorrt-fp16"
     assert "the TensorRT engine passes the accuracy gate" in report.reason

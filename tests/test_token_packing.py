@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from lanes import costs
 
-from tuneship.exporter.token_packing import pack_tokens, pack_tokens_file
+from tuneship.exporter.text.token_packing import pack_tokens, pack_tokens_file
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 TEXTS = ["a superb and moving film with a cast at the top of its game", "dull", "x",

@@ -42,7 +42,9 @@ class Task:
     trainer: str
     """Module with `train(config) -> TrainResult`."""
     exporter: str
-    """"module:function" that exports a checkpoint of this task."""
+    """"module:Class" of its export: the export run's hooks (tuneship.exporter.run.TaskExport)."""
+    export_options: str
+    """"module:Class" of its export options (light: `tuneship export` builds its flags from them)."""
     contract: ServedContract
     client: str
     """"module:Class" of the task-level client."""
@@ -74,14 +76,16 @@ class Task:
 
 TEXT_CLASSIFICATION = Task(
     name="text-classification", description="text classification", modality="text",
-    trainer="tuneship.trainer.training", exporter="tuneship.exporter.export:export_text_classifier",
+    trainer="tuneship.trainer.training", exporter="tuneship.exporter.text.export:TextClassifierExport",
+    export_options="tuneship.exporter.text.options:TextExportOptions",
     contract=ServedContract(inputs=("TEXT",), outputs=("LABEL", "PROBABILITIES")),
     client="tuneship.client.text_classifier:TextClassifier", probe="items", layouts=("ensemble", "single"),
     tunable=True, updatable=True, evaluator="tuneship.trainer.evaluate_checkpoint:evaluate_texts",
     encoder="tuneship.client.text_classifier:text_request")
 IMAGE_CLASSIFICATION = Task(
     name="image-classification", description="image classification", modality="image",
-    trainer="tuneship.trainer.image.training", exporter="tuneship.exporter.image.export:export_image_classifier",
+    trainer="tuneship.trainer.image.training", exporter="tuneship.exporter.image.export:ImageClassifierExport",
+    export_options="tuneship.exporter.image.options:ImageExportOptions",
     contract=ServedContract(inputs=("IMAGE",), outputs=("LABEL", "PROBABILITIES")),
     client="tuneship.client.image_classifier:ImageClassifier", probe="items", tunable=True, sized_by="image_size",
     evaluator="tuneship.trainer.evaluate_checkpoint:evaluate_images",
@@ -89,7 +93,8 @@ IMAGE_CLASSIFICATION = Task(
     probe_item="tuneship.client.images:PROBE_PNG")
 TEXT_GENERATION = Task(
     name="instruct", description="text generation (instruction-tuned causal LM)", modality="text",
-    trainer="tuneship.trainer.instruct.training", exporter="tuneship.exporter.instruct.export:export_instruct",
+    trainer="tuneship.trainer.instruct.training", exporter="tuneship.exporter.instruct.export:InstructExport",
+    export_options="tuneship.exporter.instruct.options:InstructExportOptions",
     contract=ServedContract(inputs=("text_input", "max_tokens"), outputs=("text_output",), decoupled=True),
     client="tuneship.client.generator:Generator", probe="generation")
 

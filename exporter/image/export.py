@@ -7,33 +7,23 @@ The served preprocessing is the trainer's own code, so a served image becomes th
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tuneship.exporter.classifier import ClassifierExport
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.export import ExportOptions, ExportReport, gate_and_choose
+from tuneship.exporter.image.options import IMAGE_PRECISIONS, ImageExportOptions
 from tuneship.exporter.image.publishing import publish_image_models
 from tuneship.exporter.image.variants import INPUT, convert_fp16, export_image_onnx, quantize_static_int8
-from tuneship.exporter.locking import repository_lock
-from tuneship.exporter.publishing import check_label_change, keep_variants
-from tuneship.exporter.quality import reference_behaviour, softmax
-from tuneship.exporter.repository import check_model_name, write_text_atomic
-from tuneship.exporter.selection import (
-    VariantReport,
-    time_feeds,
-    unmeasured,
-)
+from tuneship.exporter.quality import softmax
+from tuneship.exporter.selection import VariantReport, time_feeds, unmeasured
 from tuneship.exporter.validation import ValidationResult
-from tuneship.exporter.variants import CALIBRATION_METHODS, Variant, session_options
+from tuneship.exporter.variants import Variant, session_options
 from tuneship.progress import step
 
-IMAGE_PRECISIONS = ("auto", "fp32", "fp16", "int8")
 Logits = np.ndarray[Any, Any]
 
 
@@ -79,55 +69,55 @@ def image_batch_variation(run: Callable[[np.ndarray[Any, Any]], Logits], pixels:
     return float(np.abs(alone - softmax(run(pixels))).max())
 
 
-def export_image_classifier(options: ExportOptions) -> ExportReport:
-    import onnxruntime as ort
-    import torch
+class ImageClassifierExport(ClassifierExport[ImageExportOptions]):
+    options_class = ImageExportOptions
+    precisions = IMAGE_PRECISIONS
 
-    from tuneship.trainer import CALIBRATION_IMAGES, PreprocessSpec, TrainingError, load_image_classifier
+    @property
+    def task_name(self) -> str:
+        return "image classifier"
 
-    name = check_model_name(options.name)
-    if options.precision not in IMAGE_PRECISIONS:
-        raise ExportError(f"--precision {options.precision} is not for image classifiers; choose one of "
-                          f"{', '.join(IMAGE_PRECISIONS)}")
-    if options.calibration not in CALIBRATION_METHODS:
-        raise ExportError(f"unknown --calibration {options.calibration!r}; choose one of "
-                          f"{', '.join(CALIBRATION_METHODS)}")
-    if options.target not in ("cpu", "gpu"):
-        raise ExportError(f"unknown --target {options.target!r}; choose cpu or gpu")
-    checkpoint = Path(options.checkpoint)
-    with step(f"loading checkpoint {checkpoint}"):
-        try:
-            model, manifest = load_image_classifier(checkpoint)
-        except TrainingError as error:
-            raise ExportError(str(error)) from None
-    labels = [str(label) for label in manifest["labels"]]
-    preprocessing = PreprocessSpec.from_dict(manifest["preprocessing"])
-    check_label_change(options.repository, name, labels, options.allow_label_change)
-    images, eval_labels = _eval_images(checkpoint, max(options.gate_samples, options.validation_texts))
-    label_index = {label: i for i, label in enumerate(labels)}
-    gate_images = images[:options.gate_samples]
-    gate_ids = [label_index[x] for x in eval_labels[:options.gate_samples]]
-    validation = _pixels(images[:min(options.validation_texts, 64)], preprocessing)
+    def load(self) -> None:
+        from tuneship.trainer import PreprocessSpec, TrainingError, load_image_classifier
 
-    options.repository.mkdir(parents=True, exist_ok=True)
-    # Not inside the repository: Triton takes every top-level folder there for a model, and a killed export's
-    # leftover would stop the server starting.
-    workdir = Path(tempfile.mkdtemp(prefix="tuneship-export-"))
-    try:
+        options = self.options
+        with step(f"loading checkpoint {self.checkpoint_path}"):
+            try:
+                self.model, manifest = load_image_classifier(self.checkpoint_path)
+            except TrainingError as error:
+                raise ExportError(str(error)) from None
+        self.labels = [str(label) for label in manifest["labels"]]
+        self.preprocessing = PreprocessSpec.from_dict(manifest["preprocessing"])
+        images, eval_labels = _eval_images(self.checkpoint_path, max(options.gate_samples, options.validation_texts))
+        label_index = {label: i for i, label in enumerate(self.labels)}
+        self.gate_images = images[:options.gate_samples]
+        self.gate_ids = [label_index[x] for x in eval_labels[:options.gate_samples]]
+        self.pixels = _pixels(images[:min(options.validation_texts, 64)], self.preprocessing)
+        self.input_names = [INPUT]
+
+    def build(self, workdir: Path) -> list[Variant]:
+        import onnxruntime as ort
+        import torch
+
+        from tuneship.trainer import CALIBRATION_IMAGES
+
+        options, checkpoint, preprocessing, validation = (self.options, self.checkpoint_path, self.preprocessing,
+                                                          self.pixels)
         fp32_path = workdir / "model.onnx"
         with step(f"exporting the fp32 ONNX graph (opset {options.opset}, {preprocessing.image_size}px)"):
-            export_image_onnx(model, fp32_path, preprocessing.image_size, options.opset)
+            export_image_onnx(self.model, fp32_path, preprocessing.image_size, options.opset)
         with torch.inference_mode():
-            reference = model(torch.from_numpy(validation))["logits"].numpy()
+            self.reference = self.model(torch.from_numpy(validation))["logits"].numpy()
         with step(f"validating the ONNX graph against PyTorch on {len(validation)} held-out images"):
             session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
             logits = session.run(None, {INPUT: validation})[0]
-            diff = np.abs(logits - reference).max(axis=-1)
-            result = ValidationResult(
-                max_abs_diff=float(diff.max()), label_agreement=float((logits.argmax(-1) == reference.argmax(-1))
-                                                                      .mean()),
+            diff = np.abs(logits - self.reference).max(axis=-1)
+            self.validation = ValidationResult(
+                max_abs_diff=float(diff.max()),
+                label_agreement=float((logits.argmax(-1) == self.reference.argmax(-1)).mean()),
                 examples=len(validation), tolerance=options.tolerance, unit="images",
                 worst=[{"text": f"held-out image {i}", "max_abs_diff": float(diff[i])} for i in np.argsort(-diff)[:3]])
+        result = self.validation
         print(result.describe())
         if not result.passed:
             raise ExportError(f"not published: ONNX logits differ from PyTorch by up to {result.max_abs_diff:.2e}, "
@@ -147,12 +137,17 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
         with step("fp16: converting weights and compute"):
             variants.append(Variant("fp16", convert_fp16(fp32_path, workdir / "model.fp16.onnx"), "fp16",
                                     "fp16 weights and compute, fp32 inputs and outputs"))
+        return variants
 
+    def measure(self, variants: list[Variant]) -> list[VariantReport]:
+        import onnxruntime as ort
+
+        validation, reference = self.pixels, self.reference
         reports: list[VariantReport] = []
         sessions: dict[str, Any] = {}
-        gate_logits: dict[str, Logits] = {}
         for variant in variants:
-            with step(f"measuring {variant.name} on {len(validation)} validation and {len(gate_images)} gate images"):
+            with step(f"measuring {variant.name} on {len(validation)} validation and {len(self.gate_images)} gate "
+                      "images"):
                 try:
                     session = ort.InferenceSession(str(variant.path), session_options(variant.graph_level),
                                                    providers=["CPUExecutionProvider"])
@@ -161,7 +156,7 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
                         return np.asarray(session.run(None, {INPUT: pixels})[0])
 
                     logits = run(validation)
-                    gate = batched_logits(run, gate_images, preprocessing)
+                    gate = batched_logits(run, self.gate_images, self.preprocessing)
                 except Exception as error:  # fp16 convolutions exist only on GPUs in ONNX Runtime
                     print(f"note: {variant.name} cannot run on this machine's CPU: {str(error).splitlines()[0][:160]}")
                     reports.append(unmeasured(variant, "cannot run on this machine's CPU; not evaluated"))
@@ -170,37 +165,20 @@ def export_image_classifier(options: ExportOptions) -> ExportReport:
                 name=variant.name, precision=variant.precision, description=variant.description,
                 size_bytes=variant.path.stat().st_size, max_abs_diff=float(np.abs(logits - reference).max()),
                 label_agreement=float((logits.argmax(-1) == reference.argmax(-1)).mean()),
-                accuracy=float((gate.argmax(-1) == np.asarray(gate_ids)).mean()), accuracy_drop_points=None,
+                accuracy=float((gate.argmax(-1) == np.asarray(self.gate_ids)).mean()), accuracy_drop_points=None,
                 latency_ms={"1": float("nan"), "32": float("nan")},
                 batch_variation=image_batch_variation(run, validation[:16])))
             sessions[variant.name] = session
-            gate_logits[variant.name] = gate
+            self.gate_logits[variant.name] = gate
         timing = np.concatenate([validation] * (32 // len(validation) + 1))
         with step(f"timing {len(sessions)} variants in turns at batch 1 and 32"):
             timings = time_feeds(sessions, {1: {INPUT: timing[:1]}, 32: {INPUT: timing[:32]}})
         for report in reports:
             report.latency_ms.update(timings.get(report.name, {}))
-        sessions.clear()
-        chosen, reason = gate_and_choose(reports, options)
-        variant = next(v for v in variants if v.name == chosen.name)
-        with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {checkpoint}"):
-            check_label_change(options.repository, name, labels, options.allow_label_change)
-            with step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
-                behaviour = reference_behaviour(gate_logits[chosen.name], labels, gate_ids)
-                versions = publish_image_models(options.repository, name, variant, labels, preprocessing.to_dict(),
-                                                options.serving, options.keep, behaviour, options.target)
-            if options.keep_variants:
-                with step(f"keeping the variants that passed the gate beside {name} v{versions[name]}"):
-                    keep_variants(options.repository, name, versions[name], variants, reports)
-            export_report = ExportReport(
-                name=name, repository=str(options.repository), versions=versions, target=options.target,
-                chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports], validation=asdict(result),
-                eval_accuracy=chosen.accuracy, onnx_size_bytes=chosen.size_bytes, latency_ms=chosen.latency_ms,
-                input_names=[INPUT], reference=behaviour, checkpoint=str(checkpoint.resolve()))
-            report_path = options.repository / name / "export_report.json"
-            write_text_atomic(report_path, json.dumps(asdict(export_report), indent=2) + "\n")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(export_report.describe())
-    print(f"report: {report_path}")
-    return export_report
+        return reports
+
+    def publish(self, variant: Variant, chosen: VariantReport) -> dict[str, int]:
+        options = self.options
+        return publish_image_models(options.repository, self.name, variant, self.labels,
+                                    self.preprocessing.to_dict(), options.serving, options.keep,
+                                    self.reference_of(chosen), options.target)

@@ -21,13 +21,13 @@ from typing import Any
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.model_configs import (
-    ServingOptions,
-    _instance_group,
-    _latest,
-    _pipeline,
     add_tensorrt_accelerator,
+    instance_group,
+    latest_versions,
+    pipeline_parameters,
     postprocess_config,
 )
+from tuneship.exporter.options import ServingOptions
 from tuneship.exporter.publishing import PYTHON_MODEL_REQUIREMENTS, TRITON_MODELS, fill_postprocess
 from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
@@ -50,12 +50,12 @@ def preprocess_config(name: str, image_size: int, options: ServingOptions, pipel
     config.input.add(name="IMAGE", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="pixel_values", data_type=mc.TYPE_FP32, dims=[3, image_size, image_size])
     config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
-    _instance_group(config, "KIND_CPU", options.python_instance_count)
-    _latest(config, options.versions_to_serve)
+    instance_group(config, "KIND_CPU", options.python_instance_count)
+    latest_versions(config, options.versions_to_serve)
     config.parameters["max_image_bytes"].string_value = str(MAX_IMAGE_BYTES)
     config.parameters["max_pixels"].string_value = "40000000"
     config.parameters["preprocess_threads"].string_value = "0"  # one per core, up to 4
-    _pipeline(config, pipeline, options)
+    pipeline_parameters(config, pipeline, options)
     return config
 
 
@@ -67,8 +67,8 @@ def image_model_config(name: str, image_size: int, num_labels: int, options: Ser
     config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=[num_labels])
     config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
     config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
-    _instance_group(config, options.instance_kind, options.instance_count)
-    _latest(config, options.versions_to_serve)
+    instance_group(config, options.instance_kind, options.instance_count)
+    latest_versions(config, options.versions_to_serve)
     if graph_level:
         config.optimization.graph.level = graph_level
     if options.intra_op_threads:
@@ -88,7 +88,7 @@ def image_ensemble_config(name: str, labels: Sequence[str], options: ServingOpti
     config.input.add(name="IMAGE", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[len(labels)])
-    _latest(config, options.versions_to_serve)
+    latest_versions(config, options.versions_to_serve)
     steps = config.ensemble_scheduling.step
     pre = steps.add(model_name=step_model(name, "preprocess"), model_version=-1)
     pre.input_map["IMAGE"] = "IMAGE"
@@ -124,7 +124,8 @@ def publish_image_models(repository: Path, name: str, variant: Variant, labels: 
         (target / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n", encoding="utf-8")
 
     def fill_ensemble(target: Path) -> None:
-        (target / "README").write_text(f"ensemble of {name}_preprocess, {name}_model, {name}_postprocess\n")
+        steps = ", ".join(step_model(name, step) for step in ("preprocess", "graph", "postprocess"))
+        (target / "README").write_text(f"ensemble of {steps}\n")
 
     post_config = postprocess_config(step_model(name, "postprocess"), len(labels), serving, pipeline=name)
     versions = {

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneship.exporter.errors import ExportError
+from tuneship.exporter.instruct.options import INT4_METHODS as INT4_METHODS
 
 # (target, precision) -> (builder precision, execution provider)
 BUILDS = {
@@ -38,11 +39,6 @@ def check_builder() -> None:
             raise ExportError(f"exporting an instruct checkpoint needs {requirement}: pip install {requirement}")
 
 
-# The builder's int4 methods (its `algo_config`). Measured on SmolLM2-135M fine-tuned on the sentiment
-# instructions (200 held-out prompts, fp32 0.865 exact match; benchmarks/int4_methods.py, BENCHMARKS.md):
-# k_quant (every MatMul int4, scales chosen by k-quant) 0.855 at RTN's speed; k_quant_mixed (the lm_head and the
-# most sensitive layers int8) 0.835 and about a third slower; default RTN 0.780.
-INT4_METHODS = ("k_quant", "k_quant_mixed", "rtn", "default")
 # Every build computes the output layer for the last prompt position only: prefill needs no logits before it,
 # and the 49k x 576 output layer was a fifth of SmolLM2's prefill (first token 95 -> 82 ms int4, 94 -> 74 fp32).
 BUILD_OPTIONS = ("prune_lm_head=true",)

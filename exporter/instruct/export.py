@@ -13,31 +13,25 @@ exact-match accuracy, published as a decoupled Triton model that streams.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.instruct.build import GenaiVariant, build_variant, check_builder
 from tuneship.exporter.instruct.measure import GenaiReport, GenaiRunner, decode_speed, first_difference, torch_greedy
+from tuneship.exporter.instruct.options import InstructExportOptions
 from tuneship.exporter.instruct.publishing import publish_generator
-from tuneship.exporter.locking import repository_lock
-from tuneship.exporter.repository import check_model_name, write_text_atomic
+from tuneship.exporter.run import TaskExport
 from tuneship.progress import step
-
-if TYPE_CHECKING:
-    from tuneship.exporter.export import ExportOptions
 
 VALIDATION_TOKENS = 16
 GATE_TOKENS = 8
 GATE_PROMPTS_MAX = 200
 
 
-def _variants_to_build(options: ExportOptions) -> list[str]:
+def _variants_to_build(options: InstructExportOptions) -> list[str]:
     if options.target == "gpu":
         wanted = {"auto": ["fp16", "int4"], "fp16": ["fp16"], "int4": ["fp16", "int4"], "fp32": ["fp16"]}
     else:
@@ -60,54 +54,69 @@ class GeneratorExportReport:
     exported_at: str
     task: str = "instruct"
 
+    def describe(self) -> str:
+        return (f"published {self.chosen} for {self.target} as {self.name} v{self.versions[self.name]} in "
+                f"{self.repository}\nwhy: {self.reason}")
 
-def export_instruct(options: ExportOptions) -> GeneratorExportReport:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneship.trainer import TrainingError, normalise, prompt_ids, read_checkpoint, read_conversations
+class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport]):
+    options_class = InstructExportOptions
 
-    name = check_model_name(options.name)
-    if options.keep_variants:
-        print("note: --keep-variants keeps ONNX classifier variants for tuneship tune; an instruct export keeps "
-              "only the published one")
-    try:
-        checkpoint = read_checkpoint(Path(options.checkpoint))
-    except TrainingError as error:
-        raise ExportError(str(error)) from None
-    if checkpoint.method == "ptuning":
-        raise ExportError(f"{checkpoint.path}: a P-tuning checkpoint's prompt encoder cannot be folded into the "
-                          "weights, and onnxruntime-genai's builder takes plain weights only; train with "
-                          "--method lora or full to serve it")
-    check_builder()
-    precisions = _variants_to_build(options)
-    with step(f"loading checkpoint {checkpoint.path}"):
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
-        model = AutoModelForCausalLM.from_pretrained(str(checkpoint.path)).eval()
-    eos = set(tokenizer.all_special_ids) & {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
-    eos.discard(None)
-    held_out = read_conversations(checkpoint.eval_data) if checkpoint.eval_data else []
-    if not held_out:
-        raise ExportError(f"{checkpoint.path}: no held-out conversations (eval.jsonl) to validate the export with")
-    answers = {a.lower() for a in checkpoint.labels}
-    gate = held_out[:min(options.gate_samples, GATE_PROMPTS_MAX)]
-    validation = held_out[:min(options.validation_texts, 8)]
+    def check_options(self) -> None:
+        if self.options.keep_variants:
+            print("note: --keep-variants keeps ONNX classifier variants for tuneship tune; an instruct export keeps "
+                  "only the published one")
+        self.precisions = _variants_to_build(self.options)
 
-    options.repository.mkdir(parents=True, exist_ok=True)
-    # Not inside the repository: Triton takes every top-level folder there for a model, and a killed export's
-    # leftover would stop the server starting.
-    workdir = Path(tempfile.mkdtemp(prefix="tuneship-export-"))
-    try:
+    def load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from tuneship.trainer import TrainingError, read_checkpoint, read_conversations
+
+        options = self.options
+        try:
+            self.checkpoint = checkpoint = read_checkpoint(Path(options.checkpoint))
+        except TrainingError as error:
+            raise ExportError(str(error)) from None
+        if checkpoint.method == "ptuning":
+            raise ExportError(f"{checkpoint.path}: a P-tuning checkpoint's prompt encoder cannot be folded into the "
+                              "weights, and onnxruntime-genai's builder takes plain weights only; train with "
+                              "--method lora or full to serve it")
+        check_builder()
+        with step(f"loading checkpoint {checkpoint.path}"):
+            self.tokenizer = tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
+            self.model = AutoModelForCausalLM.from_pretrained(str(checkpoint.path)).eval()
+        eos = set(tokenizer.all_special_ids) & {tokenizer.eos_token_id,
+                                                tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        eos.discard(None)
+        self.eos = eos
+        held_out = read_conversations(checkpoint.eval_data) if checkpoint.eval_data else []
+        if not held_out:
+            raise ExportError(f"{checkpoint.path}: no held-out conversations (eval.jsonl) to validate the export "
+                              "with")
+        self.answers = {a.lower() for a in checkpoint.labels}
+        self.gate = held_out[:min(options.gate_samples, GATE_PROMPTS_MAX)]
+        self.validation = held_out[:min(options.validation_texts, 8)]
+
+    @property
+    def source(self) -> Path:
+        return Path(self.checkpoint.path)
+
+    def build(self, workdir: Path) -> list[GenaiVariant]:
+        from tuneship.trainer import prompt_ids
+
         variants: list[GenaiVariant] = []
-        for precision in precisions:
+        for precision in self.precisions:
             with step(f"building {precision} with onnxruntime-genai's model builder"):
-                variants.append(build_variant(checkpoint.path, workdir, options.target, precision,
-                                              options.int4_method))
+                variants.append(build_variant(self.checkpoint.path, workdir, self.options.target, precision,
+                                              self.options.int4_method))
         reference = variants[0]
-        with step(f"validating {reference.name}: greedy tokens against PyTorch's on {len(validation)} prompts"):
+        with step(f"validating {reference.name}: greedy tokens against PyTorch's on {len(self.validation)} "
+                  "prompts"):
             runner = GenaiRunner(reference.path)
-            for conversation in validation:
-                ids = prompt_ids(tokenizer, conversation)
-                expected = torch_greedy(model, ids, VALIDATION_TOKENS, eos)
+            for conversation in self.validation:
+                ids = prompt_ids(self.tokenizer, conversation)
+                expected = torch_greedy(self.model, ids, VALIDATION_TOKENS, self.eos)
                 try:
                     got, _ = runner.greedy(ids, VALIDATION_TOKENS)
                 except RuntimeError as error:  # e.g. shapes onnxruntime-genai's kernels do not take
@@ -119,26 +128,33 @@ def export_instruct(options: ExportOptions) -> GeneratorExportReport:
                         f"not published: {reference.name} differs from PyTorch at generated token {where} for "
                         f"{conversation.source} (PyTorch {expected[:where + 1]}, ONNX {got[:where + 1]})")
             del runner
-        print(f"validation ok: {reference.name} generates PyTorch's greedy tokens exactly on {len(validation)} "
+        print(f"validation ok: {reference.name} generates PyTorch's greedy tokens exactly on {len(self.validation)} "
               "prompts")
-        reports = [_measure(v, tokenizer, gate, answers, normalise, prompt_ids) for v in variants]
-        _gate(reports, options.accuracy_threshold, bool(answers))
-        chosen, reason = _choose(reports, options.precision, options.force)
+        return variants
+
+    def measure(self, variants: list[GenaiVariant]) -> list[GenaiReport]:
+        from tuneship.trainer import normalise, prompt_ids
+
+        return [_measure(v, self.tokenizer, self.gate, self.answers, normalise, prompt_ids) for v in variants]
+
+    def choose(self, reports: list[GenaiReport]) -> tuple[GenaiReport, str]:
+        _gate(reports, self.options.accuracy_threshold, bool(self.answers))
+        chosen, reason = _choose(reports, self.options.precision, self.options.force)
         print(format_reports(reports, chosen.name))
-        variant = next(v for v in variants if v.name == chosen.name)
-        with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {checkpoint.path}"), \
-                step(f"publishing {chosen.name} as the next version of {name} in {options.repository}"):
-            version = publish_generator(options.repository, name, variant, options.generation, options.keep)
-            report = GeneratorExportReport(
-                name=name, repository=str(options.repository), versions={name: version}, target=options.target,
-                chosen=chosen.name, reason=reason, variants=[_public(r) for r in reports],
-                exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            write_text_atomic(options.repository / name / "export_report.json",
-                              json.dumps(asdict(report), indent=2) + "\n")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(f"published {chosen.name} for {options.target} as {name} v{version} in {options.repository}\nwhy: {reason}")
-    return report
+        return chosen, reason
+
+    def publish(self, variant: GenaiVariant, chosen: GenaiReport) -> dict[str, int]:
+        options = self.options
+        return {self.name: publish_generator(options.repository, self.name, variant, options.generation,
+                                             options.keep)}
+
+    def report(self, versions: dict[str, int], chosen: GenaiReport, reason: str,
+               reports: list[GenaiReport]) -> GeneratorExportReport:
+        options = self.options
+        return GeneratorExportReport(
+            name=self.name, repository=str(options.repository), versions=versions, target=options.target,
+            chosen=chosen.name, reason=reason, variants=[_public(r) for r in reports],
+            exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
 def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: set[str], normalise: Any,

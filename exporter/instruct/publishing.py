@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.instruct.build import GenaiVariant
+from tuneship.exporter.instruct.options import GenerationServing
 from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.tasks import TEXT_GENERATION
 
 TRITON_MODELS = Path(__file__).resolve().parents[1] / "triton_models"
+
+
 def requirements(provider: str) -> str:
     package = "onnxruntime-genai-cuda" if provider == "cuda" else "onnxruntime-genai"
     return ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
             f"numpy<2\n{package}>=0.18,<0.19\n")
-
-
-@dataclass
-class GenerationServing:
-    """How the generator serves: defaults and limits a caller cannot exceed."""
-
-    default_max_tokens: int = field(default=256, metadata={"help": "max_tokens when a request sets none"})
-    max_tokens_limit: int = field(default=2048, metadata={"help": "largest max_tokens a request may ask for"})
-    max_prompt_tokens: int = field(default=4096, metadata={"help": "longest prompt accepted, in tokens"})
-    max_concurrency: int = field(default=4, metadata={"help": "streams generated at once (more wait)"})
-    intra_op_threads: int = field(default=0, metadata={
-        "help": "CPU threads per generation step (0: every CPU the server may use)"})
-    versions_to_serve: int = field(default=1, metadata={"help": "serve the latest N versions"})
 
 
 # (name, type, dims, optional): the vLLM/TensorRT-LLM backends' names, so Triton's generate endpoints work.

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.texts import calibration_texts
-from tuneship.exporter.token_packing import pack_tokens_file
+from tuneship.exporter.text.texts import calibration_texts
+from tuneship.exporter.text.token_packing import pack_tokens_file
 from tuneship.exporter.variants import (
     GRAPH_LEVEL_BASIC,
     Variant,
@@ -21,7 +21,7 @@ from tuneship.exporter.variants import (
 from tuneship.progress import step
 
 if TYPE_CHECKING:
-    from tuneship.exporter.export import ExportOptions
+    from tuneship.exporter.text.options import TextExportOptions
 
 
 def _encoder_shape(model: Any) -> tuple[str, int, int]:
@@ -33,7 +33,7 @@ def _encoder_shape(model: Any) -> tuple[str, int, int]:
             int(getattr(config, "hidden_size", 0)))
 
 
-def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any, tokenizer: Any,
+def build_variants(options: TextExportOptions, fp32: Path, workdir: Path, model: Any, tokenizer: Any,
                     input_names: list[str], checkpoint: Any) -> list[Variant]:
     variants = [Variant("fp32", fp32, "fp32", "torch.onnx export, no fusions")]
     fusion_type, heads, hidden = _encoder_shape(model)
@@ -82,7 +82,7 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
             except Exception as error:
                 print(f"note: dynamic int8 quantization failed ({error}); continuing without it")
         if "rowwise" in int8_modes:
-            from tuneship.exporter.rowwise_int8 import quantize_int8_rowwise
+            from tuneship.exporter.text.rowwise_int8 import quantize_int8_rowwise
 
             try:
                 with step("building int8-rowwise (activation scales per token)"):
@@ -107,7 +107,7 @@ def build_variants(options: ExportOptions, fp32: Path, workdir: Path, model: Any
     return variants
 
 
-def static_int8(options: ExportOptions, fp32: Path, workdir: Path, tokenizer: Any, input_names: list[str],
+def static_int8(options: TextExportOptions, fp32: Path, workdir: Path, tokenizer: Any, input_names: list[str],
                  checkpoint: Any) -> Variant | None:
     import numpy as np
 
@@ -134,10 +134,10 @@ def static_int8(options: ExportOptions, fp32: Path, workdir: Path, tokenizer: An
 ENGINE_PRECISION = {"auto": "FP16", "fp16": "FP16", "int8": "INT8", "fp32": "FP32"}
 
 
-def tensorrt_variants(options: ExportOptions, fp32: Path, workdir: Path, variants: list[Variant], tokenizer: Any,
+def tensorrt_variants(options: TextExportOptions, fp32: Path, workdir: Path, variants: list[Variant], tokenizer: Any,
                        input_names: list[str], checkpoint: Any) -> tuple[list[Variant], str]:
     """A `tensorrt_plan` engine where TensorRT and a GPU exist; otherwise nothing, and the reason."""
-    from tuneship.exporter.tensorrt_engine import build_engine, default_profile, tensorrt_unavailable
+    from tuneship.exporter.text.tensorrt_engine import build_engine, default_profile, tensorrt_unavailable
 
     missing = tensorrt_unavailable()
     if missing is not None:

@@ -1,0 +1,41 @@
+"""An instruct checkpoint's export options and how its generator serves. Light on purpose: the command's
+dispatcher imports it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tuneship.arguments import non_negative_int, positive_int
+from tuneship.exporter.options import ExportOptions
+
+# The builder's int4 methods (its `algo_config`). Measured on SmolLM2-135M fine-tuned on the sentiment
+# instructions (200 held-out prompts, fp32 0.865 exact match; benchmarks/int4_methods.py, BENCHMARKS.md):
+# k_quant (every MatMul int4, scales chosen by k-quant) 0.855 at RTN's speed; k_quant_mixed (the lm_head and the
+# most sensitive layers int8) 0.835 and about a third slower; default RTN 0.780.
+INT4_METHODS = ("k_quant", "k_quant_mixed", "rtn", "default")
+
+
+@dataclass
+class GenerationServing:
+    """How the generator serves: defaults and limits a caller cannot exceed."""
+
+    default_max_tokens: int = field(default=256, metadata={
+        "help": "instruct: tokens generated when a request does not say", "type": positive_int})
+    max_tokens_limit: int = field(default=2048, metadata={
+        "help": "instruct: the most tokens a request may ask for", "type": positive_int})
+    max_prompt_tokens: int = field(default=4096, metadata={
+        "help": "instruct: longest prompt accepted, in tokens", "type": positive_int})
+    max_concurrency: int = field(default=4, metadata={
+        "help": "instruct: streams generated at once (more requests wait)", "type": positive_int})
+    intra_op_threads: int = field(default=0, metadata={
+        "help": "CPU threads per generation step (0: every CPU the server may use)", "type": non_negative_int})
+    versions_to_serve: int = field(default=1, metadata={"help": "how many latest versions Triton serves",
+                                                        "flag": "--versions", "type": positive_int})
+
+
+@dataclass
+class InstructExportOptions(ExportOptions):
+    int4_method: str = field(default="k_quant", metadata={
+        "help": "instruct int4: onnxruntime-genai's weight quantization (k_quant: every layer int4; k_quant_mixed "
+                "keeps the output layer and the most sensitive layers in int8, slower)", "choices": INT4_METHODS})
+    generation: GenerationServing = field(default_factory=GenerationServing)
