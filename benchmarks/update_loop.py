@@ -85,7 +85,7 @@ def main() -> None:
     from tuneship.monitor.live import serve as serve_live
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.monitor.update import UpdateOptions, run_update
-    from tuneship.trainer.data import write_jsonl
+    from tuneship.trainer.text.data import write_jsonl
 
     name = args.model
     args.work = args.work.resolve()  # Prometheus reads rule files relative to its config file

@@ -135,7 +135,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer, saved as a local folder."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from tuneship.trainer.base_models import resolve_base_model
+    from tuneship.trainer.text.base_models import resolve_base_model
 
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_base_model("minilm")))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tuneship.trainer.data import check_labels, load_file, stratified_split
 from tuneship.trainer.errors import DataError
+from tuneship.trainer.text.data import check_labels, load_file, stratified_split
 
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:

@@ -14,7 +14,7 @@ from lanes import costs
 from tuneship.exporter import ExportError, ExportOptions, TextExportOptions, export_checkpoint
 from tuneship.exporter.text.tensorrt_engine import tensorrt_unavailable
 from tuneship.trainer import TrainConfig, load_classifier, train
-from tuneship.trainer.evaluation import predict_logits
+from tuneship.trainer.text.evaluate import predict_logits
 
 pytestmark = pytest.mark.slow
 

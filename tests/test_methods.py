@@ -10,7 +10,7 @@ import pytest
 
 from tuneship.trainer import TrainConfig, TrainingError, load_classifier, train
 from tuneship.trainer.evaluate_checkpoint import evaluate_checkpoint
-from tuneship.trainer.evaluation import predict_logits
+from tuneship.trainer.text.evaluate import predict_logits
 
 pytestmark = pytest.mark.slow
 

@@ -31,7 +31,7 @@ def test_the_wheel_installs_only_the_tuneship_package(wheel: Path) -> None:
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"tuneship"}
     for module in ("tuneship/__init__.py", "tuneship/cli.py", "tuneship/client/grpc_client.py",
-                   "tuneship/trainer/training.py", "tuneship/exporter/export.py", "tuneship/deploy/server.py",
+                   "tuneship/trainer/text/training.py", "tuneship/exporter/text/export.py", "tuneship/deploy/server.py",
                    "tuneship/deploy/onnxruntime_bridge/model.py", "tuneship/exporter/triton_models/tokenizer.py",
                    "tuneship/client/sample_reviews.txt", "tuneship/client/py.typed"):
         assert module in names, module

@@ -42,5 +42,5 @@ def test_the_check_sees_a_reach_into_a_submodule(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     sample = tmp_path / "reach.py"
     sample.write_text("from tuneship.exporter.layout import graph_model\nfrom tuneship.exporter import Pipeline\n"
-                      "from tuneship.trainer.data import load_file\n")
+                      "from tuneship.trainer.text.data import load_file\n")
     assert [line.split(": ")[0] for line in _reaches(sample, "monitor")] == ["reach.py:1", "reach.py:3"]

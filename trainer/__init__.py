@@ -12,7 +12,7 @@ from tuneship.trainer.config import TrainConfig
 from tuneship.trainer.errors import DataError, TrainingError
 
 if TYPE_CHECKING:
-    from tuneship.trainer.training import TrainResult
+    from tuneship.trainer.run import TrainResult
 
 __all__ = ["CheckpointInfo", "DataError", "TrainConfig", "TrainingError", "load_classifier", "read_checkpoint",
            "train"]
@@ -26,7 +26,7 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[Any, Any, CheckpointI
     checkpoint's Hugging Face tokenizer, and its manifest as a CheckpointInfo (labels in class-id order).
     Raises TrainingError naming the checkpoint when it is missing or broken.
     """
-    from tuneship.trainer.loading import load_classifier as load
+    from tuneship.trainer.text.loading import load_classifier as load
 
     return load(Path(path))
 
@@ -42,24 +42,24 @@ def train(config: TrainConfig) -> TrainResult:
 
 # What other stages use of this one, loaded on first use (tuneship.lazy); mypy reads the imports below.
 _LAZY_NAMES = {
-    "ARCHITECTURES": "tuneship.trainer.architectures",
+    "ARCHITECTURES": "tuneship.trainer.text.architectures",
     "BUILTIN_DATASETS": "tuneship.trainer.builtin_data",
     "CALIBRATION_IMAGES": "tuneship.trainer.image.training",
     "PreprocessSpec": "tuneship.trainer.image.preprocessing",
-    "architecture": "tuneship.trainer.architectures",
+    "architecture": "tuneship.trainer.text.architectures",
     "config_from_hyperparameters": "tuneship.trainer.config",
     "data_fingerprint": "tuneship.trainer.checkpoint",
     "load_builtin": "tuneship.trainer.builtin_data",
-    "load_file": "tuneship.trainer.data",
+    "load_file": "tuneship.trainer.text.data",
     "load_image_classifier": "tuneship.trainer.image.training",
     "normalise": "tuneship.trainer.instruct.evaluation",
-    "prepare_data": "tuneship.trainer.training",
+    "prepare_data": "tuneship.trainer.text.training",
     "preprocess": "tuneship.trainer.image.preprocessing",
     "prompt_ids": "tuneship.trainer.instruct.evaluation",
     "read_conversations": "tuneship.trainer.instruct.data",
     "save_json": "tuneship.trainer.config",
-    "stratified_split": "tuneship.trainer.data",
-    "write_jsonl": "tuneship.trainer.data",
+    "stratified_split": "tuneship.trainer.text.data",
+    "write_jsonl": "tuneship.trainer.text.data",
 }
 _LAZY_MODULES = {
     "preprocessing": "tuneship.trainer.image.preprocessing",
@@ -68,8 +68,6 @@ __getattr__ = lazy_names(__name__, _LAZY_NAMES, _LAZY_MODULES)
 __all__ += sorted([*_LAZY_NAMES, *_LAZY_MODULES])
 
 if TYPE_CHECKING:
-    from tuneship.trainer.architectures import ARCHITECTURES as ARCHITECTURES
-    from tuneship.trainer.architectures import architecture as architecture
     from tuneship.trainer.builtin_data import BUILTIN_DATASETS as BUILTIN_DATASETS
     from tuneship.trainer.builtin_data import load_builtin as load_builtin
     from tuneship.trainer.checkpoint import data_fingerprint as data_fingerprint
@@ -78,15 +76,6 @@ if TYPE_CHECKING:
     )
     from tuneship.trainer.config import (
         save_json as save_json,
-    )
-    from tuneship.trainer.data import (
-        load_file as load_file,
-    )
-    from tuneship.trainer.data import (
-        stratified_split as stratified_split,
-    )
-    from tuneship.trainer.data import (
-        write_jsonl as write_jsonl,
     )
     from tuneship.trainer.image import preprocessing as preprocessing
     from tuneship.trainer.image.preprocessing import PreprocessSpec as PreprocessSpec
@@ -100,4 +89,15 @@ if TYPE_CHECKING:
     from tuneship.trainer.instruct.data import read_conversations as read_conversations
     from tuneship.trainer.instruct.evaluation import normalise as normalise
     from tuneship.trainer.instruct.evaluation import prompt_ids as prompt_ids
-    from tuneship.trainer.training import prepare_data as prepare_data
+    from tuneship.trainer.text.architectures import ARCHITECTURES as ARCHITECTURES
+    from tuneship.trainer.text.architectures import architecture as architecture
+    from tuneship.trainer.text.data import (
+        load_file as load_file,
+    )
+    from tuneship.trainer.text.data import (
+        stratified_split as stratified_split,
+    )
+    from tuneship.trainer.text.data import (
+        write_jsonl as write_jsonl,
+    )
+    from tuneship.trainer.text.training import prepare_data as prepare_data

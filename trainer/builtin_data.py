@@ -8,8 +8,8 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from tuneship.trainer.data import Example, LabelledData
 from tuneship.trainer.errors import DataError
+from tuneship.trainer.text.data import Example, LabelledData
 
 
 def _package_file(package: str, relative: str, install: str) -> Path:

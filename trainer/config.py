@@ -49,7 +49,7 @@ DEFAULT_LEARNING_RATES = TASK_DEFAULTS["text-classification"].learning_rates
 
 def _lora_defaults() -> dict[tuple[str, ...], set[str]]:
     """Model types by their default LoRA targets, for the --lora-targets help."""
-    from tuneship.trainer.architectures import ARCHITECTURES
+    from tuneship.trainer.text.architectures import ARCHITECTURES
 
     grouped: dict[tuple[str, ...], set[str]] = {}
     for model_type, known in ARCHITECTURES.items():

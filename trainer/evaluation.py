@@ -1,12 +1,9 @@
-"""Classification metrics for a checkpoint on labelled texts, as saved in metrics.json."""
+"""Classification metrics of a checkpoint (any classifier task), as saved in metrics.json and printed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 
 def classification_metrics(true_ids: Sequence[int], predicted_ids: Sequence[int],
@@ -46,24 +43,3 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     for label, row in zip(labels, metrics["confusion_matrix"]["matrix"], strict=True):
         lines.append(f"{label:<16}" + "".join(f"{value:>{width}}" for value in row))
     return "\n".join(lines)
-
-
-def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
-                   batch_size: int = 64) -> npt.NDArray[np.float32]:
-    """Logits of a sequence-classification model, batched and sorted by length for speed."""
-    import torch
-
-    model.eval()
-    device = next(model.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), int(model.config.num_labels)), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length,
-                              padding=True, return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items()}
-            result = model(**batch)
-            logits = result.logits if hasattr(result, "logits") else result
-            out[index] = logits.float().cpu().numpy()
-    return out

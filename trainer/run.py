@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,32 @@ def prepare_work_dir(work: Path, config: TrainConfig) -> str | None:
     work.mkdir(parents=True, exist_ok=True)
     save_json(work / RUN_CONFIG, config.to_dict())
     return resume_from
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, Any]
+    train_seconds: float
+
+
+def resolved_logging_steps(config: TrainConfig, total_steps: int) -> int:
+    """The loss is logged often enough for a curve: every --logging-steps, or ~50 points over a short run."""
+    if config.logging_steps is not None:
+        return config.logging_steps
+    return max(1, min(20, total_steps // 50))
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse an --output that cannot take a checkpoint, before any data or model is loaded."""
+    if output.exists() and not output.is_dir():
+        raise TrainingError(f"--output {output} is a file, not a checkpoint directory; choose another --output")
+    if output.exists() and not overwrite:
+        raise TrainingError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+    parent = output.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TrainingError(f"--output {output}: {parent} is a file, so no directory can be made under it")
+    if not os.access(parent, os.W_OK):
+        raise TrainingError(f"--output {output}: {parent} is not writable")

@@ -76,11 +76,11 @@ class Task:
 
 TEXT_CLASSIFICATION = Task(
     name="text-classification", description="text classification", modality="text",
-    trainer="tuneship.trainer.training", exporter="tuneship.exporter.text.export:TextClassifierExport",
+    trainer="tuneship.trainer.text.training", exporter="tuneship.exporter.text.export:TextClassifierExport",
     export_options="tuneship.exporter.text.options:TextExportOptions",
     contract=ServedContract(inputs=("TEXT",), outputs=("LABEL", "PROBABILITIES")),
     client="tuneship.client.text_classifier:TextClassifier", probe="items", layouts=("ensemble", "single"),
-    tunable=True, updatable=True, evaluator="tuneship.trainer.evaluate_checkpoint:evaluate_texts",
+    tunable=True, updatable=True, evaluator="tuneship.trainer.text.evaluate:evaluate_texts",
     encoder="tuneship.client.text_classifier:text_request")
 IMAGE_CLASSIFICATION = Task(
     name="image-classification", description="image classification", modality="image",
@@ -88,7 +88,7 @@ IMAGE_CLASSIFICATION = Task(
     export_options="tuneship.exporter.image.options:ImageExportOptions",
     contract=ServedContract(inputs=("IMAGE",), outputs=("LABEL", "PROBABILITIES")),
     client="tuneship.client.image_classifier:ImageClassifier", probe="items", tunable=True, sized_by="image_size",
-    evaluator="tuneship.trainer.evaluate_checkpoint:evaluate_images",
+    evaluator="tuneship.trainer.image.evaluate:evaluate_images",
     encoder="tuneship.client.image_classifier:image_request", item_source="images",
     probe_item="tuneship.client.images:PROBE_PNG")
 TEXT_GENERATION = Task(

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, overload
 
 from tuneship.media import IMAGE_SUFFIXES
-from tuneship.trainer.data import MISSING_LABELS, read_rows, stratify
 from tuneship.trainer.errors import DataError
 from tuneship.trainer.image.preprocessing import FORMATS, TINY_SIDE, ImageError, decode
+from tuneship.trainer.tables import MISSING_LABELS, read_rows, stratify
 
 BUILTIN_IMAGE_SETS = {
     "faces": "Labeled Faces in the Wild subset from scikit-image: 100 faces and 100 non-face patches from the same "

@@ -39,15 +39,17 @@ from tuneship.trainer.image.data import ImageData, imbalance_report, load_images
 from tuneship.trainer.image.preprocessing import PreprocessSpec, augment, decode, preprocess
 from tuneship.trainer.plots import plot_training_curve
 from tuneship.trainer.run import (
+    TrainResult,
+    check_output,
     classifier_metrics,
     is_main_process,
     precision_flags,
     prepare_work_dir,
+    resolved_logging_steps,
     warn,
     work_dir,
     write_checkpoint,
 )
-from tuneship.trainer.training import TrainResult, check_output, resolved_logging_steps
 
 WEIGHTS = "model.safetensors"
 EVAL_IMAGES = "eval_images"
@@ -157,7 +159,7 @@ def _fit_features(config: TrainConfig, spec: BackboneSpec, preprocessing: Prepro
                   label_ids: list[int], labels: list[str]) -> _Fitted:
     import torch
 
-    from tuneship.trainer.methods.features import cache_directory, fit_linear_head, plot_search
+    from tuneship.trainer.linear_head import cache_directory, fit_linear_head, plot_search
 
     model = classifier_module(load_pretrained(spec, preprocessing.image_size), spec.feature_dim, len(labels))
     started = time.monotonic()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneship.trainer.data import jsonl_records
 from tuneship.trainer.errors import DataError
+from tuneship.trainer.tables import jsonl_records
 
 ROLES = ("system", "user", "assistant")
 Message = dict[str, str]

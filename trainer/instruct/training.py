@@ -37,8 +37,15 @@ from tuneship.trainer.instruct.evaluation import (
     perplexity,
 )
 from tuneship.trainer.plots import plot_training_curve
-from tuneship.trainer.run import prepare_work_dir, warn, work_dir, write_checkpoint
-from tuneship.trainer.training import TrainResult, check_output, resolved_logging_steps
+from tuneship.trainer.run import (
+    TrainResult,
+    check_output,
+    prepare_work_dir,
+    resolved_logging_steps,
+    warn,
+    work_dir,
+    write_checkpoint,
+)
 
 ADAPTER_DIR = "adapter"
 

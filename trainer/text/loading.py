@@ -37,7 +37,7 @@ def _load(path: Path, info: CheckpointInfo) -> tuple[Any, Any, CheckpointInfo]:
         from safetensors.torch import load_file
         from transformers import AutoModel
 
-        from tuneship.trainer.methods.features import build_classifier_module
+        from tuneship.trainer.text.methods.features import build_classifier_module
 
         head_path = path / str(manifest["head"])
         if not head_path.is_file():

@@ -10,12 +10,12 @@ from importlib import import_module
 from types import ModuleType
 
 METHOD_MODULES = {
-    "full": "tuneship.trainer.methods.full",
-    "lora": "tuneship.trainer.methods.lora",
-    "ptuning": "tuneship.trainer.methods.prompt",
-    "prompt-tuning": "tuneship.trainer.methods.prompt",
-    "prefix-tuning": "tuneship.trainer.methods.prompt",
-    "features": "tuneship.trainer.methods.features",
+    "full": "tuneship.trainer.text.methods.full",
+    "lora": "tuneship.trainer.text.methods.lora",
+    "ptuning": "tuneship.trainer.text.methods.prompt",
+    "prompt-tuning": "tuneship.trainer.text.methods.prompt",
+    "prefix-tuning": "tuneship.trainer.text.methods.prompt",
+    "features": "tuneship.trainer.text.methods.features",
 }
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
+
+from tuneship.trainer.linear_head import FloatArray, LinearHead, fit_linear_head
+from tuneship.trainer.linear_head import cache_directory as cache_directory
+from tuneship.trainer.linear_head import plot_search as plot_search
 
 HEAD_FILE = "classifier.safetensors"
-FloatArray = npt.NDArray[np.float32]
 
 
 def pool(hidden: Any, attention_mask: Any, pooling: str) -> Any:
@@ -64,10 +66,6 @@ def extract_features(encoder: Any, tokenizer: Any, texts: Sequence[str], max_len
     return features
 
 
-def cache_directory(config: Any) -> Path:
-    return Path(config.feature_cache or Path.home() / ".cache" / "tuneship" / "features")
-
-
 def cached_features(base: Path, encoder: Any, tokenizer: Any, texts: Sequence[str], config: Any,
                     description: str) -> tuple[FloatArray, bool]:
     cache_dir = cache_directory(config)
@@ -81,47 +79,6 @@ def cached_features(base: Path, encoder: Any, tokenizer: Any, texts: Sequence[st
     np.save(temporary, features)
     os.replace(temporary, path)
     return features, False
-
-
-@dataclass
-class LinearHead:
-    """logits = features @ weight.T + bias, with the scaler folded in."""
-
-    weight: FloatArray  # [num_labels, hidden]
-    bias: FloatArray  # [num_labels]
-    search: list[dict[str, float]]  # cross-validated accuracy for each C tried
-    best_c: float
-
-
-def fit_linear_head(features: FloatArray, label_ids: Sequence[int], num_labels: int, classifier: str,
-                    seed: int) -> LinearHead:
-    """Standardise, pick C by 3-fold cross-validation, fit; fold the standardisation into the weights."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.svm import LinearSVC
-
-    mean = features.mean(axis=0)
-    std = features.std(axis=0) + 1e-6
-    scaled = (features - mean) / std
-    if classifier == "svm":
-        estimator: Any = LinearSVC(random_state=seed, max_iter=5000)
-    else:
-        estimator = LogisticRegression(max_iter=2000, random_state=seed)
-    grid = GridSearchCV(estimator, {"C": [0.001, 0.01, 0.1, 1.0]}, cv=3, scoring="accuracy", n_jobs=1)
-    grid.fit(scaled, np.asarray(label_ids))
-    best = grid.best_estimator_
-    coef = np.asarray(best.coef_, dtype=np.float64)
-    intercept = np.asarray(best.intercept_, dtype=np.float64)
-    if num_labels == 2 and coef.shape[0] == 1:
-        # Binary scikit-learn models score class 1 only: logits [0, s] give the same softmax as sigmoid(s).
-        coef = np.vstack([np.zeros_like(coef), coef])
-        intercept = np.concatenate([[0.0], intercept])
-    weight = coef / std
-    bias = intercept - (coef * (mean / std)).sum(axis=1)
-    search = [{"C": float(c), "cv_accuracy": float(s)}
-              for c, s in zip(grid.cv_results_["param_C"], grid.cv_results_["mean_test_score"], strict=True)]
-    return LinearHead(weight=weight.astype(np.float32), bias=bias.astype(np.float32), search=search,
-                      best_c=float(grid.best_params_["C"]))
 
 
 def build_classifier_module(encoder: Any, weight: Any, bias: Any, pooling: str) -> Any:
@@ -191,17 +148,3 @@ def save(module: Any, directory: Path) -> dict[str, Any]:
             int(module.classifier.weight.numel() + module.classifier.bias.numel()), "total_parameters": int(total)}
 
 
-def plot_search(search: list[dict[str, float]], path: Path, classifier: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(7, 4), dpi=100)
-    axis.semilogx([s["C"] for s in search], [s["cv_accuracy"] for s in search], "o-")
-    axis.set_xlabel("C (inverse regularisation strength)")
-    axis.set_ylabel("3-fold cross-validated accuracy")
-    axis.set_title(f"features + {classifier}: choosing C")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tuneship.trainer.architectures import architecture
 from tuneship.trainer.errors import TrainingError
-from tuneship.trainer.methods.full import load_base_classifier
+from tuneship.trainer.text.architectures import architecture
+from tuneship.trainer.text.methods.full import load_base_classifier
 
 ADAPTER_DIR = "adapter"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.trainer.errors import TrainingError
-from tuneship.trainer.methods.full import load_base_classifier
+from tuneship.trainer.text.methods.full import load_base_classifier
 
 ADAPTER_DIR = "adapter"
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneship.trainer.base_models import resolve_base_model
 from tuneship.trainer.builtin_data import BUILTIN_DATASETS, load_builtin
 from tuneship.trainer.checkpoint import (
     EVAL_DATA,
@@ -21,20 +20,31 @@ from tuneship.trainer.checkpoint import (
     library_versions,
 )
 from tuneship.trainer.config import TrainConfig, resolved_hyperparameters, save_json, validate_config
-from tuneship.trainer.data import LabelledData, check_labels, imbalance_report, load_file, stratified_split, write_jsonl
-from tuneship.trainer.errors import TrainingError
-from tuneship.trainer.evaluation import format_metrics, predict_logits
-from tuneship.trainer.methods import method_module
+from tuneship.trainer.evaluation import format_metrics
 from tuneship.trainer.plots import plot_training_curve
 from tuneship.trainer.run import (
+    TrainResult,
+    check_output,
     classifier_metrics,
     is_main_process,
     precision_flags,
     prepare_work_dir,
+    resolved_logging_steps,
     warn,
     work_dir,
     write_checkpoint,
 )
+from tuneship.trainer.text.base_models import resolve_base_model
+from tuneship.trainer.text.data import (
+    LabelledData,
+    check_labels,
+    imbalance_report,
+    load_file,
+    stratified_split,
+    write_jsonl,
+)
+from tuneship.trainer.text.evaluate import predict_logits
+from tuneship.trainer.text.methods import method_module
 
 
 @dataclass
@@ -42,13 +52,6 @@ class PreparedData:
     train: LabelledData
     evaluation: LabelledData
     labels: list[str]
-
-
-@dataclass
-class TrainResult:
-    checkpoint: Path
-    metrics: dict[str, Any]
-    train_seconds: float
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
@@ -190,16 +193,9 @@ def _curve_title(config: TrainConfig, prepared: PreparedData) -> str:
             f"({len(prepared.train.examples)} texts)")
 
 
-def resolved_logging_steps(config: TrainConfig, total_steps: int) -> int:
-    """The loss is logged often enough for a curve: every --logging-steps, or ~50 points over a short run."""
-    if config.logging_steps is not None:
-        return config.logging_steps
-    return max(1, min(20, total_steps // 50))
-
-
 def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
                   label_index: dict[str, int]) -> _Fitted:
-    from tuneship.trainer.methods import features
+    from tuneship.trainer.text.methods import features
 
     fitted = features.fit(base, tokenizer, prepared.labels, prepared.train.texts,
                           [label_index[label] for label in prepared.train.labels], config)
@@ -211,21 +207,6 @@ def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: Pre
         plot=lambda path: features.plot_search(fitted.head.search, path, config.classifier), precision="fp32",
         resolved={"feature_cache": str(features.cache_directory(config))},
     )
-
-
-def check_output(output: Path, overwrite: bool) -> None:
-    """Refuse an --output that cannot take a checkpoint, before any data or model is loaded."""
-    if output.exists() and not output.is_dir():
-        raise TrainingError(f"--output {output} is a file, not a checkpoint directory; choose another --output")
-    if output.exists() and not overwrite:
-        raise TrainingError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
-    parent = output.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise TrainingError(f"--output {output}: {parent} is a file, so no directory can be made under it")
-    if not os.access(parent, os.W_OK):
-        raise TrainingError(f"--output {output}: {parent} is not writable")
 
 
 def train(config: TrainConfig) -> TrainResult:
