@@ -85,15 +85,15 @@ def _raw_pixel_svms(seed: int) -> dict[str, float]:
 
 
 def _train(out: Path, method: str, epochs: float, reuse: bool) -> dict[str, Any]:
-    from tuneship.trainer import TrainConfig, train
+    from tuneship.trainer import ImageTrainConfig, train
 
     if reuse and (out / method / "metrics.json").is_file():
         metrics = json.loads((out / method / "metrics.json").read_text(encoding="utf-8"))
         return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                 "train_seconds": metrics["train_seconds"], "reused": True}
     started = time.monotonic()
-    result = train(TrainConfig(task="image-classification", method=method, output=str(out / method), overwrite=True,
-                               epochs=epochs, feature_cache=str(out / "feature-cache")))
+    result = train(ImageTrainConfig(method=method, output=str(out / method), overwrite=True, epochs=epochs,
+                                    feature_cache=str(out / "feature-cache")))
     return {"accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"],
             "train_seconds": result.train_seconds, "wall_seconds": round(time.monotonic() - started, 1)}
 

@@ -126,6 +126,7 @@ def run_update(options: UpdateOptions) -> UpdateReport:
     from tuneship.progress import step
     from tuneship.trainer import (
         DataError,
+        TextTrainConfig,
         config_from_hyperparameters,
         data_fingerprint,
         load_file,
@@ -163,6 +164,9 @@ def run_update(options: UpdateOptions) -> UpdateReport:
                           f"training and held-out parts (--holdout-fraction {options.holdout_fraction})")
     recipe = dict(manifest.get("hyperparameters", {}))
     original = config_from_hyperparameters(recipe)
+    if not isinstance(original, TextTrainConfig):
+        raise UpdateError(f"{checkpoint}: tuneship update retrains text classifiers; this checkpoint's task is "
+                          f"{original.task}")
     with step("reading the original training data for replay"):
         original_train = prepare_data(original).train
     replay = _sample(original_train.examples, round(options.replay_ratio * len(new_train.examples)), options.seed)

@@ -29,7 +29,7 @@ def main() -> int:
     from conftest import synthetic_reviews, write_csv
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from tuneship.trainer import TrainConfig, train
+    from tuneship.trainer import TextTrainConfig, train
     from tuneship.trainer.run import precision_flags
 
     findings: dict[str, object] = {"cuda": torch.cuda.is_available(),
@@ -45,7 +45,7 @@ def main() -> int:
     train_file = write_csv(args.out / "train.csv", synthetic_reviews(2000, seed=1))
     eval_file = write_csv(args.out / "eval.csv", synthetic_reviews(200, seed=2))
     started = time.monotonic()
-    result = train(TrainConfig(data=str(train_file), eval_file=str(eval_file), model=str(args.out / "base"),
+    result = train(TextTrainConfig(data=str(train_file), eval_file=str(eval_file), model=str(args.out / "base"),
                                output=str(args.out / "ckpt"), epochs=3, learning_rate=3e-3, warmup_ratio=0.0,
                                batch_size=32, max_length=32, seed=7, precision="auto"))
     findings["train_seconds"] = round(time.monotonic() - started, 1)

@@ -161,10 +161,10 @@ def review_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def tiny_repository(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository holding the `tiny` sentiment ensemble (fp32), trained in seconds."""
     from tuneship.exporter import TextExportOptions, export_checkpoint
-    from tuneship.trainer import TrainConfig, train
+    from tuneship.trainer import TextTrainConfig, train
 
     folder = tmp_path_factory.mktemp("tiny-repository")
-    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+    train(TextTrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
                       output=str(folder / "ckpt"), epochs=4, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16,
                       max_length=32, seed=7))
     export_checkpoint(TextExportOptions(checkpoint=folder / "ckpt", name="tiny", repository=folder / "repo",
@@ -208,10 +208,10 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 @costs("slow")
 def instruct_checkpoint(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tuneship.trainer import TrainConfig, train
+    from tuneship.trainer import InstructTrainConfig, train
 
     output = tmp_path_factory.mktemp("instruct") / "ckpt"
-    train(TrainConfig(task="instruct", data="rotten-tomatoes", model=str(tiny_llama), output=str(output),
+    train(InstructTrainConfig(task="instruct", data="rotten-tomatoes", model=str(tiny_llama), output=str(output),
                       max_train_samples=48, max_eval_samples=8, exact_match_samples=8, max_steps=12, batch_size=4,
                       learning_rate=5e-3, max_length=96, precision="fp32", seed=3))
     return output

@@ -42,10 +42,10 @@ def server(repository: Path):  # type: ignore[no-untyped-def]
 @costs("slow")
 def second_checkpoint(tiny_bert: Path, review_files: tuple[Path, Path],
                       tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tuneship.trainer import TrainConfig, train
+    from tuneship.trainer import TextTrainConfig, train
 
     output = tmp_path_factory.mktemp("second") / "ckpt"
-    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+    train(TextTrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
                       output=str(output), epochs=1, learning_rate=1e-3, batch_size=16, max_length=32, seed=99))
     return output
 

@@ -18,11 +18,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 @costs("slow")
 def checkpoint(tiny_bert: Path, review_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tuneship.trainer import TrainConfig, train
+    from tuneship.trainer import TextTrainConfig, train
 
     train_file, eval_file = review_files
     output = tmp_path_factory.mktemp("runs") / "tiny-sentiment"
-    train(TrainConfig(data=str(train_file), eval_file=str(eval_file), model=str(tiny_bert), output=str(output),
+    train(TextTrainConfig(data=str(train_file), eval_file=str(eval_file), model=str(tiny_bert), output=str(output),
                       epochs=4, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16, max_length=32, logging_steps=5,
                       seed=7))
     return output
@@ -124,7 +124,7 @@ def test_every_method_is_served_with_pytorch_labels(tiny_bert: Path, review_file
     import torch
 
     from tuneship.exporter import ExportOptions, export_checkpoint
-    from tuneship.trainer import TrainConfig, load_classifier, train
+    from tuneship.trainer import TextTrainConfig, load_classifier, train
 
     repository = tmp_path / "model_repository"
     texts = ["a superb and moving film", "dull, tedious and lifeless", "the cast was charming but the plot bland",
@@ -133,7 +133,7 @@ def test_every_method_is_served_with_pytorch_labels(tiny_bert: Path, review_file
     fused_by_method: dict[str, str] = {}
     for method in METHODS:
         checkpoint = tmp_path / method
-        train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+        train(TextTrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
                           output=str(checkpoint), method=method, epochs=2, batch_size=16, max_length=32, seed=5,
                           feature_cache=str(tmp_path / "cache")))
         name = "tiny_" + method.replace("-", "_")

@@ -13,7 +13,7 @@ from lanes import costs
 
 from tuneship.exporter import ExportError, ExportOptions, TextExportOptions, export_checkpoint
 from tuneship.exporter.text.tensorrt_engine import tensorrt_unavailable
-from tuneship.trainer import TrainConfig, load_classifier, train
+from tuneship.trainer import TextTrainConfig, load_classifier, train
 from tuneship.trainer.text.evaluate import predict_logits
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def test_every_method_exports_and_validates(method: str, tiny_bert: Path, review_files: tuple[Path, Path],
                                             tmp_path: Path) -> None:
     checkpoint = tmp_path / method
-    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+    train(TextTrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
                       output=str(checkpoint), method=method, epochs=1, batch_size=16, max_length=32, seed=3,
                       feature_cache=str(tmp_path / "cache")))
     repository = tmp_path / "repo"
@@ -45,7 +45,7 @@ def test_every_method_exports_and_validates(method: str, tiny_bert: Path, review
 def test_drift_beyond_tolerance_is_not_published(tiny_bert: Path, review_files: tuple[Path, Path],
                                                  tmp_path: Path) -> None:
     checkpoint = tmp_path / "full"
-    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+    train(TextTrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
                       output=str(checkpoint), epochs=1, batch_size=16, max_length=32))
     repository = tmp_path / "repo"
     with pytest.raises(ExportError, match="not published: ONNX logits differ from PyTorch by up to"):
@@ -65,7 +65,7 @@ def test_export_refuses_a_folder_that_is_not_a_checkpoint(tmp_path: Path) -> Non
 def tiny_checkpoint(tiny_bert: Path, review_files: tuple[Path, Path],
                     tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkpoint = tmp_path_factory.mktemp("ckpt") / "full"
-    train(TrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
+    train(TextTrainConfig(data=str(review_files[0]), eval_file=str(review_files[1]), model=str(tiny_bert),
                       output=str(checkpoint), epochs=4, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16,
                       max_length=32, seed=7))
     return checkpoint

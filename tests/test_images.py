@@ -19,7 +19,7 @@ from tuneship.client import ImageClassifier, InvalidInputError, TritonClient
 from tuneship.client.images import encode_png
 from tuneship.deploy import TritonServer
 from tuneship.exporter import ExportOptions, export_checkpoint
-from tuneship.trainer import DataError, TrainConfig, train
+from tuneship.trainer import DataError, ImageTrainConfig, train
 from tuneship.trainer.image.backbones import BACKBONES, backbone_spec, load_pretrained
 from tuneship.trainer.image.data import load_images
 from tuneship.trainer.image.preprocessing import PreprocessSpec, decode, preprocess
@@ -73,7 +73,7 @@ def test_bad_images_are_named_with_their_reason_and_nothing_is_written(tmp_path:
     (tmp_path / "data" / "dog" / "notes.txt").write_text("a dog", encoding="utf-8")
     output = tmp_path / "checkpoint"
     with pytest.raises(DataError) as caught:
-        train(TrainConfig(task="image-classification", data=str(tmp_path / "data"), output=str(output),
+        train(ImageTrainConfig(task="image-classification", data=str(tmp_path / "data"), output=str(output),
                           image_size=32))
     message = str(caught.value)
     assert "2 of 8 images cannot be used" in message
@@ -106,7 +106,7 @@ def test_bad_images_are_named_with_their_reason_and_nothing_is_written(tmp_path:
 def faces_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Frozen MobileNetV2 features + logistic regression on the 200 LFW face / non-face patches, 64px."""
     output = tmp_path_factory.mktemp("images") / "faces"
-    result = train(TrainConfig(task="image-classification", output=str(output), image_size=64,
+    result = train(ImageTrainConfig(task="image-classification", output=str(output), image_size=64,
                                feature_cache=str(output.parent / "cache")))
     assert result.metrics["accuracy"] >= 0.85, result.metrics  # frozen ImageNet features separate faces well
     return output
@@ -243,7 +243,7 @@ def test_infer_command_classifies_image_files(server: TritonServer, capsys: pyte
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_fine_tuning_methods_write_a_merged_checkpoint_that_exports(method: str, tmp_path: Path) -> None:
     output = tmp_path / method
-    result = train(TrainConfig(task="image-classification", method=method, output=str(output), image_size=48,
+    result = train(ImageTrainConfig(task="image-classification", method=method, output=str(output), image_size=48,
                                max_steps=2, batch_size=16, max_train_samples=64, max_eval_samples=16))
     assert result.metrics["steps"] == 2
     _model, manifest = load_image_classifier(output)
@@ -285,7 +285,7 @@ def test_killed_image_fine_tuning_resumes_from_its_last_checkpoint(tmp_path: Pat
 @pytest.mark.slow  # trains or exports in its own body
 def test_efficientnet_int8_keeps_its_answers_because_the_head_stays_fp32(tmp_path: Path) -> None:
     checkpoint = tmp_path / "efficientnet"
-    train(TrainConfig(task="image-classification", model="efficientnet_lite0", output=str(checkpoint),
+    train(ImageTrainConfig(task="image-classification", model="efficientnet_lite0", output=str(checkpoint),
                       image_size=64, feature_cache=str(tmp_path / "cache")))
     report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="eff", repository=tmp_path / "repository",
                                              accuracy_threshold=100.0))

@@ -93,10 +93,10 @@ def test_the_checkpoint_records_task_metrics_and_held_out_conversations(instruct
 @pytest.mark.slow
 def test_a_ptuning_checkpoint_is_refused_by_the_exporter_clearly(tiny_llama: Path, tmp_path: Path) -> None:
     from tuneship.exporter import ExportError, ExportOptions, export_checkpoint
-    from tuneship.trainer import TrainConfig, train
+    from tuneship.trainer import InstructTrainConfig, train
 
     output = tmp_path / "ptuning"
-    train(TrainConfig(task="instruct", method="ptuning", data="rotten-tomatoes", model=str(tiny_llama),
+    train(InstructTrainConfig(task="instruct", method="ptuning", data="rotten-tomatoes", model=str(tiny_llama),
                       output=str(output), max_train_samples=16, max_eval_samples=4, exact_match_samples=0,
                       max_steps=2, batch_size=4, max_length=96, precision="fp32", num_virtual_tokens=4))
     assert json.loads((output / "tuneship.json").read_text())["method"] == "ptuning"

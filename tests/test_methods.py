@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuneship.trainer import TrainConfig, TrainingError, load_classifier, train
+from tuneship.trainer import TextTrainConfig, TrainingError, load_classifier, train
 from tuneship.trainer.evaluate_checkpoint import evaluate_checkpoint
 from tuneship.trainer.text.evaluate import predict_logits
 
@@ -21,7 +21,7 @@ def _train(tiny_bert: Path, files: tuple[Path, Path], output: Path, method: str,
                                  "max_length": 32, "seed": 7, "logging_steps": 5,
                                  "feature_cache": str(output.parent / "feature-cache")}
     values.update(overrides)
-    train(TrainConfig(**values))  # type: ignore[arg-type]
+    train(TextTrainConfig(**values))  # type: ignore[arg-type]
     return output
 
 

@@ -33,9 +33,10 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[Any, Any, CheckpointI
 
 def train(config: TrainConfig) -> TrainResult:
     """Run one training job, by the module of its task (imports the heavy stack only when called)."""
-    from tuneship.trainer.config import validate_config
+    from tuneship.trainer.config import as_task_config, validate_config
     from tuneship.trainer.tasks import task_trainer
 
+    config = as_task_config(config)
     validate_config(config)
     result: TrainResult = task_trainer(config.task).train(config)
     return result
@@ -43,6 +44,9 @@ def train(config: TrainConfig) -> TrainResult:
 # What other stages use of this one, loaded on first use (tuneship.lazy); mypy reads the imports below.
 _LAZY_NAMES = {
     "ARCHITECTURES": "tuneship.trainer.text.architectures",
+    "ImageTrainConfig": "tuneship.trainer.image.config",
+    "InstructTrainConfig": "tuneship.trainer.instruct.config",
+    "TextTrainConfig": "tuneship.trainer.text.config",
     "BUILTIN_DATASETS": "tuneship.trainer.builtin_data",
     "CALIBRATION_IMAGES": "tuneship.trainer.image.training",
     "PreprocessSpec": "tuneship.trainer.image.preprocessing",
@@ -78,6 +82,7 @@ if TYPE_CHECKING:
         save_json as save_json,
     )
     from tuneship.trainer.image import preprocessing as preprocessing
+    from tuneship.trainer.image.config import ImageTrainConfig as ImageTrainConfig
     from tuneship.trainer.image.preprocessing import PreprocessSpec as PreprocessSpec
     from tuneship.trainer.image.preprocessing import preprocess as preprocess
     from tuneship.trainer.image.training import (
@@ -86,11 +91,13 @@ if TYPE_CHECKING:
     from tuneship.trainer.image.training import (
         load_image_classifier as load_image_classifier,
     )
+    from tuneship.trainer.instruct.config import InstructTrainConfig as InstructTrainConfig
     from tuneship.trainer.instruct.data import read_conversations as read_conversations
     from tuneship.trainer.instruct.evaluation import normalise as normalise
     from tuneship.trainer.instruct.evaluation import prompt_ids as prompt_ids
     from tuneship.trainer.text.architectures import ARCHITECTURES as ARCHITECTURES
     from tuneship.trainer.text.architectures import architecture as architecture
+    from tuneship.trainer.text.config import TextTrainConfig as TextTrainConfig
     from tuneship.trainer.text.data import (
         load_file as load_file,
     )

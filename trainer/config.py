@@ -44,6 +44,7 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
         data="faces", learning_rates={"full": 3e-4, "lora": 2e-3}),
 }
 TASKS = tuple(TASK_DEFAULTS)
+DEFAULT_TASK = "text-classification"
 DEFAULT_LEARNING_RATES = TASK_DEFAULTS["text-classification"].learning_rates
 
 
@@ -57,11 +58,17 @@ def _lora_defaults() -> dict[tuple[str, ...], set[str]]:
     return grouped
 
 
+TASK_HELP = {"help": "what the checkpoint does: text-classification (labels), instruct (a causal LM that answers "
+                     "instructions, served with streaming) or image-classification (labels for images)"}
+
+
 @dataclass
 class TrainConfig:
-    task: str = field(default="text-classification", metadata={
-        "help": "what the checkpoint does: text-classification (labels), instruct (a causal LM that answers "
-                "instructions, served with streaming) or image-classification (labels for images)"})
+    """What every task's training run takes. Each task's options extend it in its folder (text/config.py,
+    image/config.py, instruct/config.py); given as is to `train`, it becomes its task's options with that task's
+    defaults for the rest."""
+
+    task: str = field(default="text-classification", metadata=TASK_HELP)
     data: str | None = field(default=None, metadata={
         "help": "training data: a built-in data set (rotten-tomatoes, the default, and tweets; for instruct also "
                 "chatterbot; for images faces, the default, and digits) or a .csv/.tsv/.jsonl/.parquet file "
@@ -69,9 +76,6 @@ class TrainConfig:
                 "and labels, or a folder with one subfolder of images per class)"})
     eval_file: str | None = field(default=None, metadata={
         "help": "evaluation file (default: a seeded stratified split of --data is held out)"})
-    text_column: str = field(default="text", metadata={"help": "column holding the text"})
-    image_column: str = field(default="image", metadata={
-        "help": "images: column holding the image path (relative paths are relative to the table)"})
     label_column: str = field(default="label", metadata={"help": "column holding the label"})
     encoding: str = field(default="utf-8", metadata={"help": "text encoding of data files"})
     eval_fraction: float = field(default=0.2, metadata={"help": "share held out for evaluation when no --eval-file"})
@@ -97,13 +101,8 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata={"help": "training batch size per device"})
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
-    max_length: int | None = field(default=None, metadata={
-        "help": "maximum tokens per text or conversation, longer ones truncated (default: 128 for "
-                "text-classification, 256 for instruct)"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps spent warming up the learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    group_by_length: bool = field(default=True, metadata={
-        "help": "batch texts of similar length together (less padding, faster on CPU)"})
     logging_steps: int | None = field(default=None, metadata={
         "help": "log the loss every N steps (default: every 20 steps, or more often so a short run has ~50 points)"})
     eval_steps: int | None = field(default=None, metadata={
@@ -112,6 +111,31 @@ class TrainConfig:
     lora_rank: int = field(default=8, metadata={"help": "lora: rank of the update matrices"})
     lora_alpha: int = field(default=16, metadata={"help": "lora: scaling (alpha / rank multiplies the update)"})
     lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapter input"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 on GPUs that have it, and for instruct on CPUs with AVX512-BF16 or AMX; else fp32), "
+                "fp32, bf16 or fp16"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def task_name(cls) -> str:
+        """The task these options are for (the default of their `task`)."""
+        return str(next(f.default for f in dataclasses.fields(cls) if f.name == "task"))
+
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return TASK_DEFAULTS[self.task].learning_rates.get(str(self.method), 5e-5)
+
+
+@dataclass
+class TokenOptions:
+    """What the tasks that train on tokens (text classification, instruct) share."""
+
+    max_length: int | None = field(default=None, metadata={
+        "help": "maximum tokens per text or conversation, longer ones truncated (default: 128 for "
+                "text-classification, 256 for instruct)"})
     lora_targets: str | None = field(default=None, metadata={
         "help": "lora: comma-separated module names to adapt (default: per architecture: "
                 + "; ".join(f"{','.join(names)} for {', '.join(sorted(types))}"
@@ -119,32 +143,16 @@ class TrainConfig:
     num_virtual_tokens: int = field(default=20, metadata={
         "help": "ptuning / prompt-tuning / prefix-tuning: number of virtual tokens"})
     prompt_encoder_hidden_size: int = field(default=128, metadata={"help": "ptuning: prompt encoder MLP width"})
+
+
+@dataclass
+class LinearHeadOptions:
+    """The `features` method's options (a linear head on frozen features: text and image classifiers)."""
+
     classifier: str = field(default="logreg", metadata={
         "help": "features: scikit-learn classifier on frozen features: logreg or svm (linear)"})
-    pooling: str = field(default="mean", metadata={"help": "features: how token vectors become one: mean or cls"})
     feature_cache: str | None = field(default=None, metadata={
         "help": "features: cache directory for extracted features (default: ~/.cache/tuneship/features)"})
-    image_size: int | None = field(default=None, metadata={
-        "help": "images: side of the square the backbone sees (default: the backbone's, 224); smaller is faster"})
-    augment: bool = field(default=True, metadata={
-        "help": "images, full and lora: random crops and horizontal flips of the training images"})
-    precision: str = field(default="auto", metadata={
-        "help": "auto (bf16 on GPUs that have it, and for instruct on CPUs with AVX512-BF16 or AMX; else fp32), "
-                "fp32, bf16 or fp16"})
-    system_prompt: str | None = field(default=None, metadata={
-        "help": "instruct: a system message put before every conversation that has none (the assistant's tone)"})
-    max_new_tokens: int = field(default=8, metadata={
-        "help": "instruct: tokens generated per held-out prompt when measuring exact-match accuracy"})
-    exact_match_samples: int = field(default=200, metadata={
-        "help": "instruct: held-out prompts answered greedily before and after fine-tuning (0: skip)"})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def resolved_learning_rate(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return TASK_DEFAULTS[self.task].learning_rates.get(str(self.method), 5e-5)
 
 
 # Which options a method actually uses; the manifest keeps those only, with their defaults resolved.
@@ -184,25 +192,70 @@ TASK_METHOD_OPTIONS = {"text-classification": METHOD_OPTIONS, "instruct": INSTRU
 def resolved_hyperparameters(config: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
     """The options the method used, each with the value it had: `resolved` fills what defaults left open
     (learning rate, LoRA targets, logging interval...); options left unset that mean "none" are omitted."""
+    config = as_task_config(config)
     table = TASK_METHOD_OPTIONS[config.task]
-    values = {name: getattr(config, name) for name in table[str(config.method)]}
+    values = {name: getattr(config, name) for name in table[str(config.method)] if hasattr(config, name)}
     values.update({k: v for k, v in resolved.items() if k in values})
     return {name: value for name, value in values.items() if value is not None}
 
 
+def config_class(task: str) -> type[TrainConfig]:
+    """The training options class of `task` (the task table's), or DataError listing the tasks."""
+    from tuneship.tasks import UnknownTaskError, load
+    from tuneship.tasks import task as task_row
+
+    try:
+        options: type[TrainConfig] = load(task_row(task).train_options)
+    except UnknownTaskError:
+        raise DataError(f"unknown --task {task!r}; choose one of: {', '.join(TASKS)}") from None
+    return options
+
+
+def task_configs() -> list[type[TrainConfig]]:
+    return [config_class(task) for task in TASKS]
+
+
+def field_names(options: type[Any]) -> set[str]:
+    return {f.name for f in dataclasses.fields(options)}
+
+
+def as_task_config(config: TrainConfig) -> TrainConfig:
+    """`config` as its task's options class: the common TrainConfig takes the task's defaults for the rest;
+    another task's options class is refused, naming both."""
+    wanted = config_class(config.task)
+    if isinstance(config, wanted):
+        return config
+    if type(config) is TrainConfig:
+        return wanted(**config.to_dict())
+    raise DataError(f"--task {config.task} is trained with {wanted.__name__}, not {type(config).__name__}")
+
+
+def check_task_options(task: str, given: dict[str, Any], where: str) -> None:
+    """Refuse options another task's training takes (rather than ignore them), naming them and their task."""
+    own = field_names(config_class(task))
+    foreign = sorted(set(given) - own)
+    if not foreign:
+        return
+    owners = {name: [t for t in TASKS if name in field_names(config_class(t))] for name in foreign}
+    raise DataError(f"{where}: " + "; ".join(f"--{name.replace('_', '-')} is an option of "
+                                             f"{' and '.join(owners[name])} training" for name in foreign)
+                    + f", not of --task {task} (leave it out)")
+
+
 def config_from_hyperparameters(values: dict[str, Any], **overrides: Any) -> TrainConfig:
-    """A TrainConfig that repeats a checkpoint's recipe (its manifest's `hyperparameters`), with overrides.
+    """The task's TrainConfig that repeats a checkpoint's recipe (its manifest's `hyperparameters`), with overrides.
 
     The manifest shows resolved values for people ("epoch" evaluation, LoRA targets as a list, the logging
     interval picked for that run's length); those go back to the options that produce them."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    options = config_class(str(overrides.get("task", values.get("task", DEFAULT_TASK))))
+    fields = field_names(options)
     recipe = {k: v for k, v in values.items() if k in fields}
     if recipe.get("eval_steps") == "epoch":
         recipe["eval_steps"] = None
     if isinstance(recipe.get("lora_targets"), list):
         recipe["lora_targets"] = ",".join(recipe["lora_targets"])
     recipe.pop("logging_steps", None)  # picked for the original run's length
-    return TrainConfig(**{**recipe, **overrides})
+    return options(**{**recipe, **overrides})
 
 
 def _parse_bool(value: str) -> bool:
@@ -215,20 +268,35 @@ def _parse_bool(value: str) -> bool:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; defaults are suppressed so that only given flags override a recipe."""
+    """One flag per field of every task's options (the common ones first, then each task's in a group);
+    defaults are suppressed so that only given flags override a recipe."""
     parser.add_argument("--recipe", type=Path, default=None, help="YAML or TOML recipe file (flags override it)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = str(f.metadata.get("help", ""))
-        if "default" not in help_text and f.default is not None:
-            help_text += f" (default: {f.default})"
-        if f.type in ("bool",):
-            parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS,
-                                help=help_text)
-            continue
-        kind = {"int": int, "float": float, "int | None": int, "str | None": str,
-                "float | None": float}.get(str(f.type), str)
-        parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+    seen: set[str] = set()
+    groups: list[tuple[Any, type[Any]]] = [
+        (parser, TrainConfig),
+        (parser.add_argument_group("texts and conversations (text-classification and instruct)"), TokenOptions),
+        (parser.add_argument_group("the features method (text- and image-classification)"), LinearHeadOptions)]
+    groups += [(parser.add_argument_group(f"{options.task_name()} training"), options) for options in task_configs()]
+    for target, options in groups:
+        for f in dataclasses.fields(options):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            _add_flag(target, f)
+
+
+def _add_flag(parser: Any, f: dataclasses.Field[Any]) -> None:
+    flag = "--" + f.name.replace("_", "-")
+    help_text = str(f.metadata.get("help", ""))
+    if "default" not in help_text and f.default is not None:
+        help_text += f" (default: {f.default})"
+    if f.type in ("bool",):
+        parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS,
+                            help=help_text)
+        return
+    kind = {"int": int, "float": float, "int | None": int, "str | None": str,
+            "float | None": float}.get(str(f.type), str)
+    parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
 
 
 def load_recipe(path: Path) -> dict[str, Any]:
@@ -246,7 +314,7 @@ def load_recipe(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: cannot parse recipe: {error}") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: a recipe must be a mapping of option names to values")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = set().union(*(field_names(options) for options in task_configs()))
     recipe: dict[str, Any] = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
@@ -260,10 +328,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = {}
     if getattr(args, "recipe", None) is not None:
         values.update(load_recipe(args.recipe))
-    for f in dataclasses.fields(TrainConfig):
-        if hasattr(args, f.name):
-            values[f.name] = getattr(args, f.name)
-    config = TrainConfig(**values)
+    recipe = dict(values)
+    for options in task_configs():
+        for f in dataclasses.fields(options):
+            if hasattr(args, f.name):
+                values[f.name] = getattr(args, f.name)
+    task = str(values.get("task", DEFAULT_TASK))
+    options = config_class(task)
+    if getattr(args, "recipe", None) is not None:
+        check_task_options(task, recipe, str(args.recipe))
+    check_task_options(task, values, "tuneship train")
+    config = options(**values)
     validate_config(config)
     return config
 
@@ -275,20 +350,22 @@ def validate_config(config: TrainConfig) -> None:
     defaults = TASK_DEFAULTS[config.task]
     config.method = config.method or defaults.method
     config.model = config.model or defaults.model
-    config.max_length = config.max_length or defaults.max_length
+    if hasattr(config, "max_length"):  # the tasks that train on tokens
+        config.max_length = config.max_length or defaults.max_length
     config.data = config.data or defaults.data
     if config.method not in defaults.methods:
         raise DataError(f"unknown --method {config.method!r} for --task {config.task}; choose one of: "
                         f"{', '.join(defaults.methods)}")
     if config.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise DataError(f"unknown --precision {config.precision!r}; choose auto, fp32, bf16 or fp16")
-    if config.classifier not in ("logreg", "svm"):
-        raise DataError(f"unknown --classifier {config.classifier!r}; choose logreg or svm")
-    if config.pooling not in ("mean", "cls"):
-        raise DataError(f"unknown --pooling {config.pooling!r}; choose mean or cls")
+    classifier, pooling = getattr(config, "classifier", "logreg"), getattr(config, "pooling", "mean")
+    if classifier not in ("logreg", "svm"):
+        raise DataError(f"unknown --classifier {classifier!r}; choose logreg or svm")
+    if pooling not in ("mean", "cls"):
+        raise DataError(f"unknown --pooling {pooling!r}; choose mean or cls")
     for name in ("batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps", "lora_rank",
                  "num_virtual_tokens", "max_new_tokens", "image_size"):
-        if getattr(config, name) is not None and getattr(config, name) <= 0:
+        if getattr(config, name, None) is not None and getattr(config, name) <= 0:
             raise DataError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
 
 

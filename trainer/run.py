@@ -101,9 +101,10 @@ def _check_resumable(work: Path, config: TrainConfig) -> None:
         return
     earlier = json.loads(saved.read_text(encoding="utf-8"))
     for key in ("method", "model", "data", "eval_file", "max_length", "seed", "max_train_samples"):
-        if earlier.get(key) != getattr(config, key):
+        now = getattr(config, key, None)
+        if earlier.get(key) != now:
             raise TrainingError(
-                f"--resume: the interrupted run used {key}={earlier.get(key)!r}, this one {getattr(config, key)!r}; "
+                f"--resume: the interrupted run used {key}={earlier.get(key)!r}, this one {now!r}; "
                 f"resume with the same options, or start afresh without --resume (removes {work})")
 
 

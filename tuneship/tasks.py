@@ -41,6 +41,9 @@ class Task:
     """What one request item is: "text" or "image" (a file's bytes)."""
     trainer: str
     """Module with `train(config) -> TrainResult`."""
+    train_options: str
+    """"module:Class" of its training options (a tuneship.trainer.TrainConfig; light: `tuneship train` builds its
+    flags from them)."""
     exporter: str
     """"module:Class" of its export: the export run's hooks (tuneship.exporter.run.TaskExport)."""
     export_options: str
@@ -76,7 +79,8 @@ class Task:
 
 TEXT_CLASSIFICATION = Task(
     name="text-classification", description="text classification", modality="text",
-    trainer="tuneship.trainer.text.training", exporter="tuneship.exporter.text.export:TextClassifierExport",
+    trainer="tuneship.trainer.text.training", train_options="tuneship.trainer.text.config:TextTrainConfig",
+    exporter="tuneship.exporter.text.export:TextClassifierExport",
     export_options="tuneship.exporter.text.options:TextExportOptions",
     contract=ServedContract(inputs=("TEXT",), outputs=("LABEL", "PROBABILITIES")),
     client="tuneship.client.text_classifier:TextClassifier", probe="items", layouts=("ensemble", "single"),
@@ -84,7 +88,8 @@ TEXT_CLASSIFICATION = Task(
     encoder="tuneship.client.text_classifier:text_request")
 IMAGE_CLASSIFICATION = Task(
     name="image-classification", description="image classification", modality="image",
-    trainer="tuneship.trainer.image.training", exporter="tuneship.exporter.image.export:ImageClassifierExport",
+    trainer="tuneship.trainer.image.training", train_options="tuneship.trainer.image.config:ImageTrainConfig",
+    exporter="tuneship.exporter.image.export:ImageClassifierExport",
     export_options="tuneship.exporter.image.options:ImageExportOptions",
     contract=ServedContract(inputs=("IMAGE",), outputs=("LABEL", "PROBABILITIES")),
     client="tuneship.client.image_classifier:ImageClassifier", probe="items", tunable=True, sized_by="image_size",
@@ -93,7 +98,9 @@ IMAGE_CLASSIFICATION = Task(
     probe_item="tuneship.client.images:PROBE_PNG")
 TEXT_GENERATION = Task(
     name="instruct", description="text generation (instruction-tuned causal LM)", modality="text",
-    trainer="tuneship.trainer.instruct.training", exporter="tuneship.exporter.instruct.export:InstructExport",
+    trainer="tuneship.trainer.instruct.training",
+    train_options="tuneship.trainer.instruct.config:InstructTrainConfig",
+    exporter="tuneship.exporter.instruct.export:InstructExport",
     export_options="tuneship.exporter.instruct.options:InstructExportOptions",
     contract=ServedContract(inputs=("text_input", "max_tokens"), outputs=("text_output",), decoupled=True),
     client="tuneship.client.generator:Generator", probe="generation")

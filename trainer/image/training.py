@@ -31,10 +31,11 @@ from tuneship.trainer.checkpoint import (
     data_fingerprint,
     library_versions,
 )
-from tuneship.trainer.config import TrainConfig, resolved_hyperparameters, save_json, validate_config
+from tuneship.trainer.config import resolved_hyperparameters, save_json, validate_config
 from tuneship.trainer.errors import DataError, TrainingError
 from tuneship.trainer.evaluation import format_metrics
 from tuneship.trainer.image.backbones import BackboneSpec, backbone_spec, classifier_module, load_pretrained
+from tuneship.trainer.image.config import ImageTrainConfig
 from tuneship.trainer.image.data import ImageData, imbalance_report, load_images, split
 from tuneship.trainer.image.preprocessing import PreprocessSpec, augment, decode, preprocess
 from tuneship.trainer.plots import plot_training_curve
@@ -71,7 +72,7 @@ class _Fitted:
     trainable: int = 0  # parameters the method trained (LoRA: adapters and head, before merging)
 
 
-def prepare(config: TrainConfig) -> tuple[ImageData, ImageData, list[str]]:
+def prepare(config: ImageTrainConfig) -> tuple[ImageData, ImageData, list[str]]:
     """Load and check every image before anything is written."""
     data = load_images(str(config.data), config.image_column, config.label_column)
     if config.eval_file:
@@ -155,7 +156,7 @@ def _extract(model: Any, images: Sequence[bytes], preprocessing: PreprocessSpec,
     return np.concatenate(features)
 
 
-def _fit_features(config: TrainConfig, spec: BackboneSpec, preprocessing: PreprocessSpec, train: ImageData,
+def _fit_features(config: ImageTrainConfig, spec: BackboneSpec, preprocessing: PreprocessSpec, train: ImageData,
                   label_ids: list[int], labels: list[str]) -> _Fitted:
     import torch
 
@@ -195,7 +196,7 @@ def lora_targets(model: Any) -> list[str]:
             if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1]
 
 
-def _fit_with_trainer(config: TrainConfig, spec: BackboneSpec, preprocessing: PreprocessSpec, train: ImageData,
+def _fit_with_trainer(config: ImageTrainConfig, spec: BackboneSpec, preprocessing: PreprocessSpec, train: ImageData,
                       evaluation: ImageData, label_index: dict[str, int], labels: list[str], work: Path) -> _Fitted:
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
@@ -282,7 +283,7 @@ def write_images(directory: Path, images: Sequence[bytes], labels: list[str], li
         listing.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: ImageTrainConfig) -> TrainResult:
     validate_config(config)
     spec = backbone_spec(str(config.model))
     image_size = config.image_size or spec.image_size

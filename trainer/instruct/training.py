@@ -20,9 +20,10 @@ from tuneship.trainer.checkpoint import (
     METRICS,
     library_versions,
 )
-from tuneship.trainer.config import TrainConfig, resolved_hyperparameters, save_json, validate_config
+from tuneship.trainer.config import resolved_hyperparameters, save_json, validate_config
 from tuneship.trainer.errors import TrainingError
 from tuneship.trainer.instruct.base_model import resolve_causal_lm
+from tuneship.trainer.instruct.config import InstructTrainConfig
 from tuneship.trainer.instruct.data import (
     Conversation,
     InstructData,
@@ -50,7 +51,7 @@ from tuneship.trainer.run import (
 ADAPTER_DIR = "adapter"
 
 
-def prepare(config: TrainConfig) -> tuple[InstructData, InstructData]:
+def prepare(config: InstructTrainConfig) -> tuple[InstructData, InstructData]:
     data = load_instructions(str(config.data), config.encoding)
     if config.eval_file:
         train_data, eval_data = data, load_instructions(config.eval_file, config.encoding)
@@ -82,7 +83,7 @@ def _precision(requested: str) -> str:
     return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
 
 
-def _peft_config(config: TrainConfig) -> Any:
+def _peft_config(config: InstructTrainConfig) -> Any:
     from peft import LoraConfig, PromptEncoderConfig, TaskType
 
     if config.method == "lora":
@@ -111,13 +112,13 @@ def _check_tokenizer(tokenizer: Any, base: Path) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def _exact_match_subset(data: InstructData, config: TrainConfig) -> list[Conversation]:
+def _exact_match_subset(data: InstructData, config: InstructTrainConfig) -> list[Conversation]:
     if not data.answers or config.exact_match_samples <= 0:
         return []
     return data.conversations[:config.exact_match_samples]
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: InstructTrainConfig) -> TrainResult:
     validate_config(config)
     output = Path(config.output)
     check_output(output, config.overwrite)
@@ -220,7 +221,7 @@ def train(config: TrainConfig) -> TrainResult:
     return TrainResult(checkpoint=output, metrics=metrics, train_seconds=seconds)
 
 
-def _save(config: TrainConfig, trained: Any, directory: Path) -> dict[str, Any]:
+def _save(config: InstructTrainConfig, trained: Any, directory: Path) -> dict[str, Any]:
     """LoRA: the merged model at the root, the adapter in adapter/. P-tuning: the base model at the root
     and the prompt encoder in adapter/ (it cannot be folded into the weights). Full: the model."""
     fields: dict[str, Any] = {}
@@ -243,7 +244,7 @@ def _save(config: TrainConfig, trained: Any, directory: Path) -> dict[str, Any]:
     return fields
 
 
-def _manifest(config: TrainConfig, base: Path, train_data: InstructData, eval_data: InstructData,
+def _manifest(config: InstructTrainConfig, base: Path, train_data: InstructData, eval_data: InstructData,
               metrics: dict[str, Any], model: Any, precision: str, logging_steps: int) -> dict[str, Any]:
     resolved: dict[str, Any] = {"learning_rate": config.resolved_learning_rate(), "logging_steps": logging_steps,
                                 "eval_steps": config.eval_steps or "epoch", "precision": precision}

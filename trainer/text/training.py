@@ -19,7 +19,7 @@ from tuneship.trainer.checkpoint import (
     data_fingerprint,
     library_versions,
 )
-from tuneship.trainer.config import TrainConfig, resolved_hyperparameters, save_json, validate_config
+from tuneship.trainer.config import resolved_hyperparameters, save_json, validate_config
 from tuneship.trainer.evaluation import format_metrics
 from tuneship.trainer.plots import plot_training_curve
 from tuneship.trainer.run import (
@@ -35,6 +35,7 @@ from tuneship.trainer.run import (
     write_checkpoint,
 )
 from tuneship.trainer.text.base_models import resolve_base_model
+from tuneship.trainer.text.config import TextTrainConfig
 from tuneship.trainer.text.data import (
     LabelledData,
     check_labels,
@@ -54,7 +55,7 @@ class PreparedData:
     labels: list[str]
 
 
-def prepare_data(config: TrainConfig) -> PreparedData:
+def prepare_data(config: TextTrainConfig) -> PreparedData:
     """Load and validate everything before any output is written."""
     if config.data in BUILTIN_DATASETS:
         data = load_builtin(config.data)
@@ -103,7 +104,7 @@ class _Fitted:
     """Values the defaults left open, as this run used them (for the manifest)."""
 
 
-def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
+def _fit_with_trainer(config: TextTrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
                       label_index: dict[str, int], work: Path) -> _Fitted:
     import torch
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
@@ -188,12 +189,12 @@ def _fit_with_trainer(config: TrainConfig, base: Path, tokenizer: Any, prepared:
     )
 
 
-def _curve_title(config: TrainConfig, prepared: PreparedData) -> str:
+def _curve_title(config: TextTrainConfig, prepared: PreparedData) -> str:
     return (f"{config.method} fine-tuning of {Path(str(config.model)).name} on {prepared.train.name} "
             f"({len(prepared.train.examples)} texts)")
 
 
-def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
+def _fit_features(config: TextTrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
                   label_index: dict[str, int]) -> _Fitted:
     from tuneship.trainer.text.methods import features
 
@@ -209,7 +210,7 @@ def _fit_features(config: TrainConfig, base: Path, tokenizer: Any, prepared: Pre
     )
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TextTrainConfig) -> TrainResult:
     validate_config(config)
     output = Path(config.output)
     check_output(output, config.overwrite)
@@ -260,7 +261,7 @@ def train(config: TrainConfig) -> TrainResult:
     return TrainResult(checkpoint=output, metrics=metrics, train_seconds=fitted.seconds)
 
 
-def _manifest(config: TrainConfig, base: Path, prepared: PreparedData, metrics: dict[str, Any],
+def _manifest(config: TextTrainConfig, base: Path, prepared: PreparedData, metrics: dict[str, Any],
               fitted: _Fitted) -> dict[str, Any]:
     model, precision = fitted.model, fitted.precision
     return {
