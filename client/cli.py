@@ -7,7 +7,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from tuneship.arguments import (
@@ -19,6 +18,8 @@ from tuneship.arguments import (
     positive_float,
     positive_int,
 )
+from tuneship.client.bench_options import BenchOptions
+from tuneship.options import add_options, options_from_args
 
 T = TypeVar("T")
 
@@ -83,21 +84,7 @@ def register(subparsers: Any) -> None:
 
     bench = subparsers.add_parser("bench", help="closed-loop load test: throughput and latency per concurrency")
     add_connection_arguments(bench)
-    bench.add_argument("--wait", type=positive_float, default=None,
-                       help="wait up to N seconds for the server and model to be ready (default: no wait)")
-    bench.add_argument("--concurrency", type=_levels, default=[1, 2, 4, 8, 16, 32],
-                       help="comma-separated concurrency levels")
-    bench.add_argument("--batch-size", type=positive_int, default=1, help="texts per request")
-    bench.add_argument("--texts", type=existing_file, default=None,
-                       help="file of texts, one per line (default: reviews shipped with the client)")
-    bench.add_argument("--images", default=None,
-                       help="an image classifier: folder of images to send (each request row one image)")
-    bench.add_argument("--window", type=positive_float, default=2.0, help="measurement window, seconds")
-    bench.add_argument("--max-windows", type=positive_int, default=10,
-                       help="give up on stability after this many windows")
-    bench.add_argument("--tolerance", type=positive_float, default=0.10, help="stable: 3 windows within this share")
-    bench.add_argument("--output", type=Path, default=Path("runs/bench/latency"),
-                       help="prefix of the .csv, .json and .png written")
+    add_options(bench, BenchOptions)
     bench.set_defaults(handler=run_bench_command)
 
 
@@ -120,16 +107,6 @@ def _generation_params(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
             "top_k": args.top_k, "repetition_penalty": args.repetition_penalty, "seed": args.seed,
             "stop": args.stop or None}
-
-
-def _levels(text: str) -> list[int]:
-    try:
-        levels = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated positive integers, e.g. 1,4,16") from None
-    if not levels or any(level < 1 for level in levels):
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated positive integers, e.g. 1,4,16")
-    return levels
 
 
 def client_options(args: argparse.Namespace, headers: dict[str, str] | None = None) -> Any:
@@ -210,20 +187,21 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from tuneship.client.bench import HEADER, builtin_reviews, run_bench, write_outputs
     from tuneship.client.grpc_client import TritonClient
 
-    if args.texts is not None:
+    bench: BenchOptions = options_from_args(BenchOptions, args)
+    if bench.texts is not None:
         try:
-            raw = Path(args.texts).read_text(encoding="utf-8")
+            raw = bench.texts.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
-            raise CommandError(f"{args.texts}: not valid UTF-8 (byte {error.start})") from None
+            raise CommandError(f"{bench.texts}: not valid UTF-8 (byte {error.start})") from None
         texts: list[Any] = [line.strip() for line in raw.splitlines() if line.strip()]
         if not texts:
-            raise CommandError(f"{args.texts}: no texts in the file")
+            raise CommandError(f"{bench.texts}: no texts in the file")
     else:
         texts = list(builtin_reviews())
     options = client_options(args)
     with TritonClient(args.url, options) as client, explained(args.url, args.model, ready_models(client)):
-        if args.wait:
-            client.wait_until_ready(args.model, timeout_s=args.wait)
+        if bench.wait_s:
+            client.wait_until_ready(args.model, timeout_s=bench.wait_s)
         # an unknown model or a dead server: say so before the load starts
         metadata = client.get_model_metadata(args.model)
     from tuneship.tasks import task_of_metadata
@@ -233,25 +211,26 @@ def run_bench_command(args: argparse.Namespace) -> int:
         raise CommandError(f"model {args.model!r} is not a classifier "
                            f"({served.description if served is not None else 'no tuneship task'}); tuneship bench "
                            "measures classifiers (for generation: genai-perf or benchmarks/generation.py)")
-    given = "images" if args.images is not None else "texts"
+    given = "images" if bench.images is not None else "texts"
     if served.item_source != given:
         raise CommandError(f"model {args.model!r} takes images: pass --images FOLDER" if given == "texts" else
                            f"--images: model {args.model!r} takes texts, not images (use --texts FILE)")
-    if args.images is not None:
+    if bench.images is not None:
         from tuneship.client.errors import InvalidInputError
         from tuneship.client.images import read_image_folder
 
         try:
-            texts = list(read_image_folder(args.images))
+            texts = list(read_image_folder(bench.images))
         except InvalidInputError as error:
             raise CommandError(f"--images: {error}") from None
-    print(f"closed-loop load on {args.model} at {args.url}: batch {args.batch_size}, windows of {args.window:g}s")
+    print(f"closed-loop load on {args.model} at {args.url}: batch {bench.batch_size}, windows of "
+          f"{bench.window_s:g}s")
     print(HEADER)
     with explained(args.url, args.model):
-        results = asyncio.run(run_bench(args.url, args.model, args.concurrency, texts, args.batch_size, args.window,
-                                        args.max_windows, args.tolerance, args.timeout, options))
-    title = f"{args.model}: latency vs throughput (batch {args.batch_size})"
-    for path in write_outputs(results, args.output, title):
+        results = asyncio.run(run_bench(args.url, args.model, bench.concurrency, texts, bench.batch_size,
+                                        bench.window_s, bench.max_windows, bench.tolerance, args.timeout, options))
+    title = f"{args.model}: latency vs throughput (batch {bench.batch_size})"
+    for path in write_outputs(results, bench.output, title):
         print(f"wrote {path}")
     return 0
 

@@ -7,8 +7,6 @@ and the previous version goes on answering (Triton only swaps once the new one i
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,14 +61,12 @@ def switch_to(client: TritonClient, repository: Path, name: str, produce: Callab
               mode: PublishMode = "explicit", timeout_s: float = 180.0) -> PublishResult:
     """Run `produce` (it writes the pipeline's next versions into the repository and returns them), then make the
     server serve them; on failure remove them again. The caller holds the repository lock."""
-    from tuneship.exporter import pipeline_models
+    from tuneship.exporter import Snapshot, pipeline_models
 
     models = pipeline_models(repository, name)
     started = time.monotonic()
     previous = served_versions(client, models)  # a TritonError here: nothing was exported or changed
-    # Configs live beside the versions, not inside them: keep the old ones to put back on failure.
-    saved = {model: (repository / model / "config.pbtxt").read_bytes() for model in models
-             if (repository / model / "config.pbtxt").is_file()}
+    before = Snapshot(repository, models)
     versions = produce()
     new = ", ".join(f"{m} v{v}" for m, v in versions.items())
     try:
@@ -82,12 +78,7 @@ def switch_to(client: TritonClient, repository: Path, name: str, produce: Callab
                 client.load_model(name)
             _wait_for(client, versions, timeout_s)
     except (TritonError, PublishError) as error:
-        for model, version in versions.items():
-            shutil.rmtree(repository / model / str(version), ignore_errors=True)
-        for model, config in saved.items():
-            temporary = repository / model / ".config.pbtxt.restore"
-            temporary.write_bytes(config)
-            os.replace(temporary, repository / model / "config.pbtxt")
+        before.undo(versions)
         if mode == "explicit":
             # Models of the new version that did load (the ensemble, say) go back to the old files.
             with contextlib.suppress(TritonError):

@@ -12,6 +12,8 @@ from tuneship.lazy import lazy_names
 _WHERE = {
     "INVARIANCE_TOLERANCE": "tuneship.exporter.selection",
     "Pipeline": "tuneship.exporter.repository",
+    "Snapshot": "tuneship.exporter.repository",
+    "config_path": "tuneship.exporter.repository",
     "VARIANTS_FOLDER": "tuneship.exporter.publishing",
     "VARIANTS_INDEX": "tuneship.exporter.publishing",
     "add_export_arguments": "tuneship.exporter.cli",
@@ -63,6 +65,8 @@ if TYPE_CHECKING:
     from tuneship.exporter.publishing import VARIANTS_INDEX as VARIANTS_INDEX
     from tuneship.exporter.quality import macro_f1 as macro_f1
     from tuneship.exporter.repository import Pipeline as Pipeline
+    from tuneship.exporter.repository import Snapshot as Snapshot
+    from tuneship.exporter.repository import config_path as config_path
     from tuneship.exporter.repository import existing_versions as existing_versions
     from tuneship.exporter.repository import latest_version as latest_version
     from tuneship.exporter.repository import publish_copy as publish_copy

@@ -56,6 +56,12 @@ class ExportOptions:
         "flag": "--lock-timeout", "type": non_negative_float})
 
 
+# Options every task's serving has (ServingOptions, the generator's GenerationServing): one flag, one help.
+THREADS = {"help": "ONNX Runtime threads (0: all cores; for an instruct checkpoint, per generation step)",
+           "type": non_negative_int}
+VERSIONS = {"help": "how many latest versions Triton serves", "flag": "--versions", "type": positive_int}
+
+
 @dataclass
 class ServingOptions:
     """What users tune most about how Triton runs a classifier's models."""
@@ -78,11 +84,8 @@ class ServingOptions:
         "choices": ("KIND_CPU", "KIND_GPU")})
     python_instance_count: int = field(default=1, metadata={"help": "instances of tokenizer / postprocess",
                                                             "flag": None})
-    intra_op_threads: int = field(default=0, metadata={
-        "help": "ONNX Runtime threads (0: all cores; for an instruct checkpoint, per generation step)",
-        "type": non_negative_int})
-    versions_to_serve: int = field(default=1, metadata={
-        "help": "how many latest versions Triton serves (every task)", "flag": "--versions", "type": positive_int})
+    intra_op_threads: int = field(default=0, metadata=THREADS)
+    versions_to_serve: int = field(default=1, metadata=VERSIONS)
     # Triton's batcher merges only requests of one shape; texts tokenized in different calls are padded to
     # different lengths, so without buckets they reach the model one by one (BENCHMARKS.md: concurrency 4, 222 ->
     # 339 texts/s with 16). Padding costs little: CPU graphs run token-wise operators on real tokens only.

@@ -100,11 +100,19 @@ def prune_versions(model_dir: Path, keep: int) -> list[int]:
     return removed
 
 
+CONFIG_FILE = "config.pbtxt"
+
+
+def config_path(repository: Path, model: str) -> Path:
+    """Where `model`'s config lives (beside its versions, not inside them)."""
+    return repository / model / CONFIG_FILE
+
+
 def read_config(repository: Path, model: str) -> mc.ModelConfig:
     """`<repository>/<model>/config.pbtxt`; ExportError naming the file when it is missing or not a config."""
     from google.protobuf import text_format
 
-    path = repository / model / "config.pbtxt"
+    path = config_path(repository, model)
     if not path.is_file():
         raise ExportError(f"{path} does not exist: is {model!r} in this repository?")
     try:
@@ -156,6 +164,27 @@ def publish_copy(source: Path, repository: Path, config: mc.ModelConfig, replace
             shutil.copyfile(path, target / name)
 
     return publish_version(repository, config, fill, keep)
+
+
+class Snapshot:
+    """The configs of `models` as they are before a publish, to undo it if the server will not load the result:
+    configs live beside the versions, not inside them, so a new version that fails is removed and the old configs
+    go back (each written aside and renamed into place)."""
+
+    def __init__(self, repository: Path, models: list[str]) -> None:
+        self.repository = repository
+        self.configs = {model: config_path(repository, model).read_bytes() for model in models
+                        if config_path(repository, model).is_file()}
+
+    def undo(self, versions: dict[str, int]) -> None:
+        """Remove `versions` (model -> version published since) and put the saved configs back."""
+        for model, version in versions.items():
+            shutil.rmtree(self.repository / model / str(version), ignore_errors=True)
+        for model, config in self.configs.items():
+            target = config_path(self.repository, model)
+            temporary = target.with_name(f".{CONFIG_FILE}.restore")
+            temporary.write_bytes(config)
+            os.replace(temporary, target)
 
 
 class Pipeline:

@@ -13,11 +13,12 @@ from tuneship.arguments import (
     CommandError,
     existing_file,
     grpc_url,
-    non_negative_float,
     port_number,
     positive_float,
     positive_int,
 )
+from tuneship.monitor.options import ADMIN_KEY_HELP, URL_HELP, UpdateOptions
+from tuneship.options import add_options, options_from_args
 
 STORE_HELP = ("feedback store: a SQLAlchemy URL (sqlite:///feedback.db, postgresql+psycopg://...) or a SQLite "
               "file path (default: $TUNESHIP_FEEDBACK_STORE or feedback.db)")
@@ -55,33 +56,7 @@ def register(subparsers: Any) -> None:
 
     update = subparsers.add_parser(
         "update", help="retrain the served classifier on new labelled data; publish it only if it is better")
-    update.add_argument("new_data", type=existing_file, help="labelled new data (CSV/TSV/JSONL/Parquet)")
-    update.add_argument("--model", required=True, help="the served pipeline (ensemble) to update")
-    update.add_argument("--repository", type=Path, default=Path("model_repository"))
-    update.add_argument("--output", type=Path, required=True, help="where the candidate checkpoint is written")
-    update.add_argument("--checkpoint", type=Path, default=None,
-                        help="the serving version's checkpoint (default: as its export report says)")
-    update.add_argument("--holdout-fraction", type=_fraction, default=0.3,
-                        help="share of the new data held out for the promotion gate")
-    update.add_argument("--replay-ratio", type=non_negative_float, default=1.0,
-                        help="original training examples mixed in per new training example")
-    update.add_argument("--margin", type=non_negative_float, default=1.0,
-                        help="points of accuracy on the held-out new data the candidate must gain")
-    update.add_argument("--max-original-drop", type=non_negative_float, default=1.0,
-                        help="points of accuracy on the original eval set the candidate may lose")
-    update.add_argument("--epochs", type=positive_float, default=None, help="default: the original recipe's")
-    update.add_argument("--learning-rate", type=positive_float, default=None, help="default: the original recipe's")
-    update.add_argument("--seed", type=int, default=42)
-    update.add_argument("--text-column", default="text")
-    update.add_argument("--label-column", default="label")
-    _add_switch_arguments(update)
-    update.add_argument("--no-publish", dest="publish", action="store_false", help="train and gate only")
-    update.add_argument("--shadow-store", default=None,
-                        help="feedback store with logged live answers (PredictionLog): the candidate answers the "
-                             "latest of them and its agreement with the serving version is reported")
-    update.add_argument("--shadow-texts", type=positive_int, default=1000, help="how many logged texts")
-    update.add_argument("--min-shadow-agreement", type=_fraction_or_zero, default=0.0,
-                        help="refuse a candidate that agrees less often than this (0: report only)")
+    add_options(update, UpdateOptions)
     update.set_defaults(handler=run_update_command)
 
     back = subparsers.add_parser(
@@ -106,11 +81,8 @@ def register(subparsers: Any) -> None:
 
 
 def _add_switch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", type=grpc_url, default=None,
-                        help="a running server (explicit model control) to switch to the new version; without it "
-                             "the files are published and a polling server picks them up")
-    parser.add_argument("--admin-key", default=None,
-                        help="key for Triton's restricted APIs (default: $TUNESHIP_ADMIN_KEY)")
+    parser.add_argument("--url", type=grpc_url, default=None, help=URL_HELP)
+    parser.add_argument("--admin-key", default=None, help=ADMIN_KEY_HELP)
 
 
 def _store(location: str) -> Any:
@@ -192,31 +164,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction between 0 and 1")
-    return value
-
-
-def _fraction_or_zero(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
-
-
 def run_update_command(args: argparse.Namespace) -> int:
-    from tuneship.monitor.update import UpdateError, UpdateOptions, run_update
+    from tuneship.monitor.update import UpdateError, run_update
 
-    options = UpdateOptions(
-        name=args.model, new_data=Path(args.new_data), output=args.output, repository=args.repository,
-        checkpoint=args.checkpoint, holdout_fraction=args.holdout_fraction, replay_ratio=args.replay_ratio,
-        margin_points=args.margin, max_original_drop_points=args.max_original_drop, epochs=args.epochs,
-        learning_rate=args.learning_rate, seed=args.seed, text_column=args.text_column,
-        label_column=args.label_column, url=args.url, publish=args.publish, shadow_store=args.shadow_store,
-        shadow_texts=args.shadow_texts, min_shadow_agreement=args.min_shadow_agreement,
-        admin_key=args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"))
+    options = options_from_args(UpdateOptions, args,
+                                admin_key=args.admin_key or os.environ.get("TUNESHIP_ADMIN_KEY"))
     try:
         report = run_update(options)
     except UpdateError as error:

@@ -26,35 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneship.monitor.options import UpdateOptions as UpdateOptions
+
 UPDATES_FILE = "updates.jsonl"
 
 
 class UpdateError(ValueError):
     """The update cannot run; the message says what is missing or wrong."""
-
-
-@dataclass
-class UpdateOptions:
-    name: str = field(metadata={"help": "served pipeline (ensemble) name"})
-    new_data: Path = field(metadata={"help": "labelled new data (CSV/TSV/JSONL/Parquet, text and label columns)"})
-    output: Path = field(metadata={"help": "where the candidate checkpoint is written"})
-    repository: Path = Path("model_repository")
-    checkpoint: Path | None = None  # the serving version's checkpoint (default: from the export report)
-    holdout_fraction: float = 0.3
-    replay_ratio: float = 1.0  # original training examples per new training example
-    margin_points: float = 1.0
-    max_original_drop_points: float = 1.0
-    epochs: float | None = None
-    learning_rate: float | None = None
-    seed: int = 42
-    text_column: str = "text"
-    label_column: str = "label"
-    url: str | None = None  # a running server to switch (explicit model control); None: files only
-    admin_key: str | None = None
-    publish: bool = True  # False: train and gate only
-    shadow_store: str | None = None  # a feedback store with logged live answers: the candidate answers them too
-    shadow_texts: int = 1000
-    min_shadow_agreement: float = 0.0  # a gate on the shadow agreement (0: report only)
 
 
 @dataclass

@@ -95,3 +95,20 @@ def test_the_check_sees_a_spelled_name(tmp_path: Path, monkeypatch: pytest.Monke
     sample = tmp_path / "spell.py"
     sample.write_text('graph = repository / f"{name}_model"\nok = f"{name} is served"\n')
     assert [line.split(": ")[0] for line in _spellings(sample)] == ["spell.py:1"]
+
+
+def test_only_the_exporter_opens_a_models_config_file() -> None:
+    """Deploy, the tuner, the update loop and the client read and write configs through the repository layer."""
+    import ast
+
+    found = []
+    for stage in ("client", "deploy", "monitor", "tuning", "trainer", "tuneship"):
+        for path in sorted((ROOT / stage).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            prose = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}  # docstrings
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and "config.pbtxt" in node.value \
+                        and id(node) not in prose:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == [], "use tuneship.exporter's read_config / write_config / Snapshot / config_path:\n" + \
+        "\n".join(found)

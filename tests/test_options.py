@@ -110,3 +110,51 @@ def test_common_export_options_become_the_tasks_own_and_another_tasks_are_refuse
     with pytest.raises(ExportError, match="a text-classification checkpoint is exported with TextExportOptions, "
                                           "not ImageExportOptions"):
         as_task_options(image, TextExportOptions, "text-classification")
+
+
+def _subcommand(name: str) -> argparse.ArgumentParser:
+    from tuneship.cli import build_parser
+
+    parser = build_parser()
+    found: argparse.ArgumentParser = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return found
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    ("update", "tuneship.monitor.options:UpdateOptions"), ("bench", "tuneship.client.bench_options:BenchOptions"),
+    ("export", "tuneship.exporter.text.options:TextExportOptions"),
+    ("export", "tuneship.exporter.instruct.options:InstructExportOptions")])
+def test_every_field_is_a_flag_with_the_fields_help(command: str, options: str) -> None:
+    from tuneship.lazy import load
+
+    parser = _subcommand(command)
+    helps: dict[str, object] = {}
+    for action in parser._actions:
+        helps.setdefault(action.dest, action.help)  # a flag's hidden old negative name comes after it
+    declared = load(options)
+
+    def check(cls: type) -> None:
+        for spec in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(spec.default_factory) if spec.default_factory is not dataclasses.MISSING \
+                    else False:
+                check(spec.default_factory)  # type: ignore[arg-type]
+            elif spec.metadata.get("flag", "") is not None:
+                assert helps[spec.name] == spec.metadata["help"], f"{command} {spec.name}"
+    check(declared)
+
+
+def test_the_update_and_bench_commands_fill_their_options() -> None:
+    from tuneship.client.bench_options import BenchOptions
+    from tuneship.monitor.options import UpdateOptions
+
+    update = _subcommand("update").parse_args(["README.md", "--model", "m", "--output", "out", "--margin", "2",
+                                              "--no-publish", "--min-shadow-agreement", "0.5"])
+    assert options_from_args(UpdateOptions, update) == UpdateOptions(
+        name="m", new_data=Path("README.md"), output=Path("out"), margin_points=2.0, publish=False,
+        min_shadow_agreement=0.5)
+    bench = _subcommand("bench").parse_args(["--concurrency", "1,4", "--window", "0.5", "--wait", "3"])
+    assert options_from_args(BenchOptions, bench) == BenchOptions(concurrency=(1, 4), window_s=0.5, wait_s=3.0)
+    assert options_from_args(BenchOptions, _subcommand("bench").parse_args([])) == BenchOptions()
+    with pytest.raises(SystemExit):
+        _subcommand("bench").parse_args(["--concurrency", "0"])

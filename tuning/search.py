@@ -53,13 +53,13 @@ class KeptVariant:
 def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[mc.ModelConfig]]:
     """(the model callers use, the models it schedules): an ensemble and its steps, or a single-model classifier and no
     steps (it runs its graph itself)."""
-    from tuneship.exporter import ExportError, Pipeline
+    from tuneship.exporter import ExportError, Pipeline, config_path
     from tuneship.tasks import task_of_config
 
     try:
         pipeline = Pipeline(repository, model)
         if pipeline.caller is None:
-            raise TuneError(f"{repository / model / 'config.pbtxt'} does not exist: is the model in this repository? "
+            raise TuneError(f"{config_path(repository, model)} does not exist: is the model in this repository? "
                             "(--model-repository)")
         served = task_of_config(pipeline.caller)
         if pipeline.layout == "single":

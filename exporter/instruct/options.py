@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tuneship.arguments import non_negative_int, positive_int
-from tuneship.exporter.options import ExportOptions
+from tuneship.arguments import positive_int
+from tuneship.exporter.options import THREADS, VERSIONS, ExportOptions
 
 # The builder's int4 methods (its `algo_config`). Measured on SmolLM2-135M fine-tuned on the sentiment
 # instructions (200 held-out prompts, fp32 0.865 exact match; benchmarks/int4_methods.py, BENCHMARKS.md):
@@ -27,10 +27,8 @@ class GenerationServing:
         "help": "instruct: longest prompt accepted, in tokens", "type": positive_int})
     max_concurrency: int = field(default=4, metadata={
         "help": "instruct: streams generated at once (more requests wait)", "type": positive_int})
-    intra_op_threads: int = field(default=0, metadata={
-        "help": "CPU threads per generation step (0: every CPU the server may use)", "type": non_negative_int})
-    versions_to_serve: int = field(default=1, metadata={"help": "how many latest versions Triton serves",
-                                                        "flag": "--versions", "type": positive_int})
+    intra_op_threads: int = field(default=0, metadata=THREADS)
+    versions_to_serve: int = field(default=1, metadata=VERSIONS)
 
 
 @dataclass
