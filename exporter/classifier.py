@@ -79,7 +79,7 @@ class ClassifierExport(TaskExport[ClassifierOptionsT, Variant, VariantReport]):
     def check_options(self) -> None:
         options = self.options
         if options.precision not in self.precisions:
-            raise ExportError(f"--precision {options.precision} is not for a {self.task_name}; choose one of "
+            raise ExportError(f"--precision {options.precision} is not available for {self.task_name}s; choose one of "
                               f"{', '.join(self.precisions)}")
         if options.calibration not in CALIBRATION_METHODS:
             raise ExportError(f"unknown --calibration {options.calibration!r}; choose one of "

@@ -32,7 +32,4 @@ def export_checkpoint(options: ExportOptions) -> Any:
     if layout not in exported_task(task).layouts:
         raise ExportError(f"{options.checkpoint}: --layout {layout} is for text classifiers; a {task} checkpoint "
                           "is published in its own layout (leave --layout out)")
-    if layout == "single" and options.target != "cpu":
-        raise ExportError("--layout single runs the graph in ONNX Runtime on the CPU inside a Python model; for "
-                          f"--target {options.target} use the ensemble layout (leave --layout out)")
     return run_export(export(options))

@@ -64,3 +64,24 @@ def test_a_label_change_is_refused_unless_asked_for(tmp_path: Path) -> None:
     check_label_change(tmp_path, "sentiment", ["neg", "neutral", "pos"], allowed=True)
 
 
+
+
+def test_each_export_refuses_options_it_cannot_honour_before_any_work() -> None:
+    from tuneship.exporter import ExportError, ImageExportOptions, InstructExportOptions, TextExportOptions
+    from tuneship.exporter.image.export import ImageClassifierExport
+    from tuneship.exporter.instruct.export import InstructExport
+    from tuneship.exporter.options import ServingOptions
+    from tuneship.exporter.text.export import TextClassifierExport
+
+    nowhere = Path("does-not-exist")  # nothing is loaded: the options are checked first
+    with pytest.raises(ExportError, match="--layout single runs the graph in ONNX Runtime on the CPU"):
+        TextClassifierExport(TextExportOptions(checkpoint=nowhere, target="gpu",
+                                               serving=ServingOptions(layout="fused"))).check_options()
+    with pytest.raises(ExportError, match="--precision int4 is for instruct checkpoints"):
+        TextClassifierExport(TextExportOptions(checkpoint=nowhere, precision="int4")).check_options()
+    with pytest.raises(ExportError, match="--precision int4 is not available for image classifiers"):
+        ImageClassifierExport(ImageExportOptions(checkpoint=nowhere, precision="int4")).check_options()
+    with pytest.raises(ExportError, match="--precision int8 is not available for an instruct checkpoint on a CPU"):
+        InstructExport(InstructExportOptions(checkpoint=nowhere, precision="int8")).check_options()
+    with pytest.raises(ExportError, match=r"model name '\.\./x'"):
+        TextClassifierExport(TextExportOptions(checkpoint=nowhere, name="../x"))

@@ -33,6 +33,9 @@ class TextClassifierExport(ClassifierExport[TextExportOptions]):
         if self.options.precision == "int4":
             raise ExportError("--precision int4 is for instruct checkpoints; a text classifier takes fp32, fp16 or "
                               "int8")
+        if self.options.serving.layout == "single" and self.options.target != "cpu":
+            raise ExportError("--layout single runs the graph in ONNX Runtime on the CPU inside a Python model; for "
+                              f"--target {self.options.target} use the ensemble layout (leave --layout out)")
         super().check_options()
 
     def load(self) -> None:
