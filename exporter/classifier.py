@@ -14,21 +14,14 @@ from tuneship.exporter.errors import ExportError
 from tuneship.exporter.options import ClassifierExportOptions
 from tuneship.exporter.publishing import check_label_change, keep_variants
 from tuneship.exporter.quality import reference_behaviour
-from tuneship.exporter.run import TaskExport
+from tuneship.exporter.run import ExportRunReport, TaskExport
 from tuneship.exporter.selection import VariantReport, apply_gate, choose, format_table
 from tuneship.exporter.validation import ValidationResult
 from tuneship.exporter.variants import CALIBRATION_METHODS, Variant
 
 
 @dataclass
-class ExportReport:
-    name: str
-    repository: str
-    versions: dict[str, int]
-    target: str
-    chosen: str
-    reason: str
-    variants: list[dict[str, Any]]
+class ExportReport(ExportRunReport):
     validation: dict[str, Any]
     eval_accuracy: float | None
     onnx_size_bytes: int
@@ -37,10 +30,6 @@ class ExportReport:
     reference: dict[str, Any] | None = None  # the published variant's behaviour on the gate texts
     checkpoint: str = ""  # where the published model came from (tuneship update continues from it)
     layout: str = "ensemble"  # how it was published, for the reader (the tools read the configs themselves)
-
-    def describe(self) -> str:
-        return (f"published {self.chosen} for {self.target} as {self.name} in {self.repository}: "
-                + ", ".join(f"{m} v{v}" for m, v in self.versions.items()) + f"\nwhy: {self.reason}")
 
 
 def gate_and_choose(reports: list[VariantReport], options: ClassifierExportOptions) -> tuple[VariantReport, str]:

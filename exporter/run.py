@@ -11,7 +11,7 @@ import json
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -22,6 +22,23 @@ from tuneship.exporter.repository import check_model_name, write_text_atomic
 from tuneship.progress import step
 
 REPORT_FILE = "export_report.json"
+
+
+@dataclass
+class ExportRunReport:
+    """What every export's report says (`export_report.json` beside the model); each task adds its figures."""
+
+    name: str
+    repository: str
+    versions: dict[str, int]
+    target: str
+    chosen: str
+    reason: str
+    variants: list[dict[str, Any]]
+
+    def describe(self) -> str:
+        return (f"published {self.chosen} for {self.target} as {self.name} in {self.repository}: "
+                + ", ".join(f"{m} v{v}" for m, v in self.versions.items()) + f"\nwhy: {self.reason}")
 
 
 class Named(Protocol):

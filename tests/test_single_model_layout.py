@@ -80,9 +80,10 @@ def test_the_fused_model_answers_as_the_ensemble_does(both_layouts: Path) -> Non
         assert 'tuneship_texts_refused_total{model="tinyf",reason="empty"' in metrics
 
 
-def test_the_command_line_asks_for_the_layout(tmp_path: Path) -> None:
+def test_the_command_line_asks_for_the_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
+    monkeypatch.setattr("tuneship.exporter.export.checkpoint_task", lambda path: "text-classification")
     from tuneship.exporter.cli import add_export_arguments, export_options_from_args
 
     parser = argparse.ArgumentParser()
@@ -242,9 +243,11 @@ def test_bad_requests_batched_beside_good_ones_harm_nobody(both_layouts: Path) -
     assert refused[0] == 60  # every bad request refused on its own, with INVALID_ARG
 
 
-def test_the_old_name_fused_still_works_with_a_notice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_old_name_fused_still_works_with_a_notice(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
+    monkeypatch.setattr("tuneship.exporter.export.checkpoint_task", lambda path: "text-classification")
     from tuneship.exporter.cli import add_export_arguments, export_options_from_args
     from tuneship.exporter.model_configs import is_single_model
     from tuneship.exporter.repository import Pipeline, write_config

@@ -23,7 +23,7 @@ from tuneship.exporter.instruct.build import GenaiVariant, build_variant, check_
 from tuneship.exporter.instruct.measure import GenaiReport, GenaiRunner, decode_speed, first_difference, torch_greedy
 from tuneship.exporter.instruct.options import InstructExportOptions
 from tuneship.exporter.instruct.publishing import publish_generator
-from tuneship.exporter.run import TaskExport
+from tuneship.exporter.run import ExportRunReport, TaskExport
 from tuneship.progress import step
 
 VALIDATION_TOKENS = 16
@@ -43,14 +43,7 @@ def _variants_to_build(options: InstructExportOptions) -> list[str]:
 
 
 @dataclass
-class GeneratorExportReport:
-    name: str
-    repository: str
-    versions: dict[str, int]
-    target: str
-    chosen: str
-    reason: str
-    variants: list[dict[str, Any]]
+class GeneratorExportReport(ExportRunReport):
     exported_at: str
     task: str = "instruct"
 
