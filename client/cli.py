@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tuneship.arguments import (
@@ -101,12 +102,37 @@ def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
                         help="above 1 discourages repeating tokens")
     parser.add_argument("--seed", type=non_negative_int, default=None, help="sampling: random seed")
     parser.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
+    constraint = parser.add_mutually_exclusive_group()
+    constraint.add_argument("--choice", action="append", default=[], metavar="ANSWER",
+                            help="the answer must be one of these (repeatable), e.g. --choice positive --choice "
+                                 "negative")
+    constraint.add_argument("--regex", default=None, help="the answer must match this regular expression")
+    constraint.add_argument("--json-schema", type=_json_schema, default=None, metavar="SCHEMA",
+                            help="the answer must be JSON valid against this schema (JSON text, or @FILE)")
+
+
+def _json_schema(text: str) -> dict[str, Any]:
+    source = text
+    if text.startswith("@"):
+        try:
+            source = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"{text[1:]}: {error.strerror}") from None
+    try:
+        schema = json.loads(source)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error.msg} at line {error.lineno} column "
+                                         f"{error.colno})") from None
+    if not isinstance(schema, dict):
+        raise argparse.ArgumentTypeError("a JSON schema is an object")
+    return schema
 
 
 def _generation_params(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
             "top_k": args.top_k, "repetition_penalty": args.repetition_penalty, "seed": args.seed,
-            "stop": args.stop or None}
+            "stop": args.stop or None, "choices": args.choice or None, "regex": args.regex,
+            "json_schema": args.json_schema}
 
 
 def client_options(args: argparse.Namespace, headers: dict[str, str] | None = None) -> Any:

@@ -52,6 +52,15 @@ _BY_STATUS: dict[str, type[TritonError]] = {
 }
 
 
+# Errors that reach a gRPC stream (decoupled models) carry a message and no status: the generator model starts
+# its messages with the status, so a stream's refusal is typed (and retried, or not) like a unary call's.
+_BY_PREFIX: dict[str, type[TritonError]] = {
+    "invalid argument:": InvalidInputError,
+    "resource exhausted:": ResourceExhaustedError,
+    "unavailable:": ServerUnavailableError,
+}
+
+
 def from_triton_exception(error: Exception) -> TritonError:
     """Map tritonclient's InferenceServerException (or a gRPC error) to our hierarchy."""
     status_attr = getattr(error, "status", None)
@@ -66,6 +75,8 @@ def from_triton_exception(error: Exception) -> TritonError:
     lowered = message.lower()
     # Triton answers restricted APIs without the key with UNAVAILABLE; the message tells them apart.
     cls = PermissionDeniedError if "restricted" in lowered and "header" in lowered else _BY_STATUS.get(status)
+    if cls is None:
+        cls = next((typed for prefix, typed in _BY_PREFIX.items() if lowered.startswith(prefix)), None)
     if cls is None:
         if "deadline" in lowered or "timeout" in lowered:
             cls = DeadlineExceededError

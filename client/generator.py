@@ -65,10 +65,13 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
         tensors["messages"] = one(json.dumps(messages).encode("utf-8"), np.object_)
     tensors["stream"] = one(stream, np.bool_)
     _check_params(params)
+    guided = _constraint(params)
+    if guided:
+        tensors["sampling_parameters"] = one(json.dumps(guided).encode("utf-8"), np.object_)
     kinds = {"max_tokens": np.int32, "min_tokens": np.int32, "temperature": np.float32, "top_p": np.float32,
              "top_k": np.int32, "repetition_penalty": np.float32, "random_seed": np.uint64}
     for name, value in params.items():
-        if value is None:
+        if value is None or name in CONSTRAINTS:
             continue
         if name == "stop":
             stops = [value] if isinstance(value, str) else list(value)
@@ -79,9 +82,42 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
             name = "random_seed"
         if name not in kinds:
             raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, min_tokens, "
-                                    "temperature, top_p, top_k, repetition_penalty, seed or stop")
+                                    "temperature, top_p, top_k, repetition_penalty, seed, stop, choices, regex or "
+                                    "json_schema")
         tensors[name] = one(value, kinds[name])
     return tensors
+
+
+# A constrained answer: the parameter here -> the server's (vLLM's) name.
+CONSTRAINTS = {"choices": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}
+
+
+def _constraint(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's constraint as the server takes it (at most one: a list of answers, a regular expression or a
+    JSON schema), checked here with the server's words."""
+    given = {name: params[name] for name in CONSTRAINTS if params.get(name) is not None}
+    if len(given) > 1:
+        raise InvalidInputError(f"give one constraint per request, not {' and '.join(given)}")
+    if not given:
+        return {}
+    name, value = next(iter(given.items()))
+    if name == "choices":
+        if isinstance(value, str) or not all(isinstance(c, str) and c for c in value) or not list(value):
+            raise InvalidInputError("choices must be a non-empty list of non-empty strings")
+        value = list(value)
+    elif name == "regex":
+        if not isinstance(value, str) or not value:
+            raise InvalidInputError("regex must be a non-empty regular expression")
+    else:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise InvalidInputError(f"json_schema is not valid JSON ({error.msg})") from None
+        if not isinstance(value, Mapping):
+            raise InvalidInputError("json_schema must be a JSON schema (an object)")
+        value = dict(value)
+    return {CONSTRAINTS[name]: value}
 
 
 def _check_params(params: Mapping[str, Any]) -> None:

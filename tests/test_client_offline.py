@@ -135,3 +135,24 @@ def test_client_metrics_count_calls_that_fail_before_anything_is_sent() -> None:
                                      {"model": "sentiment", "outcome": "serverunavailable"}) == 1
 
 
+
+
+def test_a_streams_refusal_is_typed_by_the_status_its_message_starts_with() -> None:
+    """gRPC streams carry an error's message only; the generator starts it with the status."""
+    from tritonclient.utils import InferenceServerException
+
+    from tuneship.client.errors import (
+        InvalidInputError,
+        ResourceExhaustedError,
+        ServerError,
+        ServerUnavailableError,
+        from_triton_exception,
+    )
+
+    def typed(message: str) -> type:
+        return type(from_triton_exception(InferenceServerException(msg=message)))
+
+    assert typed("invalid argument: guided_regex: cannot be applied") is InvalidInputError
+    assert typed("resource exhausted: 16 requests wait (max_queue 16)") is ResourceExhaustedError
+    assert typed("unavailable: the generator is shutting down") is ServerUnavailableError
+    assert typed("generation failed: invalid argument: deep inside") is ServerError  # only a leading status counts

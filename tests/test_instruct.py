@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -333,3 +334,67 @@ def test_health_and_healing_work_for_a_streaming_model(server: TritonServer) -> 
     assert answered, "the generator did not come back within 30 s"
     assert server.watcher is not None and server.watcher.heals >= 1
     assert health().returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_constrained_answers_keep_to_their_choice_pattern_or_schema(server: TritonServer) -> None:
+    """The tiny model answers noise; the engine's grammar guidance keeps every answer inside its constraint."""
+    import re
+
+    schema = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]},
+                                               "stars": {"type": "integer", "minimum": 1, "maximum": 5}},
+              "required": ["sentiment", "stars"], "additionalProperties": False}
+    with TritonClient(server.grpc_url) as client:
+        generator = Generator(client, "chat")
+        free = generator.generate(PROMPT, max_tokens=8).text
+        chosen = generator.generate(PROMPT, max_tokens=8, choices=["positive", "negative"]).text
+        assert chosen in ("positive", "negative") and free not in ("positive", "negative")
+        assert re.fullmatch(r"[0-9]{3}-[a-z]{2}", generator.generate(PROMPT, max_tokens=12, regex=r"[0-9]{3}-[a-z]{2}")
+                            .text)
+        shaped = generator.generate(PROMPT, max_tokens=200, json_schema=schema)
+        assert shaped.finish_reason == "stop", shaped.text  # the grammar ended the answer, not max_tokens
+        answer = json.loads(shaped.text)
+        assert set(answer) == {"sentiment", "stars"} and answer["sentiment"] in ("positive", "negative")
+        assert isinstance(answer["stars"], int)
+        # Sampled answers keep to it too, streamed as well.
+        stream = generator.stream(PROMPT, max_tokens=8, temperature=1.0, seed=3, choices=["yes", "no"])
+        assert "".join(stream) in ("yes", "no")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_tuneship_generate_takes_the_constraints(server: TritonServer, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from tuneship.cli import main
+
+    url = ["--url", server.grpc_url, "--model", "chat", "--max-tokens", "40"]
+    assert main(["generate", *url, "--choice", "yes", "--choice", "no", PROMPT]) == 0
+    assert capsys.readouterr().out.strip() in ("yes", "no")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+                                  "additionalProperties": False}))
+    assert main(["generate", *url, "--json-schema", f"@{schema}", PROMPT]) == 0
+    assert json.loads(capsys.readouterr().out.strip()) in ({"ok": True}, {"ok": False})
+    with pytest.raises(SystemExit):
+        main(["generate", *url, "--json-schema", "{oops", PROMPT])
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_malformed_constraint_is_refused_naming_it(server: TritonServer) -> None:
+    with TritonClient(server.grpc_url) as client:
+        generator = Generator(client, "chat")
+        with pytest.raises(InvalidInputError, match=r"guided_regex: cannot be applied: .*unclosed"):
+            generator.generate(PROMPT, max_tokens=4, regex="(unclosed")
+        with pytest.raises(InvalidInputError, match="give one constraint per request, not choices and regex"):
+            generator.generate(PROMPT, choices=["a"], regex="a")
+        with pytest.raises(InvalidInputError, match="choices must be a non-empty list"):
+            generator.generate(PROMPT, choices=[])
+        # The server says the same to a caller that skips the client's checks (Triton's generate endpoint).
+        body = json.dumps({"text_input": PROMPT, "parameters": {"max_tokens": 4, "guided_json": "{not json"}})
+        request = urllib.request.Request(f"http://{server.http_url}/v2/models/chat/generate", data=body.encode())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 400 and "guided_json is not valid JSON" in refused.value.read().decode()

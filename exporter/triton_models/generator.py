@@ -8,7 +8,9 @@ Inputs follow Triton's vLLM and TensorRT-LLM backends, so Triton's `/generate` a
 and existing LLM tools work unchanged: `text_input` (or `messages`, a JSON list of chat messages, formatted with
 the model's own chat template), `stream`, `sampling_parameters` (a JSON object, as the vLLM backend takes it),
 and the sampling inputs `max_tokens`, `min_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`,
-`random_seed`, `stop`; request parameters (the generate endpoint's "parameters") are read too. Output:
+`random_seed`, `stop`; request parameters (the generate endpoint's "parameters") are read too. A request may
+constrain its answer with one of `guided_choice` (a list of answers), `guided_regex` or `guided_json` (a JSON
+schema), in `sampling_parameters` or the request parameters, as vLLM takes them. Output:
 `text_output`, one piece per response when streaming (the last carries `finish_reason` and `completion_tokens`),
 the whole text in one response otherwise. Each request runs in its own thread with its own generator; a
 cancelled request (the caller went away) stops generating.
@@ -27,11 +29,55 @@ import triton_python_backend_utils as pb_utils
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
-                  "stop", "stream")
+                  "stop", "stream", "guided_choice", "guided_regex", "guided_json")
+# Constrained answers, by the names vLLM uses: one of them per request, applied by onnxruntime-genai's grammar
+# guidance (llguidance), so every generated token keeps the answer inside the constraint.
+GUIDES = ("guided_choice", "guided_regex", "guided_json")
+
+
+def guidance(options: dict[str, Any]) -> tuple[str, str] | None:
+    """(onnxruntime-genai's guidance type, its data) for the request's constraint, or None; ValueError naming the
+    parameter when it is malformed."""
+    given = [name for name in GUIDES if options.get(name) not in (None, "", [])]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise ValueError(f"give one constraint per request, not {' and '.join(given)}")
+    name = given[0]
+    value = options[name]
+    if name == "guided_choice":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(c, str) and c for c in value):
+            raise ValueError("guided_choice must be a non-empty list of non-empty strings")
+        # A Lark grammar of string literals (JSON-escaped): any text is matched literally, whatever it holds.
+        return "lark_grammar", "start: " + " | ".join(json.dumps(c) for c in value)
+    if name == "guided_regex":
+        if not isinstance(value, str):
+            raise ValueError("guided_regex must be a regular expression (a string)")
+        return "regex", value
+    schema = value
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"guided_json is not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(schema, dict):
+        raise ValueError("guided_json must be a JSON schema (an object)")
+    # Compact JSON unless the schema asks otherwise: with free whitespace a weak model can spend every token it
+    # has on newlines and tabs (measured: the test suite's tiny model never closed its object).
+    schema.setdefault("x-guidance", {"whitespace_flexible": False})
+    return "json_schema", json.dumps(schema)
 
 
 def _invalid(message: str) -> Any:
+    """The caller's mistake. A gRPC stream carries an error's message only, so it starts with its status (the
+    client types it by that); unary calls and the generate endpoints get the code too (400 over HTTP)."""
     code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    message = f"invalid argument: {message}"
     return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
 
 
@@ -242,12 +288,13 @@ class TritonPythonModel:
                                  f"(context window {self.context_length})")
             search, _ = self._search(options, len(ids))
             stops = [s for s in options.get("stop") or [] if s]
+            generator = self._generator(search, guidance(options))
         except (ValueError, TypeError) as error:
             self._count(self.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=_invalid(str(error))))
             return
         try:
-            self._run(request, outbox, ids, search, stops, stream, started)
+            self._run(request, outbox, generator, ids, stops, stream, started)
         except Exception as error:  # the generator failed: the caller gets an error, never a hang
             self._count(self.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"generation failed: {error}")))
@@ -255,12 +302,22 @@ class TritonPythonModel:
             with self.lock:
                 self.in_flight -= 1
 
-    def _run(self, request: Any, outbox: _Outbox, ids: Any, search: dict[str, Any], stops: list[str], stream: bool,
-             started: float) -> None:
-        og = self.og
-        params = og.GeneratorParams(self.model)
+    def _generator(self, search: dict[str, Any], guide: tuple[str, str] | None) -> Any:
+        """A generator for one request; an invalid constraint is the caller's error (ValueError), named."""
+        params = self.og.GeneratorParams(self.model)
         params.set_search_options(**search)
-        generator = og.Generator(self.model, params)
+        if guide is None:
+            return self.og.Generator(self.model, params)
+        kind, data = guide
+        try:
+            params.set_guidance(kind, data)
+            return self.og.Generator(self.model, params)
+        except Exception as error:  # llguidance's parse error, with the position
+            what = {"lark_grammar": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}[kind]
+            raise ValueError(f"{what}: cannot be applied: {' '.join(str(error).split())[:400]}") from None
+
+    def _run(self, request: Any, outbox: _Outbox, generator: Any, ids: Any, stops: list[str], stream: bool,
+             started: float) -> None:
         generator.append_tokens([list(ids)])
         self._count(self.prompt_tokens, len(ids))
         decoder = self.tokenizer.create_stream()
