@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tuneship.arguments import positive_int
+from tuneship.arguments import non_negative_int, positive_int
 from tuneship.exporter.options import THREADS, VERSIONS, ExportOptions
 
 # The builder's int4 methods (its `algo_config`). Measured on SmolLM2-135M fine-tuned on the sentiment
@@ -27,6 +27,9 @@ class GenerationServing:
         "help": "instruct: longest prompt accepted, in tokens", "type": positive_int})
     max_concurrency: int = field(default=4, metadata={
         "help": "instruct: streams generated at once (more requests wait)", "type": positive_int})
+    max_queue: int = field(default=16, metadata={
+        "help": "instruct: requests that may wait for a slot, in arrival order; more are refused at once "
+                "(RESOURCE_EXHAUSTED, naming the limit)", "type": non_negative_int})
     intra_op_threads: int = field(default=0, metadata=THREADS)
     versions_to_serve: int = field(default=1, metadata=VERSIONS)
 

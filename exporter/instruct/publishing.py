@@ -52,7 +52,7 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
         config.output.add(name=output_name, data_type=data_type, dims=dims)
     config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value("KIND_CPU"), count=1)
     config.version_policy.latest.num_versions = serving.versions_to_serve
-    for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency",
+    for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency", "max_queue",
                 "intra_op_threads"):
         config.parameters[key].string_value = str(getattr(serving, key))
     config.parameters["task"].string_value = TEXT_GENERATION.name

@@ -81,6 +81,13 @@ def _invalid(message: str) -> Any:
     return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
 
 
+def _exhausted(message: str) -> Any:
+    """A full queue: RESOURCE_EXHAUSTED (the client's retry policy knows it); the message starts with it too."""
+    code = getattr(pb_utils.TritonError, "RESOURCE_EXHAUSTED", None) or getattr(pb_utils.TritonError, "UNAVAILABLE",
+                                                                                  None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
 def _scalar(request: Any, name: str) -> Any:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
@@ -169,8 +176,12 @@ class TritonPythonModel:
         if os.path.isfile(template_path):
             with open(template_path, encoding="utf-8") as handle:
                 self.template = handle.read()
-        self.executor = ThreadPoolExecutor(max_workers=int(parameters.get("max_concurrency", "4")),
-                                           thread_name_prefix="generate")
+        self.max_concurrency = int(parameters.get("max_concurrency", "4"))
+        # Requests beyond the running ones wait in arrival order (the executor's queue), up to max_queue; more
+        # are refused at once, so a burst gets a clear answer instead of waiting without bound.
+        self.max_queue = int(parameters.get("max_queue", str(4 * self.max_concurrency)))
+        self.executor = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="generate")
+        self.running = 0
         self.outgoing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send")
         self.in_flight = 0
         self.lock = threading.Lock()
@@ -191,12 +202,27 @@ class TritonPythonModel:
             "ttft": pb_utils.MetricFamily("tuneship_generation_time_to_first_token_seconds",
                                           "Server-side time from request to first generated token",
                                           pb_utils.MetricFamily.HISTOGRAM),
+            "running": pb_utils.MetricFamily("tuneship_generation_running", "Requests generating now",
+                                             pb_utils.MetricFamily.GAUGE),
+            "queued": pb_utils.MetricFamily("tuneship_generation_queued",
+                                            "Requests waiting for a generation slot", pb_utils.MetricFamily.GAUGE),
+            "queue_time": pb_utils.MetricFamily("tuneship_generation_queue_seconds",
+                                                "Time a request waited for a generation slot",
+                                                pb_utils.MetricFamily.HISTOGRAM),
+            "refused": pb_utils.MetricFamily("tuneship_generation_refused_total",
+                                             "Requests refused before generating, by reason",
+                                             pb_utils.MetricFamily.COUNTER),
         }
         self.tokens = self.families["tokens"].Metric(labels=labels)
         self.prompt_tokens = self.families["prompt"].Metric(labels=labels)
         self.ttft = self.families["ttft"].Metric(labels=labels, buckets=TTFT_BUCKETS)
         self.finished = {reason: self.families["requests"].Metric(labels={**labels, "finish_reason": reason})
                          for reason in ("stop", "length", "cancelled", "error")}
+        self.running_gauge = self.families["running"].Metric(labels=labels)
+        self.queued_gauge = self.families["queued"].Metric(labels=labels)
+        self.queue_time = self.families["queue_time"].Metric(labels=labels, buckets=TTFT_BUCKETS)
+        self.refused = {reason: self.families["refused"].Metric(labels={**labels, "reason": reason})
+                        for reason in ("queue_full", "expired")}
 
     # -- one request --------------------------------------------------------------------------------------
 
@@ -275,9 +301,38 @@ class TritonPythonModel:
         search["repetition_penalty"] = penalty
         return search, max_tokens
 
-    def _generate(self, request: Any, sender: Any) -> None:
+    def _generate(self, request: Any, sender: Any, arrived: float) -> None:
         started = time.perf_counter()
         outbox = _Outbox(self, sender)
+        with self.lock:
+            self.running += 1
+            self._gauges()
+        self._count(self.queue_time, started - arrived, observe=True)
+        try:
+            if started - arrived > 0.01 and self._cancelled(request):
+                # Its caller gave up (or its deadline passed) while it waited: nothing to generate for.
+                self._count(self.refused["expired"], 1)
+                self._count(self.finished["cancelled"], 1)
+                outbox.final()
+                return
+            self._answer(request, outbox, arrived)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.in_flight -= 1
+                self._gauges()
+
+    def _gauges(self) -> None:
+        """Running and queued requests now (called with the lock held)."""
+        running, queued = self.running, self.in_flight - self.running
+        self.outgoing.submit(self._set, self.running_gauge, running)
+        self.outgoing.submit(self._set, self.queued_gauge, queued)
+
+    def _set(self, gauge: Any, value: float) -> None:
+        with self.ipc:
+            gauge.set(value)
+
+    def _answer(self, request: Any, outbox: "_Outbox", started: float) -> None:
         try:
             options = self._options(request)
             stream = bool(options.get("stream", False))
@@ -298,9 +353,6 @@ class TritonPythonModel:
         except Exception as error:  # the generator failed: the caller gets an error, never a hang
             self._count(self.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"generation failed: {error}")))
-        finally:
-            with self.lock:
-                self.in_flight -= 1
 
     def _generator(self, search: dict[str, Any], guide: tuple[str, str] | None) -> Any:
         """A generator for one request; an invalid constraint is the caller's error (ValueError), named."""
@@ -390,9 +442,21 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
+            arrived = time.perf_counter()
+            sender = request.get_response_sender()
             with self.lock:
-                self.in_flight += 1
-            self.executor.submit(self._generate, request, request.get_response_sender())
+                full = self.in_flight >= self.max_concurrency + self.max_queue
+                if not full:
+                    self.in_flight += 1
+                    self._gauges()
+            if full:
+                self._count(self.refused["queue_full"], 1)
+                self._send(sender, pb_utils.InferenceResponse(error=_exhausted(
+                    f"resource exhausted: {self.max_concurrency} requests are generating and {self.max_queue} "
+                    f"wait (max_concurrency {self.max_concurrency}, max_queue {self.max_queue}); retry later")),
+                    FINAL)
+                continue
+            self.executor.submit(self._generate, request, sender, arrived)
         return None
 
     def finalize(self) -> None:

@@ -1,0 +1,76 @@
+"""The generator's bounded queue, on the real embedded Triton: one slot, one waiting place. Requests beyond them are
+refused at once with the limit named, a waiting request starts when the slot frees, and the counts are published."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lanes import costs
+from servers import running_server
+
+from tuneship.client import ClientOptions, Generator, ResourceExhaustedError, RetryPolicy, TritonClient
+from tuneship.deploy import TritonServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+PROMPT = "Is this review positive or negative? A gripping film."
+
+
+@pytest.fixture(scope="module")
+@costs("integration")
+def server(generator_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    from tuneship.exporter import read_config, write_config
+
+    repository = tmp_path_factory.mktemp("one-slot")
+    shutil.copytree(generator_repository / "chat", repository / "chat")
+    config = read_config(repository, "chat")
+    config.parameters["max_concurrency"].string_value = "1"
+    config.parameters["max_queue"].string_value = "1"
+    write_config(repository, config)
+    with running_server(repository) as running:
+        yield running
+
+
+def _metric(server: TritonServer, name: str, label: str = "") -> float:
+    raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in raw.splitlines()
+               if line.startswith(name) and label in line)
+
+
+def test_a_full_queue_refuses_at_once_and_a_freed_slot_starts_the_waiting_request(server: TritonServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    once = ClientOptions(retry=RetryPolicy(max_attempts=1))
+
+    def short(_: int) -> object:
+        started = time.monotonic()
+        with TritonClient(server.grpc_url, once) as client:
+            try:
+                return Generator(client, "chat").generate(PROMPT, max_tokens=4)
+            except ResourceExhaustedError as error:
+                return error, time.monotonic() - started
+
+    refused_before = _metric(server, "tuneship_generation_refused_total", 'reason="queue_full"')
+    with TritonClient(server.grpc_url, once) as first:
+        running = Generator(first, "chat").stream(PROMPT, max_tokens=2000, min_tokens=2000)
+        pieces = iter(running)
+        next(pieces)  # it holds the only slot now; three more arrive at once: one waits, two are refused
+        with ThreadPoolExecutor(3) as pool:
+            calls = [pool.submit(short, i) for i in range(3)]
+            deadline = time.monotonic() + 10
+            while sum(c.done() for c in calls) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            done = [c.result() for c in calls if c.done()]
+            refusals = [d for d in done if isinstance(d, tuple)]
+            assert len(refusals) == 2, done
+            assert all("max_concurrency 1, max_queue 1" in str(error) and waited < 2.0 for error, waited in refusals)
+            next(pieces)  # the admitted stream goes on
+            running.cancel()  # frees the slot: the waiting request starts and finishes
+            answered = [c.result(timeout=30) for c in calls if not isinstance(c.result(timeout=30), tuple)]
+    assert len(answered) == 1 and answered[0].tokens >= 1  # type: ignore[attr-defined]
+    assert _metric(server, "tuneship_generation_refused_total", 'reason="queue_full"') == refused_before + 2
+    assert _metric(server, "tuneship_generation_queue_seconds_count") >= 2
