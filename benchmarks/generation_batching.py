@@ -140,6 +140,45 @@ def run_engine(path: Path, n: int, tokens: int, threads: int) -> dict[str, Any]:
     return figures
 
 
+def engine_admission(path: Path, threads: int) -> dict[str, Any]:
+    """Does the engine admit a request between steps? Two 40-token requests run; a third arrives after step 5.
+    Continuous batching gives it its first token at step 6; static batching only after the first two finish."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model = _model(path, threads)
+    tokenizer = og.Tokenizer(model)
+    engine = og.Engine(model)
+    buffer = engine.create_event_buffer(64)
+    token_flag, done_flag = og.EngineEventFlags.TOKEN.value, og.EngineEventFlags.TURN_FINISHED.value
+    kept: list[Any] = []
+
+    def begin(text: str, count: int) -> int:
+        request = engine.create_request()
+        options = og.TurnOptions(request)
+        options.set_max_generated_tokens(count)
+        options.set_min_generated_tokens(count)
+        request.begin_turn(np.asarray(tokenizer.encode(text), dtype=np.int32), options)
+        kept.append((request, options))
+        return id(request)
+
+    names = {begin("Tell me about cats.", 40): "first", begin("Tell me about dogs.", 40): "second"}
+    step, first_token, finished = 0, {}, {}
+    while engine.has_pending_requests():
+        events = engine.run(buffer)
+        step += 1
+        for k in range(len(events)):
+            event = events[k]
+            name = names[id(event.request)]
+            if event.flags.value & token_flag:
+                first_token.setdefault(name, step)
+            if event.flags.value & done_flag:
+                finished[name] = step
+        if step == 5:
+            names[begin("Hi", 5)] = "late"
+    return {"late_arrives_after_step": 5, "first_token_step": first_token, "finished_step": finished}
+
+
 def _figures(n: int, counts: list[int], firsts: list[float], wall: float) -> dict[str, Any]:
     ordered = sorted(firsts)
     return {"streams": n, "tokens": sum(counts), "seconds": round(wall, 3),
@@ -157,6 +196,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:  # a measurement in this fresh process
         design, path, n, tokens = args.one
+        if design == "admission":
+            print(json.dumps(engine_admission(Path(path), args.threads)))
+            return
         run = run_engine if design == "engine" else run_threads
         print(json.dumps(run(Path(path), int(n), int(tokens), args.threads)))
         return
@@ -177,6 +219,13 @@ def main() -> None:
             print(f"{design:8} {build:9} {n:>2} streams: " + (
                 f"{row['aggregate_tokens_per_s']:>6.1f} tokens/s, first token p50 {row['ttft_p50_ms']:.0f} ms, "
                 f"max {row['ttft_max_ms']:.0f} ms" if "error" not in row else row["error"]), flush=True)
+    done = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--one", "admission",
+                           str(models["unpruned"]), "3", "40"], capture_output=True, text=True, check=True)
+    admission = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"engine admission: a request arriving after step 5 got its first token at step "
+          f"{admission['first_token_step']['late']} (the running two finished at step "
+          f"{admission['finished_step']['first']})")
+    results.append({"design": "engine", "build": "unpruned", "admission": admission})
     (args.out / "generation_batching.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot(results, args.out / "generation_batching.png")
     print(f"wrote {args.out / 'generation_batching.json'} and .png")
@@ -190,7 +239,7 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
 
     fig, axis = plt.subplots(figsize=(7, 4), dpi=100)
     for key in sorted({(r["design"], r["build"]) for r in results}):
-        rows = [r for r in results if (r["design"], r["build"]) == key and "error" not in r]
+        rows = [r for r in results if (r["design"], r["build"]) == key and "aggregate_tokens_per_s" in r]
         axis.plot([r["streams"] for r in rows], [r["aggregate_tokens_per_s"] for r in rows], "o-",
                   label=f"{key[0]} ({key[1]} build)")
     axis.set_xlabel("concurrent streams")
