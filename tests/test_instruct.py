@@ -249,7 +249,17 @@ def test_concurrent_streams_are_each_answered_correctly(server: TritonServer) ->
 
             return list(await asyncio.gather(*(one(p) for p in prompts * 2)))
 
-    assert asyncio.run(streams()) == expected * 2
+    def batched() -> tuple[float, float]:
+        raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in raw.splitlines()
+                  if line.startswith("tuneship_generation_batch_size_")}
+        return values.get("tuneship_generation_batch_size_sum", 0.0), values.get("tuneship_generation_batch_size_count",
+                                                                                 0.0)
+
+    before = batched()
+    assert asyncio.run(streams()) == expected * 2  # each its own greedy answer, alone or in company
+    rows, steps = (now - then for now, then in zip(batched(), before, strict=True))
+    assert steps > 0 and rows / steps > 1.5  # the 8 streams shared decode steps (4 slots)
 
 
 @pytest.mark.slow
@@ -398,3 +408,64 @@ def test_a_malformed_constraint_is_refused_naming_it(server: TritonServer) -> No
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=30)
         assert refused.value.code == 400 and "guided_json is not valid JSON" in refused.value.read().decode()
+
+
+@pytest.mark.slow
+def test_the_continuous_batch_answers_as_each_request_alone(generator_repository: Path) -> None:
+    """In process: 6 requests arriving one after another through 3 slots (rows leave and others take their
+    place mid-batch) each get the greedy tokens onnxruntime-genai's own generator gives it alone."""
+    import sys
+    import threading
+
+    import onnxruntime_genai as og
+
+    folder = generator_repository / "chat" / "1"
+    sys.path.insert(0, str(folder))
+    from tuneship_batcher import ContinuousBatcher, Sequence
+
+    model = og.Model(str(folder))
+    tokenizer = og.Tokenizer(model)
+    prompts = [list(tokenizer.encode(f"{word} films are")) for word in ("Good", "Long", "Old", "Silent", "Sad", "New")]
+    lengths = [5, 30, 12, 3, 20, 9]
+    alone = []
+    for prompt, count in zip(prompts, lengths, strict=True):
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(prompt) + count, min_length=len(prompt) + count)
+        generator = og.Generator(model, params)
+        generator.append_tokens([prompt])
+        tokens = []
+        while not generator.is_done():
+            generator.generate_next_token()
+            tokens.append(int(generator.get_next_tokens()[0]))
+        alone.append(tokens)
+    batcher = ContinuousBatcher(str(folder), slots=3, threads=2, capacity=16)  # grows as needed
+    got: dict[int, list[int]] = {}
+    reasons: dict[int, str] = {}
+    done = threading.Semaphore(0)
+
+    def sequence(i: int, stop_after: int | None = None) -> Sequence:
+        got[i] = []
+
+        def on_token(token: int) -> bool:
+            got[i].append(token)
+            return stop_after is None or len(got[i]) < stop_after
+
+        def on_finish(reason: str, error: BaseException | None) -> None:
+            assert error is None
+            reasons[i] = reason
+            done.release()
+
+        return Sequence(prompts[i % 6], lengths[i % 6], on_token, on_finish, min_new_tokens=lengths[i % 6])
+
+    try:
+        for i in range(6):
+            batcher.submit(sequence(i))
+            time.sleep(0.01)
+        batcher.submit(sequence(6, stop_after=2))  # its caller stops it: its slot frees at once
+        for _ in range(7):
+            assert done.acquire(timeout=60)
+    finally:
+        batcher.close()
+    assert [got[i] for i in range(6)] == alone
+    assert reasons[6] == "stop" and len(got[6]) == 2 and got[6] == alone[0][:2]
+    assert max(batcher.batch_sizes) == 3 and batcher.capacity >= 16

@@ -32,6 +32,10 @@ class GenerationServing:
                 "(RESOURCE_EXHAUSTED, naming the limit)", "type": non_negative_int})
     intra_op_threads: int = field(default=0, metadata=THREADS)
     versions_to_serve: int = field(default=1, metadata=VERSIONS)
+    batching: str = field(default="continuous", metadata={
+        "help": "instruct: continuous (every running request's next token from one forward pass; a new request "
+                "joins at the next step) or per-request (each request its own generator, as before)",
+        "choices": ("continuous", "per-request")})
 
 
 @dataclass

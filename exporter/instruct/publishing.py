@@ -18,7 +18,7 @@ TRITON_MODELS = Path(__file__).resolve().parents[1] / "triton_models"
 def requirements(provider: str) -> str:
     package = "onnxruntime-genai-cuda" if provider == "cuda" else "onnxruntime-genai"
     return ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
-            f"numpy<2\n{package}>=0.18,<0.19\n")
+            f"numpy<2\n{package}>=0.18,<0.19\nonnxruntime>=1.17\n")
 
 
 # (name, type, dims, optional): the vLLM/TensorRT-LLM backends' names, so Triton's generate endpoints work.
@@ -53,7 +53,7 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
     config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value("KIND_CPU"), count=1)
     config.version_policy.latest.num_versions = serving.versions_to_serve
     for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency", "max_queue",
-                "intra_op_threads"):
+                "intra_op_threads", "batching"):
         config.parameters[key].string_value = str(getattr(serving, key))
     config.parameters["task"].string_value = TEXT_GENERATION.name
     return config
@@ -66,6 +66,7 @@ def publish_generator(repository: Path, name: str, variant: GenaiVariant, servin
             if item.is_file():
                 shutil.copy2(item, target / item.name)
         shutil.copy2(TRITON_MODELS / "generator.py", target / "model.py")
+        shutil.copy2(TRITON_MODELS / "batcher.py", target / "tuneship_batcher.py")
 
     version = publish_version(repository, generator_config(name, serving), fill, keep)
     write_text_atomic(repository / name / "requirements.txt", requirements(variant.provider))

@@ -12,12 +12,15 @@ and the sampling inputs `max_tokens`, `min_tokens`, `temperature`, `top_p`, `top
 constrain its answer with one of `guided_choice` (a list of answers), `guided_regex` or `guided_json` (a JSON
 schema), in `sampling_parameters` or the request parameters, as vLLM takes them. Output:
 `text_output`, one piece per response when streaming (the last carries `finish_reason` and `completion_tokens`),
-the whole text in one response otherwise. Each request runs in its own thread with its own generator; a
-cancelled request (the caller went away) stops generating.
+the whole text in one response otherwise. Requests are continuously batched (`tuneship_batcher.py`, copied
+beside this file: each step decodes the next token of every running request in one forward pass, and a new
+request joins at the next step); constrained requests, and every request with `batching` "per-request", run
+their own og.Generator on their own thread. A cancelled request (the caller went away) stops generating.
 """
 
 import json
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -182,6 +185,19 @@ class TritonPythonModel:
         self.max_queue = int(parameters.get("max_queue", str(4 * self.max_concurrency)))
         self.executor = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="generate")
         self.running = 0
+        # Continuous batching (tuneship_batcher.py beside this file): every unconstrained request's next token
+        # comes from one forward pass of all running ones. Constrained requests keep their own og.Generator,
+        # whose grammar guidance the batcher does not have.
+        self.batcher = None
+        if parameters.get("batching", "continuous") == "continuous":
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            from tuneship_batcher import ContinuousBatcher, Sequence
+
+            self.Sequence = Sequence
+            self.batcher = ContinuousBatcher(
+                directory, slots=self.max_concurrency, threads=int(parameters.get("intra_op_threads", "0")),
+                max_capacity=min(self.context_length, self.max_prompt_tokens + self.max_tokens_limit),
+                on_step=lambda rows: self._count(self.batch_size, rows, observe=True))
         self.outgoing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send")
         self.in_flight = 0
         self.lock = threading.Lock()
@@ -209,6 +225,9 @@ class TritonPythonModel:
             "queue_time": pb_utils.MetricFamily("tuneship_generation_queue_seconds",
                                                 "Time a request waited for a generation slot",
                                                 pb_utils.MetricFamily.HISTOGRAM),
+            "batch": pb_utils.MetricFamily("tuneship_generation_batch_size",
+                                           "Requests decoded together per step (continuous batching)",
+                                           pb_utils.MetricFamily.HISTOGRAM),
             "refused": pb_utils.MetricFamily("tuneship_generation_refused_total",
                                              "Requests refused before generating, by reason",
                                              pb_utils.MetricFamily.COUNTER),
@@ -221,6 +240,7 @@ class TritonPythonModel:
         self.running_gauge = self.families["running"].Metric(labels=labels)
         self.queued_gauge = self.families["queued"].Metric(labels=labels)
         self.queue_time = self.families["queue_time"].Metric(labels=labels, buckets=TTFT_BUCKETS)
+        self.batch_size = self.families["batch"].Metric(labels=labels, buckets=[1, 2, 3, 4, 6, 8, 12, 16, 32, 64])
         self.refused = {reason: self.families["refused"].Metric(labels={**labels, "reason": reason})
                         for reason in ("queue_full", "expired")}
 
@@ -341,15 +361,19 @@ class TritonPythonModel:
             if len(ids) > limit:
                 raise ValueError(f"the prompt has {len(ids)} tokens, over this model's limit of {limit} "
                                  f"(context window {self.context_length})")
-            search, _ = self._search(options, len(ids))
+            search, max_tokens = self._search(options, len(ids))
             stops = [s for s in options.get("stop") or [] if s]
-            generator = self._generator(search, guidance(options))
+            guide = guidance(options)
+            generator = None if guide is None and self.batcher is not None else self._generator(search, guide)
         except (ValueError, TypeError) as error:
             self._count(self.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=_invalid(str(error))))
             return
         try:
-            self._run(request, outbox, generator, ids, stops, stream, started)
+            if generator is None:
+                self._run_batched(request, outbox, list(ids), search, max_tokens, stops, stream, started)
+            else:
+                self._run(request, outbox, generator, ids, stops, stream, started)
         except Exception as error:  # the generator failed: the caller gets an error, never a hang
             self._count(self.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"generation failed: {error}")))
@@ -410,6 +434,62 @@ class TritonPythonModel:
         final = text[sent:] if stream else text
         outbox.final(self._response(final, reason, count))
 
+    def _run_batched(self, request: Any, outbox: _Outbox, ids: list[int], search: dict[str, Any], max_tokens: int,
+                     stops: list[str], stream: bool, started: float) -> None:
+        """The request as one sequence of the continuous batch; this thread waits until it finishes (so the
+        slots and the queue count it as before), the batcher's thread decodes and streams its pieces."""
+        self._count(self.prompt_tokens, len(ids))
+        decoder = self.tokenizer.create_stream()
+        state = {"text": "", "sent": 0, "count": 0, "checked": time.perf_counter(), "cancelled": False}
+        hold = max((len(s) - 1 for s in stops), default=0)
+        finished = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def on_token(token: int) -> bool:
+            now = time.perf_counter()
+            if state["count"] == 0:
+                self._count(self.ttft, now - started, observe=True)
+            elif now - state["checked"] > 0.05:  # a round trip to the server: every 50 ms, not every token
+                state["checked"] = now
+                if outbox.failed or self._cancelled(request):
+                    state["cancelled"] = True
+                    return False
+            state["count"] += 1
+            state["text"] += decoder.decode(token)
+            text = state["text"]
+            hit = min((text.find(s) for s in stops if s in text), default=-1)
+            if hit >= 0:
+                state["text"] = text[:hit]
+                return False
+            if stream:
+                ready = len(text) - hold
+                if ready > state["sent"]:
+                    outbox.piece(text[state["sent"]:ready])
+                    state["sent"] = ready
+            return True
+
+        def on_finish(reason: str, error: BaseException | None) -> None:
+            outcome.update(reason=reason, error=error)
+            finished.set()
+
+        self.batcher.submit(self.Sequence(
+            ids, max_tokens, on_token, on_finish, min_new_tokens=max(0, search.get("min_length", 0) - len(ids)),
+            temperature=float(search.get("temperature", 0.0)) if search.get("do_sample") else 0.0,
+            top_k=int(search.get("top_k", 50)), top_p=float(search.get("top_p", 1.0)),
+            repetition_penalty=float(search.get("repetition_penalty", 1.0)), seed=search.get("random_seed")))
+        finished.wait()
+        if outcome.get("error") is not None:
+            raise outcome["error"]
+        reason = "cancelled" if state["cancelled"] else outcome["reason"]
+        count = state["count"]
+        self._count(self.tokens, count)
+        self._count(self.finished[reason], 1)
+        if reason == "cancelled":
+            outbox.final()
+            return
+        final = state["text"][state["sent"]:] if stream else state["text"]
+        outbox.final(self._response(final, reason, count))
+
     def _count(self, metric: Any, value: float, observe: bool = False) -> None:
         """Metric updates are calls into the server: made by the sender thread, never in a stream's way."""
         self.outgoing.submit(self._update, metric, value, observe)
@@ -460,5 +540,7 @@ class TritonPythonModel:
         return None
 
     def finalize(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.outgoing.shutdown(wait=True)

@@ -1,0 +1,274 @@
+"""Continuous batching for the served generator: every running request's next token comes from one forward pass.
+
+onnxruntime-genai 0.18's `og.Engine` batches only statically on a CPU (a request that arrives while a batch runs
+waits for the whole batch to finish: `benchmarks/generation_batching.py`), and its continuous batching needs paged
+attention, which it builds for CUDA only. Batching decode steps is what makes many users cheap on a CPU too (the
+weights are read once per step for every sequence: one step of 8 sequences costs about 3x one of 1), so this module
+runs the onnxruntime-genai model's decoder graph itself, with ONNX Runtime:
+
+- Each request holds a slot: a row of one key/value buffer per layer ([slots, kv_heads, capacity, head_size]).
+  GroupQueryAttention reads each row's own length from the attention mask and writes the new token's keys and
+  values in place (the past and present buffers are the same memory), so nothing is copied per step.
+- A new request's prompt runs alone (prefill) into its slot, between two decode steps; the decode step then takes
+  every running request, so a request starts at the next step and leaves the batch when it finishes or its caller
+  cancels. Running rows are kept at the front of the buffers; a finished row's slot takes the last one's cache.
+- Tokens are chosen per request (greedy, or temperature / top-k / top-p sampling with its own seeded generator,
+  repetition penalty, a minimum length), and handed to the request's callback, which decodes, streams and may stop.
+
+No Triton import: the generator model (generator.py) wires it to requests, and tests run it in process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+FINISHED_BY_STOP, FINISHED_BY_LENGTH, CANCELLED = "stop", "length", "cancelled"
+
+
+class Sequence:
+    """One request in the batch. `on_token(token)` returns False to stop it (a stop string, a caller gone);
+    `on_finish(reason, error)` is called once, from the batcher's thread."""
+
+    def __init__(self, prompt: list[int], max_new_tokens: int, on_token: Callable[[int], bool],
+                 on_finish: Callable[[str, BaseException | None], None], *, min_new_tokens: int = 0,
+                 temperature: float = 0.0, top_k: int = 50, top_p: float = 1.0, repetition_penalty: float = 1.0,
+                 seed: int | None = None) -> None:
+        self.prompt = list(prompt)
+        self.max_new_tokens, self.min_new_tokens = max_new_tokens, min_new_tokens
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.repetition_penalty = repetition_penalty
+        self.rng = np.random.default_rng(seed)
+        self.on_token, self.on_finish = on_token, on_finish
+        self.seen = set(self.prompt)
+        self.generated = 0
+        self.length = 0  # tokens in the cache
+        self.last = -1  # the token the next step feeds
+        self.slot = -1
+
+    def choose(self, logits: np.ndarray[Any, Any], eos: set[int]) -> int:
+        scores = logits.astype(np.float32, copy=True)
+        if self.repetition_penalty != 1.0 and self.seen:
+            index = np.fromiter(self.seen, dtype=np.int64)
+            picked = scores[index]
+            scores[index] = np.where(picked > 0, picked / self.repetition_penalty, picked * self.repetition_penalty)
+        if self.generated < self.min_new_tokens:
+            scores[list(eos)] = -np.inf
+        if self.temperature <= 0:
+            return int(np.argmax(scores))
+        scores /= self.temperature
+        if 0 < self.top_k < scores.size:
+            cut = np.partition(scores, -self.top_k)[-self.top_k]
+            scores[scores < cut] = -np.inf
+        probabilities = np.exp(scores - scores.max())
+        probabilities /= probabilities.sum()
+        if self.top_p < 1.0:
+            order = np.argsort(-probabilities)
+            cumulative = np.cumsum(probabilities[order])
+            keep = order[:int(np.searchsorted(cumulative, self.top_p)) + 1]
+            mask = np.zeros_like(probabilities)
+            mask[keep] = probabilities[keep]
+            probabilities = mask / mask.sum()
+        return int(self.rng.choice(probabilities.size, p=probabilities))
+
+
+class ContinuousBatcher:
+    """The decoder of an onnxruntime-genai model folder, serving up to `slots` sequences in one batch."""
+
+    def __init__(self, directory: str, slots: int, threads: int = 0, capacity: int = 256,
+                 max_capacity: int | None = None, on_step: Callable[[int], None] | None = None) -> None:
+        import onnxruntime as ort
+
+        with open(os.path.join(directory, "genai_config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)["model"]
+        decoder = config["decoder"]
+        self.layers, self.kv_heads = int(decoder["num_hidden_layers"]), int(decoder["num_key_value_heads"])
+        self.head_size = int(decoder["head_size"])
+        eos = config.get("eos_token_id", [])
+        self.eos = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
+        self.context = int(config.get("context_length", 1 << 30))
+        self.max_capacity = min(max_capacity or self.context, self.context)
+        names = decoder.get("inputs", {})
+        self.past_key = names.get("past_key_names", "past_key_values.%d.key")
+        self.past_value = names.get("past_value_names", "past_key_values.%d.value")
+        outputs = decoder.get("outputs", {})
+        self.present_key = outputs.get("present_key_names", "present.%d.key")
+        self.present_value = outputs.get("present_value_names", "present.%d.value")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
+        self.ort = ort
+        self.session = ort.InferenceSession(os.path.join(directory, decoder["filename"]), options,
+                                            providers=["CPUExecutionProvider"])
+        self.slots = slots
+        self.capacity = 0
+        self.keys: list[np.ndarray[Any, Any]] = []
+        self.values: list[np.ndarray[Any, Any]] = []
+        self._grow(min(capacity, self.max_capacity))
+        self.running: list[Sequence] = []
+        self.waiting: deque[Sequence] = deque()
+        self.condition = threading.Condition()
+        self.closed = False
+        self.steps = 0
+        self.batch_sizes: deque[int] = deque(maxlen=1024)
+        self.on_step = on_step  # called with each decode step's batch size (the served model's metric)
+        self.thread = threading.Thread(target=self._loop, name="continuous-batcher", daemon=True)
+        self.thread.start()
+
+    # -- the public side ----------------------------------------------------------------------------------
+
+    def submit(self, sequence: Sequence) -> None:
+        """Queue `sequence`; it joins the batch at the next step with a free slot."""
+        if len(sequence.prompt) + sequence.max_new_tokens > self.max_capacity:
+            sequence.max_new_tokens = max(0, self.max_capacity - len(sequence.prompt))
+        with self.condition:
+            if self.closed:
+                raise RuntimeError("the batcher is closed")
+            self.waiting.append(sequence)
+            self.condition.notify()
+
+    def close(self) -> None:
+        with self.condition:
+            self.closed = True
+            self.condition.notify()
+        self.thread.join(timeout=30)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self.condition:
+                while not self.closed and not self.waiting and not self.running:
+                    self.condition.wait()
+                if self.closed:
+                    break
+                admitted = []
+                while self.waiting and len(self.running) + len(admitted) < self.slots:
+                    admitted.append(self.waiting.popleft())
+            for sequence in admitted:
+                self._admit(sequence)
+            if self.running:
+                self._step()
+        for sequence in [*self.running, *self.waiting]:
+            self._finish(sequence, CANCELLED, RuntimeError("the generator is shutting down"))
+
+    def _admit(self, sequence: Sequence) -> None:
+        try:
+            if sequence.max_new_tokens <= 0:
+                self._finish(sequence, FINISHED_BY_LENGTH, None)
+                return
+            needed = len(sequence.prompt) + sequence.max_new_tokens
+            if needed > self.capacity:
+                self._grow(min(self.max_capacity, max(needed, 2 * self.capacity)))
+            sequence.slot = len(self.running)
+            self.running.append(sequence)
+            ids = np.asarray([sequence.prompt], dtype=np.int64)
+            logits = self._run(ids, np.ones_like(ids), sequence.slot, sequence.slot + 1)
+            sequence.length = len(sequence.prompt)
+        except Exception as error:  # a request the graph cannot take: it alone fails
+            if sequence in self.running:
+                self._remove(sequence)
+            self._finish(sequence, "error", error)
+            return
+        self._deliver(sequence, logits[0, -1])
+
+    def _step(self) -> None:
+        rows = len(self.running)
+        total = max(s.length for s in self.running) + 1
+        mask = np.zeros((rows, total), dtype=np.int64)
+        ids = np.empty((rows, 1), dtype=np.int64)
+        for row, sequence in enumerate(self.running):
+            mask[row, :sequence.length + 1] = 1
+            ids[row, 0] = sequence.last
+        try:
+            logits = self._run(ids, mask, 0, rows)
+        except Exception as error:  # the whole step failed: every running request gets the error, none hangs
+            for sequence in list(self.running):
+                self._remove(sequence)
+                self._finish(sequence, "error", error)
+            return
+        self.steps += 1
+        self.batch_sizes.append(rows)
+        if self.on_step is not None:
+            with contextlib.suppress(Exception):
+                self.on_step(rows)
+        stepped = list(self.running)
+        for sequence in stepped:  # every cache grew by one: before any row moves into a freed slot
+            sequence.length += 1
+        for row, sequence in enumerate(stepped):
+            self._deliver(sequence, logits[row, -1])
+
+    def _deliver(self, sequence: Sequence, logits: np.ndarray[Any, Any]) -> None:
+        token = sequence.choose(logits, self.eos)
+        if token in self.eos and sequence.generated >= sequence.min_new_tokens:
+            self._remove(sequence)
+            self._finish(sequence, FINISHED_BY_STOP, None)
+            return
+        sequence.generated += 1
+        sequence.last = token
+        sequence.seen.add(token)
+        try:
+            going = sequence.on_token(token)
+        except Exception as error:
+            self._remove(sequence)
+            self._finish(sequence, "error", error)
+            return
+        if not going:
+            self._remove(sequence)
+            self._finish(sequence, FINISHED_BY_STOP, None)
+        elif sequence.generated >= sequence.max_new_tokens or sequence.length + 1 >= self.capacity:
+            self._remove(sequence)
+            self._finish(sequence, FINISHED_BY_LENGTH, None)
+
+    @staticmethod
+    def _finish(sequence: Sequence, reason: str, error: BaseException | None) -> None:
+        with contextlib.suppress(Exception):  # a callback's failure must not stop the batch
+            sequence.on_finish(reason, error)
+
+    # -- the caches -----------------------------------------------------------------------------------------
+
+    def _remove(self, sequence: Sequence) -> None:
+        """Free `sequence`'s slot: the last running row moves into it (its valid cache copied), so running rows
+        stay at the front and a step's views are one contiguous block."""
+        slot = sequence.slot
+        last = self.running[-1]
+        if last is not sequence:
+            for buffer in (*self.keys, *self.values):
+                buffer[slot, :, :last.length] = buffer[last.slot, :, :last.length]
+            last.slot = slot
+            self.running[slot] = last
+        self.running.pop()
+        sequence.slot = -1
+
+    def _grow(self, capacity: int) -> None:
+        """Buffers of `capacity` positions per slot, the running rows' caches carried over."""
+        shape = (self.slots, self.kv_heads, capacity, self.head_size)
+        keys = [np.zeros(shape, dtype=np.float32) for _ in range(self.layers)]
+        values = [np.zeros(shape, dtype=np.float32) for _ in range(self.layers)]
+        if self.capacity:
+            keep = min(self.capacity, capacity)
+            for old, new in zip((*self.keys, *self.values), (*keys, *values), strict=True):
+                new[:, :, :keep] = old[:, :, :keep]
+        self.keys, self.values, self.capacity = keys, values, capacity
+
+    def _run(self, ids: np.ndarray[Any, Any], mask: np.ndarray[Any, Any], first: int, end: int) -> Any:
+        """One forward pass of rows first..end-1; each layer's past and present are the same memory."""
+        binding = self.session.io_binding()
+        binding.bind_output("logits")  # first: the outputs come back in binding order
+        binding.bind_cpu_input("input_ids", ids)
+        binding.bind_cpu_input("attention_mask", mask)
+        for layer in range(self.layers):
+            for past, present, buffer in ((self.past_key, self.present_key, self.keys[layer]),
+                                          (self.past_value, self.present_value, self.values[layer])):
+                view = buffer[first:end]
+                binding.bind_ortvalue_input(past % layer, self.ort.OrtValue.ortvalue_from_numpy(view))
+                binding.bind_output(present % layer, "cpu", 0, np.float32, list(view.shape), view.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0].numpy()  # the logits only (the caches are ours already)
