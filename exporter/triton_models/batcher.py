@@ -149,7 +149,7 @@ class ContinuousBatcher:
                     self.condition.wait()
                 if self.closed:
                     break
-                admitted = []
+                admitted: list[Sequence] = []
                 while self.waiting and len(self.running) + len(admitted) < self.slots:
                     admitted.append(self.waiting.popleft())
             for sequence in admitted:

@@ -157,6 +157,15 @@ class _Outbox:
             self.failed = True
 
 
+class _Progress:
+    """One batched request's answer so far (the batcher's thread updates it)."""
+
+    def __init__(self) -> None:
+        self.text, self.sent, self.count = "", 0, 0
+        self.checked = time.perf_counter()
+        self.cancelled = False
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         import onnxruntime_genai as og
@@ -188,7 +197,8 @@ class TritonPythonModel:
         # Continuous batching (tuneship_batcher.py beside this file): every unconstrained request's next token
         # comes from one forward pass of all running ones. Constrained requests keep their own og.Generator,
         # whose grammar guidance the batcher does not have.
-        self.batcher = None
+        self.batcher: Any = None
+        self.batch_size: Any = None  # the batch-size histogram, made with the other metrics below
         if parameters.get("batching", "continuous") == "continuous":
             sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
             from tuneship_batcher import ContinuousBatcher, Sequence
@@ -440,32 +450,32 @@ class TritonPythonModel:
         slots and the queue count it as before), the batcher's thread decodes and streams its pieces."""
         self._count(self.prompt_tokens, len(ids))
         decoder = self.tokenizer.create_stream()
-        state = {"text": "", "sent": 0, "count": 0, "checked": time.perf_counter(), "cancelled": False}
+        state = _Progress()
         hold = max((len(s) - 1 for s in stops), default=0)
         finished = threading.Event()
         outcome: dict[str, Any] = {}
 
         def on_token(token: int) -> bool:
             now = time.perf_counter()
-            if state["count"] == 0:
+            if state.count == 0:
                 self._count(self.ttft, now - started, observe=True)
-            elif now - state["checked"] > 0.05:  # a round trip to the server: every 50 ms, not every token
-                state["checked"] = now
+            elif now - state.checked > 0.05:  # a round trip to the server: every 50 ms, not every token
+                state.checked = now
                 if outbox.failed or self._cancelled(request):
-                    state["cancelled"] = True
+                    state.cancelled = True
                     return False
-            state["count"] += 1
-            state["text"] += decoder.decode(token)
-            text = state["text"]
+            state.count += 1
+            state.text += decoder.decode(token)
+            text = state.text
             hit = min((text.find(s) for s in stops if s in text), default=-1)
             if hit >= 0:
-                state["text"] = text[:hit]
+                state.text = text[:hit]
                 return False
             if stream:
                 ready = len(text) - hold
-                if ready > state["sent"]:
-                    outbox.piece(text[state["sent"]:ready])
-                    state["sent"] = ready
+                if ready > state.sent:
+                    outbox.piece(text[state.sent:ready])
+                    state.sent = ready
             return True
 
         def on_finish(reason: str, error: BaseException | None) -> None:
@@ -480,14 +490,14 @@ class TritonPythonModel:
         finished.wait()
         if outcome.get("error") is not None:
             raise outcome["error"]
-        reason = "cancelled" if state["cancelled"] else outcome["reason"]
-        count = state["count"]
+        reason = "cancelled" if state.cancelled else outcome["reason"]
+        count = state.count
         self._count(self.tokens, count)
         self._count(self.finished[reason], 1)
         if reason == "cancelled":
             outbox.final()
             return
-        final = state["text"][state["sent"]:] if stream else state["text"]
+        final = state.text[state.sent:] if stream else state.text
         outbox.final(self._response(final, reason, count))
 
     def _count(self, metric: Any, value: float, observe: bool = False) -> None:
