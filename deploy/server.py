@@ -57,6 +57,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports: the sockets stay bound until all are picked, so the kernel cannot hand the
+    same port out twice (separate picks once gave the HTTP and metrics endpoints one port, and Triton refused)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def _log_to_stderr(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} tuneship: {message}", file=sys.stderr, flush=True)
 
@@ -80,9 +93,10 @@ class TritonServer:
         self.watcher: StubWatcher | None = None
         self.exit_code: int | None = None
         self.restarting = False
-        self.grpc_port = options.grpc_port or free_port()
-        self.http_port = options.http_port or free_port()
-        self.metrics_port = options.metrics_port or free_port()
+        spare = iter(free_ports(3))
+        self.grpc_port = options.grpc_port or next(spare)
+        self.http_port = options.http_port or next(spare)
+        self.metrics_port = options.metrics_port or next(spare)
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_path: Path | None = None
