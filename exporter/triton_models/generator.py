@@ -38,6 +38,17 @@ SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "
 GUIDES = ("guided_choice", "guided_regex", "guided_json")
 
 
+def _json_object(text: str, name: str, what: str = "a JSON object") -> dict[str, Any]:
+    """`text` parsed as a JSON object, or ValueError naming the parameter `name`."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} is not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be {what}")
+    return parsed
+
+
 def guidance(options: dict[str, Any]) -> tuple[str, str] | None:
     """(onnxruntime-genai's guidance type, its data) for the request's constraint, or None; ValueError naming the
     parameter when it is malformed."""
@@ -62,12 +73,7 @@ def guidance(options: dict[str, Any]) -> tuple[str, str] | None:
         if not isinstance(value, str):
             raise ValueError("guided_regex must be a regular expression (a string)")
         return "regex", value
-    schema = value
-    if isinstance(schema, str):
-        try:
-            schema = json.loads(schema)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"guided_json is not valid JSON ({error.msg} at column {error.colno})") from None
+    schema = _json_object(value, "guided_json", "a JSON schema (an object)") if isinstance(value, str) else value
     if not isinstance(schema, dict):
         raise ValueError("guided_json must be a JSON schema (an object)")
     # Compact JSON unless the schema asks otherwise: with free whitespace a weak model can spend every token it
@@ -264,13 +270,7 @@ class TritonPythonModel:
             options.update({k: v for k, v in json.loads(raw_parameters).items() if k in SAMPLING_NAMES})
         sampling = _scalar(request, "sampling_parameters")
         if sampling:
-            try:
-                parsed = json.loads(sampling)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"sampling_parameters is not valid JSON ({error.msg})") from None
-            if not isinstance(parsed, dict):
-                raise ValueError("sampling_parameters must be a JSON object")
-            options.update(parsed)
+            options.update(_json_object(sampling, "sampling_parameters"))
         for name in SAMPLING_NAMES:
             value = _scalar(request, name)
             if value is not None:
