@@ -211,7 +211,13 @@ def open_async_stream(client: AsyncTritonClient, plan: CallPlan, model: str,
             # Suspended between responses: finish its books ("cancelled") on the caller's loop. A running one
             # sees its call cancelled and returns by itself.
             with contextlib.suppress(RuntimeError):  # no loop here (another thread): the garbage collector closes it
-                current["closing"] = asyncio.get_running_loop().create_task(generator.aclose())
+                current["closing"] = asyncio.get_running_loop().create_task(close_quietly())
+
+    async def close_quietly() -> None:
+        # The caller may drain the stream after cancelling it: then it is running when this task starts, and
+        # its own iteration sees the cancelled call and returns.
+        with contextlib.suppress(RuntimeError):
+            await generator.aclose()
 
     async def responses() -> AsyncGenerator[InferResult, None]:
         with plan.tracked():

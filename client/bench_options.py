@@ -21,7 +21,8 @@ def concurrency_levels(text: str) -> tuple[int, ...]:
 
 @dataclass
 class BenchOptions:
-    """A closed-loop load test: each concurrency level runs until three windows agree."""
+    """A closed-loop load test: for a classifier each concurrency level runs until three windows agree; for a
+    generator each caller streams a fixed number of equally long answers."""
 
     wait_s: float | None = field(default=None, metadata={
         "help": "wait up to N seconds for the server and model to be ready (default: no wait)", "flag": "--wait",
@@ -39,5 +40,9 @@ class BenchOptions:
                                                    "type": positive_int})
     tolerance: float = field(default=0.10, metadata={"help": "stable: 3 windows within this share",
                                                      "type": positive_float})
+    max_tokens: int = field(default=64, metadata={
+        "help": "a generator: tokens in every streamed answer (its minimum and maximum)", "type": positive_int})
+    streams: int = field(default=4, metadata={
+        "help": "a generator: answers each caller streams one after another per level", "type": positive_int})
     output: Path = field(default=Path("runs/bench/latency"), metadata={
         "help": "prefix of the .csv, .json and .png written"})

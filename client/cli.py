@@ -20,7 +20,7 @@ from tuneship.arguments import (
     positive_int,
 )
 from tuneship.client.bench_options import BenchOptions
-from tuneship.options import add_options, options_from_args
+from tuneship.options import add_options, given_fields, options_from_args
 
 T = TypeVar("T")
 
@@ -68,6 +68,8 @@ def register(subparsers: Any) -> None:
                           help="wait for the whole answer instead of printing it as it comes")
     generate.add_argument("--stats", action="store_true",
                           help="print tokens, time to first token and tokens/s to stderr at the end")
+    generate.add_argument("--session", default=None, metavar="ID",
+                          help="a conversation's id: the server keeps its cache for the next request that names it")
     generate.set_defaults(handler=run_generate)
 
     chat = subparsers.add_parser("chat", help="an interactive chat with a served instruct model")
@@ -230,13 +232,14 @@ def run_bench_command(args: argparse.Namespace) -> int:
             client.wait_until_ready(args.model, timeout_s=bench.wait_s)
         # an unknown model or a dead server: say so before the load starts
         metadata = client.get_model_metadata(args.model)
-    from tuneship.tasks import task_of_metadata
+    from tuneship.tasks import TEXT_GENERATION, task_of_metadata
 
     served = task_of_metadata(metadata)
+    if served is TEXT_GENERATION:
+        return _bench_generator(args, bench, options, texts)
     if served is None or not served.classifies:
-        raise CommandError(f"model {args.model!r} is not a classifier "
-                           f"({served.description if served is not None else 'no tuneship task'}); tuneship bench "
-                           "measures classifiers (for generation: genai-perf or benchmarks/generation.py)")
+        raise CommandError(f"model {args.model!r} is neither a classifier nor a generator "
+                           f"({served.description if served is not None else 'no tuneship task'})")
     given = "images" if bench.images is not None else "texts"
     if served.item_source != given:
         raise CommandError(f"model {args.model!r} takes images: pass --images FOLDER" if given == "texts" else
@@ -257,6 +260,39 @@ def run_bench_command(args: argparse.Namespace) -> int:
                                         bench.window_s, bench.max_windows, bench.tolerance, args.timeout, options))
     title = f"{args.model}: latency vs throughput (batch {bench.batch_size})"
     for path in write_outputs(results, bench.output, title):
+        print(f"wrote {path}")
+    return 0
+
+
+GENERATOR_LEVELS = (1, 2, 4, 8)
+
+
+def _bench_generator(args: argparse.Namespace, bench: BenchOptions, options: Any, texts: list[Any]) -> int:
+    """Concurrent streams of equally long answers; the classifier-only flags are refused by name."""
+    import asyncio
+
+    from tuneship.client.generation_bench import (
+        LEVEL_HEADER,
+        review_prompts,
+        run_generation_bench,
+        write_generation_outputs,
+    )
+
+    given = given_fields(args, BenchOptions)
+    wrong = [given[name] for name in ("batch_size", "images", "window_s", "max_windows", "tolerance") if name in given]
+    if wrong:
+        raise CommandError(f"{', '.join(wrong)}: not an option for a generator (model {args.model!r}); it takes "
+                           "--concurrency, --max-tokens, --streams, --texts")
+    levels = bench.concurrency if "concurrency" in given else GENERATOR_LEVELS
+    prompts = review_prompts(texts) if bench.texts is None else [[{"role": "user", "content": t}] for t in texts]
+    print(f"concurrent streams on {args.model} at {args.url}: {bench.max_tokens} tokens per answer, "
+          f"{bench.streams} answers per caller per level")
+    print(LEVEL_HEADER)
+    with explained(args.url, args.model):
+        results = asyncio.run(run_generation_bench(args.url, args.model, levels, prompts, bench.max_tokens,
+                                                   bench.streams, args.timeout, options))
+    title = f"{args.model}: {bench.max_tokens}-token streams"
+    for path in write_generation_outputs({args.model: results}, bench.output, title):
         print(f"wrote {path}")
     return 0
 
@@ -312,27 +348,34 @@ def run_generate(args: argparse.Namespace) -> int:
     with TritonClient(args.url, client_options(args)) as client, \
             explained(args.url, args.model, ready_models(client)):
         generator = Generator(client, args.model)
+        params = {**_generation_params(args), "session": args.session}
         if args.stream:
-            stream = generator.stream(request, **_generation_params(args))
+            stream = generator.stream(request, **params)
             for piece in stream:
                 print(piece, end="", flush=True)
             print()
             result = stream.generation
         else:
-            result = generator.generate(request, **_generation_params(args))
+            result = generator.generate(request, **params)
             print(result.text)
     if args.stats and result is not None:
+        prompt = "" if result.prompt_tokens is None else (
+            f"; prompt {result.prompt_tokens} tokens, {result.cached_prompt_tokens or 0} from cache")
         print(f"{result.tokens} tokens ({result.finish_reason}), first after {1000 * result.time_to_first_token_s:.0f}"
-              f" ms, {result.tokens_per_second:.1f} tokens/s", file=sys.stderr)
+              f" ms, {result.tokens_per_second:.1f} tokens/s{prompt}", file=sys.stderr)
     return 0
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    """A conversation kept on this side and sent whole each turn (the model is stateless); /reset, /exit."""
+    """A conversation kept on this side and sent whole each turn, under one session id: the server keeps the
+    session's cache, so a turn prefills only what is new; /reset (a new session), /exit."""
+    import uuid
+
     from tuneship.client.generator import Generator
     from tuneship.client.grpc_client import TritonClient
 
     history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    session = f"chat-{uuid.uuid4().hex}"
     print(f"chatting with {args.model} at {args.url}; /reset starts over, /exit (or Ctrl-D) leaves", flush=True)
     with TritonClient(args.url, client_options(args)) as client, \
             explained(args.url, args.model, ready_models(client)):
@@ -347,6 +390,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 return 0
             if line == "/reset":
                 history = history[:1] if args.system else []
+                session = f"chat-{uuid.uuid4().hex}"
                 print("(conversation reset)")
                 continue
             if not line:
@@ -354,7 +398,7 @@ def run_chat(args: argparse.Namespace) -> int:
             history.append({"role": "user", "content": line})
             print(f"{args.model}> ", end="", flush=True)
             pieces = []
-            for piece in generator.stream(history, **_generation_params(args)):
+            for piece in generator.stream(history, session=session, **_generation_params(args)):
                 pieces.append(piece)
                 print(piece, end="", flush=True)
             print()

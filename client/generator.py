@@ -39,6 +39,8 @@ class Generation:
     finish_reason: str  # "stop" (end of answer or a stop string), "length" (max_tokens), "cancelled"
     time_to_first_token_s: float
     seconds: float
+    prompt_tokens: int | None = None  # None: a server that does not say
+    cached_prompt_tokens: int | None = None  # of prompt_tokens, served from a kept cache (a session's turns)
 
     @property
     def tokens_per_second(self) -> float:
@@ -65,13 +67,18 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
         tensors["messages"] = one(json.dumps(messages).encode("utf-8"), np.object_)
     tensors["stream"] = one(stream, np.bool_)
     _check_params(params)
-    guided = _constraint(params)
-    if guided:
-        tensors["sampling_parameters"] = one(json.dumps(guided).encode("utf-8"), np.object_)
+    sampling = _constraint(params)
+    session = params.get("session")
+    if session is not None:
+        if not isinstance(session, str) or not 0 < len(session) <= 128:
+            raise InvalidInputError("session must be a non-empty string of at most 128 characters")
+        sampling["session_id"] = session
+    if sampling:
+        tensors["sampling_parameters"] = one(json.dumps(sampling).encode("utf-8"), np.object_)
     kinds = {"max_tokens": np.int32, "min_tokens": np.int32, "temperature": np.float32, "top_p": np.float32,
              "top_k": np.int32, "repetition_penalty": np.float32, "random_seed": np.uint64}
     for name, value in params.items():
-        if value is None or name in CONSTRAINTS:
+        if value is None or name in CONSTRAINTS or name == "session":
             continue
         if name == "stop":
             stops = [value] if isinstance(value, str) else list(value)
@@ -82,8 +89,8 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
             name = "random_seed"
         if name not in kinds:
             raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, min_tokens, "
-                                    "temperature, top_p, top_k, repetition_penalty, seed, stop, choices, regex or "
-                                    "json_schema")
+                                    "temperature, top_p, top_k, repetition_penalty, seed, stop, choices, regex, "
+                                    "json_schema or session")
         tensors[name] = one(value, kinds[name])
     return tensors
 
@@ -139,21 +146,27 @@ def _check_params(params: Mapping[str, Any]) -> None:
         raise InvalidInputError(f"repetition_penalty must be > 0, got {penalty}")
 
 
-_OUTPUTS = ("text_output", "finish_reason", "completion_tokens")
+# Every output the model has (None): token counts a newer generator adds reach the client, and an older one's
+# missing counts are not an error.
+_OUTPUTS = None
+COUNTS = ("completion_tokens", "prompt_tokens", "cached_prompt_tokens")
 
 
-def _read(result: InferResult) -> tuple[str, str | None, int | None]:
-    """(text piece, finish reason, completion tokens) of one streamed response."""
+def _counts(result: InferResult) -> dict[str, int]:
+    return {name: int(value.reshape(-1)[0]) for name in COUNTS
+            if (value := result.outputs.get(name)) is not None and value.size}
+
+
+def _read(result: InferResult) -> tuple[str, str | None]:
+    """(text piece, finish reason) of one streamed response."""
     raw = result.outputs.get("text_output")
     piece = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in raw.reshape(-1)).decode(
         "utf-8", errors="replace") if raw is not None else ""
     reason = result.outputs.get("finish_reason")
-    count = result.outputs.get("completion_tokens")
-    reason_text = None
-    if reason is not None and reason.size:
-        value = reason.reshape(-1)[0]
-        reason_text = value.decode() if isinstance(value, bytes) else str(value)
-    return piece, reason_text, int(count.reshape(-1)[0]) if count is not None and count.size else None
+    if reason is None or not reason.size:
+        return piece, None
+    value = reason.reshape(-1)[0]
+    return piece, value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _Tracker:
@@ -176,12 +189,15 @@ class _Tracker:
         self.last = now
         self.pieces.append(text)
 
-    def finish(self, reason: str | None, count: int | None) -> Generation:
+    def finish(self, reason: str | None, counts: dict[str, int]) -> Generation:
         seconds = time.perf_counter() - self.started
         first = self.first if self.first is not None else seconds
         text = "".join(self.pieces)
+        count = counts.get("completion_tokens")
         generation = Generation(text=text, tokens=count if count is not None else len(self.pieces),
-                                finish_reason=reason or "stop", time_to_first_token_s=first, seconds=seconds)
+                                finish_reason=reason or "stop", time_to_first_token_s=first, seconds=seconds,
+                                prompt_tokens=counts.get("prompt_tokens"),
+                                cached_prompt_tokens=counts.get("cached_prompt_tokens"))
         if self.metrics is not None:
             self.metrics.time_to_first_token.labels(self.model).observe(first)
             if generation.tokens_per_second:
@@ -262,12 +278,12 @@ class Generator(_Settings):
 
         def pieces() -> Iterator[str]:
             for result in responses:
-                piece, reason, count = _read(result)
+                piece, reason = _read(result)
                 if piece:
                     tracker.piece(piece)
                     yield piece
                 if result.final:  # the protocol stream ends after it (and closes its call's books)
-                    stream.generation = tracker.finish(reason, count)
+                    stream.generation = tracker.finish(reason, _counts(result))
 
         stream = TextStream(pieces(), tracker, responses.cancel)
         return stream
@@ -318,12 +334,12 @@ class AsyncGenerator(_Settings):
 
         async def pieces() -> AsyncIterator[str]:
             async for result in responses:
-                piece, reason, count = _read(result)
+                piece, reason = _read(result)
                 if piece:
                     tracker.piece(piece)
                     yield piece
                 if result.final:  # the protocol stream ends after it (and closes its call's books)
-                    stream.generation = tracker.finish(reason, count)
+                    stream.generation = tracker.finish(reason, _counts(result))
 
         stream._pieces = pieces()
         stream._cancel = responses.cancel

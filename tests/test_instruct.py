@@ -167,7 +167,9 @@ def test_the_served_generator_config_carries_its_serving_options(generator_repos
     config = text_format.Parse((generator_repository / "chat" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert config.model_transaction_policy.decoupled
     assert config.parameters["intra_op_threads"].string_value == "2"
-    assert config.parameters["max_concurrency"].string_value == "4"
+    assert config.parameters["max_concurrency"].string_value == "8"
+    assert config.parameters["max_sessions"].string_value == "64"
+    assert {o.name for o in config.output} >= {"prompt_tokens", "cached_prompt_tokens"}
 
 
 @pytest.mark.slow
@@ -309,8 +311,28 @@ def test_classifier_commands_refuse_a_generator_by_its_task(server: TritonServer
 
     assert main(["infer", "--url", server.grpc_url, "--model", "chat", "hello"]) == 2
     assert "model 'chat' is not a classifier (text generation" in capsys.readouterr().err
-    assert main(["bench", "--url", server.grpc_url, "--model", "chat", "--concurrency", "1"]) == 2
-    assert "tuneship bench measures classifiers" in capsys.readouterr().err
+    assert main(["bench", "--url", server.grpc_url, "--model", "chat", "--batch-size", "4"]) == 2
+    assert "--batch-size: not an option for a generator (model 'chat')" in capsys.readouterr().err
+
+
+def test_bench_streams_a_generator_at_each_level(server: TritonServer, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from tuneship.cli import main
+
+    prefix = tmp_path / "gen"
+    assert main(["bench", "--url", server.grpc_url, "--model", "chat", "--concurrency", "1,3", "--max-tokens", "6",
+                 "--streams", "2", "--output", str(prefix)]) == 0
+    levels = json.loads(prefix.with_suffix(".json").read_text())["chat"]
+    assert [level["concurrency"] for level in levels] == [1, 3]
+    # Every answer is exactly --max-tokens long (min = max), so aggregate tokens are streams x tokens.
+    assert [level["streams"] for level in levels] == [2, 6] and all(level["errors"] == 0 for level in levels)
+    for level in levels:
+        assert level["aggregate_tokens_per_second"] == pytest.approx(level["streams"] * 6 / level["seconds"],
+                                                                     rel=0.02)
+        assert 0 < level["ttft_p50_ms"] <= level["ttft_p99_ms"] <= level["ttft_max_ms"]
+        assert 0 < level["itl_p50_ms"] <= level["itl_p99_ms"]
+    assert prefix.with_suffix(".png").stat().st_size > 10_000
+    assert "TTFT p50" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -410,6 +432,44 @@ def test_a_malformed_constraint_is_refused_naming_it(server: TritonServer) -> No
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=30)
         assert refused.value.code == 400 and "guided_json is not valid JSON" in refused.value.read().decode()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_sessions_follow_up_turn_reports_the_prompt_it_did_not_prefill(server: TritonServer,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from tuneship.cli import main
+
+    def cached_total() -> float:
+        raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in raw.splitlines()
+                   if line.startswith("tuneship_generation_cached_prompt_tokens_total{"))
+
+    before = cached_total()
+    with TritonClient(server.grpc_url) as client:
+        generator = Generator(client, "chat")
+        conversation = [{"role": "user", "content": PROMPT}]
+        first = generator.generate(conversation, max_tokens=6, session="review-1")
+        assert first.prompt_tokens is not None and first.cached_prompt_tokens is not None
+        # Only the chat template's opening (the same for every request) came from a cache.
+        assert 0 < first.cached_prompt_tokens < first.prompt_tokens
+        conversation += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "Why?"}]
+        second = generator.generate(conversation, max_tokens=6, session="review-1")
+        assert second.prompt_tokens is not None and second.cached_prompt_tokens is not None
+        # The first turn was kept: its prompt is not prefilled again (but for its last token, the newline after
+        # the assistant marker, which the template's rendering of the answer may tokenize with what follows).
+        assert second.cached_prompt_tokens >= first.prompt_tokens - 1
+        assert second.text == generator.generate(conversation, max_tokens=6).text  # the same answer without it
+        other = generator.generate(conversation, max_tokens=6, session="someone-else")
+        assert other.cached_prompt_tokens == first.cached_prompt_tokens
+    deadline = time.monotonic() + 10
+    while cached_total() < before + first.cached_prompt_tokens + second.cached_prompt_tokens \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert cached_total() >= before + first.cached_prompt_tokens + second.cached_prompt_tokens
+    assert main(["generate", "--url", server.grpc_url, "--max-tokens", "3", "--session", "cli-1", "--stats",
+                 PROMPT]) == 0
+    assert "from cache" in capsys.readouterr().err
 
 
 @pytest.mark.slow

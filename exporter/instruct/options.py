@@ -25,11 +25,19 @@ class GenerationServing:
         "help": "instruct: the most tokens a request may ask for", "type": positive_int})
     max_prompt_tokens: int = field(default=4096, metadata={
         "help": "instruct: longest prompt accepted, in tokens", "type": positive_int})
-    max_concurrency: int = field(default=4, metadata={
-        "help": "instruct: streams generated at once (more requests wait)", "type": positive_int})
+    max_concurrency: int = field(default=8, metadata={
+        "help": "instruct: streams generated at once, decoded together (more requests wait)", "type": positive_int})
     max_queue: int = field(default=16, metadata={
         "help": "instruct: requests that may wait for a slot, in arrival order; more are refused at once "
                 "(RESOURCE_EXHAUSTED, naming the limit)", "type": non_negative_int})
+    max_sessions: int = field(default=64, metadata={
+        "help": "instruct: chat sessions whose key/value cache is kept for their next turn (0: none)",
+        "type": non_negative_int})
+    session_cache_mb: int = field(default=1024, metadata={
+        "help": "instruct: memory for kept session caches, MiB (least recently used evicted first)",
+        "type": positive_int})
+    session_ttl_s: int = field(default=600, metadata={
+        "help": "instruct: seconds a session's cache is kept after its last turn", "type": positive_int})
     intra_op_threads: int = field(default=0, metadata=THREADS)
     versions_to_serve: int = field(default=1, metadata=VERSIONS)
     batching: str = field(default="continuous", metadata={

@@ -14,6 +14,11 @@ runs the onnxruntime-genai model's decoder graph itself, with ONNX Runtime:
   cancels. Running rows are kept at the front of the buffers; a finished row's slot takes the last one's cache.
 - Tokens are chosen per request (greedy, or temperature / top-k / top-p sampling with its own seeded generator,
   repetition penalty, a minimum length), and handed to the request's callback, which decodes, streams and may stop.
+- A request with a session id leaves its cache behind when it finishes (`SessionCache`: bounded in sessions,
+  bytes and idle lifetime, least recently used evicted first). The session's next turn starts from the longest
+  prefix its prompt shares with those tokens: that part is copied into its slot, and only the rest is prefilled,
+  so a follow-up's first token does not wait for the whole conversation again. The chat template's fixed opening
+  (its system prompt), computed once, is shared the same way by every request.
 
 No Triton import: the generator model (generator.py) wires it to requests, and tests run it in process.
 """
@@ -24,7 +29,8 @@ import contextlib
 import json
 import os
 import threading
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -40,8 +46,11 @@ class Sequence:
     def __init__(self, prompt: list[int], max_new_tokens: int, on_token: Callable[[int], bool],
                  on_finish: Callable[[str, BaseException | None], None], *, min_new_tokens: int = 0,
                  temperature: float = 0.0, top_k: int = 50, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, session: str | None = None) -> None:
         self.prompt = list(prompt)
+        self.session = session
+        self.cached = 0  # prompt tokens whose keys and values came from a cache, not the prefill
+        self.output: list[int] = []  # generated tokens, in order
         self.max_new_tokens, self.min_new_tokens = max_new_tokens, min_new_tokens
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.repetition_penalty = repetition_penalty
@@ -79,11 +88,78 @@ class Sequence:
         return int(self.rng.choice(probabilities.size, p=probabilities))
 
 
+class Cached:
+    """Keys and values of `ids` (per layer [kv_heads, len(ids), head_size]), kept between requests."""
+
+    def __init__(self, ids: list[int], keys: list[np.ndarray[Any, Any]], values: list[np.ndarray[Any, Any]]) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.keys, self.values = keys, values
+        self.nbytes = sum(a.nbytes for a in (*keys, *values))
+        self.used = time.monotonic()
+
+    def shared(self, prompt: np.ndarray[Any, Any]) -> int:
+        """How many leading tokens `prompt` shares with these (at most all but the prompt's last: the last one's
+        logits are what the prefill is for)."""
+        n = min(len(self.ids), len(prompt) - 1)
+        if n <= 0:
+            return 0
+        different = np.flatnonzero(self.ids[:n] != prompt[:n])
+        return int(different[0]) if different.size else n
+
+
+class SessionCache:
+    """Finished turns' caches by session id: at most `max_sessions`, `max_bytes` in all, each kept `ttl_s` after
+    its last use; the least recently used goes first. Used from the batcher's thread only."""
+
+    def __init__(self, max_sessions: int, max_bytes: int, ttl_s: float) -> None:
+        self.max_sessions, self.max_bytes, self.ttl_s = max_sessions, max_bytes, ttl_s
+        self.entries: OrderedDict[str, Cached] = OrderedDict()
+        self.nbytes = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def take(self, session: str) -> Cached | None:
+        """The session's cache, removed: the turn that reads it owns it until it finishes (a concurrent turn of
+        the same session starts cold rather than share a cache being written)."""
+        self._expire()
+        entry = self.entries.pop(session, None)
+        if entry is not None:
+            self.nbytes -= entry.nbytes
+        return entry
+
+    def put(self, session: str, entry: Cached) -> None:
+        old = self.entries.pop(session, None)
+        if old is not None:
+            self.nbytes -= old.nbytes
+        if self.max_sessions <= 0 or entry.nbytes > self.max_bytes:
+            return
+        self.entries[session] = entry
+        self.nbytes += entry.nbytes
+        self._expire()
+        while len(self.entries) > self.max_sessions or self.nbytes > self.max_bytes:
+            _, dropped = self.entries.popitem(last=False)
+            self.nbytes -= dropped.nbytes
+            self.evicted += 1
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        while self.entries:
+            session, oldest = next(iter(self.entries.items()))
+            if now - oldest.used <= self.ttl_s:
+                break
+            del self.entries[session]
+            self.nbytes -= oldest.nbytes
+            self.evicted += 1
+
+
 class ContinuousBatcher:
     """The decoder of an onnxruntime-genai model folder, serving up to `slots` sequences in one batch."""
 
     def __init__(self, directory: str, slots: int, threads: int = 0, capacity: int = 256,
-                 max_capacity: int | None = None, on_step: Callable[[int], None] | None = None) -> None:
+                 max_capacity: int | None = None, on_step: Callable[[int], None] | None = None,
+                 sessions: SessionCache | None = None) -> None:
         import onnxruntime as ort
 
         with open(os.path.join(directory, "genai_config.json"), encoding="utf-8") as handle:
@@ -119,6 +195,8 @@ class ContinuousBatcher:
         self.steps = 0
         self.batch_sizes: deque[int] = deque(maxlen=1024)
         self.on_step = on_step  # called with each decode step's batch size (the served model's metric)
+        self.sessions = sessions if sessions is not None else SessionCache(0, 0, 0.0)
+        self.shared_prefix: Cached | None = None
         self.thread = threading.Thread(target=self._loop, name="continuous-batcher", daemon=True)
         self.thread.start()
 
@@ -133,6 +211,17 @@ class ContinuousBatcher:
                 raise RuntimeError("the batcher is closed")
             self.waiting.append(sequence)
             self.condition.notify()
+
+    def share_prefix(self, ids: list[int]) -> None:
+        """Prefill `ids` once and keep their cache for every request that starts with them (the chat template's
+        fixed opening). Call before the first request."""
+        if len(ids) < 2 or len(ids) >= self.capacity:
+            return
+        prompt = np.asarray([ids], dtype=np.int64)
+        self._run(prompt, np.ones_like(prompt), 0, 1)
+        n = len(ids)
+        self.shared_prefix = Cached(ids, [k[0, :, :n].copy() for k in self.keys],
+                                    [v[0, :, :n].copy() for v in self.values])
 
     def close(self) -> None:
         with self.condition:
@@ -169,15 +258,39 @@ class ContinuousBatcher:
                 self._grow(min(self.max_capacity, max(needed, 2 * self.capacity)))
             sequence.slot = len(self.running)
             self.running.append(sequence)
-            ids = np.asarray([sequence.prompt], dtype=np.int64)
-            logits = self._run(ids, np.ones_like(ids), sequence.slot, sequence.slot + 1)
+            prompt = np.asarray(sequence.prompt, dtype=np.int64)
+            cached = self._reuse(sequence, prompt)
+            ids = prompt[None, cached:]
+            logits = self._run(ids, np.ones((1, len(prompt)), dtype=np.int64), sequence.slot, sequence.slot + 1)
             sequence.length = len(sequence.prompt)
+            sequence.cached = cached
         except Exception as error:  # a request the graph cannot take: it alone fails
             if sequence in self.running:
-                self._remove(sequence)
+                self._remove(sequence, keep=False)
             self._finish(sequence, "error", error)
             return
         self._deliver(sequence, logits[0, -1])
+
+    def _reuse(self, sequence: Sequence, prompt: np.ndarray[Any, Any]) -> int:
+        """Copy the longest cached prefix of `prompt` into the sequence's slot; how many tokens that was."""
+        candidates = [self.shared_prefix] if self.shared_prefix is not None else []
+        if sequence.session is not None:
+            own = self.sessions.take(sequence.session)
+            if own is not None:
+                candidates.append(own)
+        best, length = None, 0
+        for entry in candidates:
+            shared = entry.shared(prompt)
+            if shared > length:
+                best, length = entry, shared
+        if best is None:
+            return 0
+        best.used = time.monotonic()
+        slot = sequence.slot
+        for layer in range(self.layers):
+            self.keys[layer][slot, :, :length] = best.keys[layer][:, :length]
+            self.values[layer][slot, :, :length] = best.values[layer][:, :length]
+        return length
 
     def _step(self) -> None:
         rows = len(self.running)
@@ -191,7 +304,7 @@ class ContinuousBatcher:
             logits = self._run(ids, mask, 0, rows)
         except Exception as error:  # the whole step failed: every running request gets the error, none hangs
             for sequence in list(self.running):
-                self._remove(sequence)
+                self._remove(sequence, keep=False)
                 self._finish(sequence, "error", error)
             return
         self.steps += 1
@@ -213,11 +326,12 @@ class ContinuousBatcher:
             return
         sequence.generated += 1
         sequence.last = token
+        sequence.output.append(token)
         sequence.seen.add(token)
         try:
             going = sequence.on_token(token)
         except Exception as error:
-            self._remove(sequence)
+            self._remove(sequence, keep=False)
             self._finish(sequence, "error", error)
             return
         if not going:
@@ -234,10 +348,15 @@ class ContinuousBatcher:
 
     # -- the caches -----------------------------------------------------------------------------------------
 
-    def _remove(self, sequence: Sequence) -> None:
+    def _remove(self, sequence: Sequence, keep: bool = True) -> None:
         """Free `sequence`'s slot: the last running row moves into it (its valid cache copied), so running rows
-        stay at the front and a step's views are one contiguous block."""
+        stay at the front and a step's views are one contiguous block. A session's cache is kept first."""
         slot = sequence.slot
+        if keep and sequence.session is not None and sequence.length > 0 and self.sessions.max_sessions > 0:
+            n = sequence.length  # the prompt and every generated token but the last (never fed)
+            ids = (sequence.prompt + sequence.output)[:n]
+            self.sessions.put(sequence.session, Cached(ids, [k[slot, :, :n].copy() for k in self.keys],
+                                                       [v[slot, :, :n].copy() for v in self.values]))
         last = self.running[-1]
         if last is not sequence:
             for buffer in (*self.keys, *self.values):
@@ -257,18 +376,34 @@ class ContinuousBatcher:
             for old, new in zip((*self.keys, *self.values), (*keys, *values), strict=True):
                 new[:, :, :keep] = old[:, :, :keep]
         self.keys, self.values, self.capacity = keys, values, capacity
+        self._bindings: dict[tuple[int, int], tuple[Any, list[np.ndarray[Any, Any]]]] = {}
 
-    def _run(self, ids: np.ndarray[Any, Any], mask: np.ndarray[Any, Any], first: int, end: int) -> Any:
-        """One forward pass of rows first..end-1; each layer's past and present are the same memory."""
+    def _binding(self, first: int, end: int) -> Any:
+        """The binding of rows first..end-1's caches, kept while the buffers stay: binding 2 x layers caches
+        per step cost a millisecond, a tenth of a one-row step."""
+        key = (first, end)
+        kept = self._bindings.get(key)
+        if kept is not None:
+            return kept[0]
         binding = self.session.io_binding()
         binding.bind_output("logits")  # first: the outputs come back in binding order
-        binding.bind_cpu_input("input_ids", ids)
-        binding.bind_cpu_input("attention_mask", mask)
+        views = []
         for layer in range(self.layers):
             for past, present, buffer in ((self.past_key, self.present_key, self.keys[layer]),
                                           (self.past_value, self.present_value, self.values[layer])):
                 view = buffer[first:end]
+                views.append(view)  # kept alive with the binding that points into it
                 binding.bind_ortvalue_input(past % layer, self.ort.OrtValue.ortvalue_from_numpy(view))
                 binding.bind_output(present % layer, "cpu", 0, np.float32, list(view.shape), view.ctypes.data)
+        if len(self._bindings) >= 4 * self.slots:
+            self._bindings.clear()
+        self._bindings[key] = (binding, views)
+        return binding
+
+    def _run(self, ids: np.ndarray[Any, Any], mask: np.ndarray[Any, Any], first: int, end: int) -> Any:
+        """One forward pass of rows first..end-1; each layer's past and present are the same memory."""
+        binding = self._binding(first, end)
+        binding.bind_cpu_input("input_ids", ids)
+        binding.bind_cpu_input("attention_mask", mask)
         self.session.run_with_iobinding(binding)
         return binding.get_outputs()[0].numpy()  # the logits only (the caches are ours already)

@@ -10,12 +10,15 @@ the model's own chat template), `stream`, `sampling_parameters` (a JSON object, 
 and the sampling inputs `max_tokens`, `min_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`,
 `random_seed`, `stop`; request parameters (the generate endpoint's "parameters") are read too. A request may
 constrain its answer with one of `guided_choice` (a list of answers), `guided_regex` or `guided_json` (a JSON
-schema), in `sampling_parameters` or the request parameters, as vLLM takes them. Output:
-`text_output`, one piece per response when streaming (the last carries `finish_reason` and `completion_tokens`),
-the whole text in one response otherwise. Requests are continuously batched (`tuneship_batcher.py`, copied
-beside this file: each step decodes the next token of every running request in one forward pass, and a new
-request joins at the next step); constrained requests, and every request with `batching` "per-request", run
-their own og.Generator on their own thread. A cancelled request (the caller went away) stops generating.
+schema), in `sampling_parameters` or the request parameters, as vLLM takes them, and name a `session_id` whose
+next turn reuses this one's key/value cache.
+
+Output: `text_output`, one piece per response when streaming (the last carries `finish_reason`,
+`completion_tokens`, `prompt_tokens` and `cached_prompt_tokens`, the prompt tokens served from a cache), the whole
+text in one response otherwise. Requests are continuously batched (`tuneship_batcher.py`, copied beside this file:
+each step decodes the next token of every running request in one forward pass, and a new request joins at the next
+step); constrained requests, and every request with `batching` "per-request", run their own og.Generator on their
+own thread. A cancelled request (the caller went away) stops generating.
 """
 
 import json
@@ -32,7 +35,8 @@ import triton_python_backend_utils as pb_utils
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
-                  "stop", "stream", "guided_choice", "guided_regex", "guided_json")
+                  "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id")
+MAX_SESSION_ID = 128
 # Constrained answers, by the names vLLM uses: one of them per request, applied by onnxruntime-genai's grammar
 # guidance (llguidance), so every generated token keeps the answer inside the constraint.
 GUIDES = ("guided_choice", "guided_regex", "guided_json")
@@ -194,7 +198,7 @@ class TritonPythonModel:
         if os.path.isfile(template_path):
             with open(template_path, encoding="utf-8") as handle:
                 self.template = handle.read()
-        self.max_concurrency = int(parameters.get("max_concurrency", "4"))
+        self.max_concurrency = int(parameters.get("max_concurrency", "8"))
         # Requests beyond the running ones wait in arrival order (the executor's queue), up to max_queue; more
         # are refused at once, so a burst gets a clear answer instead of waiting without bound.
         self.max_queue = int(parameters.get("max_queue", str(4 * self.max_concurrency)))
@@ -207,13 +211,18 @@ class TritonPythonModel:
         self.batch_size: Any = None  # the batch-size histogram, made with the other metrics below
         if parameters.get("batching", "continuous") == "continuous":
             sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            from tuneship_batcher import ContinuousBatcher, Sequence
+            from tuneship_batcher import ContinuousBatcher, Sequence, SessionCache
 
             self.Sequence = Sequence
+            self.sessions = SessionCache(int(parameters.get("max_sessions", "64")),
+                                         int(float(parameters.get("session_cache_mb", "1024")) * 2**20),
+                                         float(parameters.get("session_ttl_s", "600")))
             self.batcher = ContinuousBatcher(
                 directory, slots=self.max_concurrency, threads=int(parameters.get("intra_op_threads", "0")),
                 max_capacity=min(self.context_length, self.max_prompt_tokens + self.max_tokens_limit),
-                on_step=lambda rows: self._count(self.batch_size, rows, observe=True))
+                on_step=self._stepped, sessions=self.sessions)
+            if self.template is not None:
+                self.batcher.share_prefix(self._template_opening())
         self.outgoing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send")
         self.in_flight = 0
         self.lock = threading.Lock()
@@ -244,6 +253,13 @@ class TritonPythonModel:
             "batch": pb_utils.MetricFamily("tuneship_generation_batch_size",
                                            "Requests decoded together per step (continuous batching)",
                                            pb_utils.MetricFamily.HISTOGRAM),
+            "cached": pb_utils.MetricFamily("tuneship_generation_cached_prompt_tokens_total",
+                                            "Prompt tokens served from a kept key/value cache (a session's "
+                                            "earlier turns, the chat template's opening) instead of prefilled",
+                                            pb_utils.MetricFamily.COUNTER),
+            "sessions": pb_utils.MetricFamily("tuneship_generation_sessions",
+                                              "Chat sessions whose key/value cache is kept",
+                                              pb_utils.MetricFamily.GAUGE),
             "refused": pb_utils.MetricFamily("tuneship_generation_refused_total",
                                              "Requests refused before generating, by reason",
                                              pb_utils.MetricFamily.COUNTER),
@@ -259,6 +275,25 @@ class TritonPythonModel:
         self.batch_size = self.families["batch"].Metric(labels=labels, buckets=[1, 2, 3, 4, 6, 8, 12, 16, 32, 64])
         self.refused = {reason: self.families["refused"].Metric(labels={**labels, "reason": reason})
                         for reason in ("queue_full", "expired")}
+        self.cached_tokens = self.families["cached"].Metric(labels=labels)
+        self.sessions_gauge = self.families["sessions"].Metric(labels=labels)
+
+    def _template_opening(self) -> list[int]:
+        """The tokens every chat request starts with (the template's system prompt and first role marker): the
+        common prefix of two different conversations."""
+        first, second = ([int(t) for t in self.tokenizer.encode(self.tokenizer.apply_chat_template(
+            json.dumps([{"role": "user", "content": text}]), template_str=self.template, add_generation_prompt=True))]
+            for text in ("a", "Zebra 42?"))
+        shared = 0
+        while shared < min(len(first), len(second)) and first[shared] == second[shared]:
+            shared += 1
+        return first[:shared]
+
+    def _stepped(self, rows: int) -> None:
+        """After each decode step (the batcher's thread): the batch size, and the kept sessions now and then."""
+        self._count(self.batch_size, rows, observe=True)
+        if self.batcher.steps % 64 == 0:
+            self.outgoing.submit(self._set, self.sessions_gauge, len(self.sessions))
 
     # -- one request --------------------------------------------------------------------------------------
 
@@ -277,6 +312,9 @@ class TritonPythonModel:
                 options[name] = value
         if isinstance(options.get("stop"), str):
             options["stop"] = [options["stop"]]
+        session = options.get("session_id")
+        if session is not None and (not isinstance(session, str) or not 0 < len(session) <= MAX_SESSION_ID):
+            raise ValueError(f"session_id must be a non-empty string of at most {MAX_SESSION_ID} characters")
         return options
 
     def _prompt(self, request: Any) -> str:
@@ -381,7 +419,8 @@ class TritonPythonModel:
             return
         try:
             if generator is None:
-                self._run_batched(request, outbox, list(ids), search, max_tokens, stops, stream, started)
+                self._run_batched(request, outbox, list(ids), search, max_tokens, stops, stream, started,
+                                  options.get("session_id"))
             else:
                 self._run(request, outbox, generator, ids, stops, stream, started)
         except Exception as error:  # the generator failed: the caller gets an error, never a hang
@@ -442,10 +481,10 @@ class TritonPythonModel:
             outbox.final()
             return
         final = text[sent:] if stream else text
-        outbox.final(self._response(final, reason, count))
+        outbox.final(self._response(final, reason, count, len(ids), 0))
 
     def _run_batched(self, request: Any, outbox: _Outbox, ids: list[int], search: dict[str, Any], max_tokens: int,
-                     stops: list[str], stream: bool, started: float) -> None:
+                     stops: list[str], stream: bool, started: float, session: str | None) -> None:
         """The request as one sequence of the continuous batch; this thread waits until it finishes (so the
         slots and the queue count it as before), the batcher's thread decodes and streams its pieces."""
         self._count(self.prompt_tokens, len(ids))
@@ -455,15 +494,21 @@ class TritonPythonModel:
         finished = threading.Event()
         outcome: dict[str, Any] = {}
 
+        def check() -> None:
+            if outbox.failed or self._cancelled(request):
+                state.cancelled = True
+
         def on_token(token: int) -> bool:
             now = time.perf_counter()
+            if state.cancelled:
+                return False
             if state.count == 0:
                 self._count(self.ttft, now - started, observe=True)
-            elif now - state.checked > 0.05:  # a round trip to the server: every 50 ms, not every token
+            elif now - state.checked > 0.05:
+                # A round trip to the server every 50 ms, made by the sender thread: the batch's thread never
+                # waits for it (eight streams asking in turn held every step behind the server's lock).
                 state.checked = now
-                if outbox.failed or self._cancelled(request):
-                    state.cancelled = True
-                    return False
+                self.outgoing.submit(check)
             state.count += 1
             state.text += decoder.decode(token)
             text = state.text
@@ -482,11 +527,13 @@ class TritonPythonModel:
             outcome.update(reason=reason, error=error)
             finished.set()
 
-        self.batcher.submit(self.Sequence(
+        sequence = self.Sequence(
             ids, max_tokens, on_token, on_finish, min_new_tokens=max(0, search.get("min_length", 0) - len(ids)),
             temperature=float(search.get("temperature", 0.0)) if search.get("do_sample") else 0.0,
             top_k=int(search.get("top_k", 50)), top_p=float(search.get("top_p", 1.0)),
-            repetition_penalty=float(search.get("repetition_penalty", 1.0)), seed=search.get("random_seed")))
+            repetition_penalty=float(search.get("repetition_penalty", 1.0)), seed=search.get("random_seed"),
+            session=session)
+        self.batcher.submit(sequence)
         finished.wait()
         if outcome.get("error") is not None:
             raise outcome["error"]
@@ -494,11 +541,13 @@ class TritonPythonModel:
         count = state.count
         self._count(self.tokens, count)
         self._count(self.finished[reason], 1)
+        if sequence.cached:
+            self._count(self.cached_tokens, sequence.cached)
         if reason == "cancelled":
             outbox.final()
             return
         final = state.text[state.sent:] if stream else state.text
-        outbox.final(self._response(final, reason, count))
+        outbox.final(self._response(final, reason, count, len(ids), sequence.cached))
 
     def _count(self, metric: Any, value: float, observe: bool = False) -> None:
         """Metric updates are calls into the server: made by the sender thread, never in a stream's way."""
@@ -523,11 +572,14 @@ class TritonPythonModel:
                 sender.send(response, flags=flags)
 
     @staticmethod
-    def _response(piece: str, reason: str | None = None, count: int | None = None) -> Any:
+    def _response(piece: str, reason: str | None = None, count: int | None = None, prompt: int = 0,
+                  cached: int = 0) -> Any:
         tensors = [pb_utils.Tensor("text_output", np.array([piece.encode("utf-8")], dtype=np.object_))]
         if reason is not None:
             tensors.append(pb_utils.Tensor("finish_reason", np.array([reason.encode()], dtype=np.object_)))
             tensors.append(pb_utils.Tensor("completion_tokens", np.array([count or 0], dtype=np.int32)))
+            tensors.append(pb_utils.Tensor("prompt_tokens", np.array([prompt], dtype=np.int32)))
+            tensors.append(pb_utils.Tensor("cached_prompt_tokens", np.array([cached], dtype=np.int32)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
     def execute(self, requests: list[Any]) -> None:

@@ -1,0 +1,174 @@
+"""Concurrent streams served through Triton: continuous batching against one generator per request (issue 23).
+
+    .venv/bin/python benchmarks/generation_concurrency.py --out runs/bench/generation_concurrency
+
+SmolLM2-135M-Instruct int4 (k_quant, output layer pruned: the exporter's own build), published twice into one
+repository with the same limits (8 running, 16 queued), once with `batching continuous` (`chat`) and once with
+`batching per-request` (`chat_per_request`, the design before it), and served by one embedded Triton. Measured in
+one run, the two models taking turns at each level so a change in the shared machine's speed reaches both:
+
+- 1, 2, 4, 8 concurrent callers, each streaming 3 answers of exactly 64 tokens one after another
+  (`tuneship bench`'s generator load: time to first token p50/p99, inter-token latency, tokens/s);
+- one stream alone served against the same folder in process (onnxruntime-genai greedy, 64 tokens), five rounds
+  interleaved with the served single stream;
+- head of line: a short request's time to first token when idle, and 0.3 s after a 1,024-token answer started.
+
+Writes OUT.json and OUT.png (aggregate tokens/s and time to first token against streams).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LEVELS = (1, 2, 4, 8)
+NEW_TOKENS = 64
+STREAMS_PER_CALLER = 3
+LONG_TOKENS = 1024
+SHORT = [{"role": "user", "content": "Is this review positive or negative?\n\nA gripping, beautifully acted film."}]
+MODELS = {"continuous": "chat", "per-request": "chat_per_request"}
+
+
+def build(workdir: Path) -> Any:
+    from tuneship.exporter.instruct.build import build_variant
+    from tuneship.trainer.instruct.base_model import resolve_causal_lm
+
+    return build_variant(resolve_causal_lm("smollm2"), workdir, "cpu", "int4")
+
+
+def publish(repository: Path, variant: Any) -> None:
+    from tuneship.exporter.instruct.options import GenerationServing
+    from tuneship.exporter.instruct.publishing import publish_generator
+
+    for batching, name in MODELS.items():
+        publish_generator(repository, name, variant, GenerationServing(max_concurrency=8, max_queue=16,
+                                                                       batching=batching), keep=None)
+
+
+async def head_of_line(url: str, model: str, rounds: int = 3) -> dict[str, Any]:
+    """The short request's first token idle (median of 5) and behind a long answer that started 0.3 s before."""
+    from tuneship.client import AsyncGenerator, AsyncTritonClient
+
+    async with AsyncTritonClient(url) as client:
+        generator = AsyncGenerator(client, model)
+
+        async def short_ttft() -> float:
+            answer = await generator.generate(SHORT, max_tokens=8)
+            return answer.time_to_first_token_s
+
+        idle = []
+        for _ in range(5):
+            idle.append(await short_ttft())
+            await asyncio.sleep(0.3)
+        behind = []
+        for _ in range(rounds):
+            long = generator.stream([{"role": "user", "content": "Tell me a very long story about a lighthouse."}],
+                                    max_tokens=LONG_TOKENS, min_tokens=LONG_TOKENS, timeout_s=600)
+            pieces = aiter(long)
+            await anext(pieces)  # the long answer is decoding
+            await asyncio.sleep(0.3)
+            behind.append(await short_ttft())
+            long.cancel()
+            async for _ in pieces:
+                pass
+            await asyncio.sleep(1.0)
+    idle_ms = 1000 * statistics.median(idle)
+    behind_ms = [round(1000 * t, 1) for t in behind]
+    return {"idle_ttft_ms": round(idle_ms, 1), "behind_long_ttft_ms": behind_ms,
+            "ratio_worst": round(max(behind_ms) / idle_ms, 2)}
+
+
+def single_stream(url: str, folder: Path, rounds: int = 5) -> dict[str, Any]:
+    """Served (continuous) against in process, one stream alone, taking turns."""
+    from tuneship.client import Generator, TritonClient
+    from tuneship.exporter.instruct.measure import GenaiRunner
+
+    runner = GenaiRunner(folder)
+    template_path = folder / "chat_template.jinja"
+    template = template_path.read_text() if template_path.is_file() else None
+    text = runner.tokenizer.apply_chat_template(json.dumps(SHORT), template_str=template, add_generation_prompt=True)
+    ids = [int(t) for t in runner.tokenizer.encode(text)]
+    runner.greedy(ids, 4)
+    served, local = [], []
+    with TritonClient(url) as client:
+        generator = Generator(client, MODELS["continuous"])
+        for _ in range(rounds):
+            time.sleep(1.0)
+            stream = generator.stream(SHORT, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS)
+            for _piece in stream:
+                pass
+            assert stream.generation is not None
+            served.append(stream.generation.tokens_per_second)
+            time.sleep(1.0)
+            started = time.perf_counter()
+            tokens, first = runner.greedy(ids, NEW_TOKENS, min_new_tokens=NEW_TOKENS)
+            local.append((len(tokens) - 1) / (time.perf_counter() - started - first))
+    del runner
+    return {"served_tokens_per_second": round(statistics.median(served), 1),
+            "in_process_tokens_per_second": round(statistics.median(local), 1),
+            "served_share": round(statistics.median(served) / statistics.median(local), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/generation_concurrency"))
+    parser.add_argument("--workdir", type=Path, default=None, help="reuse a build (default: a temporary folder)")
+    args = parser.parse_args()
+
+    from tuneship.client.bench import builtin_reviews
+    from tuneship.client.generation_bench import (
+        format_level,
+        review_prompts,
+        run_generation_bench,
+        write_generation_outputs,
+    )
+    from tuneship.deploy import ServeOptions, TritonServer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = args.workdir or Path(scratch) / "build"
+        workdir.mkdir(parents=True, exist_ok=True)
+        folder = workdir / "cpu-int4"
+        variant = build(workdir) if not (folder / "genai_config.json").is_file() else None
+        if variant is None:
+            from tuneship.exporter.instruct.build import GenaiVariant
+
+            variant = GenaiVariant("cpu-int4", "int4", folder, "cpu")
+        repository = Path(scratch) / "repository"
+        publish(repository, variant)
+        prompts = review_prompts(builtin_reviews())
+        levels: dict[str, list[Any]] = {name: [] for name in MODELS}
+        with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0,
+                                       metrics_port=0)) as server:
+            for index, level in enumerate(LEVELS):
+                order = list(MODELS.items()) if index % 2 == 0 else list(MODELS.items())[::-1]
+                for design, model in order:
+                    time.sleep(2.0)
+                    result = asyncio.run(run_generation_bench(server.grpc_url, model, [level], prompts, NEW_TOKENS,
+                                                              STREAMS_PER_CALLER, timeout_s=600, progress=False))[0]
+                    levels[design].append(result)
+                    print(f"{design:>12} {format_level(result)}", flush=True)
+            hol = {design: asyncio.run(head_of_line(server.grpc_url, model)) for design, model in MODELS.items()}
+            print(json.dumps({"head_of_line": hol}, indent=2), flush=True)
+            single = single_stream(server.grpc_url, folder)
+            print(json.dumps({"single_stream": single}, indent=2), flush=True)
+    paths = write_generation_outputs(levels, args.out, "SmolLM2-135M int4 through Triton, 64-token streams")
+    base = {row.concurrency: row.aggregate_tokens_per_second for row in levels["continuous"]}
+    summary = {"aggregate_vs_one_stream": {str(c): round(v / base[1], 2) for c, v in base.items()},
+               "head_of_line": hol, "single_stream": single,
+               "levels": {design: [row.__dict__ for row in rows] for design, rows in levels.items()}}
+    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: summary[k] for k in ("aggregate_vs_one_stream",)}, indent=2))
+    print("wrote", ", ".join(str(p) for p in paths))
+
+
+if __name__ == "__main__":
+    main()
