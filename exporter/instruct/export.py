@@ -20,7 +20,14 @@ from typing import Any
 
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.instruct.build import GenaiVariant, build_variant, check_builder
-from tuneship.exporter.instruct.measure import GenaiReport, GenaiRunner, decode_speed, first_difference, torch_greedy
+from tuneship.exporter.instruct.measure import (
+    GenaiReport,
+    GenaiRunner,
+    batched_greedy,
+    decode_speed,
+    first_difference,
+    torch_greedy,
+)
 from tuneship.exporter.instruct.options import InstructExportOptions
 from tuneship.exporter.instruct.publishing import publish_generator
 from tuneship.exporter.run import ExportRunReport, TaskExport
@@ -128,7 +135,9 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
     def measure(self, variants: list[GenaiVariant]) -> list[GenaiReport]:
         from tuneship.trainer import normalise, prompt_ids
 
-        return [_measure(v, self.tokenizer, self.gate, self.answers, normalise, prompt_ids) for v in variants]
+        serving = self.options.generation
+        slots = serving.max_concurrency if serving.batching == "continuous" else 1
+        return [_measure(v, self.tokenizer, self.gate, self.answers, normalise, prompt_ids, slots) for v in variants]
 
     def choose(self, reports: list[GenaiReport]) -> tuple[GenaiReport, str]:
         _gate(reports, self.options.accuracy_threshold, bool(self.answers))
@@ -151,13 +160,21 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
 
 
 def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: set[str], normalise: Any,
-             prompt_ids: Any) -> GenaiReport:
+             prompt_ids: Any, slots: int) -> GenaiReport:
+    """The gate's answers as the variant will be served: through the continuous batcher, `slots` at a time
+    (batched decoding may move a nearly tied greedy answer), or alone with `--batching per-request`."""
     report = GenaiReport(name=variant.name, precision=variant.precision, size_bytes=variant.size_bytes)
-    with step(f"measuring {variant.name}: greedy answers to {len(gate)} held-out prompts, decode speed"):
+    how = f"batched {slots} at a time" if slots > 1 else "one at a time"
+    with step(f"measuring {variant.name}: greedy answers to {len(gate)} held-out prompts ({how}), decode speed"):
+        prompts = [prompt_ids(tokenizer, conversation) for conversation in gate]
+        if slots > 1:
+            generated = batched_greedy(variant.path, prompts, GATE_TOKENS, slots)
+        else:
+            alone = GenaiRunner(variant.path)
+            generated = [alone.greedy(prompt, GATE_TOKENS)[0] for prompt in prompts]
+            del alone
+        report.answers = [tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens in generated]
         runner = GenaiRunner(variant.path)
-        for conversation in gate:
-            tokens, _ = runner.greedy(prompt_ids(tokenizer, conversation), GATE_TOKENS)
-            report.answers.append(tokenizer.decode(tokens, skip_special_tokens=True).strip())
         if answers:
             hits = sum(normalise(a) == normalise(c.answer) for a, c in zip(report.answers, gate, strict=True))
             report.exact_match = round(hits / len(gate), 4)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,43 @@ class GenaiRunner:
                 break
             tokens.append(token)
         return tokens, first
+
+
+def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens: int, slots: int) -> list[list[int]]:
+    """Greedy tokens (EOS excluded) of every prompt through the served generator's continuous batcher, all
+    submitted at once: each answer computed among up to `slots - 1` others, as it will be served."""
+    import threading
+
+    from tuneship.exporter.triton_models.batcher import ContinuousBatcher
+    from tuneship.exporter.triton_models.batcher import Sequence as BatchedSequence
+
+    batcher = ContinuousBatcher(str(path), slots=slots)
+    answers: list[list[int]] = [[] for _ in prompts]
+    done = threading.Semaphore(0)
+    errors: list[BaseException] = []
+
+    def finished(_reason: str, error: BaseException | None) -> None:
+        if error is not None:
+            errors.append(error)
+        done.release()
+
+    def collect(tokens: list[int]) -> Callable[[int], bool]:
+        def on_token(token: int) -> bool:
+            tokens.append(token)
+            return True
+
+        return on_token
+
+    try:
+        for prompt, tokens in zip(prompts, answers, strict=True):
+            batcher.submit(BatchedSequence(list(prompt), max_new_tokens, collect(tokens), finished))
+        for _ in prompts:
+            done.acquire()
+    finally:
+        batcher.close()
+    if errors:
+        raise errors[0]
+    return answers
 
 
 def torch_greedy(model: Any, prompt: Sequence[int], max_new_tokens: int, eos: set[int]) -> list[int]:

@@ -69,6 +69,7 @@ def publish_generator(repository: Path, name: str, variant: GenaiVariant, servin
                 shutil.copy2(item, target / item.name)
         shutil.copy2(TRITON_MODELS / "generator.py", target / "model.py")
         shutil.copy2(TRITON_MODELS / "batcher.py", target / "tuneship_batcher.py")
+        shutil.copy2(TRITON_MODELS / "guidance.py", target / "tuneship_guidance.py")
 
     version = publish_version(repository, generator_config(name, serving), fill, keep)
     write_text_atomic(repository / name / "requirements.txt", requirements(variant.provider))
