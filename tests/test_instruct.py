@@ -303,6 +303,14 @@ def test_bad_generation_requests_are_refused(server: TritonServer) -> None:
             generator.generate("  ")
         with pytest.raises(InvalidInputError, match="messages must be"):
             generator.generate([{"role": "robot", "content": "x"}])
+        with pytest.raises(InvalidInputError, match="session must be a non-empty string of at most 128"):
+            generator.generate(PROMPT, session="s" * 129)
+    # The server says the same to a caller that skips the client's checks.
+    body = json.dumps({"text_input": PROMPT, "parameters": {"max_tokens": 2, "session_id": "s" * 129}})
+    request = urllib.request.Request(f"http://{server.http_url}/v2/models/chat/generate", data=body.encode())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400 and "session_id must be a non-empty string" in refused.value.read().decode()
 
 
 def test_classifier_commands_refuse_a_generator_by_its_task(server: TritonServer,

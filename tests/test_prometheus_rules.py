@@ -199,8 +199,14 @@ def test_recording_rules_compute_what_they_say(tmp_path: Path) -> None:
         _series('nv_inference_compute_output_duration_us{model="m",version="1"}', "0+60000x20"),
         _series('nv_inference_count{model="m",version="1"}', "0+240x20"),
         _series('nv_inference_exec_count{model="m",version="1"}', "0+30x20"),
+        _series('tuneship_generation_batch_size_sum{model="m",version="1"}', "0+600x20"),  # 6 rows a step
+        _series('tuneship_generation_batch_size_count{model="m",version="1"}', "0+100x20"),
+        _series('tuneship_generation_prompt_tokens_total{model="m",version="1"}', "0+400x20"),
+        _series('tuneship_generation_cached_prompt_tokens_total{model="m",version="1"}', "0+200x20"),
     ]
     expected = [
+        ("model_version:generation_batch_size:avg1m", 6.0),
+        ("model_version:generation_cached_prompt_share:rate5m", 0.5),
         ("model_version:triton_request_rate:rate1m", 4.0),
         ("model_version:triton_error_ratio:rate5m", 0.0),
         ("model_version:triton_request_latency_ms:avg1m", 20.0),
