@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from genai import greedy_alone
 from lanes import costs
 from prometheus_client import CollectorRegistry
 from servers import running_server
@@ -482,7 +483,7 @@ def test_a_sessions_follow_up_turn_reports_the_prompt_it_did_not_prefill(server:
 
 @pytest.mark.slow
 def test_the_continuous_batch_answers_as_each_request_alone(generator_repository: Path) -> None:
-    """In process: 6 requests arriving one after another through 3 slots (rows leave and others take their
+    """In process: 6 requests through 3 slots (rows leave and others take their
     place mid-batch) each get the greedy tokens onnxruntime-genai's own generator gives it alone."""
     import sys
     import threading
@@ -497,17 +498,7 @@ def test_the_continuous_batch_answers_as_each_request_alone(generator_repository
     tokenizer = og.Tokenizer(model)
     prompts = [list(tokenizer.encode(f"{word} films are")) for word in ("Good", "Long", "Old", "Silent", "Sad", "New")]
     lengths = [5, 30, 12, 3, 20, 9]
-    alone = []
-    for prompt, count in zip(prompts, lengths, strict=True):
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(prompt) + count, min_length=len(prompt) + count)
-        generator = og.Generator(model, params)
-        generator.append_tokens([prompt])
-        tokens = []
-        while not generator.is_done():
-            generator.generate_next_token()
-            tokens.append(int(generator.get_next_tokens()[0]))
-        alone.append(tokens)
+    alone = [greedy_alone(model, prompt, count) for prompt, count in zip(prompts, lengths, strict=True)]
     batcher = ContinuousBatcher(str(folder), slots=3, threads=2, capacity=16)  # grows as needed
     got: dict[int, list[int]] = {}
     reasons: dict[int, str] = {}
@@ -528,10 +519,13 @@ def test_the_continuous_batch_answers_as_each_request_alone(generator_repository
         return Sequence(prompts[i % 6], lengths[i % 6], on_token, on_finish, min_new_tokens=lengths[i % 6])
 
     try:
-        for i in range(6):
-            batcher.submit(sequence(i))
-            time.sleep(0.01)
-        batcher.submit(sequence(6, stop_after=2))  # its caller stops it: its slot frees at once
+        # All queued before the loop looks (its lock is reentrant): the first three share steps, and the others
+        # take the slots that rows leave mid-batch. (Submitted 10 ms apart, the tiny model could finish each
+        # before the next arrived.)
+        with batcher.condition:
+            for i in range(6):
+                batcher.submit(sequence(i))
+            batcher.submit(sequence(6, stop_after=2))  # its caller stops it: its slot frees at once
         for _ in range(7):
             assert done.acquire(timeout=60)
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from genai import greedy_alone
 
 from tuneship.exporter.triton_models.batcher import Cached, SessionCache
 
@@ -51,21 +52,6 @@ def test_sessions_are_bounded_in_number_bytes_and_lifetime_least_recent_first() 
     assert brief.take("old") is None and brief.nbytes == 0 and brief.evicted == 1
 
 
-def _greedy_alone(folder: Path, prompt: list[int], count: int) -> list[int]:
-    import onnxruntime_genai as og
-
-    model = og.Model(str(folder))
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(prompt) + count, min_length=len(prompt) + count)
-    generator = og.Generator(model, params)
-    generator.append_tokens([prompt])
-    tokens = []
-    while not generator.is_done():
-        generator.generate_next_token()
-        tokens.append(int(generator.get_next_tokens()[0]))
-    return tokens
-
-
 @pytest.mark.slow
 def test_a_follow_up_turn_prefills_only_what_is_new_and_answers_the_same(generator_repository: Path) -> None:
     import onnxruntime_genai as og
@@ -98,7 +84,7 @@ def test_a_follow_up_turn_prefills_only_what_is_new_and_answers_the_same(generat
         again, cached = turn(follow, 5, "s1")
         # The kept cache holds the prompt and every answer token but the last (never fed back).
         assert cached == len(first) + len(answer) - 1
-        assert again == _greedy_alone(folder, follow, 5)
+        assert again == greedy_alone(og.Model(str(folder)), follow, 5)
         _, cold = turn(follow, 2, "other")
         assert cold == len(opening)  # another session does not read s1's cache
         assert len(batcher.sessions) == 2
