@@ -28,7 +28,8 @@ class BenchOptions:
         "help": "wait up to N seconds for the server and model to be ready (default: no wait)", "flag": "--wait",
         "type": positive_float})
     concurrency: tuple[int, ...] = field(default=(1, 2, 4, 8, 16, 32), metadata={
-        "help": "comma-separated concurrency levels", "type": concurrency_levels, "metavar": "LEVELS"})
+        "help": "comma-separated concurrency levels (a generator: 1,2,4,8 unless given)", "type": concurrency_levels,
+        "metavar": "LEVELS"})
     batch_size: int = field(default=1, metadata={"help": "texts per request", "type": positive_int})
     texts: Path | None = field(default=None, metadata={
         "help": "file of texts, one per line (default: reviews shipped with the client)", "type": existing_path})
