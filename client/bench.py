@@ -223,18 +223,25 @@ def write_outputs(results: Sequence[LevelResult], prefix: Path, title: str) -> l
         writer.writeheader()
         writer.writerows(rows)
     written = [json_path, csv_path]
+    if save_png(lambda: latency_figure(results, title), png_path):
+        written.append(png_path)
+    return written
+
+
+def save_png(figure: Callable[[], Any], path: Path) -> bool:
+    """Draw `figure()` (a matplotlib Figure) into `path`; False without matplotlib (the client extra does not pull
+    it: the tables are still written)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:  # the client extra does not pull matplotlib; the CSV and JSON are still there
-        return written
-    fig = latency_figure(results, title)
-    fig.savefig(png_path)
+    except ImportError:
+        return False
+    fig = figure()
+    fig.savefig(path)
     plt.close(fig)
-    written.append(png_path)
-    return written
+    return True
 
 
 def latency_figure(results: Sequence[LevelResult], title: str) -> Any:

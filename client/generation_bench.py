@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.client.aio_client import AsyncTritonClient
+from tuneship.client.bench import save_png
 from tuneship.client.errors import TritonError
 from tuneship.client.generator import AsyncGenerator, Prompt
 from tuneship.client.options import ClientOptions
@@ -139,17 +140,9 @@ def write_generation_outputs(results: dict[str, Sequence[StreamLevel]], prefix: 
     temporary = json_path.with_name(json_path.name + ".tmp")
     temporary.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     temporary.replace(json_path)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # the client extra does not pull matplotlib; the JSON is still there
-        return [json_path]
-    fig = generation_figure(results, title)
-    fig.savefig(png_path)
-    plt.close(fig)
-    return [json_path, png_path]
+    if save_png(lambda: generation_figure(results, title), png_path):
+        return [json_path, png_path]
+    return [json_path]
 
 
 def generation_figure(results: dict[str, Sequence[StreamLevel]], title: str) -> Any:

@@ -40,6 +40,8 @@ TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
                   "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id")
 MAX_SESSION_ID = 128
+
+
 def _invalid(message: str) -> Any:
     """The caller's mistake. A gRPC stream carries an error's message only, so it starts with its status (the
     client types it by that); unary calls and the generate endpoints get the code too (400 over HTTP)."""
