@@ -111,6 +111,9 @@ def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     constraint.add_argument("--regex", default=None, help="the answer must match this regular expression")
     constraint.add_argument("--json-schema", type=_json_schema, default=None, metavar="SCHEMA",
                             help="the answer must be JSON valid against this schema (JSON text, or @FILE)")
+    parser.add_argument("--adapter", default=None, metavar="NAME",
+                        help="answer with this LoRA adapter of the model (published with tuneship export "
+                             "--adapter-of MODEL --name NAME)")
 
 
 def _json_schema(text: str) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def _generation_params(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
             "top_k": args.top_k, "repetition_penalty": args.repetition_penalty, "seed": args.seed,
             "stop": args.stop or None, "choices": args.choice or None, "regex": args.regex,
-            "json_schema": args.json_schema}
+            "json_schema": args.json_schema, "adapter": args.adapter}
 
 
 def client_options(args: argparse.Namespace, headers: dict[str, str] | None = None) -> Any:

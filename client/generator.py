@@ -13,6 +13,7 @@ answer) and the request metrics; this module adds the generation metrics (time t
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -73,12 +74,18 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
         if not isinstance(session, str) or not 0 < len(session) <= 128:
             raise InvalidInputError("session must be a non-empty string of at most 128 characters")
         sampling["session_id"] = session
+    adapter = params.get("adapter")
+    if adapter is not None:
+        if not isinstance(adapter, str) or not _ADAPTER.match(adapter):
+            raise InvalidInputError(f"adapter {adapter!r}: the name of an adapter published for the model (1-64 "
+                                    "letters, digits, '.', '_' or '-')")
+        sampling["adapter"] = adapter
     if sampling:
         tensors["sampling_parameters"] = one(json.dumps(sampling).encode("utf-8"), np.object_)
     kinds = {"max_tokens": np.int32, "min_tokens": np.int32, "temperature": np.float32, "top_p": np.float32,
              "top_k": np.int32, "repetition_penalty": np.float32, "random_seed": np.uint64}
     for name, value in params.items():
-        if value is None or name in CONSTRAINTS or name == "session":
+        if value is None or name in CONSTRAINTS or name in ("session", "adapter"):
             continue
         if name == "stop":
             stops = [value] if isinstance(value, str) else list(value)
@@ -90,10 +97,12 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
         if name not in kinds:
             raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, min_tokens, "
                                     "temperature, top_p, top_k, repetition_penalty, seed, stop, choices, regex, "
-                                    "json_schema or session")
+                                    "json_schema, session or adapter")
         tensors[name] = one(value, kinds[name])
     return tensors
 
+
+_ADAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # A constrained answer: the parameter here -> the server's (vLLM's) name.
 CONSTRAINTS = {"choices": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}

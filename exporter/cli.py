@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from tuneship.exporter.image.options import ImageExportOptions
@@ -56,6 +57,38 @@ def register(subparsers: Any) -> None:
     export = subparsers.add_parser("export", help="export a checkpoint to ONNX inside a Triton model repository")
     add_export_arguments(export)
     export.set_defaults(handler=run_export)
+
+    adapters = subparsers.add_parser("adapters", help="list a generator's published LoRA adapters, or remove one")
+    adapters.add_argument("model", help="the generator's name in the repository")
+    adapters.add_argument("--repository", type=Path, default=Path("model_repository"),
+                          help="Triton model repository")
+    adapters.add_argument("--remove", default=None, metavar="NAME",
+                          help="unpublish this adapter (the generator refuses it from its next look, ~2 s)")
+    adapters.set_defaults(handler=run_adapters)
+
+
+def run_adapters(args: argparse.Namespace) -> int:
+    import json
+
+    from tuneship.exporter.errors import ExportError
+    from tuneship.exporter.instruct.adapter_export import remove_adapter
+    from tuneship.exporter.triton_models.lora import INFO_FILE, published
+
+    model_dir = args.repository / args.model
+    if not (model_dir / "config.pbtxt").is_file():
+        raise ExportError(f"{model_dir}: no model {args.model!r} in {args.repository}")
+    if args.remove:
+        remove_adapter(args.repository, args.model, args.remove)
+        print(f"removed adapter {args.remove} of {args.model}")
+        return 0
+    found = published(str(model_dir))
+    if not found:
+        print(f"{args.model}: no adapters (publish one with tuneship export CHECKPOINT --adapter-of {args.model} "
+              "--name NAME)")
+    for name, (_, folder) in found.items():
+        info = json.loads((Path(folder) / INFO_FILE).read_text(encoding="utf-8"))
+        print(f"{name:<24} exported {info.get('exported_at', '?')}  from {info.get('checkpoint', '?')}")
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -32,4 +32,4 @@ def export_checkpoint(options: ExportOptions) -> Any:
     if layout not in exported_task(task).layouts:
         raise ExportError(f"{options.checkpoint}: --layout {layout} is for text classifiers; a {task} checkpoint "
                           "is published in its own layout (leave --layout out)")
-    return run_export(export(options))
+    return run_export(export.create(options))

@@ -64,10 +64,21 @@ class TaskExport(ABC, Generic[OptionsT, VariantT, MeasuredT]):
         self.options = options
         self.name = check_model_name(options.name)
 
+    @classmethod
+    def create(cls, options: Any) -> TaskExport[Any, Any, Any]:
+        """The export for these options (a task may hand some of them to another export of its own)."""
+        return cls(options)
+
     @property
     def source(self) -> Path:
         """What is exported (named in the lock file while it is published)."""
         return Path(self.options.checkpoint)
+
+    def publishes(self) -> str:
+        return f"the next version of {self.name}"
+
+    def report_path(self) -> Path:
+        return Path(self.options.repository) / self.name / REPORT_FILE
 
     @abstractmethod
     def check_options(self) -> None:
@@ -123,14 +134,14 @@ def run_export(export: TaskExport[Any, Any, Any]) -> Any:
         # One writer at a time: another export or publish into this repository finishes first.
         with repository_lock(options.repository, options.lock_timeout_s, f"tuneship export of {export.source}"):
             export.check_repository()
-            with step(f"publishing {chosen.name} as the next version of {export.name} in {options.repository}"):
+            with step(f"publishing {chosen.name} as {export.publishes()} in {options.repository}"):
                 versions = export.publish(variant, chosen)
             if options.keep_variants:
                 with step(f"keeping the variants that passed the gate beside {export.name} "
                           f"v{versions[export.name]}"):
                     export.keep(versions, variants, reports)
             report = export.report(versions, chosen, reason, reports)
-            report_path = options.repository / export.name / REPORT_FILE
+            report_path = export.report_path()
             write_text_atomic(report_path, json.dumps(asdict(report), indent=2) + "\n")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

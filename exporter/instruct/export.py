@@ -62,6 +62,14 @@ class GeneratorExportReport(ExportRunReport):
 class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport]):
     options_class = InstructExportOptions
 
+    @classmethod
+    def create(cls, options: Any) -> TaskExport[Any, Any, Any]:
+        if getattr(options, "adapter_of", None):
+            from tuneship.exporter.instruct.adapter_export import AdapterExport
+
+            return AdapterExport(options)
+        return cls(options)
+
     def check_options(self) -> None:
         if self.options.keep_variants:
             print("note: --keep-variants keeps ONNX classifier variants for tuneship tune; an instruct export keeps "
@@ -78,14 +86,21 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
             self.checkpoint = checkpoint = read_checkpoint(Path(options.checkpoint))
         except TrainingError as error:
             raise ExportError(str(error)) from None
-        if checkpoint.method == "ptuning":
+        self.model_dir = Path(checkpoint.path)
+        if options.base_model:
+            base = checkpoint.manifest.get("base_model_path")
+            if not base or not Path(str(base)).is_dir():
+                raise ExportError(f"{checkpoint.path}/tuneship.json: field 'base_model_path' ({base!r}) is not a "
+                                  "folder on this machine, so --base-model has no base to publish")
+            self.model_dir = Path(str(base))
+        elif checkpoint.method == "ptuning":
             raise ExportError(f"{checkpoint.path}: a P-tuning checkpoint's prompt encoder cannot be folded into the "
                               "weights, and onnxruntime-genai's builder takes plain weights only; train with "
                               "--method lora or full to serve it")
         check_builder()
-        with step(f"loading checkpoint {checkpoint.path}"):
-            self.tokenizer = tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
-            self.model = AutoModelForCausalLM.from_pretrained(str(checkpoint.path)).eval()
+        with step(f"loading {'the base model ' if options.base_model else 'checkpoint '}{self.model_dir}"):
+            self.tokenizer = tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+            self.model = AutoModelForCausalLM.from_pretrained(str(self.model_dir)).eval()
         eos = set(tokenizer.all_special_ids) & {tokenizer.eos_token_id,
                                                 tokenizer.convert_tokens_to_ids("<|im_end|>")}
         eos.discard(None)
@@ -100,7 +115,7 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
 
     @property
     def source(self) -> Path:
-        return Path(self.checkpoint.path)
+        return self.model_dir
 
     def build(self, workdir: Path) -> list[GenaiVariant]:
         from tuneship.trainer import prompt_ids
@@ -108,7 +123,7 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
         variants: list[GenaiVariant] = []
         for precision in self.precisions:
             with step(f"building {precision} with onnxruntime-genai's model builder"):
-                variants.append(build_variant(self.checkpoint.path, workdir, self.options.target, precision,
+                variants.append(build_variant(self.model_dir, workdir, self.options.target, precision,
                                               self.options.int4_method))
         reference = variants[0]
         with step(f"validating {reference.name}: greedy tokens against PyTorch's on {len(self.validation)} "
@@ -147,8 +162,13 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
 
     def publish(self, variant: GenaiVariant, chosen: GenaiReport) -> dict[str, int]:
         options = self.options
+        from tuneship.exporter.instruct.adapters import weights_fingerprint
+
+        # What adapters of this version must have been tuned on (tuneship export --adapter-of checks it).
+        source = {"model": str(self.model_dir), "checkpoint": str(self.checkpoint.path),
+                  "weights": weights_fingerprint(self.model_dir)}
         return {self.name: publish_generator(options.repository, self.name, variant, options.generation,
-                                             options.keep)}
+                                             options.keep, source)}
 
     def report(self, versions: dict[str, int], chosen: GenaiReport, reason: str,
                reports: list[GenaiReport]) -> GeneratorExportReport:

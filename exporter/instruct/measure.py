@@ -64,15 +64,21 @@ class GenaiRunner:
         return tokens, first
 
 
-def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens: int, slots: int) -> list[list[int]]:
+def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens: int, slots: int,
+                   adapter: Any = None) -> list[list[int]]:
     """Greedy tokens (EOS excluded) of every prompt through the served generator's continuous batcher, all
-    submitted at once: each answer computed among up to `slots - 1` others, as it will be served."""
+    submitted at once: each answer computed among up to `slots - 1` others, as it will be served; with `adapter`
+    (a LoraWeights) through that adapter on the base model at `path`."""
     import threading
 
     from tuneship.exporter.triton_models.batcher import ContinuousBatcher
     from tuneship.exporter.triton_models.batcher import Sequence as BatchedSequence
 
     batcher = ContinuousBatcher(str(path), slots=slots)
+    name = None
+    if adapter is not None:
+        batcher.set_adapters({adapter.name: adapter})
+        name = adapter.name
     answers: list[list[int]] = [[] for _ in prompts]
     done = threading.Semaphore(0)
     errors: list[BaseException] = []
@@ -91,7 +97,7 @@ def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens:
 
     try:
         for prompt, tokens in zip(prompts, answers, strict=True):
-            batcher.submit(BatchedSequence(list(prompt), max_new_tokens, collect(tokens), finished))
+            batcher.submit(BatchedSequence(list(prompt), max_new_tokens, collect(tokens), finished, adapter=name))
         for _ in prompts:
             done.acquire()
     finally:

@@ -51,4 +51,10 @@ class InstructExportOptions(ExportOptions):
     int4_method: str = field(default="k_quant", metadata={
         "help": "instruct int4: onnxruntime-genai's weight quantization (k_quant: every layer int4; k_quant_mixed "
                 "keeps the output layer and the most sensitive layers in int8, slower)", "choices": INT4_METHODS})
+    adapter_of: str | None = field(default=None, metadata={
+        "help": "instruct LoRA: publish the checkpoint's adapter (not a merged copy) as adapter --name of this "
+                "published generator, served beside its other adapters without a restart"})
+    base_model: bool = field(default=False, metadata={
+        "help": "instruct LoRA: publish the base model the checkpoint was tuned from, the generator its adapters "
+                "(--adapter-of) are served on"})
     generation: GenerationServing = field(default_factory=GenerationServing)

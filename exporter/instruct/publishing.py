@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ TRITON_MODELS = Path(__file__).resolve().parents[1] / "triton_models"
 def requirements(provider: str) -> str:
     package = "onnxruntime-genai-cuda" if provider == "cuda" else "onnxruntime-genai"
     return ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
-            f"numpy<2\n{package}>=0.18,<0.19\nonnxruntime>=1.17\n")
+            f"numpy<2\n{package}>=0.18,<0.19\nonnxruntime>=1.17\nonnx>=1.16\nsafetensors>=0.4\n")
 
 
 # (name, type, dims, optional): the vLLM/TensorRT-LLM backends' names, so Triton's generate endpoints work.
@@ -62,14 +63,17 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
 
 
 def publish_generator(repository: Path, name: str, variant: GenaiVariant, serving: GenerationServing,
-                      keep: int | None) -> int:
+                      keep: int | None, source: dict[str, str] | None = None) -> int:
     def fill(target: Path) -> None:
+        if source is not None:
+            (target / "tuneship_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
         for item in variant.path.iterdir():
             if item.is_file():
                 shutil.copy2(item, target / item.name)
         shutil.copy2(TRITON_MODELS / "generator.py", target / "model.py")
         shutil.copy2(TRITON_MODELS / "batcher.py", target / "tuneship_batcher.py")
         shutil.copy2(TRITON_MODELS / "guidance.py", target / "tuneship_guidance.py")
+        shutil.copy2(TRITON_MODELS / "lora.py", target / "tuneship_lora.py")
 
     version = publish_version(repository, generator_config(name, serving), fill, keep)
     write_text_atomic(repository / name / "requirements.txt", requirements(variant.provider))

@@ -19,6 +19,9 @@ runs the onnxruntime-genai model's decoder graph itself, with ONNX Runtime:
   prefix its prompt shares with those tokens: that part is copied into its slot, and only the rest is prefilled,
   so a follow-up's first token does not wait for the whole conversation again. The chat template's fixed opening
   (its system prompt), computed once, is shared the same way by every request.
+- A request may name a LoRA adapter (`set_adapters`, tuneship_lora.py): once one is loaded the decoder is the
+  graph with the adapter bank, and each row's mask picks its own adapter (or none), so requests for different
+  adapters and for the base model are decoded in the same step. Caches are kept per adapter publication.
 
 No Triton import: the generator model (generator.py) wires it to requests, and tests run it in process.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -35,6 +39,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.isfile(os.path.join(_HERE, "tuneship_lora.py")):  # the served copy, beside this file
+    sys.path.insert(0, _HERE)
+    from tuneship_lora import MASK_INPUT, Bank, LoraWeights, patch_decoder
+else:  # in the source tree (the exporter's gate, the tests)
+    from tuneship.exporter.triton_models.lora import MASK_INPUT, Bank, LoraWeights, patch_decoder
 
 FINISHED_BY_STOP, FINISHED_BY_LENGTH, CANCELLED = "stop", "length", "cancelled"
 
@@ -46,9 +57,11 @@ class Sequence:
     def __init__(self, prompt: list[int], max_new_tokens: int, on_token: Callable[[int], bool],
                  on_finish: Callable[[str, BaseException | None], None], *, min_new_tokens: int = 0,
                  temperature: float = 0.0, top_k: int = 50, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                 seed: int | None = None, session: str | None = None) -> None:
+                 seed: int | None = None, session: str | None = None, adapter: str | None = None) -> None:
         self.prompt = list(prompt)
         self.session = session
+        self.adapter = adapter  # a loaded LoRA adapter's name, or None for the base model
+        self.cache_key: str | None = None  # the adapter publication its cache was computed with
         self.cached = 0  # prompt tokens whose keys and values came from a cache, not the prefill
         self.output: list[int] = []  # generated tokens, in order
         self.max_new_tokens, self.min_new_tokens = max_new_tokens, min_new_tokens
@@ -91,8 +104,10 @@ class Sequence:
 class Cached:
     """Keys and values of `ids` (per layer [kv_heads, len(ids), head_size]), kept between requests."""
 
-    def __init__(self, ids: list[int], keys: list[np.ndarray[Any, Any]], values: list[np.ndarray[Any, Any]]) -> None:
+    def __init__(self, ids: list[int], keys: list[np.ndarray[Any, Any]], values: list[np.ndarray[Any, Any]],
+                 adapter: str | None = None) -> None:
         self.ids = np.asarray(ids, dtype=np.int64)
+        self.adapter = adapter  # the adapter publication (LoraWeights.digest) the keys and values come from
         self.keys, self.values = keys, values
         self.nbytes = sum(a.nbytes for a in (*keys, *values))
         self.used = time.monotonic()
@@ -177,12 +192,19 @@ class ContinuousBatcher:
         outputs = decoder.get("outputs", {})
         self.present_key = outputs.get("present_key_names", "present.%d.key")
         self.present_value = outputs.get("present_value_names", "present.%d.value")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
-        options.inter_op_num_threads = 1
         self.ort = ort
-        self.session = ort.InferenceSession(os.path.join(directory, decoder["filename"]), options,
-                                            providers=["CPUExecutionProvider"])
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self.model_path = os.path.join(directory, decoder["filename"])
+        self.session = self._session(self.model_path)
+        # LoRA adapters: the bank graph's shapes and folder once the first adapter came, the bank in use, and
+        # what set_adapters handed over for the loop to apply between two steps.
+        self.lora_shapes: dict[str, tuple[int, int]] | None = None
+        self._lora_folder: Any = None
+        self.bank: Bank | None = None
+        self._pending: tuple[dict[str, LoraWeights], Any, Any, Any] | None = None
+        self._adapting = threading.Lock()
+        self.adapter_prefixes: dict[str, Cached] = {}
+        self.prefix_ids: list[int] = []
         self.slots = slots
         self.capacity = 0
         self.keys: list[np.ndarray[Any, Any]] = []
@@ -212,13 +234,36 @@ class ContinuousBatcher:
             self.waiting.append(sequence)
             self.condition.notify()
 
+    def set_adapters(self, adapters: dict[str, LoraWeights]) -> None:
+        """Serve these adapters from the next step on (an adapter still decoding for a request is kept until it
+        finishes). The first call builds the bank graph here, in the caller's thread: the batch keeps decoding."""
+        with self._adapting:
+            session = shapes = folder = None
+            if adapters and self.lora_shapes is None and (self._pending is None or self._pending[1] is None):
+                graph, shapes, folder = patch_decoder(self.model_path)
+                session = self._session(graph, folder)
+            with self.condition:
+                if self._pending is not None and session is None:  # keep a bank graph not applied yet
+                    session, shapes, folder = self._pending[1:]
+                self._pending = (dict(adapters), session, shapes, folder)
+                self.condition.notify()
+
+    def adapters(self) -> set[str]:
+        """The adapters requests may name now (set_adapters' last call, applied or about to be)."""
+        with self.condition:
+            if self._pending is not None:
+                return set(self._pending[0])
+        bank = self.bank
+        return set(bank.adapters) if bank is not None else set()
+
     def share_prefix(self, ids: list[int]) -> None:
         """Prefill `ids` once and keep their cache for every request that starts with them (the chat template's
         fixed opening). Call before the first request."""
         if len(ids) < 2 or len(ids) >= self.capacity:
             return
+        self.prefix_ids = list(ids)
         prompt = np.asarray([ids], dtype=np.int64)
-        self._run(prompt, np.ones_like(prompt), 0, 1)
+        self._run(prompt, np.ones_like(prompt), 0, 1, [None])
         n = len(ids)
         self.shared_prefix = Cached(ids, [k[0, :, :n].copy() for k in self.keys],
                                     [v[0, :, :n].copy() for v in self.values])
@@ -234,10 +279,14 @@ class ContinuousBatcher:
     def _loop(self) -> None:
         while True:
             with self.condition:
-                while not self.closed and not self.waiting and not self.running:
+                while not self.closed and not self.waiting and not self.running and self._pending is None:
                     self.condition.wait()
                 if self.closed:
                     break
+                pending, self._pending = self._pending, None
+                in_use = {s.adapter for s in (*self.running, *self.waiting) if s.adapter is not None}
+                if pending is not None:
+                    self._apply_adapters(pending, in_use)
                 admitted: list[Sequence] = []
                 while self.waiting and len(self.running) + len(admitted) < self.slots:
                     admitted.append(self.waiting.popleft())
@@ -248,8 +297,26 @@ class ContinuousBatcher:
         for sequence in [*self.running, *self.waiting]:
             self._finish(sequence, CANCELLED, RuntimeError("the generator is shutting down"))
 
+    def _apply_adapters(self, pending: tuple[dict[str, LoraWeights], Any, Any, Any], in_use: set[str]) -> None:
+        adapters, session, shapes, folder = pending
+        if session is not None:
+            self.session, self.lora_shapes, self._lora_folder = session, shapes, folder
+            self._bindings.clear()
+        if self.lora_shapes is None:
+            return
+        old = self.bank.adapters if self.bank is not None else {}
+        kept = {name: old[name] for name in in_use if name not in adapters and name in old}
+        self.bank = Bank({**adapters, **kept}, self.lora_shapes)
+        self._bindings.clear()
+        live = {w.digest for w in self.bank.adapters.values()}
+        self.adapter_prefixes = {k: v for k, v in self.adapter_prefixes.items() if k in live}
+
     def _admit(self, sequence: Sequence) -> None:
         try:
+            if sequence.adapter is not None:
+                if self.bank is None or sequence.adapter not in self.bank.adapters:
+                    raise ValueError(f"adapter {sequence.adapter!r} is not loaded")
+                sequence.cache_key = self.bank.adapters[sequence.adapter].digest or sequence.adapter
             if sequence.max_new_tokens <= 0:
                 self._finish(sequence, FINISHED_BY_LENGTH, None)
                 return
@@ -261,9 +328,11 @@ class ContinuousBatcher:
             prompt = np.asarray(sequence.prompt, dtype=np.int64)
             cached = self._reuse(sequence, prompt)
             ids = prompt[None, cached:]
-            logits = self._run(ids, np.ones((1, len(prompt)), dtype=np.int64), sequence.slot, sequence.slot + 1)
+            logits = self._run(ids, np.ones((1, len(prompt)), dtype=np.int64), sequence.slot, sequence.slot + 1,
+                               [sequence.adapter])
             sequence.length = len(sequence.prompt)
             sequence.cached = cached
+            self._keep_adapter_prefix(sequence)
         except Exception as error:  # a request the graph cannot take: it alone fails
             if sequence in self.running:
                 self._remove(sequence, keep=False)
@@ -271,12 +340,27 @@ class ContinuousBatcher:
             return
         self._deliver(sequence, logits[0, -1])
 
+    def _keep_adapter_prefix(self, sequence: Sequence) -> None:
+        """An adapter's first request leaves the template's opening behind for the adapter's next ones (its keys
+        and values are the adapter's own, not the base model's)."""
+        key, n = sequence.cache_key, len(self.prefix_ids)
+        if key is None or key in self.adapter_prefixes or not n or sequence.prompt[:n] != self.prefix_ids:
+            return
+        if len(sequence.prompt) <= n:
+            return
+        slot = sequence.slot
+        self.adapter_prefixes[key] = Cached(self.prefix_ids, [k[slot, :, :n].copy() for k in self.keys],
+                                            [v[slot, :, :n].copy() for v in self.values], adapter=key)
+
     def _reuse(self, sequence: Sequence, prompt: np.ndarray[Any, Any]) -> int:
-        """Copy the longest cached prefix of `prompt` into the sequence's slot; how many tokens that was."""
-        candidates = [self.shared_prefix] if self.shared_prefix is not None else []
+        """Copy the longest cached prefix of `prompt` into the sequence's slot; how many tokens that was. Only
+        caches computed with the sequence's own adapter (or none) are candidates."""
+        key = sequence.cache_key
+        prefix = self.shared_prefix if key is None else self.adapter_prefixes.get(key)
+        candidates = [prefix] if prefix is not None else []
         if sequence.session is not None:
             own = self.sessions.take(sequence.session)
-            if own is not None:
+            if own is not None and own.adapter == key:
                 candidates.append(own)
         best, length = None, 0
         for entry in candidates:
@@ -301,7 +385,7 @@ class ContinuousBatcher:
             mask[row, :sequence.length + 1] = 1
             ids[row, 0] = sequence.last
         try:
-            logits = self._run(ids, mask, 0, rows)
+            logits = self._run(ids, mask, 0, rows, [s.adapter for s in self.running])
         except Exception as error:  # the whole step failed: every running request gets the error, none hangs
             for sequence in list(self.running):
                 self._remove(sequence, keep=False)
@@ -356,7 +440,8 @@ class ContinuousBatcher:
             n = sequence.length  # the prompt and every generated token but the last (never fed)
             ids = (sequence.prompt + sequence.output)[:n]
             self.sessions.put(sequence.session, Cached(ids, [k[slot, :, :n].copy() for k in self.keys],
-                                                       [v[slot, :, :n].copy() for v in self.values]))
+                                                       [v[slot, :, :n].copy() for v in self.values],
+                                                       adapter=sequence.cache_key))
         last = self.running[-1]
         if last is not sequence:
             for buffer in (*self.keys, *self.values):
@@ -388,6 +473,9 @@ class ContinuousBatcher:
         binding = self.session.io_binding()
         binding.bind_output("logits")  # first: the outputs come back in binding order
         views = []
+        if self.bank is not None:  # the bank's matrices stay bound while the bank does
+            for name, array in self.bank.arrays.items():
+                binding.bind_ortvalue_input(name, self.ort.OrtValue.ortvalue_from_numpy(array))
         for layer in range(self.layers):
             for past, present, buffer in ((self.past_key, self.present_key, self.keys[layer]),
                                           (self.past_value, self.present_value, self.values[layer])):
@@ -400,10 +488,23 @@ class ContinuousBatcher:
         self._bindings[key] = (binding, views)
         return binding
 
-    def _run(self, ids: np.ndarray[Any, Any], mask: np.ndarray[Any, Any], first: int, end: int) -> Any:
-        """One forward pass of rows first..end-1; each layer's past and present are the same memory."""
+    def _session(self, model: str | bytes, weights: str | None = None) -> Any:
+        """A session of the graph at `model` (a path), or of a serialized graph whose weights are in `weights`."""
+        options = self.ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        if weights is not None:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path", weights)
+        return self.ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def _run(self, ids: np.ndarray[Any, Any], mask: np.ndarray[Any, Any], first: int, end: int,
+             adapters: list[str | None]) -> Any:
+        """One forward pass of rows first..end-1 (`adapters`: each row's); each layer's past and present are the
+        same memory."""
         binding = self._binding(first, end)
         binding.bind_cpu_input("input_ids", ids)
         binding.bind_cpu_input("attention_mask", mask)
+        if self.bank is not None:
+            binding.bind_cpu_input(MASK_INPUT, self.bank.mask(adapters))
         self.session.run_with_iobinding(binding)
         return binding.get_outputs()[0].numpy()  # the logits only (the caches are ours already)

@@ -10,8 +10,9 @@ the model's own chat template), `stream`, `sampling_parameters` (a JSON object, 
 and the sampling inputs `max_tokens`, `min_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`,
 `random_seed`, `stop`; request parameters (the generate endpoint's "parameters") are read too. A request may
 constrain its answer with one of `guided_choice` (a list of answers), `guided_regex` or `guided_json` (a JSON
-schema), in `sampling_parameters` or the request parameters, as vLLM takes them, and name a `session_id` whose
-next turn reuses this one's key/value cache.
+schema), in `sampling_parameters` or the request parameters, as vLLM takes them, name a `session_id` whose
+next turn reuses this one's key/value cache, and name an `adapter` (a LoRA adapter published in the model's
+`adapters/` folder, `tuneship export --adapter-of`; watched, so publishing or removing one needs no reload).
 
 Output: `text_output`, one piece per response when streaming (the last carries `finish_reason`,
 `completion_tokens`, `prompt_tokens` and `cached_prompt_tokens`, the prompt tokens served from a cache), the whole
@@ -26,6 +27,7 @@ import os
 import sys
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,11 +36,12 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tuneship_guidance import guidance, json_object
+from tuneship_lora import LoraWeights, check_name, published
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
-                  "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id")
+                  "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id", "adapter")
 MAX_SESSION_ID = 128
 
 
@@ -178,6 +181,24 @@ class TritonPythonModel:
                 on_step=self._stepped, sessions=self.sessions)
             if self.template is not None:
                 self.batcher.share_prefix(self._template_opening())
+        # LoRA adapters beside the versions (<model>/adapters/<name>/), for this version's weights only; watched,
+        # and looked at again when a request names one not loaded yet.
+        self.model_dir = args["model_repository"]
+        self.weights = ""
+        try:
+            with open(os.path.join(directory, "tuneship_source.json"), encoding="utf-8") as handle:
+                self.weights = str(json.load(handle).get("weights", ""))
+        except (OSError, ValueError):
+            pass
+        self.adapter_stamps: dict[str, float] = {}
+        self.adapter_weights: dict[str, Any] = {}
+        self.adapter_lock = threading.Lock()
+        self.adapter_metrics: dict[str, Any] = {}
+        self.stopping = threading.Event()
+        self.adapter_poll_s = float(parameters.get("adapter_poll_s", "2"))
+        if self.batcher is not None:
+            self._scan_adapters()
+            threading.Thread(target=self._watch_adapters, name="adapters", daemon=True).start()
         self.outgoing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send")
         self.in_flight = 0
         self.lock = threading.Lock()
@@ -232,6 +253,84 @@ class TritonPythonModel:
                         for reason in ("queue_full", "expired")}
         self.cached_tokens = self.families["cached"].Metric(labels=labels)
         self.sessions_gauge = self.families["sessions"].Metric(labels=labels)
+        self.labels = labels
+
+    # -- adapters -----------------------------------------------------------------------------------------
+
+    def _watch_adapters(self) -> None:
+        while not self.stopping.wait(self.adapter_poll_s):
+            try:
+                self._scan_adapters()
+            except Exception as error:  # a broken adapter must not stop the watcher (or the model)
+                self._log(f"adapters: {error}")
+
+    def _scan_adapters(self) -> None:
+        """Load what changed in the adapters folder and hand the whole set to the batcher."""
+        with self.adapter_lock:
+            found = published(self.model_dir)
+            stamps = {name: stamp for name, (stamp, _) in found.items()}
+            if stamps == self.adapter_stamps:
+                return
+            loaded = {}
+            for name, (stamp, folder) in found.items():
+                if self.adapter_stamps.get(name) == stamp and name in self.adapter_weights:
+                    loaded[name] = self.adapter_weights[name]
+                    continue
+                try:
+                    weights = LoraWeights.load(folder)
+                except Exception as error:
+                    self._log(f"adapter {name}: cannot be loaded ({error}); skipped")
+                    continue
+                base = str(weights.info.get("base_weights", ""))
+                if self.weights and base != self.weights:
+                    self._log(f"adapter {name} was tuned on weights {base}, this version serves {self.weights}; "
+                              "skipped (export it again for this version)")
+                    continue
+                loaded[name] = weights
+            self.batcher.set_adapters(loaded)
+            self.adapter_weights, self.adapter_stamps = loaded, stamps
+
+    def _adapter(self, options: dict[str, Any], guided: bool) -> str | None:
+        name = options.get("adapter")
+        if name is None or name == "":
+            return None
+        if not isinstance(name, str):
+            raise ValueError("adapter must be the name of a published adapter")
+        check_name(name)
+        if guided:
+            raise ValueError("adapter: constrained answers (guided_*) are generated without adapters; leave one out")
+        if self.batcher is None:
+            raise ValueError("adapter: this model is served with batching per-request, which has no adapters")
+        if name not in self.batcher.adapters():
+            self._scan_adapters()
+            if name not in self.batcher.adapters():
+                known = ", ".join(sorted(self.batcher.adapters())) or "none"
+                raise ValueError(f"adapter {name!r} is not published for this model (published: {known})")
+        return name
+
+    def _metrics_of(self, adapter: str | None) -> Any:
+        """The per-request metrics with the adapter's label (the base model's carry none)."""
+        if adapter is None:
+            return self
+        metrics = self.adapter_metrics.get(adapter)
+        if metrics is not None:
+            return metrics
+        labels = {**self.labels, "adapter": adapter}
+        with self.ipc:  # making a metric is a call into the server, like any other
+            metrics = self.adapter_metrics.get(adapter) or types.SimpleNamespace(
+                tokens=self.families["tokens"].Metric(labels=labels),
+                prompt_tokens=self.families["prompt"].Metric(labels=labels),
+                ttft=self.families["ttft"].Metric(labels=labels, buckets=TTFT_BUCKETS),
+                finished={reason: self.families["requests"].Metric(labels={**labels, "finish_reason": reason})
+                          for reason in ("stop", "length", "cancelled", "error")},
+                cached_tokens=self.families["cached"].Metric(labels=labels))
+            self.adapter_metrics[adapter] = metrics
+        return metrics
+
+    def _log(self, message: str) -> None:
+        logger = getattr(pb_utils, "Logger", None)
+        if logger is not None:
+            logger.log_warn(message)
 
     def _template_opening(self) -> list[int]:
         """The tokens every chat request starts with (the template's system prompt and first role marker): the
@@ -367,19 +466,21 @@ class TritonPythonModel:
             search, max_tokens = self._search(options, len(ids))
             stops = [s for s in options.get("stop") or [] if s]
             guide = guidance(options)
+            adapter = self._adapter(options, guide is not None)
             generator = None if guide is None and self.batcher is not None else self._generator(search, guide)
         except (ValueError, TypeError) as error:
             self._count(self.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=_invalid(str(error))))
             return
+        metrics = self._metrics_of(adapter)
         try:
             if generator is None:
                 self._run_batched(request, outbox, list(ids), search, max_tokens, stops, stream, started,
-                                  options.get("session_id"))
+                                  options.get("session_id"), adapter, metrics)
             else:
                 self._run(request, outbox, generator, ids, stops, stream, started)
         except Exception as error:  # the generator failed: the caller gets an error, never a hang
-            self._count(self.finished["error"], 1)
+            self._count(metrics.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"generation failed: {error}")))
 
     def _generator(self, search: dict[str, Any], guide: tuple[str, str] | None) -> Any:
@@ -439,10 +540,11 @@ class TritonPythonModel:
         outbox.final(self._response(final, reason, count, len(ids), 0))
 
     def _run_batched(self, request: Any, outbox: _Outbox, ids: list[int], search: dict[str, Any], max_tokens: int,
-                     stops: list[str], stream: bool, started: float, session: str | None) -> None:
+                     stops: list[str], stream: bool, started: float, session: str | None, adapter: str | None,
+                     metrics: Any) -> None:
         """The request as one sequence of the continuous batch; this thread waits until it finishes (so the
         slots and the queue count it as before), the batcher's thread decodes and streams its pieces."""
-        self._count(self.prompt_tokens, len(ids))
+        self._count(metrics.prompt_tokens, len(ids))
         decoder = self.tokenizer.create_stream()
         state = _Progress()
         hold = max((len(s) - 1 for s in stops), default=0)
@@ -458,7 +560,7 @@ class TritonPythonModel:
             if state.cancelled:
                 return False
             if state.count == 0:
-                self._count(self.ttft, now - started, observe=True)
+                self._count(metrics.ttft, now - started, observe=True)
             elif now - state.checked > 0.05:
                 # A round trip to the server every 50 ms, made by the sender thread: the batch's thread never
                 # waits for it (eight streams asking in turn held every step behind the server's lock).
@@ -489,17 +591,17 @@ class TritonPythonModel:
             temperature=float(search.get("temperature", 0.0)) if search.get("do_sample") else 0.0,
             top_k=int(search.get("top_k", 50)), top_p=float(search.get("top_p", 1.0)),
             repetition_penalty=float(search.get("repetition_penalty", 1.0)), seed=search.get("random_seed"),
-            session=session)
+            session=session, adapter=adapter)
         self.batcher.submit(sequence)
         finished.wait()
         if outcome.get("error") is not None:
             raise outcome["error"]
         reason = "cancelled" if state.cancelled else outcome["reason"]
         count = state.count
-        self._count(self.tokens, count)
-        self._count(self.finished[reason], 1)
+        self._count(metrics.tokens, count)
+        self._count(metrics.finished[reason], 1)
         if sequence.cached:
-            self._count(self.cached_tokens, sequence.cached)
+            self._count(metrics.cached_tokens, sequence.cached)
         if reason == "cancelled":
             outbox.final()
             return
@@ -559,6 +661,7 @@ class TritonPythonModel:
         return None
 
     def finalize(self) -> None:
+        self.stopping.set()
         if self.batcher is not None:
             self.batcher.close()
         self.executor.shutdown(wait=True, cancel_futures=True)

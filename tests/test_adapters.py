@@ -1,0 +1,210 @@
+"""LoRA adapters per request: two instruction tunes of the tiny Llama (different tasks) published as adapters of
+its base, answered in one batch as PEFT answers them, published and removed while the real Triton serves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lanes import costs
+from servers import running_server
+
+from tuneship.client import Generator, InvalidInputError, TritonClient
+from tuneship.deploy import TritonServer
+from tuneship.exporter.errors import ExportError
+
+REVIEW = "Is this review positive or negative? Answer with one word.\n\nA gripping, beautifully acted film."
+TWEET = "Is this tweet positive, negative or neutral? Answer with one word.\n\nugh, mondays again"
+TOKENS = 10
+
+
+@pytest.fixture(scope="session")
+@costs("slow")
+def tweets_checkpoint(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tuneship.trainer import InstructTrainConfig, train
+
+    output = tmp_path_factory.mktemp("tweets") / "ckpt"
+    train(InstructTrainConfig(task="instruct", data="tweets", model=str(tiny_llama), output=str(output),
+                              max_train_samples=48, max_eval_samples=8, exact_match_samples=8, max_steps=12,
+                              batch_size=4, learning_rate=5e-3, max_length=96, precision="fp32", seed=4))
+    return output
+
+
+@pytest.fixture(scope="module")
+@costs("slow")
+def adapter_repository(instruct_checkpoint: Path, tweets_checkpoint: Path,
+                       tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`base`: the tiny Llama itself (--base-model); `reviews` published as its adapter (tweets: by the tests)."""
+    from tuneship.exporter import GenerationServing, InstructExportOptions, export_checkpoint
+
+    repository = tmp_path_factory.mktemp("adapter-repo")
+    export_checkpoint(InstructExportOptions(checkpoint=instruct_checkpoint, name="base", repository=repository,
+                                            precision="fp32", gate_samples=8, base_model=True,
+                                            generation=GenerationServing(intra_op_threads=2)))
+    export_checkpoint(InstructExportOptions(checkpoint=instruct_checkpoint, name="reviews", repository=repository,
+                                            adapter_of="base", gate_samples=8))
+    return repository
+
+
+def _peft_answer(checkpoint: Path | None, base: Path, prompt: str) -> str:
+    """Greedy answer of the base model with the checkpoint's adapter applied by PEFT (not merged)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForCausalLM.from_pretrained(str(base)).eval()
+    if checkpoint is not None:
+        model = PeftModel.from_pretrained(model, str(checkpoint / "adapter")).eval()
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        return_dict=True)["input_ids"]
+    with torch.inference_mode():
+        out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=TOKENS, do_sample=False)
+    return str(tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)).strip()
+
+
+@pytest.mark.slow
+def test_a_mixed_batch_answers_each_adapter_as_peft_and_leaves_the_base_unchanged(
+        adapter_repository: Path, instruct_checkpoint: Path, tweets_checkpoint: Path, tiny_llama: Path,
+        tmp_path: Path) -> None:
+    """In process: base rows and rows of two adapters decode in the same steps; each row's tokens are the ones
+    PEFT gives its adapter alone, and the base rows' are the same as before any adapter was loaded."""
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from tuneship.exporter import InstructExportOptions, export_checkpoint
+
+    repository = tmp_path / "repo"
+    shutil.copytree(adapter_repository, repository)
+    export_checkpoint(InstructExportOptions(checkpoint=tweets_checkpoint, name="tweets", repository=repository,
+                                            adapter_of="base", gate_samples=8))
+    folder = repository / "base" / "1"
+    sys.path.insert(0, str(folder))
+    from tuneship_batcher import ContinuousBatcher, Sequence
+    from tuneship_lora import LoraWeights
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama))
+    prompts = {p: list(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                                     return_dict=True)["input_ids"]) for p in (REVIEW, TWEET)}
+    batcher = ContinuousBatcher(str(folder), slots=6, threads=2)
+
+    def run(jobs: list[tuple[str | None, str]]) -> list[str]:
+        got: list[list[int]] = [[] for _ in jobs]
+        done = threading.Semaphore(0)
+        with batcher.condition:  # all queued before the loop looks: they share steps
+            for (adapter, prompt), tokens in zip(jobs, got, strict=True):
+                batcher.submit(Sequence(prompts[prompt], TOKENS, lambda t, tokens=tokens: tokens.append(t) or True,
+                                        lambda _reason, error: done.release(), adapter=adapter))
+        for _ in jobs:
+            assert done.acquire(timeout=60)
+        return [str(tokenizer.decode(t, skip_special_tokens=True)).strip() for t in got]
+
+    try:
+        alone = run([(None, REVIEW), (None, TWEET)])
+        batcher.set_adapters({name: LoraWeights.load(str(repository / "base" / "adapters" / name))
+                              for name in ("reviews", "tweets")})
+        jobs: list[tuple[str | None, str]] = [(a, p) for a in (None, "reviews", "tweets") for p in (REVIEW, TWEET)]
+        mixed = run(jobs)
+    finally:
+        batcher.close()
+    assert max(batcher.batch_sizes) >= 3
+    expected = {None: None, "reviews": instruct_checkpoint, "tweets": tweets_checkpoint}
+    assert mixed == [_peft_answer(expected[a], tiny_llama, p) for a, p in jobs]
+    assert mixed[:2] == alone
+    assert mixed[2:4] != mixed[4:6]  # two tunes, two behaviours
+
+
+@pytest.mark.slow
+def test_an_adapter_of_other_weights_or_a_bad_name_is_refused(adapter_repository: Path, instruct_checkpoint: Path,
+                                                             tweets_checkpoint: Path, tmp_path: Path) -> None:
+    from tuneship.exporter import InstructExportOptions, export_checkpoint
+
+    repository = tmp_path / "repo"
+    shutil.copytree(adapter_repository, repository)
+    export_checkpoint(InstructExportOptions(checkpoint=instruct_checkpoint, name="merged", repository=repository,
+                                            precision="fp32", gate_samples=8))
+    with pytest.raises(ExportError, match=r"tuned from .* but merged v1 serves .*--base-model --name merged"):
+        export_checkpoint(InstructExportOptions(checkpoint=tweets_checkpoint, name="tweets",
+                                                repository=repository, adapter_of="merged", gate_samples=8))
+    with pytest.raises(ExportError, match="--name: adapter name"):
+        export_checkpoint(InstructExportOptions(checkpoint=tweets_checkpoint, name="_x", repository=repository,
+                                                adapter_of="base", gate_samples=8))
+    with pytest.raises(ExportError, match="is 'nope' in this repository"):
+        export_checkpoint(InstructExportOptions(checkpoint=tweets_checkpoint, name="tweets",
+                                                repository=repository, adapter_of="nope", gate_samples=8))
+    assert not (repository / "merged" / "adapters").exists() and not (repository / "tweets").exists()
+
+
+@pytest.fixture(scope="module")
+@costs("integration")
+def server(adapter_repository: Path) -> Iterator[TritonServer]:
+    with running_server(adapter_repository) as running:
+        yield running
+
+
+def _samples(server: TritonServer, name: str) -> dict[str, float]:
+    raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in raw.splitlines()
+            if line.startswith(name + "{")}
+
+
+def _answer(generator: Generator, prompt: str, **params: Any) -> str:
+    return generator.generate([{"role": "user", "content": prompt}], max_tokens=TOKENS, **params).text.strip()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_adapters_are_chosen_per_request_published_and_removed_without_a_reload(
+        server: TritonServer, adapter_repository: Path, instruct_checkpoint: Path, tweets_checkpoint: Path,
+        tiny_llama: Path) -> None:
+    from tuneship.cli import main
+    from tuneship.exporter import InstructExportOptions, export_checkpoint
+
+    with TritonClient(server.grpc_url) as client:
+        generator = Generator(client, "base")
+        assert _answer(generator, REVIEW) == _peft_answer(None, tiny_llama, REVIEW)
+        assert _answer(generator, REVIEW, adapter="reviews") == _peft_answer(instruct_checkpoint, tiny_llama, REVIEW)
+        with pytest.raises(InvalidInputError, match=r"adapter 'tweets' is not published .*\(published: reviews\)"):
+            _answer(generator, TWEET, adapter="tweets")
+        with pytest.raises(InvalidInputError, match="guided_"):
+            _answer(generator, REVIEW, adapter="reviews", choices=["positive", "negative"])
+        # Published while a long stream runs: the stream finishes, the new adapter answers, nothing reloads.
+        stream = generator.stream([{"role": "user", "content": REVIEW}], max_tokens=400, min_tokens=400)
+        first = next(iter(stream))
+        export_checkpoint(InstructExportOptions(checkpoint=tweets_checkpoint, name="tweets",
+                                                repository=adapter_repository, adapter_of="base", gate_samples=8))
+        assert _answer(generator, TWEET, adapter="tweets") == _peft_answer(tweets_checkpoint, tiny_llama, TWEET)
+        rest = "".join(stream)
+        assert stream.generation is not None and stream.generation.tokens == 400 and first + rest
+        assert main(["adapters", "base", "--repository", str(adapter_repository), "--remove", "tweets"]) == 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                _answer(generator, TWEET, adapter="tweets")
+            except InvalidInputError:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("a removed adapter was still answered after 15 s")
+        assert _answer(generator, REVIEW, adapter="reviews") == _peft_answer(instruct_checkpoint, tiny_llama, REVIEW)
+    index = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://{server.http_url}/v2/repository/index", data=b"{}", method="POST"), timeout=10).read())
+    assert [(m["name"], m.get("version"), m.get("state")) for m in index] == [("base", "1", "READY")]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        tokens = _samples(server, "tuneship_generation_tokens_total")
+        if any('adapter="tweets"' in k for k in tokens) and any('adapter="reviews"' in k for k in tokens):
+            break
+        time.sleep(0.3)
+    labelled = {k: v for k, v in tokens.items() if 'adapter="reviews"' in k}
+    assert labelled and sum(labelled.values()) >= 2
+    unlabelled = [k for k in tokens if "adapter=" not in k]
+    assert unlabelled and sum(tokens[k] for k in unlabelled) >= 400
