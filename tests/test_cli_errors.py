@@ -46,6 +46,10 @@ BATTERY: dict[str, list[list[str]]] = {
         ["{tmp}", "--max-batch-size", "-1"],
         ["{tmp}", "--layout", "stacked"],
     ],
+    "adapters": [
+        ["chat", "--repository", "{tmp}/no-repository"],
+        ["chat", "--repository", "{tmp}", "--remove", "support"],
+    ],
     "serve": [
         ["--model-repository", "{tmp}/no-repository"],
         ["--model-repository", "{file}"],
