@@ -225,6 +225,24 @@ def test_recording_rules_compute_what_they_say(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_generation_rules_split_tokens_by_adapter(tmp_path: Path) -> None:
+    series = [_series('tuneship_generation_tokens_total{model="chat",version="1"}', "0+300x20"),  # 20 tokens/s
+              _series('tuneship_generation_tokens_total{model="chat",version="1",adapter="support"}', "0+150x20")]
+    name = "model_version_adapter:generation_tokens:rate1m"
+    spec = {"rule_files": [str(PROMETHEUS / "recording_rules.yml")], "evaluation_interval": "15s",
+            "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": [
+                {"expr": name, "eval_time": "4m", "exp_samples": [
+                    {"labels": f'{name}{{model="chat",version="1"}}', "value": 20.0},
+                    {"labels": f'{name}{{adapter="support",model="chat",version="1"}}', "value": 10.0}]},
+                {"expr": "model_version:generation_tokens:rate1m", "eval_time": "4m", "exp_samples": [
+                    {"labels": 'model_version:generation_tokens:rate1m{model="chat",version="1"}',
+                     "value": 30.0}]}]}]}
+    path = tmp_path / "adapter_test.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = _run("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_quality_recording_rules_compute_shares_psi_and_mean_confidence(tmp_path: Path) -> None:
     from tuneship.exporter.quality import psi
 
