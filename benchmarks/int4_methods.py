@@ -29,6 +29,12 @@ METHODS = {  # name: (precision, builder extra options)
     "rtn, block 128": ("int4", ["prune_lm_head=true", "block_size=128"]),
     "rtn, fp32 compute": ("int4", ["accuracy_level=1"]),
     "rtn, block size 16": ("int4", ["block_size=16"]),
+    # Issue 23's quantized variant inside the 1-point gate: 8-bit weights, or int4 with float activations.
+    "k_quant, fp32 compute, pruned": ("int4", ["algo_config=k_quant", "prune_lm_head=true", "accuracy_level=1"]),
+    "k_quant_mixed, pruned": ("int4", ["algo_config=k_quant_mixed", "prune_lm_head=true"]),
+    "int8 weights, pruned": ("int8", ["prune_lm_head=true"]),
+    "int8 k_quant, pruned": ("int8", ["algo_config=k_quant", "prune_lm_head=true"]),
+    "int8, fp32 compute, pruned": ("int8", ["prune_lm_head=true", "accuracy_level=1"]),
 }
 
 

@@ -206,3 +206,38 @@ def test_the_tune_command_is_made_from_tune_options() -> None:
                                   window_s=0.5, repository=Path("repo"), write=False)
     defaults = options_from_args(TuneOptions, tune_parser.parse_args(["--model", "m", "--latency-budget-ms", "5"]))
     assert defaults == TuneOptions(model="m", latency_budget_ms=5.0)  # the CLI's defaults are the dataclass's
+
+
+def test_a_generators_choice_is_the_most_tokens_within_its_first_token_budget() -> None:
+    from tuneship.tuning.generator import GeneratorTrial
+    from tuneship.tuning.generator import choose as choose_generator
+
+    def trial(rows: int, tps: float, p99: float, errors: int = 0) -> GeneratorTrial:
+        return GeneratorTrial(rows, current=False, tokens_per_second=tps, ttft_ms={"p50": p99 / 2, "p99": p99},
+                              errors=errors)
+
+    few, many, too_slow, failing = trial(2, 120, 150), trial(8, 230, 380), trial(16, 240, 1500), trial(4, 300, 90, 1)
+    chosen, reason = choose_generator([few, many, too_slow, failing], 99, 1000)
+    assert chosen is many and "max_concurrency 8" in reason
+    assert choose_generator([too_slow], 99, 1000)[0] is None
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_tune_sweeps_a_generators_rows_per_step_and_writes_the_chosen_one(generator_repository: Path,
+                                                                         tmp_path: Path) -> None:
+    from tuneship.cli import main
+
+    repository = tmp_path / "repo"
+    shutil.copytree(generator_repository, repository)
+    assert main(["tune", "--model", "chat", "--model-repository", str(repository), "--latency-budget-ms", "20000",
+                 "--max-concurrencies", "1,3", "--concurrency", "3", "--max-tokens", "12"]) == 0
+    report = json.loads((repository / "chat" / "tuning_report.json").read_text())
+    assert sorted(t["max_concurrency"] for t in report["trials"]) == [1, 3, 8]
+    assert all(t["tokens_per_second"] > 0 and t["errors"] == 0 for t in report["trials"])
+    best = max(report["trials"], key=lambda t: t["tokens_per_second"])["tokens_per_second"]
+    assert report["chosen"]["tokens_per_second"] >= 0.98 * best
+    config = parse_pbtxt((repository / "chat" / "config.pbtxt").read_text())
+    assert config.parameters["max_concurrency"].string_value == str(report["chosen"]["max_concurrency"])
+    assert main(["tune", "--model", "chat", "--model-repository", str(repository), "--latency-budget-ms", "100",
+                 "--percentile", "95"]) == 2  # a generator's budget is on p50 or p99 of time to first token

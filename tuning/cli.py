@@ -43,6 +43,10 @@ def run_tune(args: argparse.Namespace) -> int:
         except InvalidInputError as error:
             raise CommandError(f"--images: {error}") from None
     options = options_from_args(TuneOptions, args, texts=texts, write=not args.dry_run)
+    from tuneship.tuning.generator import is_generator
+
+    if is_generator(options.repository, options.model):
+        return _tune_generator(options, args.dry_run)
     try:
         report = tune(options)
     except TuneError as error:
@@ -61,4 +65,27 @@ def run_tune(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(report.written) + " (a polling server reloads them; otherwise restart or "
               f"`tuneship deploy load {args.model}`)")
     print(f"report: {json_path}  frontier: {png_path}")
+    return 0 if report.chosen is not None else 1
+
+
+def _tune_generator(options: TuneOptions, dry_run: bool) -> int:
+    from tuneship.tuning import TuneError
+    from tuneship.tuning.generator import row, save_generator_report, tune_generator
+
+    try:
+        report = tune_generator(options)
+    except TuneError as error:
+        raise CommandError(str(error)) from None
+    print()
+    for trial in sorted(report.trials, key=lambda t: -t.tokens_per_second):
+        print(row(trial, chosen=trial is report.chosen))
+    print(f"\n{report.reason}")
+    if dry_run:
+        print("--dry-run: nothing written (no configuration, report or chart)")
+        return 0 if report.chosen is not None else 1
+    json_path, png_path = save_generator_report(report, options.repository)
+    if report.written:
+        print("wrote " + ", ".join(report.written) + " (a polling server reloads it; otherwise restart or "
+              f"`tuneship deploy load {options.model}`)")
+    print(f"report: {json_path}" + (f"  chart: {png_path}" if png_path else ""))
     return 0 if report.chosen is not None else 1

@@ -22,14 +22,18 @@ class TuneOptions:
     """What to tune and how; `tuneship tune`'s flags are made from these fields (tuneship.options)."""
 
     model: str = field(metadata={
-        "help": "the classifier to tune (a text or image ensemble, or a single-model text classifier)"})
-    latency_budget_ms: float = field(metadata={"help": "largest allowed latency percentile (ms)",
-                                               "type": positive_float})
+        "help": "the model to tune (a text or image ensemble, a single-model text classifier, or a generator)"})
+    latency_budget_ms: float = field(metadata={
+        "help": "largest allowed latency percentile (ms; a generator: time to first token)", "type": positive_float})
     repository: Path = field(default=Path("model_repository"), metadata={"help": "Triton model repository",
                                                                          "flag": "--model-repository"})
     percentile: int = field(default=99, metadata={"help": "the latency percentile the budget bounds",
                                                   "choices": PERCENTILES})
-    concurrency: int = field(default=8, metadata={"help": "requests in flight while measuring",
+    concurrency: int = field(default=8, metadata={"help": "requests (a generator: streams) in flight while "
+                                                          "measuring", "type": positive_int})
+    max_concurrencies: tuple[int, ...] = field(default=(2, 4, 8, 16), metadata={
+        "help": "a generator: max_concurrency values to try (rows decoded together)"})
+    max_tokens: int = field(default=64, metadata={"help": "a generator: tokens per streamed answer",
                                                   "type": positive_int})
     batch_size: int = field(default=1, metadata={"help": "texts per request", "type": positive_int})
     window_s: float = field(default=2.0, metadata={"help": "seconds per measurement window (up to 3)",

@@ -121,7 +121,8 @@ class AdapterExport(TaskExport[InstructExportOptions, AdapterVariant, AdapterRep
         self.answers = {a.lower() for a in checkpoint.labels}
         with step(f"loading checkpoint {checkpoint.path} (merged, the adapter's reference)"):
             self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
-            self.model = AutoModelForCausalLM.from_pretrained(str(checkpoint.path)).eval()
+            model: Any = AutoModelForCausalLM.from_pretrained(str(checkpoint.path))
+            self.model = model.eval()
         eos = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         self.eos = {int(t) for t in eos if t is not None}
 

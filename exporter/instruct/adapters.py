@@ -47,7 +47,10 @@ def _check_config(config: dict[str, Any], where: Path) -> float:
     return float(config["lora_alpha"])
 
 
-def convert(adapter_dir: Path, decoder: Path, genai_config: dict[str, Any]) -> tuple[dict[str, np.ndarray], int]:
+Arrays = dict[str, np.ndarray[Any, Any]]
+
+
+def convert(adapter_dir: Path, decoder: Path, genai_config: dict[str, Any]) -> tuple[Arrays, int]:
     """The adapter's `<node>.a` [in, width] and `<node>.b` [width, out] arrays, and its width."""
     import onnx
     from safetensors.numpy import load_file
@@ -66,7 +69,7 @@ def convert(adapter_dir: Path, decoder: Path, genai_config: dict[str, Any]) -> t
     sizes = {"q_proj": int(decoder_config["num_attention_heads"]) * head,
              "k_proj": int(decoder_config["num_key_value_heads"]) * head,
              "v_proj": int(decoder_config["num_key_value_heads"]) * head}
-    modules: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
+    modules: dict[tuple[str, str, str], dict[str, np.ndarray[Any, Any]]] = {}
     for key, tensor in weights.items():
         match = _MODULE.search(key)
         if match is None:
@@ -75,7 +78,7 @@ def convert(adapter_dir: Path, decoder: Path, genai_config: dict[str, Any]) -> t
         layer, group, proj, which = match.groups()
         modules.setdefault((layer, group, proj), {})[which] = tensor.astype(np.float32)
     # Each node's pieces: (A [in, r], B [r, out] scaled, where its outputs start in the node).
-    pieces: dict[str, list[tuple[np.ndarray, np.ndarray, int]]] = {}
+    pieces: dict[str, list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int]]] = {}
     for (layer, group, proj), pair in sorted(modules.items()):
         if set(pair) != {"A", "B"}:
             raise ExportError(f"{adapter_dir}: layer {layer} {proj} lacks lora_{'B' if 'A' in pair else 'A'}")
@@ -98,7 +101,7 @@ def convert(adapter_dir: Path, decoder: Path, genai_config: dict[str, Any]) -> t
     if not pieces:
         raise ExportError(f"{adapter_dir}: the adapter has no LoRA matrices")
     width = max(sum(a.shape[1] for a, _, _ in parts) for parts in pieces.values())
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
     for node, parts in pieces.items():
         in_features, out_features = shapes[node]
         a_all = np.zeros((in_features, width), dtype=np.float32)
