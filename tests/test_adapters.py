@@ -194,7 +194,10 @@ def test_adapters_are_chosen_per_request_published_and_removed_without_a_reload(
             time.sleep(0.5)
         else:
             pytest.fail("a removed adapter was still answered after 15 s")
-        assert _answer(generator, REVIEW, adapter="reviews") == _peft_answer(instruct_checkpoint, tiny_llama, REVIEW)
+        # The adapter's own copy of the template's opening served this prompt (the base model's would be wrong).
+        again = generator.generate([{"role": "user", "content": REVIEW}], max_tokens=TOKENS, adapter="reviews")
+        assert again.text.strip() == _peft_answer(instruct_checkpoint, tiny_llama, REVIEW)
+        assert again.cached_prompt_tokens is not None and again.cached_prompt_tokens > 0
     index = json.loads(urllib.request.urlopen(urllib.request.Request(
         f"http://{server.http_url}/v2/repository/index", data=b"{}", method="POST"), timeout=10).read())
     assert [(m["name"], m.get("version"), m.get("state")) for m in index] == [("base", "1", "READY")]

@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.instruct.adapters import convert, weights_fingerprint
+from tuneship.exporter.instruct.adapters import (
+    base_model_dir,
+    convert,
+    read_instruct_checkpoint,
+    weights_fingerprint,
+)
 from tuneship.exporter.instruct.measure import batched_greedy, torch_greedy
 from tuneship.exporter.instruct.options import InstructExportOptions
 from tuneship.exporter.repository import existing_versions, latest_version, read_config
@@ -95,25 +100,19 @@ class AdapterExport(TaskExport[InstructExportOptions, AdapterVariant, AdapterRep
     def load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from tuneship.trainer import TrainingError, read_checkpoint, read_conversations
+        from tuneship.trainer import read_conversations
 
         options = self.options
-        try:
-            self.checkpoint = checkpoint = read_checkpoint(Path(options.checkpoint))
-        except TrainingError as error:
-            raise ExportError(str(error)) from None
+        self.checkpoint = checkpoint = read_instruct_checkpoint(Path(options.checkpoint))
         manifest = checkpoint.manifest
         adapter_dir = checkpoint.path / str(manifest.get("adapter") or "adapter")
         if checkpoint.method != "lora" or not (adapter_dir / "adapter_config.json").is_file():
             raise ExportError(f"{checkpoint.path}: a {checkpoint.method} checkpoint has no LoRA adapter to publish; "
                               "--adapter-of takes a checkpoint trained with --method lora")
         self.adapter_dir = adapter_dir
-        base = manifest.get("base_model_path")
-        if not base or not Path(str(base)).is_dir():
-            raise ExportError(f"{checkpoint.path}/tuneship.json: field 'base_model_path' ({base!r}) is not a folder "
-                              "on this machine: the adapter is checked against the weights it was tuned from")
-        self.base_fingerprint = weights_fingerprint(Path(str(base)))
-        self.base_path = Path(str(base))
+        self.base_path = base_model_dir(checkpoint, "and the adapter is checked against the weights it was tuned "
+                                                    "from")
+        self.base_fingerprint = weights_fingerprint(self.base_path)
         held_out = read_conversations(checkpoint.eval_data) if checkpoint.eval_data else []
         if not held_out:
             raise ExportError(f"{checkpoint.path}: no held-out conversations (eval.jsonl) to gate the adapter with")

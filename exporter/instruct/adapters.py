@@ -19,6 +19,25 @@ _MODULE = re.compile(r"(?:^|\.)layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.lora_
 PACKED = ("q_proj", "k_proj", "v_proj")
 
 
+def read_instruct_checkpoint(path: Path) -> Any:
+    """The checkpoint's manifest (trainer.CheckpointInfo); its problems as an ExportError."""
+    from tuneship.trainer import TrainingError, read_checkpoint
+
+    try:
+        return read_checkpoint(Path(path))
+    except TrainingError as error:
+        raise ExportError(str(error)) from None
+
+
+def base_model_dir(checkpoint: Any, why: str) -> Path:
+    """The folder of the model the checkpoint was tuned from (its manifest's `base_model_path`)."""
+    base = checkpoint.manifest.get("base_model_path")
+    if not base or not Path(str(base)).is_dir():
+        raise ExportError(f"{checkpoint.path}/tuneship.json: field 'base_model_path' ({base!r}) is not a folder on "
+                          f"this machine, {why}")
+    return Path(str(base))
+
+
 def weights_fingerprint(model_dir: Path) -> str:
     """What an adapter must have been tuned on: the model's config and weight files, hashed."""
     digest = hashlib.sha256()

@@ -79,20 +79,14 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
     def load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from tuneship.trainer import TrainingError, read_checkpoint, read_conversations
+        from tuneship.exporter.instruct.adapters import base_model_dir, read_instruct_checkpoint
+        from tuneship.trainer import read_conversations
 
         options = self.options
-        try:
-            self.checkpoint = checkpoint = read_checkpoint(Path(options.checkpoint))
-        except TrainingError as error:
-            raise ExportError(str(error)) from None
+        self.checkpoint = checkpoint = read_instruct_checkpoint(Path(options.checkpoint))
         self.model_dir = Path(checkpoint.path)
         if options.base_model:
-            base = checkpoint.manifest.get("base_model_path")
-            if not base or not Path(str(base)).is_dir():
-                raise ExportError(f"{checkpoint.path}/tuneship.json: field 'base_model_path' ({base!r}) is not a "
-                                  "folder on this machine, so --base-model has no base to publish")
-            self.model_dir = Path(str(base))
+            self.model_dir = base_model_dir(checkpoint, "so --base-model has no base to publish")
         elif checkpoint.method == "ptuning":
             raise ExportError(f"{checkpoint.path}: a P-tuning checkpoint's prompt encoder cannot be folded into the "
                               "weights, and onnxruntime-genai's builder takes plain weights only; train with "
