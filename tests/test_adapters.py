@@ -123,14 +123,13 @@ def test_a_mixed_batch_answers_each_adapter_as_peft_and_leaves_the_base_unchange
 
 
 @pytest.mark.slow
-def test_an_adapter_of_other_weights_or_a_bad_name_is_refused(adapter_repository: Path, instruct_checkpoint: Path,
+def test_an_adapter_of_other_weights_or_a_bad_name_is_refused(adapter_repository: Path, generator_repository: Path,
                                                              tweets_checkpoint: Path, tmp_path: Path) -> None:
     from tuneship.exporter import InstructExportOptions, export_checkpoint
 
     repository = tmp_path / "repo"
     shutil.copytree(adapter_repository, repository)
-    export_checkpoint(InstructExportOptions(checkpoint=instruct_checkpoint, name="merged", repository=repository,
-                                            precision="fp32", gate_samples=8))
+    shutil.copytree(generator_repository / "chat", repository / "merged")  # a merged tune, not the base
     with pytest.raises(ExportError, match=r"tuned from .* but merged v1 serves .*--base-model --name merged"):
         export_checkpoint(InstructExportOptions(checkpoint=tweets_checkpoint, name="tweets",
                                                 repository=repository, adapter_of="merged", gate_samples=8))
