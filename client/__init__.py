@@ -73,6 +73,9 @@ _LAZY_NAMES = {
     "generation_probe": "tuneship.client.probe",
     "probe_inputs": "tuneship.client.probe",
     "read_image_folder": "tuneship.client.images",
+    "review_prompts": "tuneship.client.generation_bench",
+    "run_generation_bench": "tuneship.client.generation_bench",
+    "save_png": "tuneship.client.bench",
     "ready_models": "tuneship.client.cli",
     "run_bench": "tuneship.client.bench",
     "stream_once": "tuneship.client.probe",
@@ -83,6 +86,7 @@ __all__ += sorted([*_LAZY_NAMES])
 if TYPE_CHECKING:
     from tuneship.client.bench import builtin_reviews as builtin_reviews
     from tuneship.client.bench import run_bench as run_bench
+    from tuneship.client.bench import save_png as save_png
     from tuneship.client.cli import (
         add_connection_arguments as add_connection_arguments,
     )
@@ -95,6 +99,8 @@ if TYPE_CHECKING:
     from tuneship.client.cli import (
         ready_models as ready_models,
     )
+    from tuneship.client.generation_bench import review_prompts as review_prompts
+    from tuneship.client.generation_bench import run_generation_bench as run_generation_bench
     from tuneship.client.images import read_image_folder as read_image_folder
     from tuneship.client.probe import (
         PROBE_PARAMETER as PROBE_PARAMETER,

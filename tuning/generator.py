@@ -101,8 +101,7 @@ def _with(config: Any, max_concurrency: int, callers: int) -> Any:
 
 
 def tune_generator(options: TuneOptions) -> GeneratorTuneReport:
-    from tuneship.client import TritonClient, builtin_reviews
-    from tuneship.client.generation_bench import review_prompts, run_generation_bench
+    from tuneship.client import TritonClient, builtin_reviews, review_prompts, run_generation_bench
     from tuneship.deploy import ServeOptions, TritonServer
     from tuneship.exporter import read_config, repository_lock, write_config
 
@@ -154,7 +153,7 @@ def tune_generator(options: TuneOptions) -> GeneratorTuneReport:
 
 
 def save_generator_report(report: GeneratorTuneReport, repository: Path) -> tuple[Path, Path | None]:
-    from tuneship.client.bench import save_png
+    from tuneship.client import save_png
     from tuneship.exporter import write_text_atomic
 
     folder = repository / report.model
