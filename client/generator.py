@@ -80,12 +80,17 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
             raise InvalidInputError(f"adapter {adapter!r}: the name of an adapter published for the model (1-64 "
                                     "letters, digits, '.', '_' or '-')")
         sampling["adapter"] = adapter
+    if params.get("raw") is not None:  # in sampling_parameters, which every generator takes
+        if not isinstance(params["raw"], bool):
+            raise InvalidInputError(f"raw must be True or False, got {params['raw']!r}")
+        if params["raw"]:
+            sampling["raw"] = True
     if sampling:
         tensors["sampling_parameters"] = one(json.dumps(sampling).encode("utf-8"), np.object_)
     kinds = {"max_tokens": np.int32, "min_tokens": np.int32, "temperature": np.float32, "top_p": np.float32,
              "top_k": np.int32, "repetition_penalty": np.float32, "random_seed": np.uint64}
     for name, value in params.items():
-        if value is None or name in CONSTRAINTS or name in ("session", "adapter"):
+        if value is None or name in CONSTRAINTS or name in ("session", "adapter", "raw"):
             continue
         if name == "stop":
             stops = [value] if isinstance(value, str) else list(value)
@@ -97,7 +102,7 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
         if name not in kinds:
             raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, min_tokens, "
                                     "temperature, top_p, top_k, repetition_penalty, seed, stop, choices, regex, "
-                                    "json_schema, session or adapter")
+                                    "json_schema, session, adapter or raw")
         tensors[name] = one(value, kinds[name])
     return tensors
 
@@ -332,6 +337,13 @@ class AsyncGenerator(_Settings):
 
     def stream(self, prompt: Prompt, *, timeout_s: float | None = None, **params: Any) -> AsyncTextStream:
         return self._open(prompt, True, timeout_s, params)
+
+    def open(self, prompt: Prompt, *, stream: bool, timeout_s: float | None = None,
+             **params: Any) -> AsyncTextStream:
+        """A generation to iterate either way: streamed piece by piece (`stream=True`) or, with `stream=False`,
+        the whole text as one piece; cancellable and with `.generation` at its end either way (a server in front,
+        like the OpenAI-compatible API, serves both kinds of its own callers with it)."""
+        return self._open(prompt, stream, timeout_s, params)
 
     def _open(self, prompt: Prompt, streaming: bool, timeout_s: float | None,
               params: Mapping[str, Any]) -> AsyncTextStream:

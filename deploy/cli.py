@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -12,9 +13,11 @@ from typing import Any
 
 from tuneship.arguments import (
     CommandError,
+    existing_path,
     flatten,
     metrics_endpoint,
     name_list,
+    port_number,
     positive_float,
 )
 from tuneship.deploy.options import ServeOptions
@@ -26,6 +29,14 @@ ADMIN_KEY_HELP = "key for Triton's restricted APIs (default: $TUNESHIP_ADMIN_KEY
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the embedded Triton server on a model repository")
     add_options(serve, ServeOptions)  # every flag from ServeOptions' fields
+    api = serve.add_argument_group("OpenAI-compatible API (off unless --openai-port is given)")
+    api.add_argument("--openai-port", type=port_number, default=None,
+                     help="also serve /v1/chat/completions, /v1/completions and /v1/models on this port (same "
+                          "--host), in front of this server's generators")
+    api.add_argument("--api-key", default=None,
+                     help="the API's callers must send 'Authorization: Bearer KEY' (default: $TUNESHIP_API_KEY)")
+    api.add_argument("--api-tls-cert", type=existing_path, default=None, help="HTTPS for the API: certificate (PEM)")
+    api.add_argument("--api-tls-key", type=existing_path, default=None, help="HTTPS for the API: private key (PEM)")
     serve.set_defaults(handler=run_serve)
 
     from tuneship.client import add_connection_arguments
@@ -75,12 +86,20 @@ def run_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if args.openai_port is not None and args.tls_cert is not None:
+        raise CommandError("--openai-port with --tls-cert: the API reaches Triton's gRPC over loopback without TLS; "
+                           "run `tuneship api --url ...` beside a TLS server instead")
+    if (args.api_tls_cert is None) != (args.api_tls_key is None):
+        raise CommandError("--api-tls-cert and --api-tls-key go together (the API's certificate and its key)")
     server = TritonServer(options)
     print(f"starting Triton on {options.model_repository} ...", flush=True)
-    with server:  # a failed start raises ServerError with Triton's reason: one line, exit status 2
+    with server, contextlib.ExitStack() as stack:  # a failed start raises ServerError with Triton's reason
         print(f"Triton ready: {server.listening()}\n"
               f"clients on this machine: --url {server.grpc_url} (gRPC), metrics {server.metrics_url}\n"
               f"log: {server.log_path}  (Ctrl-C to stop)", flush=True)
+        if args.openai_port is not None:
+            api = stack.enter_context(_openai_api(args, options, server.grpc_url))
+            print(f"OpenAI-compatible API: {api.url}/v1 (models: {api.url}/v1/models)", flush=True)
         while not stop.wait(0.5):
             if not server.running and not server.restarting and not stop.is_set():
                 print(f"error: Triton stopped unexpectedly: {server.exit_reason()}", file=sys.stderr)
@@ -88,6 +107,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print("stopping Triton ...", flush=True)
     print("stopped", flush=True)
     return 0
+
+
+def _openai_api(args: argparse.Namespace, options: ServeOptions, grpc_url: str) -> Any:
+    from tuneship.api import ApiOptions, ApiServer
+
+    key = args.api_key or os.environ.get("TUNESHIP_API_KEY") or None
+    return ApiServer(ApiOptions(url=grpc_url, host=options.host, port=args.openai_port, api_key=key,
+                                tls_cert=args.api_tls_cert, tls_key=args.api_tls_key,
+                                repository=options.model_repository))
 
 
 def run_deploy(args: argparse.Namespace) -> int:

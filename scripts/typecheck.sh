@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 VIEW=build/typecheck/tuneship
 rm -rf build/typecheck && mkdir -p "$VIEW"
 for entry in tuneship/*; do ln -s "$PWD/$entry" "$VIEW/"; done
-for stage in trainer exporter client deploy tuning monitor; do ln -s "$PWD/$stage" "$VIEW/$stage"; done
+for stage in trainer exporter client deploy tuning monitor api; do ln -s "$PWD/$stage" "$VIEW/$stage"; done
 export MYPYPATH="$PWD/build/typecheck"
 MYPY="${MYPY:-.venv/bin/mypy}"
 # Strict where services import us (the client) and where the server runs (deploy, the dispatcher).
 # One cache per run: the two runs' flags differ, and a shared cache is rebuilt by each (about 80 s instead of a few).
-"$MYPY" --cache-dir .mypy_cache/strict --strict -m tuneship -m tuneship.cli -p tuneship.client -p tuneship.deploy
+"$MYPY" --cache-dir .mypy_cache/strict --strict -m tuneship -m tuneship.cli -p tuneship.client -p tuneship.deploy \
+  -p tuneship.api
 "$MYPY" --cache-dir .mypy_cache/stages -p tuneship.trainer -p tuneship.exporter -p tuneship.tuning -p tuneship.monitor
 # The stage rules (pyproject.toml's [tool.importlinter] contracts), on the same view: import-linter finds the
 # stages under tuneship/ there as the installed package has them.

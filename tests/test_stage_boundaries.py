@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("trainer", "exporter", "client", "deploy", "tuning", "monitor")
+STAGES = ("trainer", "exporter", "client", "deploy", "tuning", "monitor", "api")
 
 
 def _reaches(path: Path, own: str) -> list[str]:

@@ -36,6 +36,12 @@ INPUTS = (
     ("repetition_penalty", mc.TYPE_FP32, [1], True),
     ("random_seed", mc.TYPE_UINT64, [1], True),
     ("stop", mc.TYPE_STRING, [-1], True),
+    ("raw", mc.TYPE_BOOL, [1], True),  # a prompt read as it is, without the chat template
+    # What Triton's OpenAI frontend sends a vLLM-style model: the same repository serves behind it too.
+    ("stop_words", mc.TYPE_STRING, [-1], True),
+    ("exclude_input_in_output", mc.TYPE_BOOL, [1], True),
+    ("return_num_input_tokens", mc.TYPE_BOOL, [1], True),
+    ("return_num_output_tokens", mc.TYPE_BOOL, [1], True),
 )
 OUTPUTS = (
     ("text_output", mc.TYPE_STRING, [-1]),
@@ -43,6 +49,8 @@ OUTPUTS = (
     ("completion_tokens", mc.TYPE_INT32, [1]),
     ("prompt_tokens", mc.TYPE_INT32, [1]),
     ("cached_prompt_tokens", mc.TYPE_INT32, [1]),
+    ("num_input_tokens", mc.TYPE_UINT32, [1]),  # the vLLM backend's names of the two counts above
+    ("num_output_tokens", mc.TYPE_UINT32, [1]),
 )
 
 

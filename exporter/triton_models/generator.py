@@ -41,7 +41,11 @@ from tuneship_lora import LoraWeights, check_name, published
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
-                  "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id", "adapter")
+                  "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id", "adapter", "raw",
+                  "exclude_input_in_output")
+# Other servers' names for the same options (vLLM's sampling parameters, TensorRT-LLM's inputs), as Triton's
+# OpenAI frontend sends them.
+ALIASES = {"seed": "random_seed", "lora_name": "adapter", "stop_words": "stop"}
 MAX_SESSION_ID = 128
 
 
@@ -67,10 +71,20 @@ def _scalar(request: Any, name: str) -> Any:
     values = tensor.as_numpy().reshape(-1)
     if values.size == 0:
         return None
-    if name == "stop":
+    if name in ("stop", "stop_words"):
         return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
     value = values[0]
     return value.decode("utf-8") if isinstance(value, bytes) else value.item()
+
+
+def _special_tokens(directory: str) -> list[str]:
+    """The tokenizer's special tokens as text (`<|im_start|>`, ...): a prompt holding one is already templated."""
+    try:
+        with open(os.path.join(directory, "tokenizer.json"), encoding="utf-8") as handle:
+            added = json.load(handle).get("added_tokens", [])
+    except (OSError, ValueError):
+        return []
+    return [t["content"] for t in added if t.get("special") and len(t.get("content", "")) > 2]
 
 
 def _config(og: Any, directory: str, threads: int) -> Any:
@@ -157,6 +171,7 @@ class TritonPythonModel:
         if os.path.isfile(template_path):
             with open(template_path, encoding="utf-8") as handle:
                 self.template = handle.read()
+        self.markers = _special_tokens(directory)
         self.max_concurrency = int(parameters.get("max_concurrency", "8"))
         # Requests beyond the running ones wait in arrival order (the executor's queue), up to max_queue; more
         # are refused at once, so a burst gets a clear answer instead of waiting without bound.
@@ -356,14 +371,18 @@ class TritonPythonModel:
         options: dict[str, Any] = {}
         raw_parameters = request.parameters()
         if raw_parameters:
-            options.update({k: v for k, v in json.loads(raw_parameters).items() if k in SAMPLING_NAMES})
+            options.update({ALIASES.get(k, k): v for k, v in json.loads(raw_parameters).items()
+                            if ALIASES.get(k, k) in SAMPLING_NAMES})
         sampling = _scalar(request, "sampling_parameters")
         if sampling:
-            options.update(json_object(sampling, "sampling_parameters"))
-        for name in SAMPLING_NAMES:
+            options.update({ALIASES.get(k, k): v for k, v in json_object(sampling, "sampling_parameters").items()})
+        for name in (*SAMPLING_NAMES, *ALIASES):
             value = _scalar(request, name)
             if value is not None:
-                options[name] = value
+                options[ALIASES.get(name, name)] = value
+        if options.get("exclude_input_in_output", True) is False:
+            raise ValueError("exclude_input_in_output false (echo the prompt) is not supported: answers never "
+                             "repeat their prompt")
         if isinstance(options.get("stop"), str):
             options["stop"] = [options["stop"]]
         session = options.get("session_id")
@@ -371,7 +390,11 @@ class TritonPythonModel:
             raise ValueError(f"session_id must be a non-empty string of at most {MAX_SESSION_ID} characters")
         return options
 
-    def _prompt(self, request: Any) -> str:
+    def _prompt(self, request: Any, options: dict[str, Any]) -> str:
+        """The text the model reads. A chat model given a plain prompt would end its answer at once (it was tuned
+        on its template), so a prompt without the tokenizer's special tokens becomes one user turn, as Ollama's
+        generate does; a prompt that has them (Triton's OpenAI frontend sends chats already templated) or a
+        request with `raw` true is read as it is."""
         text = _scalar(request, "text_input")
         messages = _scalar(request, "messages")
         if messages:
@@ -391,7 +414,14 @@ class TritonPythonModel:
             raise ValueError("text_input is empty (send a prompt, or chat messages in 'messages')")
         if len(str(text).encode("utf-8")) > self.max_input_bytes:
             raise ValueError(f"text_input: over this model's limit of {self.max_input_bytes} bytes")
-        return str(text)
+        text = str(text)
+        raw = options.get("raw", False)
+        if not isinstance(raw, (bool, np.bool_)):
+            raise ValueError(f"raw must be true or false, got {raw!r}")
+        if self.template is None or raw or any(marker in text for marker in self.markers):
+            return text
+        return self.tokenizer.apply_chat_template(json.dumps([{"role": "user", "content": text}]),
+                                                  template_str=self.template, add_generation_prompt=True)
 
     def _search(self, options: dict[str, Any], prompt_tokens: int) -> tuple[dict[str, Any], int]:
         max_tokens = int(options.get("max_tokens", self.default_max_tokens))
@@ -458,7 +488,7 @@ class TritonPythonModel:
         try:
             options = self._options(request)
             stream = bool(options.get("stream", False))
-            ids = self.tokenizer.encode(self._prompt(request))
+            ids = self.tokenizer.encode(self._prompt(request, options))
             limit = min(self.max_prompt_tokens, self.context_length - 1)
             if len(ids) > limit:
                 raise ValueError(f"the prompt has {len(ids)} tokens, over this model's limit of {limit} "
@@ -639,6 +669,8 @@ class TritonPythonModel:
             tensors.append(pb_utils.Tensor("completion_tokens", np.array([count or 0], dtype=np.int32)))
             tensors.append(pb_utils.Tensor("prompt_tokens", np.array([prompt], dtype=np.int32)))
             tensors.append(pb_utils.Tensor("cached_prompt_tokens", np.array([cached], dtype=np.int32)))
+            tensors.append(pb_utils.Tensor("num_input_tokens", np.array([prompt], dtype=np.uint32)))
+            tensors.append(pb_utils.Tensor("num_output_tokens", np.array([count or 0], dtype=np.uint32)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
     def execute(self, requests: list[Any]) -> None:

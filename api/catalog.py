@@ -1,0 +1,106 @@
+"""Which model ids the API serves: every ready generator on the server (a model whose metadata has the
+generator's `text_input` and `text_output` tensors), and `MODEL:ADAPTER` for each adapter published beside a
+generator in the model repository, when the API knows the repository's folder.
+
+Read from the server's repository index and model metadata (both open to every caller, unlike model configs,
+which an admin key restricts), kept for a few seconds, and read again at once when a request names an id not seen
+yet: a model loaded or an adapter published a moment ago is found without waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneship.client import AsyncTritonClient, TritonError
+
+ADAPTERS_DIR, ADAPTER_INFO = "adapters", "adapter.json"
+_ADAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SEPARATOR = ":"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str
+    model: str  # the generator's name on the server
+    adapter: str | None
+    created: int  # when it was published (seconds since the epoch), as OpenAI's `created`
+
+
+def published_adapters(repository: Path, model: str) -> dict[str, int]:
+    """Adapters published beside a generator: name -> when (adapter.json is written last, so a half-published
+    adapter is not listed)."""
+    root = repository / model / ADAPTERS_DIR
+    found: dict[str, int] = {}
+    try:
+        folders = sorted(root.iterdir())
+    except OSError:
+        return found
+    for folder in folders:
+        try:
+            found[folder.name] = int((folder / ADAPTER_INFO).stat().st_mtime)
+        except OSError:
+            continue
+    return {name: when for name, when in found.items() if _ADAPTER.match(name)}
+
+
+class Catalog:
+    def __init__(self, client: AsyncTritonClient, repository: Path | None, refresh_s: float) -> None:
+        self.client = client
+        self.repository = repository
+        self.refresh_s = refresh_s
+        self._models: dict[str, ServedModel] = {}
+        self._read_at = float("-inf")
+        self._generators: dict[str, bool] = {}  # name@version -> is a generator (metadata read once)
+        self._lock = asyncio.Lock()
+
+    async def models(self, fresh: bool = False) -> dict[str, ServedModel]:
+        async with self._lock:
+            if fresh or time.monotonic() - self._read_at > self.refresh_s:
+                self._models = await self._read()
+                self._read_at = time.monotonic()
+            return self._models
+
+    async def resolve(self, model_id: str) -> ServedModel | None:
+        models = await self.models()
+        if model_id not in models:
+            models = await self.models(fresh=True)
+        return models.get(model_id)
+
+    async def _read(self) -> dict[str, ServedModel]:
+        index = await self.client.get_model_repository_index()
+        found: dict[str, ServedModel] = {}
+        now = int(time.time())
+        for entry in sorted(index, key=lambda e: e.get("name", "")):
+            name, version = entry.get("name", ""), entry.get("version", "")
+            if entry.get("state") != "READY" or not await self._is_generator(name, version):
+                continue
+            created = self._created(name, now)
+            found[name] = ServedModel(id=name, model=name, adapter=None, created=created)
+            if self.repository is not None:
+                for adapter, when in published_adapters(self.repository, name).items():
+                    model_id = f"{name}{SEPARATOR}{adapter}"
+                    found[model_id] = ServedModel(id=model_id, model=name, adapter=adapter, created=when)
+        return found
+
+    def _created(self, name: str, default: int) -> int:
+        if self.repository is None:
+            return default
+        try:
+            return int((self.repository / name / "config.pbtxt").stat().st_mtime)
+        except OSError:
+            return default
+
+    async def _is_generator(self, name: str, version: str) -> bool:
+        key = f"{name}@{version}"
+        if key not in self._generators:
+            try:
+                metadata = await self.client.get_model_metadata(name, version)
+            except TritonError:
+                return False  # unloaded between the index and this call: not served now
+            inputs = {t.get("name") for t in metadata.get("inputs", [])}
+            outputs = {t.get("name") for t in metadata.get("outputs", [])}
+            self._generators[key] = "text_input" in inputs and "text_output" in outputs
+        return self._generators[key]

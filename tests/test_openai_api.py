@@ -1,0 +1,265 @@
+"""The OpenAI-compatible API with the real `openai` package (sync, async, streaming) in front of the real embedded
+Triton serving the tiny Llama: the answers are the `Generator`'s, the usage is the tokenizer's, every refusal is
+OpenAI's error object with its status, and a caller that goes away frees its slot."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lanes import costs
+from servers import running_server
+
+from tuneship.api import ApiOptions, ApiServer
+from tuneship.client import Generator, TritonClient
+from tuneship.deploy import TritonServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+QUESTION = "Is this review positive or negative? A gripping, beautifully acted film."
+KEY = "sk-test-0123456789"
+
+
+@pytest.fixture(scope="module")
+@costs("integration")
+def server(generator_repository: Path) -> Iterator[TritonServer]:
+    with running_server(generator_repository) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(server: TritonServer, generator_repository: Path) -> Iterator[ApiServer]:
+    options = ApiOptions(url=server.grpc_url, port=0, repository=generator_repository, max_prompt_chars=4000,
+                         max_body_bytes=64 * 1024)
+    with ApiServer(options) as running:
+        yield running
+
+
+def _openai(api: ApiServer, key: str = "none", **kwargs: Any) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0, **kwargs)
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _metric(url: str, name: str, *labels: str) -> float:
+    raw = urllib.request.urlopen(url, timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in raw.splitlines()
+               if line.startswith(name) and all(label in line for label in labels))
+
+
+def _wait_until_idle(server: TritonServer, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _metric(server.metrics_url, "tuneship_generation_running") > 0:
+        assert time.monotonic() < deadline, "a stream nobody reads any more kept generating"
+        time.sleep(0.1)
+
+
+def test_models_lists_the_generators_and_an_unknown_model_is_404(api: ApiServer) -> None:
+    import openai
+
+    client = _openai(api)
+    ids = [model.id for model in client.models.list()]
+    assert ids == ["chat"]
+    assert client.models.retrieve("chat").owned_by == "tuneship"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.code == "model_not_found" and "chat" in missing.value.message
+
+
+def test_chat_answers_as_the_generator_does_with_the_tokenizers_usage(
+        api: ApiServer, server: TritonServer, instruct_checkpoint: Path) -> None:
+    from transformers import AutoTokenizer
+
+    messages = [{"role": "user", "content": QUESTION}]
+    with TritonClient(server.grpc_url) as grpc:
+        expected = Generator(grpc, "chat").generate(messages, max_tokens=12, temperature=0)
+    answer = _openai(api).chat.completions.create(model="chat", messages=messages, max_tokens=12, temperature=0)
+    choice = answer.choices[0]
+    assert choice.message.content == expected.text and choice.message.role == "assistant"
+    assert choice.finish_reason == ("length" if expected.finish_reason == "length" else "stop")
+    tokenizer = AutoTokenizer.from_pretrained(str(instruct_checkpoint))
+    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                               return_dict=True)["input_ids"]
+    assert answer.usage.prompt_tokens == len(prompt_ids) == expected.prompt_tokens
+    assert answer.usage.completion_tokens == expected.tokens
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    assert answer.id.startswith("chatcmpl-") and answer.object == "chat.completion" and answer.model == "chat"
+
+    # Streamed, the pieces join to the same text; the usage comes last when asked for.
+    chunks = list(_openai(api).chat.completions.create(model="chat", messages=messages, max_tokens=12,
+                                                        temperature=0, stream=True,
+                                                        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected.text
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.finish_reason
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == expected.tokens
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_a_plain_prompt_to_a_chat_model_is_one_user_turn_unless_raw(api: ApiServer, server: TritonServer) -> None:
+    client = _openai(api)
+    chat = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": QUESTION}],
+                                          max_tokens=8, temperature=0)
+    completion = client.completions.create(model="chat", prompt=QUESTION, max_tokens=8, temperature=0)
+    assert completion.choices[0].text == chat.choices[0].message.content
+    assert completion.usage.prompt_tokens == chat.usage.prompt_tokens
+    raw = client.completions.create(model="chat", prompt=QUESTION, max_tokens=8, temperature=0,
+                                    extra_body={"raw": True})
+    with TritonClient(server.grpc_url) as grpc:
+        expected = Generator(grpc, "chat").generate(QUESTION, max_tokens=8, temperature=0, raw=True)
+    assert raw.choices[0].text == expected.text and raw.usage.prompt_tokens == expected.prompt_tokens
+    assert raw.usage.prompt_tokens < completion.usage.prompt_tokens  # no template around it
+    streamed = client.completions.create(model="chat", prompt=QUESTION, max_tokens=8, temperature=0, stream=True)
+    assert "".join(c.choices[0].text for c in streamed) == completion.choices[0].text
+
+
+def test_constrained_answers_keep_to_their_constraint(api: ApiServer) -> None:
+    import jsonschema
+
+    client = _openai(api)
+    messages = [{"role": "user", "content": QUESTION}]
+    schema = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}},
+              "required": ["sentiment"], "additionalProperties": False}
+    shaped = client.chat.completions.create(
+        model="chat", messages=messages, max_tokens=60,
+        response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}})
+    jsonschema.validate(json.loads(shaped.choices[0].message.content), schema)
+    chosen = client.chat.completions.create(model="chat", messages=messages, max_tokens=8,
+                                            extra_body={"guided_choice": ["positive", "negative"]})
+    assert chosen.choices[0].message.content in ("positive", "negative")
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as invalid:
+        client.chat.completions.create(model="chat", messages=messages, max_tokens=8,
+                                       extra_body={"guided_regex": "(unclosed"})
+    assert "guided_regex" in invalid.value.message
+
+
+def test_every_refusal_is_openais_error_object_with_its_status(api: ApiServer) -> None:
+    import openai
+
+    client = _openai(api)
+    messages = [{"role": "user", "content": "hi"}]
+    refused = {
+        "n": dict(n=2),
+        "logprobs": dict(logprobs=True),
+        "tools": dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+        "presence_penalty": dict(presence_penalty=0.5),
+        "frequency_penalty": dict(frequency_penalty=0.5),
+        "logit_bias": dict(logit_bias={"42": 3}),
+        "temperature": dict(temperature=5),
+        "max_tokens": dict(max_tokens=0),
+        "made_up": dict(extra_body={"made_up": 1}),
+        "messages": dict(messages=[{"role": "user", "content": "x" * 5000}]),
+        "stream_options": dict(stream_options={"include_usage": True}),
+    }
+    for param, arguments in refused.items():
+        call = {"model": "chat", "messages": messages, "max_tokens": 4, **arguments}
+        with pytest.raises(openai.BadRequestError) as error:
+            client.chat.completions.create(**call)
+        assert error.value.status_code == 400 and error.value.param == param, (param, error.value.body)
+        assert error.value.type == "invalid_request_error" and error.value.message
+    with pytest.raises(openai.BadRequestError) as many:
+        client.completions.create(model="chat", prompt=["one", "two"], max_tokens=4)
+    assert many.value.param == "prompt"
+    # The model's own limit (more tokens than max_tokens allows) comes back as a 400 too, in the server's words.
+    with pytest.raises(openai.BadRequestError) as too_many:
+        client.chat.completions.create(model="chat", messages=messages, max_tokens=1_000_000)
+    assert "max_tokens" in too_many.value.message
+    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
+    status, error_body = _post(f"{api.url}/v1/chat/completions", body)
+    assert status == 413 and error_body["error"]["code"] == "request_too_large"
+    status, error_body = _post(f"{api.url}/v1/chat/completions", b"{not json")
+    assert status == 400 and "JSON" in error_body["error"]["message"]
+    status, error_body = _post(f"{api.url}/v2/nothing", b"{}")
+    assert status == 404 and error_body["error"]["type"] == "invalid_request_error"
+    statuses = _metric(f"{api.url}/metrics", "tuneship_api_requests_total", 'endpoint="chat.completions"',
+                       'status="400"')
+    assert statuses >= len(refused)
+
+
+def test_a_key_is_asked_for_when_set_and_compared(server: TritonServer) -> None:
+    import openai
+
+    with ApiServer(ApiOptions(url=server.grpc_url, port=0, api_key=KEY)) as keyed:
+        with pytest.raises(openai.AuthenticationError) as wrong:
+            _openai(keyed, key="sk-wrong").models.list()
+        assert wrong.value.status_code == 401 and wrong.value.code == "invalid_api_key"
+        assert [m.id for m in _openai(keyed, key=KEY).models.list()] == ["chat"]
+        assert urllib.request.urlopen(f"{keyed.url}/health", timeout=10).status == 200  # probes need no key
+
+
+def test_concurrent_async_callers_are_batched_and_each_gets_its_own_answer(
+        api: ApiServer, server: TritonServer) -> None:
+    import openai
+
+    questions = [f"{word} films are" for word in ("Good", "Long", "Old", "Silent")]
+    tokens = 160  # long enough for the four to overlap
+    with TritonClient(server.grpc_url) as grpc:
+        generator = Generator(grpc, "chat")
+        expected = [generator.generate(q, max_tokens=tokens, min_tokens=tokens, temperature=0, raw=True).text
+                    for q in questions]
+    batched_before = _metric(server.metrics_url, "tuneship_generation_batch_size_sum")
+    steps_before = _metric(server.metrics_url, "tuneship_generation_batch_size_count")
+
+    async def together() -> list[str]:
+        client = openai.AsyncOpenAI(base_url=f"{api.url}/v1", api_key="none", max_retries=0)
+        answers = await asyncio.gather(*(client.completions.create(
+            model="chat", prompt=q, max_tokens=tokens, temperature=0, extra_body={"raw": True, "min_tokens": tokens})
+            for q in questions))
+        await client.close()
+        return [a.choices[0].text for a in answers]
+
+    got = asyncio.run(together())
+    rows = _metric(server.metrics_url, "tuneship_generation_batch_size_sum") - batched_before
+    steps = _metric(server.metrics_url, "tuneship_generation_batch_size_count") - steps_before
+    assert steps > 0 and rows / steps > 2.5, (rows, steps)  # the engine decoded them together
+    # The tiny model answers alike alone and in company (tests/test_batch_invariance.py measures it).
+    same = sum(g == e for g, e in zip(got, expected, strict=True))
+    assert same >= len(questions) - 1, (got, expected)
+
+
+def test_a_caller_that_goes_away_frees_its_slot(api: ApiServer, server: TritonServer) -> None:
+    cancelled_before = _metric(server.metrics_url, "tuneship_generation_requests_total", 'finish_reason="cancelled"')
+    body = {"model": "chat", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 2000,
+            "min_tokens": 2000, "stream": True}
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
+    connection.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("content-type", "").startswith("text/event-stream")
+    received = [response.readline() for _ in range(6)]
+    assert any(line.startswith(b"data: {") for line in received)
+    connection.close()  # mid-answer: about 2,000 tokens were still to come
+    _wait_until_idle(server)
+    assert _metric(server.metrics_url, "tuneship_generation_requests_total",
+                   'finish_reason="cancelled"') > cancelled_before
+    assert _metric(f"{api.url}/metrics", "tuneship_api_client_disconnects_total") >= 1
+
+
+def test_a_generation_past_its_deadline_is_504(server: TritonServer) -> None:
+    import openai
+
+    with ApiServer(ApiOptions(url=server.grpc_url, port=0, request_timeout_s=0.3)) as hurried, \
+            pytest.raises(openai.APIStatusError) as late:
+        _openai(hurried).chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": QUESTION}], max_tokens=2000,
+            extra_body={"min_tokens": 2000})
+    assert late.value.status_code == 504 and late.value.body["code"] == "deadline_exceeded"
+    _wait_until_idle(server)  # and its slot is free, though 2,000 tokens were asked for
