@@ -55,6 +55,16 @@ BATTERY: dict[str, list[list[str]]] = {
         ["--model-repository", "{file}"],
         ["--grpc-port", "70000"],
         ["--ready-timeout", "-1"],
+        ["--model-repository", "{tmp}", "--openai-port", "70000"],
+        ["--model-repository", "{tmp}", "--openai-port", "0", "--api-tls-cert", "{file}"],
+    ],
+    "api": [
+        ["--api-port", "70000"],
+        ["--url", "http://"],
+        ["--api-tls-cert", "{tmp}/missing.pem"],
+        ["--api-tls-cert", "{file}"],
+        ["--max-body-bytes", "0"],
+        ["--request-timeout", "-3"],
     ],
     "infer": [
         ["--url", "{grpc}", "--root-cert", "/nonexistent.pem", "hello"],

@@ -4,6 +4,7 @@ refused at once with the limit named, a waiting request starts when the slot fre
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -74,3 +75,31 @@ def test_a_full_queue_refuses_at_once_and_a_freed_slot_starts_the_waiting_reques
     assert len(answered) == 1 and answered[0].tokens >= 1  # type: ignore[attr-defined]
     assert _metric(server, "tuneship_generation_refused_total", 'reason="queue_full"') == refused_before + 2
     assert _metric(server, "tuneship_generation_queue_seconds_count") >= 2
+
+
+def test_the_openai_api_answers_a_full_queue_with_429_and_retry_after(server: TritonServer) -> None:
+    """Through the OpenAI-compatible API the same refusal is HTTP 429 with Retry-After, the SDK's RateLimitError."""
+    import openai
+
+    from tuneship.api import ApiOptions, ApiServer
+
+    once = ClientOptions(retry=RetryPolicy(max_attempts=1))
+    with ApiServer(ApiOptions(url=server.grpc_url, port=0)) as api, TritonClient(server.grpc_url, once) as first, \
+            TritonClient(server.grpc_url, once) as second:
+        running = Generator(first, "chat").stream(PROMPT, max_tokens=2000, min_tokens=2000)
+        pieces = iter(running)
+        next(pieces)  # the only slot is taken; a second request takes the only waiting place
+        waiting = Generator(second, "chat").stream(PROMPT, max_tokens=2000, min_tokens=2000)
+        threading.Thread(target=lambda: list(waiting), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while _metric(server, "tuneship_generation_queued") < 1:
+            assert time.monotonic() < deadline, "the second request never queued"
+            time.sleep(0.05)
+        client = openai.OpenAI(base_url=f"{api.url}/v1", api_key="none", max_retries=0)
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model="chat", messages=[{"role": "user", "content": PROMPT}],
+                                           max_tokens=4)
+        running.cancel()
+        waiting.cancel()
+    assert refused.value.status_code == 429 and refused.value.response.headers["retry-after"] == "1"
+    assert refused.value.code == "queue_full" and "max_queue 1" in refused.value.message

@@ -263,3 +263,40 @@ def test_a_generation_past_its_deadline_is_504(server: TritonServer) -> None:
             extra_body={"min_tokens": 2000})
     assert late.value.status_code == 504 and late.value.body["code"] == "deadline_exceeded"
     _wait_until_idle(server)  # and its slot is free, though 2,000 tokens were asked for
+
+
+def test_a_fuzzer_on_the_published_schema_finds_no_server_error(api: ApiServer) -> None:
+    """schemathesis makes requests from the API's own OpenAPI schema (valid and broken ones alike); none may
+    come back as a 5xx or a body that is not OpenAI's error object."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    with urllib.request.urlopen(f"{api.url}/openapi.json", timeout=10) as response:
+        schema = schemathesis.openapi.from_dict(json.loads(response.read()))
+    failures: list[str] = []
+    statuses: dict[int, int] = {}
+    for path, method in (("/v1/chat/completions", "POST"), ("/v1/completions", "POST"), ("/v1/models", "GET"),
+                         ("/v1/models/{model_id}", "GET")):
+        operation = schema[path][method]
+
+        @settings(max_examples=40, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def probe(case: Any) -> None:
+            if isinstance(case.body, dict):
+                if isinstance(case.body.get("max_tokens"), int):
+                    case.body["max_tokens"] = min(case.body["max_tokens"], 8) or 1  # keep generations short
+                if "model" in case.body and len(str(case.body)) % 2:
+                    case.body["model"] = "chat"  # half of them reach the generator
+            response = case.call(base_url=api.url, timeout=60)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code >= 500:
+                failures.append(f"{method} {path} {case.body!r} -> {response.status_code} {response.text[:300]}")
+            elif response.status_code >= 400:
+                error = response.json().get("error", {})
+                if not {"message", "type", "param", "code"} <= set(error):
+                    failures.append(f"{method} {path} {case.body!r} -> not an error object: {response.text[:300]}")
+
+        probe()
+    assert failures == [], "\n".join(failures[:10])
+    assert statuses.get(200, 0) >= 10 and statuses.get(400, 0) >= 10, statuses  # it reached both sides
