@@ -221,9 +221,10 @@ async def _answer(state: _State, request: Request, endpoint: str, served: Served
     async def events() -> AsyncIterator[str]:
         finished = False
         try:
-            yield sse(reply.opening())
+            # The role and the first piece leave in one write: the caller's first token is not a second,
+            # smaller packet behind the first.
+            yield sse(reply.opening()) + (sse(reply.piece(first)) if first is not None else "")
             if first is not None:
-                yield sse(reply.piece(first))
                 async for piece in pieces:
                     yield sse(reply.piece(piece))
             generation = stream.generation

@@ -1,5 +1,5 @@
-"""Which model ids the API serves: every ready generator on the server (a model whose metadata has the
-generator's `text_input` and `text_output` tensors), and `MODEL:ADAPTER` for each adapter published beside a
+"""Which model ids the API serves: every ready generator on the server (a model whose metadata satisfies the
+text-generation task's contract, `tuneship.tasks`), and `MODEL:ADAPTER` for each adapter published beside a
 generator in the model repository, when the API knows the repository's folder.
 
 Read from the server's repository index and model metadata (both open to every caller, unlike model configs,
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneship.client import AsyncTritonClient, TritonError
+from tuneship.tasks import TEXT_GENERATION, task_of_metadata
 
 ADAPTERS_DIR, ADAPTER_INFO = "adapters", "adapter.json"
 _ADAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -100,7 +101,5 @@ class Catalog:
                 metadata = await self.client.get_model_metadata(name, version)
             except TritonError:
                 return False  # unloaded between the index and this call: not served now
-            inputs = {t.get("name") for t in metadata.get("inputs", [])}
-            outputs = {t.get("name") for t in metadata.get("outputs", [])}
-            self._generators[key] = "text_input" in inputs and "text_output" in outputs
+            self._generators[key] = task_of_metadata(metadata) is TEXT_GENERATION
         return self._generators[key]

@@ -351,7 +351,7 @@ def run_generate(args: argparse.Namespace) -> int:
     with TritonClient(args.url, client_options(args)) as client, \
             explained(args.url, args.model, ready_models(client)):
         generator = Generator(client, args.model)
-        params = {**_generation_params(args), "session": args.session}
+        params = {**_generation_params(args), "session": args.session, "raw": True if args.raw else None}
         if args.stream:
             stream = generator.stream(request, **params)
             for piece in stream:

@@ -52,8 +52,15 @@ def test_deployment_probes_gpu_and_ports_fit_together() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    api = deployment["spec"]["template"]["spec"]["containers"][1]
+    assert api["name"] == "openai" and "--url" in api["args"] and api["args"][api["args"].index("--url") + 1] == \
+        "127.0.0.1:8001"  # the sidecar relays to its own pod's Triton
+    assert api["readinessProbe"]["httpGet"] == {"path": "/health", "port": "openai"}
+    ports.update({p["name"]: p["containerPort"] for p in api["ports"]})
     service = _documents(KUBERNETES / "service.yaml")[0]
     assert {p["targetPort"] for p in service["spec"]["ports"]} == set(ports)
+    monitor = _documents(KUBERNETES / "servicemonitor.yaml")[0]
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics", "openai"}
     hpa = _documents(KUBERNETES / "hpa.yaml")[0]
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     adapter = yaml.safe_load(_documents(KUBERNETES / "prometheus-adapter-rules.yaml")[0]["data"]["config.yaml"])
@@ -64,7 +71,8 @@ def test_deployment_probes_gpu_and_ports_fit_together() -> None:
 def test_compose_wires_triton_prometheus_and_grafana() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    assert set(services) == {"triton", "prometheus", "grafana"}
+    assert set(services) == {"triton", "openai", "prometheus", "grafana"}
+    assert services["openai"]["entrypoint"] == ["tuneship", "api"] and "9000:9000" in services["openai"]["ports"]
     for service in services.values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
@@ -75,7 +83,7 @@ def test_compose_wires_triton_prometheus_and_grafana() -> None:
     assert "tritonserver:24.10-py3" in dockerfile  # Triton 2.51.0, as the embedded server
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
-    assert "triton:8002" in targets
+    assert "triton:8002" in targets and "openai:9000" in targets
 
 
 def test_liveness_checks_run_a_real_inference() -> None:
@@ -87,4 +95,4 @@ def test_liveness_checks_run_a_real_inference() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     assert compose["services"]["triton"]["healthcheck"]["test"][1:3] == ["tuneship", "health"]
     dockerfile = (ROOT / "deploy" / "compose" / "Dockerfile").read_text()
-    assert "[client]" in dockerfile  # the image carries the client that `tuneship health` needs
+    assert "[client,api]" in dockerfile  # the image carries the client that `tuneship health` needs, and the API
