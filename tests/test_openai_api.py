@@ -291,11 +291,13 @@ def test_a_fuzzer_on_the_published_schema_finds_no_server_error(api: ApiServer) 
             response = case.call(base_url=api.url, timeout=60)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             if response.status_code >= 500:
-                failures.append(f"{method} {path} {case.body!r} -> {response.status_code} {response.text[:300]}")
+                failures.append(f"{case.method} {case.path} {case.body!r} -> {response.status_code} "
+                                f"{response.text[:300]}")
             elif response.status_code >= 400:
                 error = response.json().get("error", {})
                 if not {"message", "type", "param", "code"} <= set(error):
-                    failures.append(f"{method} {path} {case.body!r} -> not an error object: {response.text[:300]}")
+                    failures.append(f"{case.method} {case.path} {case.body!r} -> not an error object: "
+                                    f"{response.text[:300]}")
 
         probe()
     assert failures == [], "\n".join(failures[:10])
