@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -194,7 +195,7 @@ async def _answer(state: _State, request: Request, endpoint: str, served: Served
     generator = AsyncGenerator(state.client, served.model)
     stream = generator.open(prompt, stream=streaming, timeout_s=state.options.request_timeout_s, **params)
     pieces = aiter(stream)
-    reply = _Reply(endpoint, served.id)
+    reply = _Reply(endpoint, served.id, include_usage)
     # The first piece is awaited before anything is sent: a refusal (queue full, prompt too long, bad pattern)
     # still gets its HTTP status; only a failure after the first token has to travel inside the stream.
     try:
@@ -223,15 +224,15 @@ async def _answer(state: _State, request: Request, endpoint: str, served: Served
         try:
             # The role and the first piece leave in one write: the caller's first token is not a second,
             # smaller packet behind the first.
-            yield sse(reply.opening()) + (sse(reply.piece(first)) if first is not None else "")
+            yield sse(reply.opening()) + (reply.piece(first) if first is not None else "")
             if first is not None:
                 async for piece in pieces:
-                    yield sse(reply.piece(piece))
+                    yield reply.piece(piece)
             generation = stream.generation
             assert generation is not None
             finished = True
             _count_tokens(state, served.id, generation)
-            yield sse(reply.closing(generation, include_usage))
+            yield sse(reply.closing(generation))
             if include_usage:
                 yield sse(reply.usage_chunk(generation))
         except TritonError as error:
@@ -282,8 +283,10 @@ def _count_tokens(state: _State, model_id: str, generation: Generation) -> None:
 class _Reply:
     """OpenAI's response objects for one answer."""
 
-    def __init__(self, endpoint: str, model_id: str) -> None:
+    def __init__(self, endpoint: str, model_id: str, include_usage: bool = False) -> None:
         self.chat = endpoint == CHAT
+        self.include_usage = include_usage
+        self._around: tuple[str, str] | None = None
         self.id = ("chatcmpl-" if self.chat else "cmpl-") + uuid.uuid4().hex
         self.model = model_id
         self.created = int(time.time())
@@ -306,21 +309,30 @@ class _Reply:
     def _chunk(self, delta: dict[str, Any] | str, reason: str | None) -> dict[str, Any]:
         if self.chat:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-            return {**self._head("chat.completion.chunk"), "choices": [choice]}
-        return {**self._head("text_completion"), "choices": [{"index": 0, "text": delta, "logprobs": None,
-                                                               "finish_reason": reason}]}
+            chunk = {**self._head("chat.completion.chunk"), "choices": [choice]}
+        else:
+            chunk = {**self._head("text_completion"), "choices": [{"index": 0, "text": delta, "logprobs": None,
+                                                                    "finish_reason": reason}]}
+        if self.include_usage:
+            chunk["usage"] = None  # OpenAI: every chunk but the last carries usage null when usage is asked for
+        return chunk
 
     def opening(self) -> dict[str, Any]:
         return self._chunk({"role": "assistant", "content": ""} if self.chat else "", None)
 
-    def piece(self, text: str) -> dict[str, Any]:
-        return self._chunk({"content": text} if self.chat else text, None)
+    def piece(self, text: str) -> str:
+        """One piece's event: the chunk around it is encoded once per answer, only the text per piece."""
+        if self._around is None:
+            marker = "\u0000piece\u0000"
+            encoded = sse(self._chunk({"content": marker} if self.chat else marker, None))
+            escaped = json.dumps(marker)[1:-1]
+            before, after = encoded.split(escaped)
+            self._around = (before, after)
+        before, after = self._around
+        return before + json.dumps(text, ensure_ascii=False)[1:-1] + after
 
-    def closing(self, generation: Generation, include_usage: bool) -> dict[str, Any]:
-        chunk = self._chunk({} if self.chat else "", finish_reason(generation.finish_reason))
-        if include_usage:
-            chunk["usage"] = None  # OpenAI: every chunk but the last carries usage null when usage is asked for
-        return chunk
+    def closing(self, generation: Generation) -> dict[str, Any]:
+        return self._chunk({} if self.chat else "", finish_reason(generation.finish_reason))
 
     def usage_chunk(self, generation: Generation) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.chat else "text_completion"

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/openai_api.py --out runs/bench/openai_api
 
 SmolLM2-135M-Instruct int4 (the exporter's own build), published as one continuously batching generator and served
-by one embedded Triton, with the API in front of it (`tuneship serve --openai-port`'s ApiServer, same process
-as the benchmark's callers, loopback). In one run, the two paths taking turns, three rounds:
+by one embedded Triton, with the API in front of it in a process of its own (`tuneship api`, as deployed: the
+callers' work does not share its interpreter), all on loopback. In one run, the two paths taking turns, three
+rounds:
 
 - 1 and 8 concurrent callers, each streaming 3 answers of exactly 64 tokens one after another: the project's
   AsyncGenerator over gRPC against the `openai` package's AsyncOpenAI streaming chat completions (the same
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -130,6 +132,34 @@ async def added_latency(grpc_url: str, api_url: str) -> dict[str, Any]:
             "added_ms": round(statistics.median(api_ms) - statistics.median(grpc_ms), 2), "pairs": PAIRS}
 
 
+@contextlib.contextmanager
+def api_process(grpc_url: str) -> Any:
+    """`tuneship api` in front of the server, until the block ends; yields its base URL."""
+    import subprocess
+    import urllib.request
+
+    from tuneship.deploy.server import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "tuneship", "api", "--url", grpc_url, "--api-port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("tuneship api did not become healthy")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -159,7 +189,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
 
-    from tuneship.api import ApiOptions, ApiServer
     from tuneship.client import builtin_reviews
     from tuneship.deploy import ServeOptions, TritonServer
     from tuneship.exporter.instruct.options import GenerationServing
@@ -174,20 +203,20 @@ def main() -> None:
         reviews = builtin_reviews()
         with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0,
                                        metrics_port=0)) as server, \
-                ApiServer(ApiOptions(url=server.grpc_url, port=0, repository=repository)) as api:
+                api_process(server.grpc_url) as api_url:
             rounds: dict[tuple[str, int], list[dict[str, Any]]] = {}
             for round_ in range(args.rounds):
                 for index, callers in enumerate(LEVELS):
                     order = ("grpc", "openai-api") if (index + round_) % 2 == 0 else ("openai-api", "grpc")
                     for path in order:
                         time.sleep(2.0)
-                        row = asyncio.run(level("grpc" if path == "grpc" else "api", server.grpc_url, api.url,
+                        row = asyncio.run(level("grpc" if path == "grpc" else "api", server.grpc_url, api_url,
                                                 callers, reviews))
                         row["path"] = path
                         rounds.setdefault((path, callers), []).append(row)
                         print(json.dumps(row), flush=True)
             time.sleep(2.0)
-            latency = asyncio.run(added_latency(server.grpc_url, api.url))
+            latency = asyncio.run(added_latency(server.grpc_url, api_url))
             print(json.dumps(latency), flush=True)
     median_rows = []
     for (_path, _callers), rows in sorted(rounds.items()):

@@ -235,6 +235,15 @@ def generator_repository(instruct_checkpoint: Path, tmp_path_factory: pytest.Tem
 
 @pytest.fixture(scope="session")
 @costs("integration")
+def generator_server(generator_repository: Path) -> Iterator[TritonServer]:
+    """One server on the generator repository for the modules that only send it requests (the served generator's
+    tests, the OpenAI-compatible API's): each compares its own counts before and after."""
+    with running_server(generator_repository) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+@costs("integration")
 def tiny_server(tiny_repository: Path) -> Iterator[TritonServer]:
     """One server on the `tiny` repository for every module that only sends it requests (each test compares its
     own before and after): it starts once instead of once per module."""

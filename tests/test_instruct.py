@@ -8,15 +8,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from genai import greedy_alone
-from lanes import costs
 from prometheus_client import CollectorRegistry
-from servers import running_server
 
 from tuneship.client import (
     AsyncGenerator,
@@ -72,10 +69,8 @@ def test_alpaca_and_chat_records_become_conversations(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-@costs("integration")
-def server(generator_repository: Path) -> Iterator[TritonServer]:
-    with running_server(generator_repository) as running:
-        yield running
+def server(generator_server: TritonServer) -> TritonServer:
+    return generator_server
 
 
 @pytest.mark.slow

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanes import costs
-from servers import running_server
 
 from tuneship.api import ApiOptions, ApiServer
 from tuneship.client import Generator, TritonClient
@@ -28,10 +26,8 @@ KEY = "sk-test-0123456789"
 
 
 @pytest.fixture(scope="module")
-@costs("integration")
-def server(generator_repository: Path) -> Iterator[TritonServer]:
-    with running_server(generator_repository) as running:
-        yield running
+def server(generator_server: TritonServer) -> TritonServer:
+    return generator_server
 
 
 @pytest.fixture(scope="module")
