@@ -2,7 +2,6 @@
 # The test command: set up .venv if needed, then lint, type-check and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
 # Debian packages some tests need, installed where missing (as root, as in CI); otherwise those tests skip.
 need() {  # need PACKAGE PURPOSE COMMAND-TEST...
   local package=$1 purpose=$2; shift 2
@@ -15,11 +14,17 @@ need() {  # need PACKAGE PURPOSE COMMAND-TEST...
     echo "tuneship: $package not found and cannot apt-get install it here; $purpose will skip" >&2
   fi
 }
-# Prometheus' promtool checks the rules and a real Prometheus scrapes a real Triton in the tests.
-need prometheus "the monitoring tests" command -v promtool
-# A real PostgreSQL for the feedback store's PostgreSQL path (the server binaries; the test starts its own).
-need postgresql "the feedback store's PostgreSQL test" \
-  bash -c 'command -v initdb || compgen -G "/usr/lib/postgresql/*/bin/initdb"'
+debian_packages() {
+  # Prometheus' promtool checks the rules and a real Prometheus scrapes a real Triton in the tests.
+  need prometheus "the monitoring tests" command -v promtool
+  # A real PostgreSQL for the feedback store's PostgreSQL path (the server binaries; the test starts its own).
+  need postgresql "the feedback store's PostgreSQL test" \
+    bash -c 'command -v initdb || compgen -G "/usr/lib/postgresql/*/bin/initdb"'
+}
+# apt and pip wait on downloads and disks, not on each other: side by side.
+debian_packages & APT=$!
+bash scripts/install.sh
+wait "$APT"
 .venv/bin/ruff check .
 bash scripts/typecheck.sh
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -229,6 +229,19 @@ def test_triton_generate_endpoints_work_unchanged(server: TritonServer) -> None:
     events = [json.loads(line[len("data: "):]) for line in streamed.splitlines() if line.startswith("data: ")]
     assert "".join(e["text_output"] for e in events) == whole["text_output"]
     assert len(events) >= 2 and events[-1]["finish_reason"] in ("stop", "length")
+    # What Triton's OpenAI frontend sends a vLLM-style model: its sampling names, its count outputs.
+    frontend = json.loads(post("generate", {
+        "text_input": PROMPT, "stream": False, "exclude_input_in_output": True, "return_num_input_tokens": True,
+        "return_num_output_tokens": True,
+        "sampling_parameters": json.dumps({"max_tokens": 8, "temperature": 0.8, "seed": 5, "stop": ["\n\n\n"]})}))
+    again = json.loads(post("generate", {"text_input": PROMPT, "max_tokens": 8, "temperature": 0.8,
+                                         "random_seed": 5, "stop": ["\n\n\n"]}))
+    assert frontend["text_output"] == again["text_output"]  # `seed` is `random_seed`
+    assert frontend["num_output_tokens"] == again["completion_tokens"] >= 1
+    assert frontend["num_input_tokens"] == again["prompt_tokens"] > 0
+    # A plain prompt to a chat model is one user turn of its template; `raw` reads it as it is.
+    raw = json.loads(post("generate", {"text_input": PROMPT, "max_tokens": 8, "raw": True}))
+    assert raw["prompt_tokens"] < whole["prompt_tokens"]
 
 
 @pytest.mark.slow

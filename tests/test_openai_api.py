@@ -226,7 +226,9 @@ def test_concurrent_async_callers_are_batched_and_each_gets_its_own_answer(
     got = asyncio.run(together())
     rows = _metric(server.metrics_url, "tuneship_generation_batch_size_sum") - batched_before
     steps = _metric(server.metrics_url, "tuneship_generation_batch_size_count") - steps_before
-    assert steps > 0 and rows / steps > 2.5, (rows, steps)  # the engine decoded them together
+    # The engine decoded them together: one request per step would be 1.0; four overlapping ones approach 4 (less
+    # their staggered arrivals and prefills).
+    assert steps > 0 and rows / steps > 1.8, (rows, steps)
     # The tiny model answers alike alone and in company (tests/test_batch_invariance.py measures it).
     same = sum(g == e for g, e in zip(got, expected, strict=True))
     assert same >= len(questions) - 1, (got, expected)

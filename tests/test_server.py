@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import socket
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -178,10 +180,10 @@ def test_serve_command_stops_cleanly_on_signals(tmp_path: Path, signal_name: str
     rng = np.random.default_rng(0)
     repository = tmp_path / "repository-under-test"
     write_linear_model(repository, "linear", rng.normal(size=(4, 3)), rng.normal(size=3))
-    ports = [str(free_port()) for _ in range(3)]
+    ports = [str(free_port()) for _ in range(4)]
     process = subprocess.Popen(
         [sys.executable, "-m", "tuneship", "serve", "--model-repository", str(repository),
-         "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2]],
+         "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2], "--openai-port", ports[3]],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert process.stdout is not None
@@ -191,10 +193,14 @@ def test_serve_command_stops_cleanly_on_signals(tmp_path: Path, signal_name: str
         while time.monotonic() < deadline:
             line = process.stdout.readline()
             lines.append(line)
-            if line.startswith("Triton ready") or not line:
+            if line.startswith("OpenAI-compatible API") or not line:
                 break
         assert any(line.startswith("Triton ready") for line in lines), "".join(lines)
         assert _processes_mentioning(str(repository)), "the server and its stub should be running"
+        # The OpenAI-compatible API runs beside it, healthy while Triton is; the linear model is no generator.
+        api = f"http://127.0.0.1:{ports[3]}"
+        assert urllib.request.urlopen(f"{api}/health", timeout=10).status == 200
+        assert json.loads(urllib.request.urlopen(f"{api}/v1/models", timeout=10).read())["data"] == []
         process.send_signal(getattr(signal, signal_name))
         output, _ = process.communicate(timeout=60)
     finally:
