@@ -45,6 +45,7 @@ SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "
                   "exclude_input_in_output")
 # Other servers' names for the same options (vLLM's sampling parameters, TensorRT-LLM's inputs), as Triton's
 # OpenAI frontend sends them.
+GUIDED_NAMES = {"lark_grammar": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}
 ALIASES = {"seed": "random_seed", "lora_name": "adapter", "stop_words": "stop"}
 MAX_SESSION_ID = 128
 
@@ -508,7 +509,11 @@ class TritonPythonModel:
                 self._run_batched(request, outbox, list(ids), search, max_tokens, stops, stream, started,
                                   options.get("session_id"), adapter, metrics)
             else:
-                self._run(request, outbox, generator, ids, stops, stream, started)
+                self._run(request, outbox, generator, ids, stops, stream, started,
+                          GUIDED_NAMES[guide[0]] if guide is not None else "the constraint")
+        except ValueError as error:  # the caller's constraint cannot be followed: the caller's error, named
+            self._count(metrics.finished["error"], 1)
+            outbox.final(pb_utils.InferenceResponse(error=_invalid(str(error))))
         except Exception as error:  # the generator failed: the caller gets an error, never a hang
             self._count(metrics.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"generation failed: {error}")))
@@ -524,11 +529,11 @@ class TritonPythonModel:
             params.set_guidance(kind, data)
             return self.og.Generator(self.model, params)
         except Exception as error:  # llguidance's parse error, with the position
-            what = {"lark_grammar": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}[kind]
+            what = GUIDED_NAMES[kind]
             raise ValueError(f"{what}: cannot be applied: {' '.join(str(error).split())[:400]}") from None
 
     def _run(self, request: Any, outbox: _Outbox, generator: Any, ids: Any, stops: list[str], stream: bool,
-             started: float) -> None:
+             started: float, constraint: str = "the constraint") -> None:
         generator.append_tokens([list(ids)])
         self._count(self.prompt_tokens, len(ids))
         decoder = self.tokenizer.create_stream()
@@ -541,7 +546,14 @@ class TritonPythonModel:
                 if outbox.failed or self._cancelled(request):
                     reason = "cancelled"
                     break
-            generator.generate_next_token()
+            try:
+                generator.generate_next_token()
+            except Exception as error:  # llguidance: no token of this model can continue the constraint
+                message = " ".join(str(error).split())
+                if "grammar" not in message and "Parser Error" not in message:
+                    raise
+                raise ValueError(f"{constraint}: this model's tokens cannot continue the constraint "
+                                 f"({message[:300]})") from None
             token = int(generator.get_next_tokens()[0])
             if count == 0:
                 self._count(self.ttft, time.perf_counter() - started, observe=True)
