@@ -20,6 +20,7 @@ import yaml
 from conftest import require_tool
 from prometheus_client import CollectorRegistry
 
+from tuneship.api import ApiOptions, ApiServer
 from tuneship.client import (
     ClientMetrics,
     ClientOptions,
@@ -79,7 +80,8 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
     client_port = free_port()
     metrics.serve(client_port)
     with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0,
-                                   metrics_port=0)) as server:
+                                   metrics_port=0)) as server, \
+            ApiServer(ApiOptions(url=server.grpc_url, port=0)) as api:
         prometheus_port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -88,6 +90,7 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
             "scrape_configs": [
                 {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{server.metrics_port}"]}]},
                 {"job_name": "tuneship-client", "static_configs": [{"targets": [f"127.0.0.1:{client_port}"]}]},
+                {"job_name": "tuneship-api", "static_configs": [{"targets": [f"127.0.0.1:{api.port}"]}]},
             ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -121,7 +124,19 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
                         for _ in generator.stream("Is this review positive or negative?", max_tokens=8):
                             pass
 
-            workers = [threading.Thread(target=load) for _ in range(2)] + [threading.Thread(target=generate)]
+            def through_the_api() -> None:
+                import openai
+
+                client = openai.OpenAI(base_url=f"{api.url}/v1", api_key="none", max_retries=0)
+                while not stop.is_set():
+                    for _ in client.chat.completions.create(
+                            model="chat", messages=[{"role": "user", "content": "Positive or negative?"}],
+                            max_tokens=8, stream=True):
+                        pass
+                    time.sleep(0.2)
+
+            workers = [threading.Thread(target=load) for _ in range(2)] + [
+                threading.Thread(target=generate), threading.Thread(target=through_the_api)]
             for worker in workers:
                 worker.start()
             time.sleep(25)
