@@ -12,7 +12,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -108,21 +108,12 @@ def create_app(options: ApiOptions) -> FastAPI:
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-        s = state()
-        served = await _resolve(s, body.model)
-        params = generation_params(body)
-        prompt = chat_messages(body, options.max_prompt_chars)
-        return await _answer(s, request, CHAT, served, prompt, params, body.stream,
-                             body.stream_options.include_usage if body.stream_options else False)
+        return await _complete(state(), request, CHAT, body, lambda: chat_messages(body, options.max_prompt_chars))
 
     @app.post("/v1/completions", dependencies=[Depends(authorized)])
     async def completions(body: CompletionRequest, request: Request) -> Response:
-        s = state()
-        served = await _resolve(s, body.model)
-        params = generation_params(body)
-        prompt = completion_prompt(body, options.max_prompt_chars)
-        return await _answer(s, request, COMPLETIONS, served, prompt, params, body.stream,
-                             body.stream_options.include_usage if body.stream_options else False)
+        return await _complete(state(), request, COMPLETIONS, body,
+                               lambda: completion_prompt(body, options.max_prompt_chars))
 
     return app
 
@@ -184,6 +175,15 @@ def _model_card(model: ServedModel) -> dict[str, Any]:
     if model.adapter is not None:
         card["parent"] = model.model
     return card
+
+
+async def _complete(state: _State, request: Request, endpoint: str,
+                    body: ChatCompletionRequest | CompletionRequest, prompt: Callable[[], Any]) -> Response:
+    """The model first (404 before any 400 about the parameters), then the parameters and the prompt."""
+    served = await _resolve(state, body.model)
+    params = generation_params(body)
+    include_usage = body.stream_options.include_usage if body.stream_options else False
+    return await _answer(state, request, endpoint, served, prompt(), params, body.stream, include_usage)
 
 
 async def _answer(state: _State, request: Request, endpoint: str, served: ServedModel, prompt: Any,
