@@ -96,7 +96,7 @@ async def run_level(generator: AsyncGenerator, prompts: Sequence[Prompt], concur
     gaps = [1000 * g for s in done for g in s.gaps_s]
     rates = [(s.tokens - 1) / (s.seconds - s.ttft_s) for s in done if s.tokens > 1 and s.seconds > s.ttft_s]
     return StreamLevel(
-        concurrency=concurrency, streams=len(done), errors=len(errors), seconds=round(seconds, 3),
+        concurrency=concurrency, streams=len(done), errors=len(errors), seconds=round(seconds, 4),
         aggregate_tokens_per_second=round(sum(s.tokens for s in done) / seconds, 2),
         stream_tokens_per_second_p50=round(percentile(rates, 50), 2),
         ttft_p50_ms=round(percentile(ttfts, 50), 1), ttft_p99_ms=round(percentile(ttfts, 99), 1),

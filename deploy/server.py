@@ -41,6 +41,8 @@ _SERVICE_FAILURE = re.compile(r"failed to start (\w+) service: (.*?)\s*\"?$")
 # Triton logs one of these per endpoint once it listens; HTTP readiness alone is not proof that
 # *this* process owns the port (another server may answer there while ours is failing).
 _STARTED = ("Started GRPCInferenceService at", "Started HTTPService at", "Started Metrics Service at")
+# Logged once a second while Triton shuts down, after in-flight inferences have finished.
+_LIVE_MODELS = re.compile(r"Timeout \d+: Found (\d+) live models and (\d+) in-flight non-inference requests")
 _ERROR_LINE = re.compile(r"^(error: .*|E\d{4} .*)$")
 # Errors every CPU-only start logs (no GPU driver, no NVML): never the reason a server stopped.
 _HARMLESS = re.compile(r"CUDA|cuda|NVML|nvml|GPU|DCGM|dcgm", re.IGNORECASE)
@@ -361,15 +363,43 @@ class TritonServer:
         if process is None:
             return
         if process.poll() is None:
+            offset = self._log_size()
             process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=self.options.exit_timeout_s + 10)
+            self._wait_for_shutdown(process, offset, self.options.exit_timeout_s + 10)
         # Stubs share the server's process group: make sure none outlives it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         self.exit_code = process.returncode
         self._process = None
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def _wait_for_shutdown(self, process: subprocess.Popen[bytes], offset: int, timeout_s: float) -> None:
+        """Until Triton exits, or until its log shows every model it still had unloaded: it checks for live
+        models once a second and then takes a while to exit, so waiting for that costs about 1.5 s a stop for
+        nothing (the process group is killed right after; in-flight requests have finished by then, since
+        Triton unloads models only after they have)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return
+            try:
+                with open(self.log_path, "rb") as log:
+                    log.seek(offset)
+                    text = log.read().decode("utf-8", errors="replace")
+            except OSError:
+                text = ""
+            first = _LIVE_MODELS.search(text)
+            if first is not None and first.group(2) == "0":
+                live = int(first.group(1))
+                if live and text.count("successfully unloaded '") >= live:
+                    return
+            time.sleep(0.02)
 
     def _cleanup_shared_memory(self) -> None:
         """Remove the /dev/shm regions of this server's stubs: a killed stub (or server) leaves its region."""
