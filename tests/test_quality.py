@@ -67,6 +67,18 @@ def _samples(server: TritonServer, name: str) -> dict[tuple[tuple[str, str], ...
     return samples
 
 
+def _total(server: TritonServer) -> float:
+    return sum(_samples(server, "tuneship_predictions_total").values())
+
+
+def _published(server: TritonServer, count: float, within_s: float = 2.5) -> float:
+    """The predictions counted once `count` are (or `within_s` has passed)."""
+    deadline = time.monotonic() + within_s
+    while _total(server) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _total(server)
+
+
 def _latest(repository: Path) -> Path:
     return max((p for p in (repository / "tiny_postprocess").iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
@@ -97,9 +109,9 @@ def test_served_predictions_are_counted_by_label_and_confidence(server: TritonSe
     with TritonClient(server.grpc_url) as client:
         classifier = TextClassifier(client, "tiny", batch_size=3)
         predictions = classifier.classify(texts)
-        time.sleep(1.1)  # counts reach the server at most once a second, with the next request
         predictions += classifier.classify(["one more"])
     texts.append("one more")
+    _published(server, sum(before_labels.values()) + len(texts))  # at most once a second (quality_flush_s)
     after_labels = _samples(server, "tuneship_predictions_total")
     counted = {dict(k)["label"]: v - before_labels.get(k, 0.0) for k, v in after_labels.items()}
     expected = {label: sum(p.label == label for p in predictions) for label in ("negative", "positive")}
@@ -109,6 +121,19 @@ def test_served_predictions_are_counted_by_label_and_confidence(server: TritonSe
     tops = [p.score for p in predictions]
     assert sum(_samples(server, "tuneship_prediction_confidence_sum").values()) - before_sum == pytest.approx(
         sum(tops), abs=1e-3)
+
+
+@pytest.mark.integration
+def test_a_bursts_counts_are_published_when_traffic_stops(server: TritonServer) -> None:
+    """40 reviews one after another, then nothing: the counts reach the endpoint within quality_flush_s (1 s) of
+    the last request, without waiting for a later one to carry them."""
+    time.sleep(1.2)  # what earlier tests sent is published by now
+    before = _total(server)
+    with TritonClient(server.grpc_url) as client:
+        classifier = TextClassifier(client, "tiny")
+        for index in range(40):
+            classifier.classify([f"review number {index}: a gripping film"])
+    assert _published(server, before + 40, within_s=1.5) == before + 40  # the flush interval and a margin
 
 
 @pytest.mark.integration

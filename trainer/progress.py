@@ -88,3 +88,40 @@ class TrainingProgress(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class CountProgress:
+    """A long loop over items (greedy answers to held-out prompts): a bar with an ETA on a terminal, a few plain
+    `what: done/total, ETA` lines in a log, as training's progress is."""
+
+    def __init__(self, what: str, total: int, stream: TextIO | None = None, interactive: bool | None = None,
+                 lines: int = 4) -> None:
+        self.what, self.total = what, total
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty() if interactive is None else interactive
+        self.every = max(1, math.ceil(total / lines))
+        self.next_line = self.every
+        self.started = time.monotonic()
+        self.bar: Any = None
+        if self.interactive and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=what, unit="prompt", file=self.stream, dynamic_ncols=True)
+
+    def update(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            return
+        if done < self.next_line or done >= self.total:
+            return
+        self.next_line = done + self.every
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / done * (self.total - done)
+        print(f"   {self.what}: {done}/{self.total}, ETA {_seconds(eta)}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            elapsed = time.monotonic() - self.started
+            print(f"   {self.what}: {self.total}/{self.total} in {_seconds(elapsed)}", file=self.stream, flush=True)

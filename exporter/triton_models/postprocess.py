@@ -10,12 +10,14 @@ request an error rather than a label picked from NaN probabilities.
 Quality metrics, on Triton's metrics endpoint, labelled with the pipeline's name (the ensemble callers use) and
 this version: predictions by label, predictions by bin of the top-class probability and its sum, and the
 reference's label shares, bin shares and mean confidence as gauges, so that Prometheus compares the two (see
-deploy/prometheus/recording_rules.yml). Counts reach the server at most once a second (`quality_flush_s`), on the
-next execute() after that, and when the model is unloaded.
+deploy/prometheus/recording_rules.yml). Counts reach the server at most once a second (`quality_flush_s`): with
+the request that finds the last flush that old, or else from a timer when that second is up, so a burst's counts
+are published within `quality_flush_s` of its last request whatever comes after; and when the model is unloaded.
 """
 
 import json
 import os
+import threading
 import time
 from typing import Any
 
@@ -32,6 +34,8 @@ class QualityMetrics:
     def __init__(self, pipeline: str, version: str, labels: list[str], reference: dict[str, Any] | None,
                  flush_s: float = 1.0) -> None:
         self.flush_s, self.flushed = flush_s, time.monotonic()
+        self.dirty, self.stopped = False, False
+        self.condition = threading.Condition()  # guards the pending counts; the timer waits on it
         self.pending_labels = np.zeros(len(labels), dtype=np.int64)
         self.pending_sum = 0.0
         self.edges = np.asarray((reference or {}).get("confidence_edges", DEFAULT_EDGES), dtype=np.float64)
@@ -73,21 +77,47 @@ class QualityMetrics:
                 metric = self.families[family].Metric(labels={**base, **extra})
                 metric.set(float(value))
                 self.references.append(metric)
+        self.timer = threading.Thread(target=self._flush_when_due, name="quality-flush", daemon=True)
+        self.timer.start()
 
     def record(self, probabilities: np.ndarray) -> None:
         top = probabilities.max(axis=-1).astype(np.float64)
-        self.pending_labels += np.bincount(probabilities.argmax(axis=-1), minlength=len(self.by_label))[
-            :len(self.by_label)]
-        self.pending_bins += np.bincount(
-            np.clip(np.searchsorted(self.edges, top, side="right") - 1, 0, len(self.edges) - 1),
-            minlength=len(self.by_bin))
-        self.pending_sum += float(top.sum())
-        if time.monotonic() - self.flushed >= self.flush_s:
-            self.flush()
+        labels = np.bincount(probabilities.argmax(axis=-1), minlength=len(self.by_label))[:len(self.by_label)]
+        bins = np.bincount(np.clip(np.searchsorted(self.edges, top, side="right") - 1, 0, len(self.edges) - 1),
+                           minlength=len(self.by_bin))
+        with self.condition:
+            self.pending_labels += labels
+            self.pending_bins += bins
+            self.pending_sum += float(top.sum())
+            self.dirty = True
+            if time.monotonic() - self.flushed >= self.flush_s:
+                self._flush()
+            else:
+                self.condition.notify()  # the timer sends them when the second is up
+
+    def _flush_when_due(self) -> None:
+        with self.condition:
+            while not self.stopped:
+                if not self.dirty:
+                    self.condition.wait()
+                    continue
+                due = self.flushed + self.flush_s - time.monotonic()
+                if due > 0:
+                    self.condition.wait(due)
+                    continue
+                self._flush()
 
     def flush(self) -> None:
-        """Send the counts gathered since the last flush: each update is a round trip into the server, so they
-        go at most once per `flush_s` instead of several per execute() call."""
+        """Everything still pending, and the timer stopped (the model is unloading)."""
+        with self.condition:
+            self.stopped = True
+            self._flush()
+            self.condition.notify()
+        self.timer.join(timeout=5)
+
+    def _flush(self) -> None:
+        """Send the counts gathered since the last flush (the condition held): each update is a round trip into
+        the server, so they go at most once per `flush_s` instead of several per execute() call."""
         for metric, count in zip(self.by_label, self.pending_labels, strict=False):
             if count:
                 metric.increment(int(count))
@@ -99,6 +129,7 @@ class QualityMetrics:
         self.pending_labels[:] = 0
         self.pending_bins[:] = 0
         self.pending_sum = 0.0
+        self.dirty = False
         self.flushed = time.monotonic()
 
 

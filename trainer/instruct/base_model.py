@@ -7,10 +7,13 @@ saved once (about 517 MB) and every later run loads the folder. Any local HF cau
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tuneship.trainer.errors import TrainingError
@@ -36,6 +39,32 @@ def resolve_causal_lm(name: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _bars_only_on_a_terminal() -> Iterator[None]:
+    """transformers' progress bars (its GGUF reader's is tqdm's own) redraw with carriage returns: on a terminal
+    that is a bar, in a log one line of kilobytes. Off unless stderr is a terminal, as tuneship's own bars are."""
+    if sys.stderr.isatty():
+        yield
+        return
+    from functools import partial
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_reader
+    from transformers.utils import logging as transformers_logging
+
+    reader_bar = getattr(gguf_reader, "tqdm", None)
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    if reader_bar is not None:
+        gguf_reader.tqdm = partial(reader_bar, disable=True)
+    try:
+        yield
+    finally:
+        if reader_bar is not None:
+            gguf_reader.tqdm = reader_bar
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def _converted(name: str) -> Path:
     package, gguf_file, requirement, context = GGUF_MODELS[name]
     target = cache_root() / "models" / name
@@ -50,8 +79,9 @@ def _converted(name: str) -> Path:
     print(f"converting {name} from {folder / gguf_file} to a Hugging Face folder (once; ~30 s) ...", flush=True)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file)
+    with _bars_only_on_a_terminal():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file)
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:  # save_pretrained refuses a model that still claims its GGUF quantization
         quantizer.remove_quantization_config(model)
@@ -59,7 +89,8 @@ def _converted(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
-        model.save_pretrained(str(staging))
+        with _bars_only_on_a_terminal():
+            model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         if target.exists():
             shutil.rmtree(target)

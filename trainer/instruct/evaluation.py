@@ -26,9 +26,14 @@ def prompt_ids(tokenizer: Any, conversation: Conversation) -> list[int]:
 
 
 def greedy_answers(model: Any, tokenizer: Any, conversations: Sequence[Conversation], max_new_tokens: int,
-                   batch_size: int = 16) -> list[str]:
-    """Greedy answers of a PyTorch model, batched with left padding (what a decoder-only model needs)."""
+                   batch_size: int = 16, progress: str | None = None) -> list[str]:
+    """Greedy answers of a PyTorch model, batched with left padding (what a decoder-only model needs);
+    `progress` names the loop for a bar (a terminal) or a few ETA lines (a log): 200 prompts take minutes."""
     import torch
+
+    from tuneship.trainer.progress import CountProgress
+
+    shown = CountProgress(progress, len(conversations)) if progress else None
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answers: list[str] = []
@@ -43,6 +48,10 @@ def greedy_answers(model: Any, tokenizer: Any, conversations: Sequence[Conversat
                                  pad_token_id=pad)
         for row in out[:, width:].tolist():
             answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+        if shown is not None:
+            shown.update(len(answers))
+    if shown is not None:
+        shown.close()
     return answers
 
 

@@ -147,7 +147,8 @@ def train(config: InstructTrainConfig) -> TrainResult:
     if probe:
         print(f"measuring the base model: greedy answers to {len(probe)} held-out prompts ...", flush=True)
         metrics["exact_match_before"] = round(exact_match(
-            greedy_answers(model, tokenizer, probe, config.max_new_tokens, config.eval_batch_size), probe), 4)
+            greedy_answers(model, tokenizer, probe, config.max_new_tokens, config.eval_batch_size,
+                           progress="base model's answers"), probe), 4)
 
     work = work_dir(output)
     resume_from = prepare_work_dir(work, config)
@@ -197,7 +198,8 @@ def train(config: InstructTrainConfig) -> TrainResult:
     if probe:
         print(f"measuring the fine-tuned model on the same {len(probe)} prompts ...", flush=True)
         metrics["exact_match_after"] = round(exact_match(
-            greedy_answers(trained, tokenizer, probe, config.max_new_tokens, config.eval_batch_size), probe), 4)
+            greedy_answers(trained, tokenizer, probe, config.max_new_tokens, config.eval_batch_size,
+                           progress="fine-tuned model's answers"), probe), 4)
         metrics["exact_match_examples"] = len(probe)
 
     def fill(staging: Path) -> None:
