@@ -541,3 +541,33 @@ def test_the_continuous_batch_answers_as_each_request_alone(generator_repository
     assert [got[i] for i in range(6)] == alone
     assert reasons[6] == "stop" and len(got[6]) == 2 and got[6] == alone[0][:2]
     assert max(batcher.batch_sizes) >= 2 and batcher.capacity >= 16  # rows shared steps (how many: timing)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_answers_are_measured_by_length_and_failed_constraints_are_counted(server: TritonServer) -> None:
+    """What the answers are like: each finished answer's length in tokens, and a constraint the model's tokens
+    cannot follow counted by its kind (a cancelled stream adds no length)."""
+    def value(name: str, *labels: str) -> float:
+        raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in raw.splitlines()
+                   if line.startswith(name) and 'model="chat"' in line and all(label in line for label in labels))
+
+    answers_before = value("tuneship_generation_answer_tokens_count")
+    tokens_before = value("tuneship_generation_answer_tokens_sum")
+    failed_before = value("tuneship_generation_constraint_failures_total", 'constraint="guided_regex"')
+    with TritonClient(server.grpc_url) as client:
+        generator = Generator(client, "chat")
+        lengths = [generator.generate(PROMPT, max_tokens=n, min_tokens=n).tokens for n in (3, 5, 9)]
+        stream = generator.stream(PROMPT, max_tokens=2000, min_tokens=2000)
+        next(iter(stream))
+        stream.cancel()
+        with pytest.raises(InvalidInputError, match="guided_regex: this model's tokens cannot continue"):
+            generator.generate(PROMPT, max_tokens=8, regex="\U000fafb9\xcdD\x81Y")
+    assert lengths == [3, 5, 9]
+    deadline = time.monotonic() + 5
+    while value("tuneship_generation_constraint_failures_total", 'constraint="guided_regex"') == failed_before:
+        assert time.monotonic() < deadline, "the failed constraint was not counted"
+        time.sleep(0.1)
+    assert value("tuneship_generation_answer_tokens_count") - answers_before == 3
+    assert value("tuneship_generation_answer_tokens_sum") - tokens_before == sum(lengths)

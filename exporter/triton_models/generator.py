@@ -39,6 +39,7 @@ from tuneship_guidance import guidance, json_object
 from tuneship_lora import LoraWeights, check_name, published
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+ANSWER_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
                   "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id", "adapter", "raw",
@@ -255,6 +256,15 @@ class TritonPythonModel:
             "refused": pb_utils.MetricFamily("tuneship_generation_refused_total",
                                              "Requests refused before generating, by reason",
                                              pb_utils.MetricFamily.COUNTER),
+            # What the answers are like, not only how fast they come.
+            "answer_tokens": pb_utils.MetricFamily("tuneship_generation_answer_tokens",
+                                                   "Tokens per finished answer (finish reason stop or length)",
+                                                   pb_utils.MetricFamily.HISTOGRAM),
+            "empty": pb_utils.MetricFamily("tuneship_generation_empty_answers_total",
+                                           "Answers that ended before their first token", pb_utils.MetricFamily.COUNTER),
+            "constraint": pb_utils.MetricFamily("tuneship_generation_constraint_failures_total",
+                                                "Constrained requests whose constraint this model's tokens could not "
+                                                "follow, by constraint", pb_utils.MetricFamily.COUNTER),
         }
         self.tokens = self.families["tokens"].Metric(labels=labels)
         self.prompt_tokens = self.families["prompt"].Metric(labels=labels)
@@ -268,6 +278,10 @@ class TritonPythonModel:
         self.refused = {reason: self.families["refused"].Metric(labels={**labels, "reason": reason})
                         for reason in ("queue_full", "expired")}
         self.cached_tokens = self.families["cached"].Metric(labels=labels)
+        self.answer_tokens = self.families["answer_tokens"].Metric(labels=labels, buckets=ANSWER_BUCKETS)
+        self.empty_answers = self.families["empty"].Metric(labels=labels)
+        self.constraint_failures = {name: self.families["constraint"].Metric(labels={**labels, "constraint": name})
+                                    for name in GUIDED_NAMES.values()}
         self.sessions_gauge = self.families["sessions"].Metric(labels=labels)
         self.labels = labels
 
@@ -339,7 +353,9 @@ class TritonPythonModel:
                 ttft=self.families["ttft"].Metric(labels=labels, buckets=TTFT_BUCKETS),
                 finished={reason: self.families["requests"].Metric(labels={**labels, "finish_reason": reason})
                           for reason in ("stop", "length", "cancelled", "error")},
-                cached_tokens=self.families["cached"].Metric(labels=labels))
+                cached_tokens=self.families["cached"].Metric(labels=labels),
+                answer_tokens=self.families["answer_tokens"].Metric(labels=labels, buckets=ANSWER_BUCKETS),
+                empty_answers=self.families["empty"].Metric(labels=labels))
             self.adapter_metrics[adapter] = metrics
         return metrics
 
@@ -513,6 +529,8 @@ class TritonPythonModel:
                           GUIDED_NAMES[guide[0]] if guide is not None else "the constraint")
         except ValueError as error:  # the caller's constraint cannot be followed: the caller's error, named
             self._count(metrics.finished["error"], 1)
+            if guide is not None:
+                self._count(self.constraint_failures[GUIDED_NAMES[guide[0]]], 1)
             outbox.final(pb_utils.InferenceResponse(error=_invalid(str(error))))
         except Exception as error:  # the generator failed: the caller gets an error, never a hang
             self._count(metrics.finished["error"], 1)
@@ -575,6 +593,7 @@ class TritonPythonModel:
                     sent = ready
         self._count(self.tokens, count)
         self._count(self.finished[reason], 1)
+        self._answered(self, reason, count)
         if reason == "cancelled":
             outbox.final()
             return
@@ -642,6 +661,7 @@ class TritonPythonModel:
         count = state.count
         self._count(metrics.tokens, count)
         self._count(metrics.finished[reason], 1)
+        self._answered(metrics, reason, count)
         if sequence.cached:
             self._count(metrics.cached_tokens, sequence.cached)
         if reason == "cancelled":
@@ -649,6 +669,13 @@ class TritonPythonModel:
             return
         final = state.text[state.sent:] if stream else state.text
         outbox.final(self._response(final, reason, count, len(ids), sequence.cached))
+
+    def _answered(self, metrics: Any, reason: str, tokens: int) -> None:
+        """A finished answer's length (a cancelled one has none to speak of)."""
+        if reason in ("stop", "length"):
+            self._count(metrics.answer_tokens, tokens, observe=True)
+            if tokens == 0:
+                self._count(metrics.empty_answers, 1)
 
     def _count(self, metric: Any, value: float, observe: bool = False) -> None:
         """Metric updates are calls into the server: made by the sender thread, never in a stream's way."""
