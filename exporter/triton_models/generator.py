@@ -261,7 +261,8 @@ class TritonPythonModel:
                                                    "Tokens per finished answer (finish reason stop or length)",
                                                    pb_utils.MetricFamily.HISTOGRAM),
             "empty": pb_utils.MetricFamily("tuneship_generation_empty_answers_total",
-                                           "Answers that ended before their first token", pb_utils.MetricFamily.COUNTER),
+                                           "Answers that ended before their first token",
+                                           pb_utils.MetricFamily.COUNTER),
             "constraint": pb_utils.MetricFamily("tuneship_generation_constraint_failures_total",
                                                 "Constrained requests whose constraint this model's tokens could not "
                                                 "follow, by constraint", pb_utils.MetricFamily.COUNTER),
