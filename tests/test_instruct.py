@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -571,3 +572,36 @@ def test_answers_are_measured_by_length_and_failed_constraints_are_counted(serve
         time.sleep(0.1)
     assert value("tuneship_generation_answer_tokens_count") - answers_before == 3
     assert value("tuneship_generation_answer_tokens_sum") - tokens_before == sum(lengths)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_closed_set_models_answers_are_counted_by_label(server: TritonServer, generator_repository: Path) -> None:
+    """The checkpoint answers from {negative, positive}: the export writes them as labels.txt, and the served model
+    counts every finished answer by its first word, 'other' outside the set."""
+    latest = max(int(p.name) for p in (generator_repository / "chat").iterdir() if p.name.isdigit())
+    assert (generator_repository / "chat" / str(latest) / "labels.txt").read_text().split() == ["negative", "positive"]
+
+    def counts() -> dict[str, float]:
+        raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        found: dict[str, float] = {}
+        for line in raw.splitlines():
+            if line.startswith("tuneship_generation_answers_total{") and 'model="chat"' in line:
+                label = line.split('label="', 1)[1].split('"', 1)[0]
+                found[label] = found.get(label, 0.0) + float(line.rsplit(" ", 1)[1])
+        return found
+
+    before = counts()
+    with TritonClient(server.grpc_url) as client:
+        generator = Generator(client, "chat")
+        chosen = [generator.generate(PROMPT, max_tokens=4, choices=["Positive!", "negative"]).text for _ in range(2)]
+        free = generator.generate(PROMPT, max_tokens=6, min_tokens=6).text
+    expected = {"negative": 0.0, "positive": 0.0, "other": 0.0}
+    for text in [*chosen, free]:
+        word = re.findall(r"[a-z0-9]+", text.lower())
+        expected[word[0] if word and word[0] in ("negative", "positive") else "other"] += 1
+    deadline = time.monotonic() + 5
+    while sum(counts().values()) - sum(before.values()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = counts()
+    assert {label: after.get(label, 0.0) - before.get(label, 0.0) for label in expected} == expected

@@ -162,7 +162,7 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
         source = {"model": str(self.model_dir), "checkpoint": str(self.checkpoint.path),
                   "weights": weights_fingerprint(self.model_dir)}
         return {self.name: publish_generator(options.repository, self.name, variant, options.generation,
-                                             options.keep, source)}
+                                             options.keep, source, labels=sorted(self.answers))}
 
     def report(self, versions: dict[str, int], chosen: GenaiReport, reason: str,
                reports: list[GenaiReport]) -> GeneratorExportReport:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
@@ -71,10 +72,14 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
 
 
 def publish_generator(repository: Path, name: str, variant: GenaiVariant, serving: GenerationServing,
-                      keep: int | None, source: dict[str, str] | None = None) -> int:
+                      keep: int | None, source: dict[str, str] | None = None, labels: Sequence[str] = ()) -> int:
+    """`labels`: the closed set the model was tuned to answer with (sentiment words), written as `labels.txt`: the
+    served model counts its answers by label (`tuneship_generation_answers_total{label}`)."""
     def fill(target: Path) -> None:
         if source is not None:
             (target / "tuneship_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+        if labels:
+            (target / "labels.txt").write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
         for item in variant.path.iterdir():
             if item.is_file():
                 shutil.copy2(item, target / item.name)

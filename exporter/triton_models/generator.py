@@ -24,6 +24,7 @@ own thread. A cancelled request (the caller went away) stops generating.
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -39,6 +40,7 @@ from tuneship_guidance import guidance, json_object
 from tuneship_lora import LoraWeights, check_name, published
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+FIRST_WORD = re.compile(r"[a-z0-9]+")
 ANSWER_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
@@ -77,6 +79,21 @@ def _scalar(request: Any, name: str) -> Any:
         return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
     value = values[0]
     return value.decode("utf-8") if isinstance(value, bytes) else value.item()
+
+
+def _answer_labels(directory: str) -> list[str]:
+    """The closed set of answers the model was tuned on (labels.txt, written at export), or none."""
+    try:
+        with open(os.path.join(directory, "labels.txt"), encoding="utf-8") as handle:
+            return [line.strip().lower() for line in handle if line.strip()]
+    except OSError:
+        return []
+
+
+def _first_word(text: str) -> str:
+    """An answer's first word, lower-cased, without punctuation: how the export gate's exact match reads it."""
+    match = FIRST_WORD.search(text.lower())
+    return match.group(0) if match else ""
 
 
 def _special_tokens(directory: str) -> list[str]:
@@ -174,6 +191,7 @@ class TritonPythonModel:
             with open(template_path, encoding="utf-8") as handle:
                 self.template = handle.read()
         self.markers = _special_tokens(directory)
+        self.answer_labels = _answer_labels(directory)
         self.max_concurrency = int(parameters.get("max_concurrency", "8"))
         # Requests beyond the running ones wait in arrival order (the executor's queue), up to max_queue; more
         # are refused at once, so a burst gets a clear answer instead of waiting without bound.
@@ -263,6 +281,10 @@ class TritonPythonModel:
             "empty": pb_utils.MetricFamily("tuneship_generation_empty_answers_total",
                                            "Answers that ended before their first token",
                                            pb_utils.MetricFamily.COUNTER),
+            "labels": pb_utils.MetricFamily("tuneship_generation_answers_total",
+                                            "Finished answers by label, for a model tuned to answer from a closed set "
+                                            "(labels.txt; its first word, lower-cased; 'other' outside the set)",
+                                            pb_utils.MetricFamily.COUNTER),
             "constraint": pb_utils.MetricFamily("tuneship_generation_constraint_failures_total",
                                                 "Constrained requests whose constraint this model's tokens could not "
                                                 "follow, by constraint", pb_utils.MetricFamily.COUNTER),
@@ -281,6 +303,8 @@ class TritonPythonModel:
         self.cached_tokens = self.families["cached"].Metric(labels=labels)
         self.answer_tokens = self.families["answer_tokens"].Metric(labels=labels, buckets=ANSWER_BUCKETS)
         self.empty_answers = self.families["empty"].Metric(labels=labels)
+        self.by_label = {label: self.families["labels"].Metric(labels={**labels, "label": label})
+                         for label in [*self.answer_labels, "other"]} if self.answer_labels else {}
         self.constraint_failures = {name: self.families["constraint"].Metric(labels={**labels, "constraint": name})
                                     for name in GUIDED_NAMES.values()}
         self.sessions_gauge = self.families["sessions"].Metric(labels=labels)
@@ -594,7 +618,7 @@ class TritonPythonModel:
                     sent = ready
         self._count(self.tokens, count)
         self._count(self.finished[reason], 1)
-        self._answered(self, reason, count)
+        self._answered(self, reason, count, text)
         if reason == "cancelled":
             outbox.final()
             return
@@ -662,7 +686,7 @@ class TritonPythonModel:
         count = state.count
         self._count(metrics.tokens, count)
         self._count(metrics.finished[reason], 1)
-        self._answered(metrics, reason, count)
+        self._answered(metrics, reason, count, state.text)
         if sequence.cached:
             self._count(metrics.cached_tokens, sequence.cached)
         if reason == "cancelled":
@@ -671,12 +695,16 @@ class TritonPythonModel:
         final = state.text[state.sent:] if stream else state.text
         outbox.final(self._response(final, reason, count, len(ids), sequence.cached))
 
-    def _answered(self, metrics: Any, reason: str, tokens: int) -> None:
-        """A finished answer's length (a cancelled one has none to speak of)."""
+    def _answered(self, metrics: Any, reason: str, tokens: int, text: str) -> None:
+        """A finished answer's length, and its label for a closed-set model answering without an adapter (an
+        adapter may be tuned to another task's labels); a cancelled answer has neither to speak of."""
         if reason in ("stop", "length"):
             self._count(metrics.answer_tokens, tokens, observe=True)
             if tokens == 0:
                 self._count(metrics.empty_answers, 1)
+            if metrics is self and self.by_label:
+                word = _first_word(text)
+                self._count(self.by_label[word if word in self.by_label else "other"], 1)
 
     def _count(self, metric: Any, value: float, observe: bool = False) -> None:
         """Metric updates are calls into the server: made by the sender thread, never in a stream's way."""
