@@ -223,8 +223,9 @@ class TritonServer:
         """Stop the tritonserver process and start a new one on the same ports (the watcher stays)."""
         self.restarting = True
         try:
+            regions = {stub.shm_region for stub in list_stubs(self.pid)} if self.pid is not None else set()
             self._terminate()
-            self._cleanup_shared_memory()
+            self._cleanup_shared_memory(regions)
             self._launch()
         finally:
             self.restarting = False
@@ -401,9 +402,11 @@ class TritonServer:
                     return
             time.sleep(0.02)
 
-    def _cleanup_shared_memory(self) -> None:
-        """Remove the /dev/shm regions of this server's stubs: a killed stub (or server) leaves its region."""
-        regions = set(self.watcher.regions) if self.watcher is not None else set()
+    def _cleanup_shared_memory(self, regions: set[str]) -> None:
+        """Remove the /dev/shm regions of this server's stubs: a killed stub (or server) leaves its region, and so
+        does a stop that does not wait for Triton's own exit (`_wait_for_shutdown`)."""
+        if self.watcher is not None:
+            regions |= set(self.watcher.regions)
         removed = remove_shm_regions(regions)
         if removed:
             self.log(f"removed {len(removed)} shared-memory file(s) the stubs left in /dev/shm")
@@ -411,14 +414,13 @@ class TritonServer:
     def stop(self) -> None:
         """Stop gracefully (SIGINT, then SIGKILL after the grace period), stubs and their shared memory
         included; idempotent."""
+        # The regions of the stubs still running, collected before they go.
+        regions = {stub.shm_region for stub in list_stubs(self.pid)} if self.pid is not None else set()
         if self.watcher is not None:
-            # Collect the regions of the stubs still running before they go.
-            if self.pid is not None:
-                self.watcher.regions.update(stub.shm_region for stub in list_stubs(self.pid))
             self.watcher.stop()
         self._terminate()
         atexit.unregister(self.stop)
-        self._cleanup_shared_memory()
+        self._cleanup_shared_memory(regions)
         self.watcher = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)
