@@ -42,11 +42,18 @@ OWNER = "tuneship"
 CHAT, COMPLETIONS = "chat.completions", "completions"
 
 
+# Deadline of the API's own calls to Triton (readiness, the model list): a hung server must not hang /health or
+# /v1/models for a generation's deadline.
+CONTROL_TIMEOUT_S = 10.0
+
+
 class _State:
-    def __init__(self, options: ApiOptions, client: AsyncTritonClient, metrics: ApiMetrics) -> None:
+    def __init__(self, options: ApiOptions, client: AsyncTritonClient, control: AsyncTritonClient,
+                 metrics: ApiMetrics) -> None:
         self.options = options
-        self.client = client
-        self.catalog = Catalog(client, options.repository, options.models_refresh_s)
+        self.client = client  # generations: the request deadline
+        self.control = control  # readiness and the model list: a short one
+        self.catalog = Catalog(control, options.repository, options.models_refresh_s)
         self.metrics = metrics
 
 
@@ -59,11 +66,13 @@ def create_app(options: ApiOptions) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = AsyncTritonClient(options.url, ClientOptions(timeout_s=options.request_timeout_s))
-        holder["state"] = _State(options, client, metrics)
+        control = AsyncTritonClient(options.url, ClientOptions(timeout_s=CONTROL_TIMEOUT_S))
+        holder["state"] = _State(options, client, control, metrics)
         try:
             yield
         finally:
             await client.close()
+            await control.close()
 
     app = FastAPI(title="tuneship OpenAI-compatible API", version="1", lifespan=lifespan,
                   description="OpenAI's chat and text completions in front of Triton's generator models.")
@@ -88,7 +97,7 @@ def create_app(options: ApiOptions) -> FastAPI:
     async def health() -> Response:
         """Ready when Triton is: a probe that passes while the server behind it is down would be a lie."""
         try:
-            ready = await state().client.is_server_ready()
+            ready = await state().control.is_server_ready()
         except TritonError:
             ready = False
         return JSONResponse({"status": "ok" if ready else "unavailable"}, status_code=200 if ready else 503)
