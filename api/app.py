@@ -205,28 +205,25 @@ async def _answer(state: _State, request: Request, endpoint: str, served: Served
     stream = generator.open(prompt, stream=streaming, timeout_s=state.options.request_timeout_s, **params)
     pieces = aiter(stream)
     reply = _Reply(endpoint, served.id, include_usage)
-    # The first piece is awaited before anything is sent: a refusal (queue full, prompt too long, bad pattern)
-    # still gets its HTTP status; only a failure after the first token has to travel inside the stream.
+    # Nothing is sent before the first piece (or, not streaming, the whole answer: the server sends it as one): a
+    # refusal (queue full, prompt too long, bad pattern) still gets its HTTP status; only a failure after the
+    # first token has to travel inside the stream.
+    async def gathered() -> str:
+        return "".join([piece async for piece in pieces])
+
     try:
-        first = await _unless_gone(request, anext(pieces, None), stream, state, endpoint, served.id)
+        first = await _unless_gone(request, anext(pieces, None) if streaming else gathered(), stream, state,
+                                   endpoint, served.id)
     except TritonError as error:
         stream.cancel()  # past its deadline, the server may still be generating: free the slot
         raise from_triton(error, served.id) from None
     state.metrics.time_to_first_token.labels(endpoint, served.id).observe(time.perf_counter() - arrived)
     if not streaming:
-        async def rest() -> str:
-            return "".join([piece async for piece in pieces])
-
-        try:
-            text = (first or "") + await _unless_gone(request, rest(), stream, state, endpoint, served.id)
-        except TritonError as error:
-            stream.cancel()
-            raise from_triton(error, served.id) from None
         generation = stream.generation
         assert generation is not None
         _count_tokens(state, served.id, generation)
         state.metrics.duration.labels(endpoint, served.id).observe(time.perf_counter() - arrived)
-        return JSONResponse(reply.whole(text, generation))
+        return JSONResponse(reply.whole(first, generation))
 
     async def events() -> AsyncIterator[str]:
         finished = False

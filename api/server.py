@@ -6,15 +6,19 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from tuneship.api.options import ApiOptions
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class ApiStartError(RuntimeError):
     """The API could not listen (port taken, bad certificate)."""
 
 
-def _config(options: ApiOptions) -> object:
+def _config(options: ApiOptions) -> uvicorn.Config:
     import uvicorn
 
     from tuneship.api.app import create_app
@@ -35,9 +39,7 @@ class ApiServer:
         import uvicorn
 
         self.options = options
-        config = _config(options)
-        assert isinstance(config, uvicorn.Config)
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(_config(options))
         self._thread = threading.Thread(target=self._server.run, name="tuneship-api", daemon=True)
         self.port = options.port
 
@@ -80,6 +82,4 @@ def serve_forever(options: ApiOptions) -> None:
     """The API in the foreground until Ctrl-C or SIGTERM (uvicorn handles both)."""
     import uvicorn
 
-    config = _config(options)
-    assert isinstance(config, uvicorn.Config)
-    uvicorn.Server(config).run()
+    uvicorn.Server(_config(options)).run()

@@ -386,21 +386,25 @@ class TritonServer:
         nothing (the process group is killed right after; in-flight requests have finished by then, since
         Triton unloads models only after they have)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return
-            try:
-                with open(self.log_path, "rb") as log:
-                    log.seek(offset)
-                    text = log.read().decode("utf-8", errors="replace")
-            except OSError:
-                text = ""
-            first = _LIVE_MODELS.search(text)
-            if first is not None and first.group(2) == "0":
-                live = int(first.group(1))
-                if live and text.count("successfully unloaded '") >= live:
+        try:
+            log = open(self.log_path, "rb")  # noqa: SIM115 (read as it grows, closed below)
+        except OSError:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=timeout_s)
+            return
+        with log:
+            log.seek(offset)
+            text = ""
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
                     return
-            time.sleep(0.02)
+                text += log.read().decode("utf-8", errors="replace")  # what Triton wrote since the last look
+                first = _LIVE_MODELS.search(text)
+                if first is not None and first.group(2) == "0":
+                    live = int(first.group(1))
+                    if live and text.count("successfully unloaded '") >= live:
+                        return
+                time.sleep(0.02)
 
     def _cleanup_shared_memory(self, regions: set[str]) -> None:
         """Remove the /dev/shm regions of this server's stubs: a killed stub (or server) leaves its region, and so

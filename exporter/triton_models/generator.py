@@ -46,9 +46,9 @@ TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
                   "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id", "adapter", "raw",
                   "exclude_input_in_output")
+GUIDED_NAMES = {"lark_grammar": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}
 # Other servers' names for the same options (vLLM's sampling parameters, TensorRT-LLM's inputs), as Triton's
 # OpenAI frontend sends them.
-GUIDED_NAMES = {"lark_grammar": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}
 ALIASES = {"seed": "random_seed", "lora_name": "adapter", "stop_words": "stop"}
 MAX_SESSION_ID = 128
 
@@ -79,6 +79,10 @@ def _scalar(request: Any, name: str) -> Any:
         return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
     value = values[0]
     return value.decode("utf-8") if isinstance(value, bytes) else value.item()
+
+
+class ConstraintNotFollowed(ValueError):
+    """No token of this model can continue the request's constraint: the caller's error, found while generating."""
 
 
 def _answer_labels(directory: str) -> list[str]:
@@ -458,7 +462,7 @@ class TritonPythonModel:
             raise ValueError(f"text_input: over this model's limit of {self.max_input_bytes} bytes")
         text = str(text)
         raw = options.get("raw", False)
-        if not isinstance(raw, (bool, np.bool_)):
+        if not isinstance(raw, bool):
             raise ValueError(f"raw must be true or false, got {raw!r}")
         if self.template is None or raw or any(marker in text for marker in self.markers):
             return text
@@ -552,7 +556,7 @@ class TritonPythonModel:
             else:
                 self._run(request, outbox, generator, ids, stops, stream, started,
                           GUIDED_NAMES[guide[0]] if guide is not None else "the constraint")
-        except ValueError as error:  # the caller's constraint cannot be followed: the caller's error, named
+        except ConstraintNotFollowed as error:  # the caller's error, named (only constrained requests raise it)
             self._count(metrics.finished["error"], 1)
             if guide is not None:
                 self._count(self.constraint_failures[GUIDED_NAMES[guide[0]]], 1)
@@ -595,8 +599,8 @@ class TritonPythonModel:
                 message = " ".join(str(error).split())
                 if "grammar" not in message and "Parser Error" not in message:
                     raise
-                raise ValueError(f"{constraint}: this model's tokens cannot continue the constraint "
-                                 f"({message[:300]})") from None
+                raise ConstraintNotFollowed(f"{constraint}: this model's tokens cannot continue the constraint "
+                                            f"({message[:300]})") from None
             token = int(generator.get_next_tokens()[0])
             if count == 0:
                 self._count(self.ttft, time.perf_counter() - started, observe=True)
