@@ -14,8 +14,8 @@ _NUMPY = {"INT64": np.int64, "INT32": np.int32, "INT16": np.int16, "INT8": np.in
           "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BOOL": np.bool_}
 
 
-# Request parameter that marks a liveness probe: the postprocess model answers it but leaves it out of the
-# quality metrics, so probes every few seconds do not count as predictions.
+# Request parameter that marks a liveness probe: the postprocess model and the generator answer it but leave it out
+# of their metrics, so probes every few seconds do not count as predictions or answers.
 PROBE_PARAMETER = "tuneship_probe"
 
 
@@ -52,12 +52,13 @@ def generation_probe(metadata: dict[str, Any], text: str) -> dict[str, np.ndarra
 
 
 def stream_once(client: Any, model: str, inputs: dict[str, np.ndarray[Any, Any]], timeout_s: float) -> Any:
-    """One request over gRPC's bidirectional stream (decoupled models take no other) through `client`
-    (a TritonClient): its final response, an InferResult.
+    """One probe request over gRPC's bidirectional stream (decoupled models take no other) through `client`
+    (a TritonClient), marked as a probe: its final response, an InferResult.
 
     Raises the typed error the stream reported, or DeadlineExceededError when nothing final came in time.
     """
-    stream = client.stream_infer(model, inputs, timeout_s=timeout_s, validate=False)
+    stream = client.stream_infer(model, inputs, timeout_s=timeout_s, validate=False,
+                                 parameters={PROBE_PARAMETER: True})
     for result in stream:
         if result.final:
             return result

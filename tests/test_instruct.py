@@ -557,6 +557,7 @@ def test_answers_are_measured_by_length_and_failed_constraints_are_counted(serve
     answers_before = value("tuneship_generation_answer_tokens_count")
     tokens_before = value("tuneship_generation_answer_tokens_sum")
     failed_before = value("tuneship_generation_constraint_failures_total", 'constraint="guided_regex"')
+    constrained_before = value("tuneship_generation_constrained_requests_total", 'constraint="guided_regex"')
     with TritonClient(server.grpc_url) as client:
         generator = Generator(client, "chat")
         lengths = [generator.generate(PROMPT, max_tokens=n, min_tokens=n).tokens for n in (3, 5, 9)]
@@ -572,6 +573,8 @@ def test_answers_are_measured_by_length_and_failed_constraints_are_counted(serve
         time.sleep(0.1)
     assert value("tuneship_generation_answer_tokens_count") - answers_before == 3
     assert value("tuneship_generation_answer_tokens_sum") - tokens_before == sum(lengths)
+    assert value("tuneship_generation_constrained_requests_total", 'constraint="guided_regex"') \
+        - constrained_before == 1
 
 
 @pytest.mark.slow
@@ -605,3 +608,57 @@ def test_a_closed_set_models_answers_are_counted_by_label(server: TritonServer, 
         time.sleep(0.1)
     after = counts()
     assert {label: after.get(label, 0.0) - before.get(label, 0.0) for label in expected} == expected
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_version_serves_its_reference_and_a_probe_is_not_counted(server: TritonServer,
+                                                                   generator_repository: Path) -> None:
+    """The export records the version's held-out answers (reference.json) as served with the default max_tokens;
+    the served model publishes those shares as gauges beside its live answers by length bin, and a liveness
+    probe (what `tuneship health` and the healer send) is answered without being counted."""
+    from tuneship.client import generation_probe, stream_once
+
+    latest = max(int(p.name) for p in (generator_repository / "chat").iterdir() if p.name.isdigit())
+    reference = json.loads((generator_repository / "chat" / str(latest) / "reference.json").read_text())
+    assert reference["prompts"] == 8 and reference["max_tokens"] == 256
+    for table in ("finish_share", "length_share", "label_share"):
+        assert abs(sum(reference[table].values()) - 1) < 1e-4, table
+    assert set(reference["label_share"]) == {"negative", "positive", "other"}
+    assert 0 <= reference["exact_match"] <= 1
+
+    def samples(name: str) -> dict[str, float]:
+        raw = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        found: dict[str, float] = {}
+        for line in raw.splitlines():
+            if line.startswith(name + "{") and 'model="chat"' in line and "adapter=" not in line:
+                key = line.split("{", 1)[1].rsplit("}", 1)[0]
+                found[key] = found.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        return found
+
+    def by(label: str, table: dict[str, float]) -> dict[str, float]:
+        return {key.split(f'{label}="', 1)[1].split('"', 1)[0]: value for key, value in table.items()}
+
+    served = by("bin", samples("tuneship_generation_reference_length_share"))
+    assert served == pytest.approx({k: v for k, v in reference["length_share"].items()}, abs=1e-6)
+    assert by("label", samples("tuneship_generation_reference_label_share")) == pytest.approx(
+        reference["label_share"], abs=1e-6)
+    assert list(samples("tuneship_generation_reference_exact_match").values()) == pytest.approx(
+        [reference["exact_match"]])
+
+    before_bins = by("bin", samples("tuneship_generation_answer_length_total"))
+    before_requests = sum(samples("tuneship_generation_requests_total").values())
+    with TritonClient(server.grpc_url) as client:
+        probe = generation_probe(client.get_model_metadata("chat"), "a probe of the model")
+        assert probe is not None
+        stream_once(client, "chat", probe, 30)  # first: its counts would be sent before the answer's
+        assert Generator(client, "chat").generate(PROMPT, max_tokens=5, min_tokens=5).tokens == 5
+    deadline = time.monotonic() + 5
+    while sum(samples("tuneship_generation_requests_total").values()) == before_requests:
+        assert time.monotonic() < deadline, "the answer was not counted"
+        time.sleep(0.1)
+    time.sleep(0.3)
+    after_bins = by("bin", samples("tuneship_generation_answer_length_total"))
+    assert {k: after_bins[k] - before_bins.get(k, 0.0) for k in after_bins if after_bins[k] != before_bins.get(k)} \
+        == {"4": 1.0}  # 5 tokens: the bin from 4; the probe's one token (bin 1) not counted
+    assert sum(samples("tuneship_generation_requests_total").values()) - before_requests == 1

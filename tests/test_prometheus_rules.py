@@ -54,6 +54,40 @@ def _labels(model: str, per_step: dict[str, float], reference: dict[str, float])
                       f"{share:g}x240") for label, share in reference.items())]
 
 
+def _answers(model: str, per_step: dict[str, float], reference: dict[str, float],
+             labels: dict[str, float] | None = None,
+             reference_labels: dict[str, float] | None = None) -> list[dict[str, str]]:
+    """A generator's finished answers by length bin (counts per 15 s step, for an hour), its answers by label, and
+    the reference's shares of both."""
+    base = f'model="{model}",version="1"'
+    return [*(_series(f'tuneship_generation_answer_length_total{{{base},bin="{name}"}}', f"0+{n:g}x240")
+              for name, n in per_step.items()),
+            *(_series(f'tuneship_generation_reference_length_share{{{base},bin="{name}"}}', f"{share:g}x240")
+              for name, share in reference.items()),
+            *(_series(f'tuneship_generation_answers_total{{{base},label="{name}"}}', f"0+{n:g}x240")
+              for name, n in (labels or {}).items()),
+            *(_series(f'tuneship_generation_reference_label_share{{{base},label="{name}"}}', f"{share:g}x240")
+              for name, share in (reference_labels or {}).items())]
+
+
+def _finishes(model: str, answers: float, reason: str, per_step: float, reference: float) -> list[dict[str, str]]:
+    """`answers` finished answers per step, `per_step` of them with `reason` (length finishes or empty answers),
+    and the reference's share of that reason."""
+    base = f'model="{model}",version="1"'
+    live, gauge = {"length": (f'tuneship_generation_requests_total{{{base},finish_reason="length"}}',
+                              f'tuneship_generation_reference_finish_share{{{base},finish_reason="length"}}'),
+                   "empty": (f"tuneship_generation_empty_answers_total{{{base}}}",
+                             f"tuneship_generation_reference_empty_share{{{base}}}")}[reason]
+    return [_series(f'tuneship_generation_answer_length_total{{{base},bin="8"}}', f"0+{answers:g}x240"),
+            _series(live, f"0+{per_step:g}x240"), _series(gauge, f"{reference:g}x240")]
+
+
+def _constrained(model: str, per_step: float, failed: float) -> list[dict[str, str]]:
+    base = f'model="{model}",version="1",constraint="guided_regex"'
+    return [_series(f"tuneship_generation_constrained_requests_total{{{base}}}", f"0+{per_step:g}x240"),
+            _series(f"tuneship_generation_constraint_failures_total{{{base}}}", f"0+{failed:g}x240")]
+
+
 def _bins(model: str, per_step: dict[str, float], reference: dict[str, float]) -> list[dict[str, str]]:
     total = sum(per_step.values())
     return [_series(f'tuneship_predictions_total{{model="{model}",version="1",label="a"}}', f"0+{total:g}x240"),
@@ -147,6 +181,32 @@ CASES: list[dict[str, Any]] = [
                 _series('tuneship_api_requests_total{endpoint="completions",model="chat",status="429"}', "0+60x100")],
      "expect": [({"endpoint": "chat.completions", "model": "chat", "severity": "page"},
                  "chat through the OpenAI-compatible API: 20% of chat.completions requests answered 5xx")]},
+    {"alert": "GenerationLengthDrift", "eval_time": "50m",
+     "series": [*_answers("rambling", {"0": 0, "8": 2, "256": 8}, {"0": 0.0, "8": 0.9, "256": 0.1}),
+                *_answers("steady", {"0": 0, "8": 9, "256": 1}, {"0": 0.0, "8": 0.9, "256": 0.1}),
+                *_answers("quiet", {"0": 0, "8": 0, "256": 0.1}, {"0": 0.0, "8": 0.9, "256": 0.1})],  # 24 answers
+     "expect": [({"model": "rambling", "version": "1", "severity": "ticket"},
+                 "rambling v1: answer lengths drifted from the reference (PSI 2.51 > 0.25)")]},
+    {"alert": "GenerationLabelDrift", "eval_time": "50m",
+     "series": [*_answers("shifted", {"1": 10}, {"1": 1.0}, {"positive": 2, "negative": 6, "other": 2},
+                          {"positive": 0.5, "negative": 0.5, "other": 0.0}),
+                *_answers("same", {"1": 10}, {"1": 1.0}, {"positive": 5, "negative": 5, "other": 0},
+                          {"positive": 0.5, "negative": 0.5, "other": 0.0})],
+     "expect": [({"model": "shifted", "version": "1", "severity": "ticket"},
+                 "shifted v1: answer label shares drifted from the reference (PSI 1.35 > 0.25)")]},
+    {"alert": "GenerationCutOffAnswersRising", "eval_time": "50m",
+     "series": [*_finishes("cut", 10, "length", 4, 0.1), *_finishes("whole", 10, "length", 1.5, 0.1)],
+     "expect": [({"model": "cut", "version": "1", "severity": "ticket"},
+                 "cut v1: 40% of answers end at max_tokens, over 10 points above the reference")]},
+    {"alert": "GenerationEmptyAnswersRising", "eval_time": "50m",
+     "series": [*_finishes("mute", 10, "empty", 5, 0.0), *_finishes("talks", 10, "empty", 0.5, 0.0)],
+     "expect": [({"model": "mute", "version": "1", "severity": "ticket"},
+                 "mute v1: 50% of answers are empty, over 10 points above the reference")]},
+    {"alert": "GenerationConstraintFailures", "eval_time": "50m",
+     "series": [*_constrained("strict", 1, 0.25), *_constrained("fine", 1, 0.01),
+                *_constrained("rare", 0.005, 0.005)],  # every one failed, but only 1 in 30 minutes
+     "expect": [({"model": "strict", "version": "1", "severity": "ticket"},
+                 "strict v1: 25% of constrained requests could not follow their constraint")]},
     {"alert": "PredictionDrift", "eval_time": "50m",
      "series": [*_labels("drifted", {"a": 12, "b": 3}, {"a": 0.5, "b": 0.5}),
                 *_labels("steady", {"a": 8, "b": 7}, {"a": 0.5, "b": 0.5}),
@@ -272,6 +332,39 @@ def test_quality_recording_rules_compute_shares_psi_and_mean_confidence(tmp_path
     spec = {"rule_files": [str(PROMETHEUS / "recording_rules.yml")], "evaluation_interval": "15s",
             "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": tests}]}
     path = tmp_path / "quality_test.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = _run("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generation_quality_rules_compute_shares_and_psi(tmp_path: Path) -> None:
+    from tuneship.exporter.quality import psi
+
+    series = [*_answers("chat", {"0": 1, "8": 6, "256": 3}, {"0": 0.0, "8": 0.9, "256": 0.1},
+                        {"positive": 4, "negative": 4, "other": 2}, {"positive": 0.5, "negative": 0.5, "other": 0.0}),
+              _series('tuneship_generation_requests_total{model="chat",version="1",finish_reason="length"}',
+                      "0+3x240"),
+              # An adapter's finishes are not the base model's answers.
+              _series('tuneship_generation_requests_total{model="chat",version="1",finish_reason="length",'
+                      'adapter="support"}', "0+30x240"),
+              _series('tuneship_generation_empty_answers_total{model="chat",version="1"}', "0+1x240")]
+    expected = [
+        ("model_version:generation_answers:rate30m", {}, round(10 / 15, 6)),
+        ('model_version_bin:generation_length_share:rate30m{bin="256"}', {"bin": "256"}, 0.3),
+        ("model_version:generation_length_psi:30m", {},
+         round(psi({"0": 0.1, "8": 0.6, "256": 0.3}, {"0": 0.0, "8": 0.9, "256": 0.1}), 6)),
+        ("model_version:generation_label_psi:30m", {},
+         round(psi({"positive": 0.4, "negative": 0.4, "other": 0.2},
+                   {"positive": 0.5, "negative": 0.5, "other": 0.0}), 6)),
+        ("model_version:generation_length_finish_share:rate30m", {}, 0.3),
+        ("model_version:generation_empty_share:rate30m", {}, 0.1),
+    ]
+    tests = [{"expr": f"round({name}, 0.000001)", "eval_time": "40m", "exp_samples": [
+        {"labels": "{" + ",".join(f'{k}="{v}"' for k, v in {"model": "chat", "version": "1", **extra}.items()) + "}",
+         "value": value}]} for name, extra, value in expected]
+    spec = {"rule_files": [str(PROMETHEUS / "recording_rules.yml")], "evaluation_interval": "15s",
+            "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": tests}]}
+    path = tmp_path / "generation_quality_test.yml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     result = _run("test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr

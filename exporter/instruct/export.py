@@ -162,7 +162,29 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
         source = {"model": str(self.model_dir), "checkpoint": str(self.checkpoint.path),
                   "weights": weights_fingerprint(self.model_dir)}
         return {self.name: publish_generator(options.repository, self.name, variant, options.generation,
-                                             options.keep, source, labels=sorted(self.answers))}
+                                             options.keep, source, labels=sorted(self.answers),
+                                             reference=self._reference(variant))}
+
+    def _reference(self, variant: GenaiVariant) -> dict[str, Any]:
+        """The published variant's behaviour on the gate prompts, as a caller who sets no max_tokens gets it."""
+        from tuneship.exporter.instruct.reference import reference_behaviour
+        from tuneship.trainer import normalise, prompt_ids
+
+        serving = self.options.generation
+        slots = serving.max_concurrency if serving.batching == "continuous" else 1
+        max_tokens = serving.default_max_tokens
+        with step(f"recording {variant.name}'s reference behaviour: {len(self.gate)} held-out answers of up to "
+                  f"{max_tokens} tokens"):
+            generated = served_greedy(variant.path, [prompt_ids(self.tokenizer, c) for c in self.gate], max_tokens,
+                                      slots)
+            texts = [str(self.tokenizer.decode(tokens, skip_special_tokens=True)).strip() for tokens in generated]
+            closed = sorted(self.answers)
+            reference = reference_behaviour(generated, texts, max_tokens, closed,
+                                            [c.answer for c in self.gate] if closed else None, normalise)
+        share = reference["finish_share"]["length"]
+        print(f"reference: {reference['mean_tokens']:.1f} tokens per answer, {share:.0%} end at max_tokens"
+              + (f", exact match {reference['exact_match']:.3f}" if reference["exact_match"] is not None else ""))
+        return reference
 
     def report(self, versions: dict[str, int], chosen: GenaiReport, reason: str,
                reports: list[GenaiReport]) -> GeneratorExportReport:
@@ -181,12 +203,7 @@ def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: se
     how = f"batched {slots} at a time" if slots > 1 else "one at a time"
     with step(f"measuring {variant.name}: greedy answers to {len(gate)} held-out prompts ({how}), decode speed"):
         prompts = [prompt_ids(tokenizer, conversation) for conversation in gate]
-        if slots > 1:
-            generated = batched_greedy(variant.path, prompts, GATE_TOKENS, slots)
-        else:
-            alone = GenaiRunner(variant.path)
-            generated = [alone.greedy(prompt, GATE_TOKENS)[0] for prompt in prompts]
-            del alone
+        generated = served_greedy(variant.path, prompts, GATE_TOKENS, slots)
         report.answers = [tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens in generated]
         runner = GenaiRunner(variant.path)
         if answers:
@@ -194,6 +211,15 @@ def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: se
             report.exact_match = round(hits / len(gate), 4)
         report.ttft_ms, report.tokens_per_second = decode_speed(runner, prompt_ids(tokenizer, gate[0]))
     return report
+
+
+def served_greedy(path: Path, prompts: list[list[int]], max_tokens: int, slots: int) -> list[list[int]]:
+    """Greedy answers (EOS excluded) as they will be served: through the continuous batcher, `slots` at a time,
+    or alone with `--batching per-request`."""
+    if slots > 1:
+        return batched_greedy(path, prompts, max_tokens, slots)
+    alone = GenaiRunner(path)
+    return [alone.greedy(prompt, max_tokens)[0] for prompt in prompts]
 
 
 def _gate(reports: list[GenaiReport], threshold_points: float, closed: bool) -> None:

@@ -6,12 +6,14 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.instruct.build import GenaiVariant
 from tuneship.exporter.instruct.options import GenerationServing
 from tuneship.exporter.repository import publish_version, write_text_atomic
+from tuneship.exporter.triton_models.answers import REFERENCE_FILE
 from tuneship.tasks import TEXT_GENERATION
 
 TRITON_MODELS = Path(__file__).resolve().parents[1] / "triton_models"
@@ -72,10 +74,14 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
 
 
 def publish_generator(repository: Path, name: str, variant: GenaiVariant, serving: GenerationServing,
-                      keep: int | None, source: dict[str, str] | None = None, labels: Sequence[str] = ()) -> int:
+                      keep: int | None, source: dict[str, str] | None = None, labels: Sequence[str] = (),
+                      reference: dict[str, Any] | None = None) -> int:
     """`labels`: the closed set the model was tuned to answer with (sentiment words), written as `labels.txt`: the
-    served model counts its answers by label (`tuneship_generation_answers_total{label}`)."""
+    served model counts its answers by label (`tuneship_generation_answers_total{label}`). `reference`: the
+    version's behaviour on held-out prompts (`reference.json`), served as gauges beside the live counts."""
     def fill(target: Path) -> None:
+        if reference is not None:
+            (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
         if source is not None:
             (target / "tuneship_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
         if labels:
@@ -87,6 +93,7 @@ def publish_generator(repository: Path, name: str, variant: GenaiVariant, servin
         shutil.copy2(TRITON_MODELS / "batcher.py", target / "tuneship_batcher.py")
         shutil.copy2(TRITON_MODELS / "guidance.py", target / "tuneship_guidance.py")
         shutil.copy2(TRITON_MODELS / "lora.py", target / "tuneship_lora.py")
+        shutil.copy2(TRITON_MODELS / "answers.py", target / "tuneship_answers.py")
 
     version = publish_version(repository, generator_config(name, serving), fill, keep)
     write_text_atomic(repository / name / "requirements.txt", requirements(variant.provider))

@@ -24,7 +24,6 @@ own thread. A cancelled request (the caller went away) stops generating.
 
 import json
 import os
-import re
 import sys
 import threading
 import time
@@ -36,16 +35,16 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tuneship_answers import LENGTH_EDGES, REFERENCE_FILE, label_of, length_bin
 from tuneship_guidance import guidance, json_object
 from tuneship_lora import LoraWeights, check_name, published
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-FIRST_WORD = re.compile(r"[a-z0-9]+")
 ANSWER_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 SAMPLING_NAMES = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "random_seed",
                   "stop", "stream", "guided_choice", "guided_regex", "guided_json", "session_id", "adapter", "raw",
-                  "exclude_input_in_output")
+                  "exclude_input_in_output", "tuneship_probe")
 GUIDED_NAMES = {"lark_grammar": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}
 # Other servers' names for the same options (vLLM's sampling parameters, TensorRT-LLM's inputs), as Triton's
 # OpenAI frontend sends them.
@@ -94,10 +93,31 @@ def _answer_labels(directory: str) -> list[str]:
         return []
 
 
-def _first_word(text: str) -> str:
-    """An answer's first word, lower-cased, without punctuation: how the export gate's exact match reads it."""
-    match = FIRST_WORD.search(text.lower())
-    return match.group(0) if match else ""
+def _reference(directory: str) -> dict[str, Any] | None:
+    """The version's behaviour on held-out prompts at export (reference.json), or None for a version without."""
+    try:
+        with open(os.path.join(directory, REFERENCE_FILE), encoding="utf-8") as handle:
+            reference = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return reference if isinstance(reference, dict) else None
+
+
+class _Discarded:
+    """A metric that counts nothing: what a liveness probe's request updates."""
+
+    def increment(self, _value: float) -> None:
+        pass
+
+    def observe(self, _value: float) -> None:
+        pass
+
+
+_DISCARDED = _Discarded()
+PROBE_METRICS = types.SimpleNamespace(
+    tokens=_DISCARDED, prompt_tokens=_DISCARDED, ttft=_DISCARDED, cached_tokens=_DISCARDED,
+    answer_tokens=_DISCARDED, empty_answers=_DISCARDED,
+    finished={reason: _DISCARDED for reason in ("stop", "length", "cancelled", "error")})
 
 
 def _special_tokens(directory: str) -> list[str]:
@@ -247,6 +267,7 @@ class TritonPythonModel:
         self.ipc = threading.Lock()
         labels = {"model": args["model_name"], "version": args["model_version"]}
         # Families are kept on the model: a Metric outlives its family only as long as the family is referenced.
+        gauge = pb_utils.MetricFamily.GAUGE
         self.families = {
             "tokens": pb_utils.MetricFamily("tuneship_generation_tokens_total",
                                             "Tokens generated (completion tokens)", pb_utils.MetricFamily.COUNTER),
@@ -289,6 +310,24 @@ class TritonPythonModel:
                                             "Finished answers by label, for a model tuned to answer from a closed set "
                                             "(labels.txt; its first word, lower-cased; 'other' outside the set)",
                                             pb_utils.MetricFamily.COUNTER),
+            "length_bins": pb_utils.MetricFamily("tuneship_generation_answer_length_total",
+                                                 "Finished answers by length bin (bin: lower edge in tokens)",
+                                                 pb_utils.MetricFamily.COUNTER),
+            # The version's behaviour on held-out prompts at export (reference.json), for drift rules.
+            "ref_finish": pb_utils.MetricFamily("tuneship_generation_reference_finish_share",
+                                                "Share of held-out answers at export by finish reason", gauge),
+            "ref_length": pb_utils.MetricFamily("tuneship_generation_reference_length_share",
+                                                "Share of held-out answers at export by length bin", gauge),
+            "ref_labels": pb_utils.MetricFamily("tuneship_generation_reference_label_share",
+                                                "Share of held-out answers at export by label", gauge),
+            "ref_empty": pb_utils.MetricFamily("tuneship_generation_reference_empty_share",
+                                               "Share of held-out answers at export that were empty", gauge),
+            "ref_exact": pb_utils.MetricFamily("tuneship_generation_reference_exact_match",
+                                               "Exact match of held-out answers at export (closed-set models)",
+                                               gauge),
+            "constrained": pb_utils.MetricFamily("tuneship_generation_constrained_requests_total",
+                                                 "Requests with a constraint on their answer, by constraint",
+                                                 pb_utils.MetricFamily.COUNTER),
             "constraint": pb_utils.MetricFamily("tuneship_generation_constraint_failures_total",
                                                 "Constrained requests whose constraint this model's tokens could not "
                                                 "follow, by constraint", pb_utils.MetricFamily.COUNTER),
@@ -311,8 +350,36 @@ class TritonPythonModel:
                          for label in [*self.answer_labels, "other"]} if self.answer_labels else {}
         self.constraint_failures = {name: self.families["constraint"].Metric(labels={**labels, "constraint": name})
                                     for name in GUIDED_NAMES.values()}
+        self.constrained = {name: self.families["constrained"].Metric(labels={**labels, "constraint": name})
+                            for name in GUIDED_NAMES.values()}
         self.sessions_gauge = self.families["sessions"].Metric(labels=labels)
         self.labels = labels
+        self.reference = _reference(directory)
+        self.length_edges = [int(e) for e in (self.reference or {}).get("length_edges", LENGTH_EDGES)]
+        # Every bin exists from the start (at 0), so a length never seen still counts in the shares.
+        self.by_length = {str(edge): self.families["length_bins"].Metric(labels={**labels, "bin": str(edge)})
+                          for edge in self.length_edges}
+        self.reference_gauges = self._reference_gauges(labels)
+
+    def _reference_gauges(self, labels: dict[str, str]) -> list[Any]:
+        """The reference's shares as gauges (kept: a gauge lives as long as its Metric object)."""
+        reference = self.reference
+        if reference is None:
+            return []
+        values: list[tuple[str, dict[str, str], Any]] = []
+        values += [("ref_finish", {"finish_reason": k}, v) for k, v in reference.get("finish_share", {}).items()]
+        values += [("ref_length", {"bin": k}, v) for k, v in reference.get("length_share", {}).items()]
+        if self.answer_labels:
+            values += [("ref_labels", {"label": k}, v) for k, v in reference.get("label_share", {}).items()]
+        values.append(("ref_empty", {}, reference.get("empty_share")))
+        values.append(("ref_exact", {}, reference.get("exact_match")))
+        gauges = []
+        for family, extra, value in values:
+            if isinstance(value, (int, float)):
+                metric = self.families[family].Metric(labels={**labels, **extra})
+                metric.set(float(value))
+                gauges.append(metric)
+        return gauges
 
     # -- adapters -----------------------------------------------------------------------------------------
 
@@ -548,13 +615,16 @@ class TritonPythonModel:
             self._count(self.finished["error"], 1)
             outbox.final(pb_utils.InferenceResponse(error=_invalid(str(error))))
             return
-        metrics = self._metrics_of(adapter)
+        # A liveness probe (tuneship health, the healer) is answered but counted nowhere: not traffic.
+        metrics = PROBE_METRICS if options.get("tuneship_probe") is True else self._metrics_of(adapter)
+        if guide is not None:
+            self._count(self.constrained[GUIDED_NAMES[guide[0]]], 1)
         try:
             if generator is None:
                 self._run_batched(request, outbox, list(ids), search, max_tokens, stops, stream, started,
                                   options.get("session_id"), adapter, metrics)
             else:
-                self._run(request, outbox, generator, ids, stops, stream, started,
+                self._run(request, outbox, generator, ids, stops, stream, started, metrics,
                           GUIDED_NAMES[guide[0]] if guide is not None else "the constraint")
         except ConstraintNotFollowed as error:  # the caller's error, named (only constrained requests raise it)
             self._count(metrics.finished["error"], 1)
@@ -580,9 +650,9 @@ class TritonPythonModel:
             raise ValueError(f"{what}: cannot be applied: {' '.join(str(error).split())[:400]}") from None
 
     def _run(self, request: Any, outbox: _Outbox, generator: Any, ids: Any, stops: list[str], stream: bool,
-             started: float, constraint: str = "the constraint") -> None:
+             started: float, metrics: Any, constraint: str = "the constraint") -> None:
         generator.append_tokens([list(ids)])
-        self._count(self.prompt_tokens, len(ids))
+        self._count(metrics.prompt_tokens, len(ids))
         decoder = self.tokenizer.create_stream()
         text, sent, count, reason = "", 0, 0, "length"
         checked = time.perf_counter()
@@ -603,7 +673,7 @@ class TritonPythonModel:
                                             f"({message[:300]})") from None
             token = int(generator.get_next_tokens()[0])
             if count == 0:
-                self._count(self.ttft, time.perf_counter() - started, observe=True)
+                self._count(metrics.ttft, time.perf_counter() - started, observe=True)
             if token in self.eos:
                 reason = "stop"
                 break
@@ -620,9 +690,9 @@ class TritonPythonModel:
                 if ready > sent:
                     outbox.piece(text[sent:ready], now=sent == 0)
                     sent = ready
-        self._count(self.tokens, count)
-        self._count(self.finished[reason], 1)
-        self._answered(self, reason, count, text)
+        self._count(metrics.tokens, count)
+        self._count(metrics.finished[reason], 1)
+        self._answered(metrics, reason, count, text)
         if reason == "cancelled":
             outbox.final()
             return
@@ -706,9 +776,10 @@ class TritonPythonModel:
             self._count(metrics.answer_tokens, tokens, observe=True)
             if tokens == 0:
                 self._count(metrics.empty_answers, 1)
-            if metrics is self and self.by_label:
-                word = _first_word(text)
-                self._count(self.by_label[word if word in self.by_label else "other"], 1)
+            if metrics is self:
+                self._count(self.by_length[length_bin(tokens, self.length_edges)], 1)
+                if self.by_label:
+                    self._count(self.by_label[label_of(text, self.answer_labels)], 1)
 
     def _count(self, metric: Any, value: float, observe: bool = False) -> None:
         """Metric updates are calls into the server: made by the sender thread, never in a stream's way."""
