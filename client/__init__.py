@@ -19,7 +19,7 @@ from tuneship.client.errors import (
     ServerUnavailableError,
     TritonError,
 )
-from tuneship.client.feedback import PredictionSink
+from tuneship.client.feedback import GenerationRecord, GenerationSink, PredictionSink
 from tuneship.client.generator import AsyncGenerator, AsyncTextStream, Generation, Generator, TextStream
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.image_classifier import AsyncImageClassifier, ImageClassifier
@@ -42,6 +42,8 @@ __all__ = [
     "ClientOptions",
     "DeadlineExceededError",
     "Generation",
+    "GenerationRecord",
+    "GenerationSink",
     "Generator",
     "ImageClassifier",
     "InferResult",

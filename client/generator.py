@@ -12,17 +12,19 @@ answer) and the request metrics; this module adds the generation metrics (time t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from tuneship.client.aio_client import AsyncTritonClient
 from tuneship.client.errors import InvalidInputError
+from tuneship.client.feedback import GenerationRecord, GenerationSink, record_generation_safely
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.results import InferResult
@@ -42,6 +44,7 @@ class Generation:
     seconds: float
     prompt_tokens: int | None = None  # None: a server that does not say
     cached_prompt_tokens: int | None = None  # of prompt_tokens, served from a kept cache (a session's turns)
+    log_id: str | None = None  # the prediction log's id of this generation (rate or correct it by this id)
 
     @property
     def tokens_per_second(self) -> float:
@@ -183,6 +186,21 @@ def _read(result: InferResult) -> tuple[str, str | None]:
     return piece, value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _logged(log: GenerationSink | None, model: str, prompt: Prompt, params: Mapping[str, Any],
+            result: InferResult, generation: Generation) -> Generation:
+    """The generation with its log id, once the opt-in log has it (finished answers only: a cancelled one has
+    no answer to rate)."""
+    if log is None or generation.finish_reason not in ("stop", "length"):
+        return generation
+    record = GenerationRecord(
+        model=model, version=result.version or None,
+        prompt=prompt if isinstance(prompt, str) else [dict(m) for m in prompt], answer=generation.text,
+        finish_reason=generation.finish_reason, tokens=generation.tokens, adapter=params.get("adapter"),
+        parameters={k: v for k, v in params.items() if k != "adapter"})
+    log_id = record_generation_safely(log, record)
+    return replace(generation, log_id=log_id) if log_id is not None else generation
+
+
 class _Tracker:
     """Times one generation and records it in the client metrics."""
 
@@ -256,12 +274,14 @@ class Generator(_Settings):
             apply to every stream, as to any call).
         model: the generator model's name on the server.
         max_tokens, temperature: defaults for every call (None: the server's).
+        log: where finished generations are logged for feedback (`tuneship.monitor.PredictionLog`), or None.
     """
 
     def __init__(self, client: TritonClient, model: str = "chat", max_tokens: int | None = None,
-                 temperature: float | None = None) -> None:
+                 temperature: float | None = None, log: GenerationSink | None = None) -> None:
         super().__init__(model, max_tokens, temperature)
         self.client = client
+        self.log = log  # opt-in: finished generations go to a feedback store (tuneship.monitor.PredictionLog)
 
     def close(self) -> None:
         """Nothing of its own to close: the streams' connections belong to the client (`client.close()`)."""
@@ -285,7 +305,8 @@ class Generator(_Settings):
         return self._open(prompt, True, timeout_s, params)
 
     def _open(self, prompt: Prompt, streaming: bool, timeout_s: float | None, params: Mapping[str, Any]) -> TextStream:
-        inputs = _inputs(prompt, streaming, self.params(params))
+        merged = self.params(params)
+        inputs = _inputs(prompt, streaming, merged)
         tracker = _Tracker(self.model, self.client.metrics)
         responses = self.client.stream_infer(self.model, inputs, outputs=_OUTPUTS, timeout_s=timeout_s,
                                              validate=False)
@@ -297,7 +318,8 @@ class Generator(_Settings):
                     tracker.piece(piece)
                     yield piece
                 if result.final:  # the protocol stream ends after it (and closes its call's books)
-                    stream.generation = tracker.finish(reason, _counts(result))
+                    stream.generation = _logged(self.log, self.model, prompt, merged, result,
+                                                tracker.finish(reason, _counts(result)))
 
         stream = TextStream(pieces(), tracker, responses.cancel)
         return stream
@@ -324,9 +346,10 @@ class AsyncGenerator(_Settings):
     """The asyncio twin of Generator: `await generate(...)`, `async for piece in stream(...)`."""
 
     def __init__(self, client: AsyncTritonClient, model: str = "chat", max_tokens: int | None = None,
-                 temperature: float | None = None) -> None:
+                 temperature: float | None = None, log: GenerationSink | None = None) -> None:
         super().__init__(model, max_tokens, temperature)
         self.client = client
+        self.log = log  # written from a worker thread: a store's round trip never holds the event loop
 
     async def generate(self, prompt: Prompt, *, timeout_s: float | None = None, **params: Any) -> Generation:
         stream = self._open(prompt, False, timeout_s, params)
@@ -347,7 +370,8 @@ class AsyncGenerator(_Settings):
 
     def _open(self, prompt: Prompt, streaming: bool, timeout_s: float | None,
               params: Mapping[str, Any]) -> AsyncTextStream:
-        inputs = _inputs(prompt, streaming, self.params(params))
+        merged = self.params(params)
+        inputs = _inputs(prompt, streaming, merged)
         tracker = _Tracker(self.model, self.client.metrics)
         responses = self.client.stream_infer(self.model, inputs, outputs=_OUTPUTS, timeout_s=timeout_s,
                                              validate=False)
@@ -360,7 +384,11 @@ class AsyncGenerator(_Settings):
                     tracker.piece(piece)
                     yield piece
                 if result.final:  # the protocol stream ends after it (and closes its call's books)
-                    stream.generation = tracker.finish(reason, _counts(result))
+                    generation = tracker.finish(reason, _counts(result))
+                    if self.log is not None:
+                        generation = await asyncio.to_thread(_logged, self.log, self.model, prompt, merged, result,
+                                                             generation)
+                    stream.generation = generation
 
         stream._pieces = pieces()
         stream._cancel = responses.cancel

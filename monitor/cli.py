@@ -29,18 +29,23 @@ def _default_store() -> str:
 
 
 def register(subparsers: Any) -> None:
-    feedback = subparsers.add_parser("feedback", help="record true labels for served predictions; export them")
+    feedback = subparsers.add_parser("feedback", help="record true labels for served predictions, ratings and "
+                                     "corrections for generated answers; export them")
     actions = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    imported = actions.add_parser("import", help="import labelled texts (CSV/TSV/JSONL/Parquet, validated)")
+    imported = actions.add_parser(
+        "import", help="import labelled texts (text,label) or ratings and corrections of generated answers "
+        "(id or prompt/messages, rating, correction); CSV/TSV/JSONL, validated")
     imported.add_argument("file", type=existing_file)
-    imported.add_argument("--model", required=True, help="the served model (ensemble) the labels are for")
+    imported.add_argument("--model", required=True, help="the served model (ensemble, or generator) the feedback "
+                          "is for")
     imported.add_argument("--store", default=_default_store(), help=STORE_HELP)
     imported.add_argument("--text-column", default="text")
     imported.add_argument("--label-column", default="label")
     imported.set_defaults(handler=run_import)
 
-    exported = actions.add_parser("export", help="write the labelled texts as training data (JSONL text,label)")
+    exported = actions.add_parser("export", help="write the labelled texts (JSONL text,label) or a generator's "
+                                  "right answers (chat JSONL) as training data")
     exported.add_argument("--model", required=True)
     exported.add_argument("--out", type=Path, required=True, help="JSONL file to write (replaced atomically)")
     exported.add_argument("--store", default=_default_store(), help=STORE_HELP)
@@ -71,7 +76,8 @@ def register(subparsers: Any) -> None:
     monitor = subparsers.add_parser("monitor", help="model-quality monitoring")
     monitor_actions = monitor.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = monitor_actions.add_parser(
-        "serve", help="export live accuracy and macro-F1 per model version for Prometheus to scrape")
+        "serve", help="export live quality per model version for Prometheus to scrape (classifiers: accuracy, "
+        "macro-F1; generators: answers rated good, exact match)")
     serve.add_argument("--store", default=_default_store(), help=STORE_HELP)
     serve.add_argument("--port", type=port_number, default=9109, help="port to listen on (0: a free port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
@@ -95,9 +101,12 @@ def _store(location: str) -> Any:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from tuneship.monitor.generations import is_answer_feedback
     from tuneship.trainer import DataError, load_file
 
     try:
+        if is_answer_feedback(Path(args.file)):
+            return _import_answer_feedback(args)
         data = load_file(Path(args.file), args.text_column, args.label_column)
     except DataError as error:
         raise CommandError(str(error)) from None
@@ -108,10 +117,42 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_answer_feedback(args: argparse.Namespace) -> int:
+    from tuneship.monitor.generations import read_answer_feedback
+
+    items = read_answer_feedback(Path(args.file))
+    with _store(args.store) as store:
+        result = store.generations.import_feedback(args.model, items)
+    print(f"{len(items)} ratings and corrections for {args.model} into {store.url}: {result.matched} matched a logged "
+          f"generation, {result.added} corrections kept as new examples, {result.unchanged} already recorded"
+          + (f", {len(result.unmatched)} ratings match no logged generation (first: {result.unmatched[0]})"
+             if result.unmatched else ""))
+    return 0
+
+
+def _export_answers(args: argparse.Namespace, since: float | None) -> int:
+    """A generator's right answers (corrections, answers rated good) as chat conversations to train on."""
+    from tuneship.exporter import write_text_atomic
+
+    with _store(args.store) as store:
+        rows = store.generations.reviewed(args.model, since=since)
+    kept = [r for r in rows if r.prompt is not None and r.right_answer is not None]
+    if not kept:
+        raise CommandError(f"no labelled texts or right answers for {args.model!r} in {store.url}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out, "".join(json.dumps(
+        {"messages": [*r.prompt, {"role": "assistant", "content": r.right_answer}]}, ensure_ascii=False) + "\n"
+        for r in kept if r.prompt is not None))
+    print(f"{len(kept)} conversations (corrected answers and answers rated good) written to {args.out}")
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     since = time.time() - args.since_hours * 3600 if args.since_hours else None
     with _store(args.store) as store:
         rows = store.labelled(args.model, since=since)
+    if not rows:
+        return _export_answers(args, since)
     kept = [r for r in rows if r.text is not None]
     if not kept:
         raise CommandError(f"no labelled texts for {args.model!r} in {store.url}"
@@ -128,13 +169,21 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from tuneship.monitor.generations import answer_quality
     from tuneship.monitor.store import window_quality
 
+    since = time.time() - args.window_hours * 3600
     with _store(args.store) as store:
         counts = store.counts()
-        quality = window_quality(store.labelled(since=time.time() - args.window_hours * 3600, predicted_only=True))
-    if not counts:
+        quality = window_quality(store.labelled(since=since, predicted_only=True))
+        generations = store.generations.counts()
+        answers = answer_quality(store.generations.reviewed(since=since))
+    if not counts and not generations:
         print(f"{store.url}: empty")
+        return 0
+    if generations:
+        _print_answer_stats(generations, answers)
+    if not counts:
         return 0
     print(f"{'model':<20}{'version':>8}{'logged':>9}{'labelled':>10}{'accuracy':>10}{'macro-F1':>10}")
     for row in counts:
@@ -144,6 +193,20 @@ def run_stats(args: argparse.Namespace) -> int:
         print(f"{row['model']:<20}{row['version'] or '-':>8}{row['predictions']:>9}{row['labelled']:>10}"
               f"{accuracy:>10}{f1:>10}")
     return 0
+
+
+def _print_answer_stats(counts: list[dict[str, Any]], answers: dict[tuple[str, str, str], dict[str, float]]) -> None:
+    print(f"{'generator':<20}{'version':>8}{'logged':>9}{'reviewed':>10}{'good':>8}{'exact':>8}")
+    for row in counts:
+        merged = [f for (m, v, _a), f in answers.items() if m == row["model"] and v == (row["version"] or "")]
+        rated = sum(f["rated"] for f in merged)
+        good = sum(f["good_share"] * f["rated"] for f in merged if f["rated"]) / rated if rated else None
+        matched = [f for f in merged if f["exact_match"] == f["exact_match"]]  # not NaN
+        total = sum(f["reviewed"] for f in matched)
+        exact = sum(f["exact_match"] * f["reviewed"] for f in matched) / total if total else None
+        print(f"{row['model']:<20}{row['version'] or '-':>8}{row['generations']:>9}{row['reviewed']:>10}"
+              f"{'-' if good is None else f'{good:.3f}':>8}{'-' if exact is None else f'{exact:.3f}':>8}")
+    print()
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.exporter import macro_f1
+from tuneship.monitor.generations import GenerationLog, define_table
 
 DEFAULT_URL = "sqlite:///feedback.db"
 
@@ -81,6 +82,7 @@ class FeedbackStore:
             sa.Index("feedback_lookup", "model", "text_hash"),
             sa.Index("feedback_labelled", "model", "labelled_at"),
         )
+        generations_table = define_table(sa, metadata)
         try:
             self.engine = sa.create_engine(self.url, future=True)
             if self.url.startswith("sqlite"):
@@ -89,6 +91,8 @@ class FeedbackStore:
             metadata.create_all(self.engine)
         except (sa.exc.SQLAlchemyError, ImportError) as error:
             raise StoreError(f"cannot open the feedback store {self.url}: {str(error).splitlines()[0]}") from None
+        # Generators' answers, with their ratings and corrections (tuneship.monitor.generations).
+        self.generations = GenerationLog(sa, self.engine, generations_table)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -183,7 +187,9 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 
 class PredictionLog:
-    """The client's opt-in sink: logs a sampled share of answered texts to a feedback store."""
+    """The client's opt-in sink: logs a sampled share of answered texts (a classifier's `log=`) and of finished
+    generations (a generator's `log=`) to a feedback store; `redact` keeps only hashes of texts, prompts and
+    answers."""
 
     def __init__(self, store: FeedbackStore | str, sample_rate: float = 1.0, redact: bool = False,
                  seed: int | None = None) -> None:
@@ -199,6 +205,12 @@ class PredictionLog:
         if chosen:
             self.store.log_predictions(model, version, [texts[i] for i in chosen], [labels[i] for i in chosen],
                                        [probabilities[i] for i in chosen], self.redact)
+
+    def record_generation(self, record: Any) -> str | None:
+        """A client GenerationRecord, if sampled; its log id (what ratings and corrections name)."""
+        if self.sample_rate < 1.0 and self.random.random() >= self.sample_rate:
+            return None
+        return self.store.generations.log(record, self.redact)
 
 
 def window_quality(rows: Iterable[Labelled]) -> dict[tuple[str, str], dict[str, float]]:

@@ -60,6 +60,8 @@ _LAZY_NAMES = {
     "prepare_data": "tuneship.trainer.text.training",
     "preprocess": "tuneship.trainer.image.preprocessing",
     "prompt_ids": "tuneship.trainer.instruct.evaluation",
+    "jsonl_records": "tuneship.trainer.tables",
+    "read_rows": "tuneship.trainer.tables",
     "read_conversations": "tuneship.trainer.instruct.data",
     "save_json": "tuneship.trainer.config",
     "stratified_split": "tuneship.trainer.text.data",
@@ -95,6 +97,8 @@ if TYPE_CHECKING:
     from tuneship.trainer.instruct.data import read_conversations as read_conversations
     from tuneship.trainer.instruct.evaluation import normalise as normalise
     from tuneship.trainer.instruct.evaluation import prompt_ids as prompt_ids
+    from tuneship.trainer.tables import jsonl_records as jsonl_records
+    from tuneship.trainer.tables import read_rows as read_rows
     from tuneship.trainer.text.architectures import ARCHITECTURES as ARCHITECTURES
     from tuneship.trainer.text.architectures import architecture as architecture
     from tuneship.trainer.text.config import TextTrainConfig as TextTrainConfig
