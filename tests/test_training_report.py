@@ -61,16 +61,17 @@ def test_transformers_bars_are_off_when_stderr_is_not_a_terminal(monkeypatch: py
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     original = gguf_reader.tqdm
-    # Enabled to start with, whatever earlier tests did (tuneship's CLI turns the hub's bars off off a terminal).
+    # Enabled to start with, whatever earlier tests did (tuneship's CLI turns the hub's bars off off a terminal;
+    # the hub then warns when transformers turns its own back on: not what this test is about).
     before = transformers_logging.is_progress_bar_enabled()
-    with warnings.catch_warnings():  # the hub's own bars stay as its environment says; transformers' are on
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Cannot enable progress bars")
         transformers_logging.enable_progress_bar()
-    try:
-        with _bars_only_on_a_terminal():
-            assert not transformers_logging.is_progress_bar_enabled()
-            assert gguf_reader.tqdm([1, 2], file=sys.stderr).disable  # the GGUF reader's own tqdm, silenced
-        assert gguf_reader.tqdm is original and transformers_logging.is_progress_bar_enabled()
-    finally:
-        if not before:
-            transformers_logging.disable_progress_bar()
+        try:
+            with _bars_only_on_a_terminal():
+                assert not transformers_logging.is_progress_bar_enabled()
+                assert gguf_reader.tqdm([1, 2], file=sys.stderr).disable  # the GGUF reader's own tqdm, silenced
+            assert gguf_reader.tqdm is original and transformers_logging.is_progress_bar_enabled()
+        finally:
+            if not before:
+                transformers_logging.disable_progress_bar()
