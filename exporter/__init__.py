@@ -38,6 +38,8 @@ _WHERE = {
     "ImageExportOptions": "tuneship.exporter.image.options",
     "InstructExportOptions": "tuneship.exporter.instruct.options",
     "GenerationServing": "tuneship.exporter.instruct.options",
+    "generation_serving": "tuneship.exporter.instruct.publishing",
+    "served_greedy": "tuneship.exporter.instruct.measure",
     "export_checkpoint": "tuneship.exporter.export",
     "ServingOptions": "tuneship.exporter.options",
     "repository_lock": "tuneship.exporter.locking",
@@ -51,8 +53,10 @@ if TYPE_CHECKING:
     from tuneship.exporter.errors import ExportError as ExportError
     from tuneship.exporter.export import export_checkpoint as export_checkpoint
     from tuneship.exporter.image.options import ImageExportOptions as ImageExportOptions
+    from tuneship.exporter.instruct.measure import served_greedy as served_greedy
     from tuneship.exporter.instruct.options import GenerationServing as GenerationServing
     from tuneship.exporter.instruct.options import InstructExportOptions as InstructExportOptions
+    from tuneship.exporter.instruct.publishing import generation_serving as generation_serving
     from tuneship.exporter.layout import graph_model as graph_model
     from tuneship.exporter.layout import pipeline_models as pipeline_models
     from tuneship.exporter.layout import serving_options as serving_options

@@ -60,7 +60,8 @@ def register(subparsers: Any) -> None:
     stats.set_defaults(handler=run_stats)
 
     update = subparsers.add_parser(
-        "update", help="retrain the served classifier on new labelled data; publish it only if it is better")
+        "update", help="retrain the served classifier on new labelled data, or continue tuning an instruct model on "
+        "corrected answers; publish it only if it is better")
     add_options(update, UpdateOptions)
     update.set_defaults(handler=run_update_command)
 

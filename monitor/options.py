@@ -30,9 +30,11 @@ def fraction_or_zero(text: str) -> float:
 
 @dataclass
 class UpdateOptions:
-    name: str = field(metadata={"help": "the served pipeline (ensemble) to update", "flag": "--model"})
-    new_data: Path = field(metadata={"help": "labelled new data (CSV/TSV/JSONL/Parquet)", "positional": True,
-                                     "type": existing_path})
+    name: str = field(metadata={"help": "the served pipeline (ensemble) or generator to update", "flag": "--model"})
+    new_data: Path = field(metadata={"help": "labelled new data (CSV/TSV/JSONL/Parquet); for an instruct model, "
+                                             "conversations whose last turn is the right answer (JSONL: what "
+                                             "`tuneship feedback export` writes from corrections)",
+                                     "positional": True, "type": existing_path})
     output: Path = field(metadata={"help": "where the candidate checkpoint is written"})
     repository: Path = field(default=Path("model_repository"), metadata={"help": "the Triton model repository"})
     checkpoint: Path | None = field(default=None, metadata={
@@ -42,10 +44,12 @@ class UpdateOptions:
     replay_ratio: float = field(default=1.0, metadata={
         "help": "original training examples mixed in per new training example", "type": non_negative_float})
     margin_points: float = field(default=1.0, metadata={
-        "help": "points of accuracy on the held-out new data the candidate must gain", "flag": "--margin",
+        "help": "points of accuracy (instruct: exact match) on the held-out new data the candidate must gain",
+        "flag": "--margin",
         "type": non_negative_float})
     max_original_drop_points: float = field(default=1.0, metadata={
-        "help": "points of accuracy on the original eval set the candidate may lose", "flag": "--max-original-drop",
+        "help": "points of accuracy (instruct: exact match) on the original eval set the candidate may lose",
+        "flag": "--max-original-drop",
         "type": non_negative_float})
     epochs: float | None = field(default=None, metadata={"help": "default: the original recipe's",
                                                          "type": positive_float})

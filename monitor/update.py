@@ -99,6 +99,30 @@ def _sample(examples: list[Any], count: int, seed: int) -> list[Any]:
 
 
 def run_update(options: UpdateOptions) -> UpdateReport:
+    """The serving version's task decides how it is updated (the task table's `updater`)."""
+    from tuneship.tasks import DEFAULT_TASK, load, task
+
+    started = time.monotonic()
+    parent, checkpoint, manifest = _serving(options)
+    if options.output.resolve() == checkpoint.resolve():
+        raise UpdateError(f"--output {options.output} is the serving checkpoint itself: write the candidate elsewhere")
+    row = task(str(manifest.get("task", DEFAULT_TASK)))
+    if not row.updatable or row.updater is None:
+        raise UpdateError(f"{checkpoint}: tuneship update retrains text classifiers and instruct models; this is "
+                          f"{row.name!r} ({row.description})")
+    if options.url is not None and options.publish:
+        _check_server(options)  # before minutes of training, not after
+    report: UpdateReport = load(row.updater)(options, parent, checkpoint, manifest)
+    report.seconds = round(time.monotonic() - started, 1)
+    from tuneship.trainer import save_json
+
+    save_json(options.output / "update_report.json", asdict(report))
+    _record(options.repository / options.name / UPDATES_FILE, report)
+    return report
+
+
+def update_text_classifier(options: UpdateOptions, parent: int, checkpoint: Path,
+                           manifest: dict[str, Any]) -> UpdateReport:
     from tuneship.exporter import TextExportOptions, export_checkpoint, read_jsonl, repository_lock, serving_options
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.progress import step
@@ -109,24 +133,11 @@ def run_update(options: UpdateOptions) -> UpdateReport:
         data_fingerprint,
         load_file,
         prepare_data,
-        save_json,
         stratified_split,
         train,
         write_jsonl,
     )
 
-    started = time.monotonic()
-    parent, checkpoint, manifest = _serving(options)
-    if options.output.resolve() == checkpoint.resolve():
-        raise UpdateError(f"--output {options.output} is the serving checkpoint itself: write the candidate elsewhere")
-    if options.url is not None and options.publish:
-        _check_server(options)  # before minutes of training, not after
-    from tuneship.tasks import DEFAULT_TASK, task
-
-    row = task(str(manifest.get("task", DEFAULT_TASK)))
-    if not row.updatable:
-        raise UpdateError(f"{checkpoint}: tuneship update retrains text classifiers; this is {row.name!r} "
-                          f"({row.description})")
     labels = list(manifest["labels"])
     try:
         new = load_file(options.new_data, options.text_column, options.label_column)
@@ -209,9 +220,6 @@ def run_update(options: UpdateOptions) -> UpdateReport:
             with repository_lock(options.repository, 600.0, f"tuneship update of {options.name}"):
                 report.published_versions = _publish(options, candidate_repo)
             print("published " + ", ".join(f"{m} v{v}" for m, v in report.published_versions.items()))
-        report.seconds = round(time.monotonic() - started, 1)
-        save_json(options.output / "update_report.json", asdict(report))
-        _record(options.repository / options.name / UPDATES_FILE, report)
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -61,6 +61,10 @@ _LAZY_NAMES = {
     "preprocess": "tuneship.trainer.image.preprocessing",
     "prompt_ids": "tuneship.trainer.instruct.evaluation",
     "jsonl_records": "tuneship.trainer.tables",
+    "load_instructions": "tuneship.trainer.instruct.data",
+    "prepare_instructions": "tuneship.trainer.instruct.data",
+    "split_instructions": "tuneship.trainer.instruct.data",
+    "write_conversations": "tuneship.trainer.instruct.data",
     "read_rows": "tuneship.trainer.tables",
     "read_conversations": "tuneship.trainer.instruct.data",
     "save_json": "tuneship.trainer.config",
@@ -94,7 +98,11 @@ if TYPE_CHECKING:
         load_image_classifier as load_image_classifier,
     )
     from tuneship.trainer.instruct.config import InstructTrainConfig as InstructTrainConfig
+    from tuneship.trainer.instruct.data import load_instructions as load_instructions
+    from tuneship.trainer.instruct.data import prepare_instructions as prepare_instructions
     from tuneship.trainer.instruct.data import read_conversations as read_conversations
+    from tuneship.trainer.instruct.data import split_instructions as split_instructions
+    from tuneship.trainer.instruct.data import write_conversations as write_conversations
     from tuneship.trainer.instruct.evaluation import normalise as normalise
     from tuneship.trainer.instruct.evaluation import prompt_ids as prompt_ids
     from tuneship.trainer.tables import jsonl_records as jsonl_records

@@ -254,6 +254,8 @@ def config_from_hyperparameters(values: dict[str, Any], **overrides: Any) -> Tra
         recipe["eval_steps"] = None
     if isinstance(recipe.get("lora_targets"), list):
         recipe["lora_targets"] = ",".join(recipe["lora_targets"])
+    if recipe.get("lora_targets") == "all-linear":  # what the default (None) was shown as
+        recipe["lora_targets"] = None
     recipe.pop("logging_steps", None)  # picked for the original run's length
     return options(**{**recipe, **overrides})
 

@@ -60,6 +60,8 @@ class Task:
     """`tuneship tune` sweeps its serving settings."""
     updatable: bool = False
     """`tuneship update` retrains it on new labelled data and publishes it through a gate."""
+    updater: str | None = None
+    """"module:function(options, parent_version, checkpoint, manifest) -> UpdateReport": its `tuneship update`."""
     sized_by: str = "max_length"
     """The manifest field that bounds one input ("max_length" tokens, "image_size" pixels)."""
     evaluator: str | None = None
@@ -84,7 +86,8 @@ TEXT_CLASSIFICATION = Task(
     export_options="tuneship.exporter.text.options:TextExportOptions",
     contract=ServedContract(inputs=("TEXT",), outputs=("LABEL", "PROBABILITIES")),
     client="tuneship.client.text_classifier:TextClassifier", probe="items", layouts=("ensemble", "single"),
-    tunable=True, updatable=True, evaluator="tuneship.trainer.text.evaluate:evaluate_texts",
+    tunable=True, updatable=True, updater="tuneship.monitor.update:update_text_classifier",
+    evaluator="tuneship.trainer.text.evaluate:evaluate_texts",
     encoder="tuneship.client.text_classifier:text_request")
 IMAGE_CLASSIFICATION = Task(
     name="image-classification", description="image classification", modality="image",
@@ -103,7 +106,8 @@ TEXT_GENERATION = Task(
     exporter="tuneship.exporter.instruct.export:InstructExport",
     export_options="tuneship.exporter.instruct.options:InstructExportOptions",
     contract=ServedContract(inputs=("text_input", "max_tokens"), outputs=("text_output",), decoupled=True),
-    client="tuneship.client.generator:Generator", probe="generation")
+    client="tuneship.client.generator:Generator", probe="generation", updatable=True,
+    updater="tuneship.monitor.generator_update:update_generator")
 
 TASKS: dict[str, Task] = {task.name: task for task in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, TEXT_GENERATION)}
 DEFAULT_TASK = TEXT_CLASSIFICATION.name

@@ -23,9 +23,9 @@ from tuneship.exporter.instruct.build import GenaiVariant, build_variant, check_
 from tuneship.exporter.instruct.measure import (
     GenaiReport,
     GenaiRunner,
-    batched_greedy,
     decode_speed,
     first_difference,
+    served_greedy,
     torch_greedy,
 )
 from tuneship.exporter.instruct.options import InstructExportOptions
@@ -53,6 +53,8 @@ def _variants_to_build(options: InstructExportOptions) -> list[str]:
 class GeneratorExportReport(ExportRunReport):
     exported_at: str
     task: str = "instruct"
+    checkpoint: str = ""  # where the published model came from (tuneship update continues from it)
+    int4_method: str = ""  # how an int4 variant was quantized (an update exports its candidate the same way)
 
     def describe(self) -> str:
         return (f"published {self.chosen} for {self.target} as {self.name} v{self.versions[self.name]} in "
@@ -192,7 +194,8 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
         return GeneratorExportReport(
             name=self.name, repository=str(options.repository), versions=versions, target=options.target,
             chosen=chosen.name, reason=reason, variants=[_public(r) for r in reports],
-            exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            checkpoint=str(Path(self.checkpoint.path).resolve()), int4_method=options.int4_method)
 
 
 def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: set[str], normalise: Any,
@@ -211,15 +214,6 @@ def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: se
             report.exact_match = round(hits / len(gate), 4)
         report.ttft_ms, report.tokens_per_second = decode_speed(runner, prompt_ids(tokenizer, gate[0]))
     return report
-
-
-def served_greedy(path: Path, prompts: list[list[int]], max_tokens: int, slots: int) -> list[list[int]]:
-    """Greedy answers (EOS excluded) as they will be served: through the continuous batcher, `slots` at a time,
-    or alone with `--batching per-request`."""
-    if slots > 1:
-        return batched_greedy(path, prompts, max_tokens, slots)
-    alone = GenaiRunner(path)
-    return [alone.greedy(prompt, max_tokens)[0] for prompt in prompts]
 
 
 def _gate(reports: list[GenaiReport], threshold_points: float, closed: bool) -> None:

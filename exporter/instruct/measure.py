@@ -107,6 +107,15 @@ def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens:
     return answers
 
 
+def served_greedy(path: Path, prompts: list[list[int]], max_tokens: int, slots: int) -> list[list[int]]:
+    """Greedy answers (EOS excluded) as they will be served: through the continuous batcher, `slots` at a time,
+    or alone with `--batching per-request`."""
+    if slots > 1:
+        return batched_greedy(path, prompts, max_tokens, slots)
+    alone = GenaiRunner(path)
+    return [alone.greedy(prompt, max_tokens)[0] for prompt in prompts]
+
+
 def torch_greedy(model: Any, prompt: Sequence[int], max_new_tokens: int, eos: set[int]) -> list[int]:
     import torch
 

@@ -98,3 +98,20 @@ def publish_generator(repository: Path, name: str, variant: GenaiVariant, servin
     version = publish_version(repository, generator_config(name, serving), fill, keep)
     write_text_atomic(repository / name / "requirements.txt", requirements(variant.provider))
     return version
+
+
+def generation_serving(repository: Path, name: str) -> GenerationServing:
+    """The serving settings of the published generator `name` as its config says now (what an export, `tuneship
+    tune` or a hand edit left there), so a new version published for it (`tuneship update`) keeps them."""
+    from dataclasses import fields
+
+    from tuneship.exporter.repository import read_config
+
+    config = read_config(repository, name)
+    values: dict[str, Any] = {}
+    for spec in fields(GenerationServing):
+        if spec.name in config.parameters:
+            raw = config.parameters[spec.name].string_value
+            values[spec.name] = raw if spec.type in ("str", str) else int(raw)
+    values["versions_to_serve"] = config.version_policy.latest.num_versions or 1
+    return GenerationServing(**values)

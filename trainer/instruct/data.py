@@ -13,10 +13,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneship.trainer.errors import DataError
 from tuneship.trainer.tables import jsonl_records
+
+if TYPE_CHECKING:
+    from tuneship.trainer.instruct.config import InstructTrainConfig
 
 ROLES = ("system", "user", "assistant")
 Message = dict[str, str]
@@ -208,6 +211,26 @@ def load_instructions(name: str, encoding: str = "utf-8") -> InstructData:
         raise DataError(f"unknown instruction data set {name!r}; built-in sets: {', '.join(BUILTIN_INSTRUCTIONS)}, "
                         "or a .jsonl file")
     return load_instruct_file(path, encoding)
+
+
+# The public names other stages use (tuneship.trainer's lazy names), beside the short names used here.
+split_instructions = split
+
+
+def prepare_instructions(config: InstructTrainConfig) -> tuple[InstructData, InstructData]:
+    """The training and eval conversations a config names (the eval file, or a seeded split)."""
+    data = load_instructions(str(config.data), config.encoding)
+    if config.eval_file:
+        train_data, eval_data = data, load_instructions(config.eval_file, config.encoding)
+    else:
+        train_data, eval_data = split(data, config.eval_fraction, config.seed)
+    train_data = train_data.head(config.max_train_samples, config.seed)
+    eval_data = eval_data.head(config.max_eval_samples, config.seed)
+    if config.system_prompt:
+        for conversation in train_data.conversations + eval_data.conversations:
+            if conversation.messages[0]["role"] != "system":
+                conversation.messages.insert(0, {"role": "system", "content": config.system_prompt})
+    return train_data, eval_data
 
 
 def write_conversations(path: Path, data: InstructData) -> None:

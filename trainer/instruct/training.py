@@ -27,8 +27,7 @@ from tuneship.trainer.instruct.config import InstructTrainConfig
 from tuneship.trainer.instruct.data import (
     Conversation,
     InstructData,
-    load_instructions,
-    split,
+    prepare_instructions,
     write_conversations,
 )
 from tuneship.trainer.instruct.evaluation import (
@@ -49,21 +48,6 @@ from tuneship.trainer.run import (
 )
 
 ADAPTER_DIR = "adapter"
-
-
-def prepare(config: InstructTrainConfig) -> tuple[InstructData, InstructData]:
-    data = load_instructions(str(config.data), config.encoding)
-    if config.eval_file:
-        train_data, eval_data = data, load_instructions(config.eval_file, config.encoding)
-    else:
-        train_data, eval_data = split(data, config.eval_fraction, config.seed)
-    train_data = train_data.head(config.max_train_samples, config.seed)
-    eval_data = eval_data.head(config.max_eval_samples, config.seed)
-    if config.system_prompt:
-        for conversation in train_data.conversations + eval_data.conversations:
-            if conversation.messages[0]["role"] != "system":
-                conversation.messages.insert(0, {"role": "system", "content": config.system_prompt})
-    return train_data, eval_data
 
 
 def _precision(requested: str) -> str:
@@ -122,7 +106,7 @@ def train(config: InstructTrainConfig) -> TrainResult:
     validate_config(config)
     output = Path(config.output)
     check_output(output, config.overwrite)
-    train_data, eval_data = prepare(config)
+    train_data, eval_data = prepare_instructions(config)
     for note in train_data.notes:
         print(f"note: {note}")
     print(f"{train_data.name}: {len(train_data.conversations)} conversations; {eval_data.name}: "
