@@ -39,6 +39,7 @@ _WHERE = {
     "InstructExportOptions": "tuneship.exporter.instruct.options",
     "GenerationServing": "tuneship.exporter.instruct.options",
     "generation_serving": "tuneship.exporter.instruct.publishing",
+    "publish_adapter": "tuneship.exporter.instruct.adapter_export",
     "served_greedy": "tuneship.exporter.instruct.measure",
     "export_checkpoint": "tuneship.exporter.export",
     "ServingOptions": "tuneship.exporter.options",
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from tuneship.exporter.errors import ExportError as ExportError
     from tuneship.exporter.export import export_checkpoint as export_checkpoint
     from tuneship.exporter.image.options import ImageExportOptions as ImageExportOptions
+    from tuneship.exporter.instruct.adapter_export import publish_adapter as publish_adapter
     from tuneship.exporter.instruct.measure import served_greedy as served_greedy
     from tuneship.exporter.instruct.options import GenerationServing as GenerationServing
     from tuneship.exporter.instruct.options import InstructExportOptions as InstructExportOptions

@@ -13,6 +13,11 @@ new version answers better as served.
    eval prompts (it may lose at most `max_original_drop_points`).
 5. A passing candidate's files are copied into the served repository as the next version and, with a server,
    loaded with the usual hot update (Triton serves the old version until the new one is ready).
+
+An adapter (`--model chat:support`) is updated as an adapter: a new LoRA tuned from the base weights it is served on
+(with the adapter's recipe, on its corrections and a replay of its own training data), exported with `--adapter-of`
+into a scratch copy of the base, gated with both adapters served on the same base version, and published by
+replacing the adapter's folder in one rename (the generator watches it: no reload).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 
 from tuneship.monitor.generations import answer_words
 from tuneship.monitor.options import UpdateOptions
-from tuneship.monitor.update import GateRow, UpdateError, UpdateReport, _publish, _sample
+from tuneship.monitor.update import GateRow, UpdateError, UpdateReport, _publish, _sample, served_model
 
 GATE_PROMPTS_MAX = 200
 
@@ -42,8 +47,10 @@ def _matcher(labels: list[str]) -> Any:
     return answer_words
 
 
-def served_exact_match(version_dir: Path, tokenizer: Any, conversations: list[Any], slots: int, same: Any) -> float:
-    """Exact match of a published version's greedy answers, generated as it serves them."""
+def served_exact_match(version_dir: Path, tokenizer: Any, conversations: list[Any], slots: int, same: Any,
+                       adapter_dir: Path | None = None) -> float:
+    """Exact match of a published version's greedy answers (through a published adapter's folder, if given),
+    generated as it serves them."""
     from tuneship.exporter import served_greedy
     from tuneship.trainer import prompt_ids
 
@@ -51,7 +58,8 @@ def served_exact_match(version_dir: Path, tokenizer: Any, conversations: list[An
         return float("nan")
     answers = [len(tokenizer.encode(c.answer, add_special_tokens=False)) for c in conversations]
     max_tokens = max(8, max(answers) + 4)
-    generated = served_greedy(version_dir, [prompt_ids(tokenizer, c) for c in conversations], max_tokens, slots)
+    generated = served_greedy(version_dir, [prompt_ids(tokenizer, c) for c in conversations], max_tokens, slots,
+                              adapter_dir)
     texts = [str(tokenizer.decode(tokens, skip_special_tokens=True)).strip() for tokens in generated]
     return sum(same(text) == same(c.answer) for text, c in zip(texts, conversations, strict=True)) / len(texts)
 
@@ -83,6 +91,8 @@ def _keep_training_data(checkpoint: Path, data: Path) -> None:
 
 
 def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, manifest: dict[str, Any]) -> UpdateReport:
+    import json
+
     from transformers import AutoTokenizer
 
     from tuneship.exporter import (
@@ -90,6 +100,8 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
         InstructExportOptions,
         export_checkpoint,
         generation_serving,
+        latest_version,
+        publish_adapter,
         repository_lock,
     )
     from tuneship.progress import step
@@ -106,6 +118,8 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
         write_conversations,
     )
 
+    model = served_model(options.name)
+    adapter = options.name.split(":", 1)[1] if model != options.name else None
     if options.new_data.suffix.lower() not in (".jsonl", ".ndjson"):
         raise UpdateError(f"{options.new_data}: an instruct model is updated with conversations (JSONL, the right "
                           "answer as the last assistant turn; `tuneship feedback export` writes them)")
@@ -124,18 +138,28 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
     if manifest.get("method") == "ptuning":
         raise UpdateError(f"{checkpoint}: a P-tuning checkpoint is not served (its prompt encoder cannot be folded "
                           "into the weights), so it has no served version to update")
+    if adapter is not None and manifest.get("method") != "lora":
+        raise UpdateError(f"{checkpoint}: adapter {adapter!r} came from a {manifest.get('method')} checkpoint; "
+                          "an adapter is retrained with LoRA")
     with step("reading the original training data for replay"):
         original_train, _ = prepare_instructions(original)
     replay = _sample(original_train.conversations, round(options.replay_ratio * len(new_train.conversations)),
                      options.seed)
     eval_path = checkpoint / "eval.jsonl"
     original_eval = read_conversations(eval_path, GATE_PROMPTS_MAX) if eval_path.is_file() else []
-    report_path = options.repository / options.name / "export_report.json"
-    import json
-
+    report_path = options.repository / model / "export_report.json"
     served = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    serving = generation_serving(options.repository, options.name)
+    serving = generation_serving(options.repository, model)
     slots = serving.max_concurrency if serving.batching == "continuous" else 1
+    base_dir = options.repository / model / str(parent)
+    source_path = base_dir / "tuneship_source.json"
+    source = json.loads(source_path.read_text()) if source_path.is_file() else {}
+    if adapter is None and source.get("model") and source.get("model") != source.get("checkpoint"):
+        raise UpdateError(f"{options.name} v{parent} serves the base model {source['model']} (published with "
+                          f"--base-model), not a tuned checkpoint: update its adapters (--model {model}:ADAPTER)")
+    # An adapter is tuned again from the base weights it is served on (so it fits them); a model continues from
+    # its own checkpoint.
+    start = str(manifest.get("base_model_path") or recipe.get("model")) if adapter is not None else str(checkpoint)
 
     options.output.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".update-", dir=options.output.parent))
@@ -154,34 +178,45 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
         config = config_from_hyperparameters(
             recipe, data=str(data_dir / "train.jsonl"), eval_file=str(data_dir / "holdout.jsonl"),
             max_train_samples=None, max_eval_samples=None, output=str(options.output), overwrite=True,
-            resume=False, model=str(checkpoint), seed=options.seed, **overrides)
-        print(f"update of {options.name} v{parent}: {len(new_train.conversations)} corrected + {len(replay)} "
-              f"replayed original conversations, continuing from the serving checkpoint ({config.method}); "
-              f"{len(holdout.conversations)} corrections held out")
+            resume=False, model=start, seed=options.seed, **overrides)
+        how = (f"a new {config.method} adapter from the base it is served on" if adapter is not None
+               else f"continuing from the serving checkpoint ({config.method})")
+        print(f"update of {options.name} (base v{parent}): {len(new_train.conversations)} corrected + {len(replay)} "
+              f"replayed original conversations, {how}; {len(holdout.conversations)} corrections held out")
         train(config)
         _keep_training_data(options.output, data_dir / "train.jsonl")
         candidate_repo = scratch / "repository"
         precision = str(served.get("chosen") or "auto")
         try:
-            export_checkpoint(InstructExportOptions(
-                checkpoint=options.output, name=options.name, repository=candidate_repo, precision=precision,
-                target=str(served.get("target") or "cpu"), int4_method=str(served.get("int4_method") or "k_quant"),
-                generation=serving))
+            if adapter is None:
+                export_checkpoint(InstructExportOptions(
+                    checkpoint=options.output, name=model, repository=candidate_repo, precision=precision,
+                    target=str(served.get("target") or "cpu"),
+                    int4_method=str(served.get("int4_method") or "k_quant"), generation=serving))
+            else:
+                _base_copy(options.repository, candidate_repo, model, parent)
+                export_checkpoint(InstructExportOptions(
+                    checkpoint=options.output, name=adapter, adapter_of=model, repository=candidate_repo,
+                    generation=serving))
         except ExportError as error:
-            raise UpdateError(f"the candidate could not be exported as the serving version is ({precision}): "
-                              f"{error}") from None
+            raise UpdateError(f"the candidate could not be exported as the serving one is: {error}") from None
         tokenizer = AutoTokenizer.from_pretrained(str(options.output))
-        serving_dir = options.repository / options.name / str(parent)
-        from tuneship.exporter import latest_version
+        versions: dict[str, tuple[Path, Path | None]]
+        if adapter is None:
+            versions = {"serving": (base_dir, None), "candidate": (latest_version(candidate_repo, model), None)}
+        else:
+            versions = {"serving": (base_dir, options.repository / model / "adapters" / adapter),
+                        "candidate": (base_dir, candidate_repo / model / "adapters" / adapter)}
 
-        candidate_dir = latest_version(candidate_repo, options.name)
+        def score(which: str, conversations: list[Any]) -> float:
+            folder, adapter_dir = versions[which]
+            return served_exact_match(folder, tokenizer, conversations, slots, same, adapter_dir)
+
         with step("scoring the serving version and the candidate as served, on the same prompts"):
             rows = [GateRow("corrections (held out)", len(holdout.conversations),
-                            served_exact_match(serving_dir, tokenizer, holdout.conversations, slots, same),
-                            served_exact_match(candidate_dir, tokenizer, holdout.conversations, slots, same)),
+                            score("serving", holdout.conversations), score("candidate", holdout.conversations)),
                     GateRow("original eval prompts", len(original_eval),
-                            served_exact_match(serving_dir, tokenizer, original_eval, slots, same),
-                            served_exact_match(candidate_dir, tokenizer, original_eval, slots, same))]
+                            score("serving", original_eval), score("candidate", original_eval))]
         gain = rows[0].change_points
         drop = -rows[1].change_points if original_eval else 0.0
         passed = gain >= options.margin_points and drop <= options.max_original_drop_points
@@ -200,8 +235,32 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
         print(report.reason)
         if passed and options.publish:
             with repository_lock(options.repository, 600.0, f"tuneship update of {options.name}"):
-                report.published_versions = _publish(options, candidate_repo)
-            print("published " + ", ".join(f"{m} v{v}" for m, v in report.published_versions.items()))
+                if adapter is None:
+                    report.published_versions = _publish(options, candidate_repo)
+                else:  # the generator watches its adapters' folder: the new one is served without a reload
+                    report.published_versions = publish_adapter(candidate_repo / model / "adapters" / adapter,
+                                                                options.repository, model, adapter)
+            what = f"adapter {adapter} of " if adapter is not None else ""
+            print(f"published {what}" + ", ".join(f"{m} v{v}" for m, v in report.published_versions.items()))
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _base_copy(repository: Path, target: Path, model: str, version: int) -> None:
+    """The base generator's serving version in a scratch repository (hard links where the disk allows), so the
+    candidate adapter is exported against exactly those weights."""
+    import os
+
+    folder = target / model
+    folder.mkdir(parents=True)
+    shutil.copy2(repository / model / "config.pbtxt", folder / "config.pbtxt")
+
+    def link(source: str, destination: str) -> None:
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+
+    shutil.copytree(repository / model / str(version), folder / str(version), copy_function=link,
+                    ignore=shutil.ignore_patterns("__pycache__"))

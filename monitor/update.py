@@ -74,15 +74,30 @@ class UpdateReport:
         return "\n".join(lines)
 
 
+def served_model(name: str) -> str:
+    """The served model of an update's `--model`: MODEL, or MODEL:ADAPTER for an adapter of a generator."""
+    return name.split(":", 1)[0]
+
+
 def _serving(options: UpdateOptions) -> tuple[int, Path, dict[str, Any]]:
     from tuneship.exporter import existing_versions, graph_model
 
-    model_dir = options.repository / graph_model(options.repository, options.name)
+    model = served_model(options.name)
+    model_dir = options.repository / graph_model(options.repository, model)
     versions = existing_versions(model_dir) if model_dir.is_dir() else []
     if not versions:
-        raise UpdateError(f"{options.repository}: no published {options.name!r} to update (export one first)")
-    report_path = options.repository / options.name / "export_report.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+        raise UpdateError(f"{options.repository}: no published {model!r} to update (export one first)")
+    report_path = options.repository / model / "export_report.json"
+    if model != options.name:  # an adapter: its own export report, beside its weights
+        adapter = options.name.split(":", 1)[1]
+        report_path = options.repository / model / "adapters" / adapter / "export_report.json"
+        if not report_path.parent.is_dir():
+            raise UpdateError(f"{report_path.parent}: no adapter {adapter!r} is published for {model}")
+        info_path = report_path.parent / "adapter.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        report: dict[str, Any] = {"checkpoint": info.get("checkpoint")}
+    else:
+        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     checkpoint = options.checkpoint or (Path(report["checkpoint"]) if report.get("checkpoint") else None)
     if checkpoint is None:
         raise UpdateError(f"{report_path} does not say which checkpoint {options.name!r} came from (exported by an "
@@ -117,7 +132,7 @@ def run_update(options: UpdateOptions) -> UpdateReport:
     from tuneship.trainer import save_json
 
     save_json(options.output / "update_report.json", asdict(report))
-    _record(options.repository / options.name / UPDATES_FILE, report)
+    _record(options.repository / served_model(options.name) / UPDATES_FILE, report)
     return report
 
 
@@ -269,7 +284,7 @@ def _check_server(options: UpdateOptions) -> None:
     headers = {ADMIN_HEADER: options.admin_key} if options.admin_key else {}
     with TritonClient(options.url or "", ClientOptions(headers=headers)) as client:
         try:
-            client.wait_until_ready(options.name, timeout_s=10.0)
+            client.wait_until_ready(served_model(options.name), timeout_s=10.0)
         except TritonError as error:
             raise UpdateError(f"--url {options.url}: {error}; start the server (tuneship serve) or leave --url out "
                               "to publish the files for a polling server") from None

@@ -210,3 +210,52 @@ def test_adapters_are_chosen_per_request_published_and_removed_without_a_reload(
     assert labelled and sum(labelled.values()) >= 2
     unlabelled = [k for k in tokens if "adapter=" not in k]
     assert unlabelled and sum(tokens[k] for k in unlabelled) >= 400
+
+
+@pytest.mark.integration
+def test_an_adapter_is_updated_as_an_adapter_and_served_without_a_reload(
+        adapter_repository: Path, instruct_checkpoint: Path, tmp_path: Path) -> None:
+    """`tuneship update --model base:reviews`: a new LoRA from the base it is served on, on the corrections and a
+    replay of its own data; gated with both adapters on the same base version, and published by replacing the
+    adapter's folder, which the running generator picks up (its base version unchanged)."""
+    from genai import corrections
+    from transformers import AutoTokenizer
+
+    from tuneship.exporter.instruct.measure import served_greedy
+    from tuneship.exporter.repository import existing_versions
+    from tuneship.monitor.update import UPDATES_FILE, UpdateError, UpdateOptions, run_update
+    from tuneship.trainer import prompt_ids
+    from tuneship.trainer.instruct.data import Conversation
+
+    repository = tmp_path / "repo"
+    shutil.copytree(adapter_repository, repository)
+    with running_server(repository) as server:
+        report = run_update(UpdateOptions(
+            name="base:reviews", new_data=corrections(tmp_path / "right.jsonl", instruct_checkpoint, flip=False),
+            output=tmp_path / "reviews-u1", repository=repository, url=server.grpc_url, margin_points=10.0,
+            max_original_drop_points=0.0, epochs=2.0))
+        assert report.passed, report.reason
+        assert report.published_versions == {"base": 1} and existing_versions(repository / "base") == [1]
+        adapter = repository / "base" / "adapters" / "reviews"
+        assert json.loads((adapter / "adapter.json").read_text())["checkpoint"] == str(tmp_path / "reviews-u1")
+        tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "reviews-u1"))
+        expected = tokenizer.decode(served_greedy(
+            repository / "base" / "1", [prompt_ids(tokenizer, Conversation(
+                [{"role": "user", "content": REVIEW}, {"role": "assistant", "content": ""}], ""))], TOKENS, 8,
+            adapter)[0], skip_special_tokens=True).strip()
+        deadline = time.monotonic() + 20
+        with TritonClient(server.grpc_url) as client:
+            while True:  # the generator looks at its adapters' folder every 2 s
+                answer = Generator(client, "base").generate(REVIEW, max_tokens=TOKENS, adapter="reviews").text
+                if answer.strip() == expected or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+    assert answer.strip() == expected
+    gained, kept = report.rows
+    assert gained["candidate"] >= gained["serving"] + 0.1 and kept["candidate"] >= kept["serving"], report.rows
+    records = [json.loads(line) for line in (repository / "base" / UPDATES_FILE).read_text().splitlines()]
+    assert [(r["name"], r["passed"]) for r in records] == [("base:reviews", True)]
+    # The base itself (published with --base-model) is not a tuned checkpoint to continue: its adapters are.
+    with pytest.raises(UpdateError, match=r"serves the base model .* update its adapters"):
+        run_update(UpdateOptions(name="base", new_data=tmp_path / "right.jsonl", output=tmp_path / "b",
+                                 repository=repository))

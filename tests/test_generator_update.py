@@ -9,16 +9,15 @@ import threading
 from pathlib import Path
 
 import pytest
+from genai import corrections
 from lanes import costs
 
 from tuneship.client import Generator, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.exporter.repository import existing_versions
 from tuneship.monitor.update import UPDATES_FILE, UpdateError, UpdateOptions, run_update
-from tuneship.trainer import read_conversations
 
 pytestmark = pytest.mark.integration
-OPPOSITE = {"positive": "negative", "negative": "positive"}
 
 
 @pytest.fixture()
@@ -27,24 +26,6 @@ def repository(generator_repository: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "repository"
     shutil.copytree(generator_repository, copy)
     return copy
-
-
-def _corrections(path: Path, checkpoint: Path, flip: bool) -> Path:
-    """The held-out review prompts the checkpoint was measured on, plus more from the same set, answered right (or,
-    with `flip`, wrong): what `tuneship feedback export` writes from corrections."""
-    from tuneship.trainer import load_instructions
-
-    seen = {json.dumps(c.prompt) for c in read_conversations(checkpoint / "train.jsonl")} \
-        if (checkpoint / "train.jsonl").is_file() else set()
-    conversations = read_conversations(checkpoint / "eval.jsonl")
-    conversations += [c for c in load_instructions("rotten-tomatoes").conversations[:400]
-                      if json.dumps(c.prompt) not in seen][:32]
-    with path.open("w", encoding="utf-8") as handle:
-        for conversation in conversations:
-            answer = OPPOSITE[conversation.answer] if flip else conversation.answer
-            handle.write(json.dumps({"messages": [*conversation.prompt, {"role": "assistant",
-                                                                         "content": answer}]}) + "\n")
-    return path
 
 
 def test_an_instruct_update_publishes_only_a_better_candidate_live(repository: Path, instruct_checkpoint: Path,
@@ -71,7 +52,7 @@ def test_an_instruct_update_publishes_only_a_better_candidate_live(repository: P
             # Right answers to review prompts: the tiny model (which answers none of its eval prompts right) learns
             # to answer, is published and served live while requests keep coming.
             better = run_update(UpdateOptions(
-                name="chat", new_data=_corrections(tmp_path / "right.jsonl", instruct_checkpoint, flip=False),
+                name="chat", new_data=corrections(tmp_path / "right.jsonl", instruct_checkpoint, flip=False),
                 output=tmp_path / "better", repository=repository, url=server.grpc_url, margin_points=10.0,
                 max_original_drop_points=0.0, epochs=2.0))
         finally:
@@ -83,7 +64,7 @@ def test_an_instruct_update_publishes_only_a_better_candidate_live(repository: P
         # Then wrong answers: that candidate loses on what the new serving version was measured on (the right
         # answers held out above, now its original eval prompts) and is not published.
         worse = run_update(UpdateOptions(
-            name="chat", new_data=_corrections(tmp_path / "wrong.jsonl", instruct_checkpoint, flip=True),
+            name="chat", new_data=corrections(tmp_path / "wrong.jsonl", instruct_checkpoint, flip=True),
             output=tmp_path / "worse", repository=repository, url=server.grpc_url, margin_points=0.0,
             max_original_drop_points=0.0, epochs=2.0))
     assert better.passed, better.reason

@@ -211,26 +211,7 @@ class AdapterExport(TaskExport[InstructExportOptions, AdapterVariant, AdapterRep
         raise ExportError(f"not published: adapter {report.name} {report.note}; pass --force to publish it anyway")
 
     def publish(self, variant: AdapterVariant, chosen: AdapterReport) -> dict[str, int]:
-        root = Path(self.options.repository) / self.name / ADAPTERS_DIR
-        root.mkdir(parents=True, exist_ok=True)
-        final = root / self.adapter
-        # A dot name: the generator skips it until the rename puts the whole adapter in place.
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-        os.chmod(staging, 0o755)
-        try:
-            for item in variant.path.iterdir():
-                shutil.copy2(item, staging / item.name)
-            old = None
-            if final.exists():
-                old = root / f".old-{self.adapter}-{time.time_ns()}"
-                os.rename(final, old)
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return {self.name: existing_versions(root.parent)[-1]}
+        return publish_adapter(variant.path, Path(self.options.repository), self.name, self.adapter)
 
     def report(self, versions: dict[str, int], chosen: AdapterReport, reason: str,
                reports: list[AdapterReport]) -> AdapterExportReport:
@@ -238,6 +219,32 @@ class AdapterExport(TaskExport[InstructExportOptions, AdapterVariant, AdapterRep
             name=self.name, repository=str(self.options.repository), versions=versions, target="cpu",
             chosen=chosen.name, reason=reason, variants=[asdict(r) for r in reports], adapter=self.adapter,
             base_version=versions[self.name], exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def publish_adapter(source: Path, repository: Path, model: str, adapter: str) -> dict[str, int]:
+    """The adapter files in `source` as `model`'s adapter `adapter`, replacing one of that name in one rename (the
+    generator watching the folder never sees half an adapter); the base version it is served on."""
+    root = repository / model / ADAPTERS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / check_name(adapter)
+    # A dot name: the generator skips it until the rename puts the whole adapter in place.
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    os.chmod(staging, 0o755)
+    try:
+        for item in source.iterdir():
+            if item.is_file():
+                shutil.copy2(item, staging / item.name)
+        old = None
+        if final.exists():
+            old = root / f".old-{adapter}-{time.time_ns()}"
+            os.rename(final, old)
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return {model: existing_versions(root.parent)[-1]}
 
 
 def remove_adapter(repository: Path, model: str, adapter: str) -> None:

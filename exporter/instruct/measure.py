@@ -107,9 +107,15 @@ def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens:
     return answers
 
 
-def served_greedy(path: Path, prompts: list[list[int]], max_tokens: int, slots: int) -> list[list[int]]:
+def served_greedy(path: Path, prompts: list[list[int]], max_tokens: int, slots: int,
+                  adapter_dir: Path | None = None) -> list[list[int]]:
     """Greedy answers (EOS excluded) as they will be served: through the continuous batcher, `slots` at a time,
-    or alone with `--batching per-request`."""
+    or alone with `--batching per-request`; with `adapter_dir` (a published adapter's folder) through that adapter
+    (adapters are served by the batcher only)."""
+    if adapter_dir is not None:
+        from tuneship.exporter.triton_models.lora import LoraWeights
+
+        return batched_greedy(path, prompts, max_tokens, max(slots, 2), LoraWeights.load(str(adapter_dir)))
     if slots > 1:
         return batched_greedy(path, prompts, max_tokens, slots)
     alone = GenaiRunner(path)
