@@ -19,7 +19,6 @@ import argparse
 import json
 import random
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -27,11 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The classifier demonstration's helpers (this folder is on the path when the script runs).
-from update_loop import _demo_rules, _query, _value
+from update_loop import _query, _value, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Is this tweet positive or negative? Answer with one word.\n\n{text}"
@@ -104,21 +101,7 @@ def main() -> None:
     live_port = free_port()
     live = serve_live(store, live_port, window_s=600)
     with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)) as server:
-        prometheus_port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(_demo_rules(ROOT / "deploy/prometheus/recording_rules.yml",
-                                           args.work / "recording.yml")),
-                           str(_demo_rules(ROOT / "deploy/prometheus/alert_rules.yml", args.work / "alerts.yml"))],
-            "scrape_configs": [
-                {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{server.metrics_port}"]}]},
-                {"job_name": "tuneship-monitor", "static_configs": [{"targets": [f"127.0.0.1:{live_port}"]}]}],
-        }
-        (args.work / "prometheus.yml").write_text(yaml.safe_dump(config))
-        prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={args.work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={args.work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-            stdout=subprocess.DEVNULL, stderr=(args.work / "prometheus.log").open("wb"))
+        prometheus, prometheus_port = start_prometheus(args.work, server.metrics_port, live_port)
         try:
             def ask(prompts: list[Any], log: PredictionLog | None) -> list[Any]:
                 """Every prompt once, 8 callers at a time (as served: the batcher decodes them together)."""

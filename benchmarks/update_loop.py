@@ -46,6 +46,28 @@ def _demo_rules(source: Path, target: Path) -> Path:
     return target
 
 
+def start_prometheus(work: Path, triton_metrics_port: int, live_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """A real Prometheus scraping Triton and the live-quality exporter every second, with the project's rules on
+    the demonstration's short windows; the process and its port."""
+    from tuneship.deploy import free_port
+
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(_demo_rules(ROOT / "deploy/prometheus/recording_rules.yml", work / "recording.yml")),
+                       str(_demo_rules(ROOT / "deploy/prometheus/alert_rules.yml", work / "alerts.yml"))],
+        "scrape_configs": [
+            {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{triton_metrics_port}"]}]},
+            {"job_name": "tuneship-monitor", "static_configs": [{"targets": [f"127.0.0.1:{live_port}"]}]}],
+    }
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        ["prometheus", f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("wb"))
+    return process, port
+
+
 def _query(port: int, expr: str) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -112,21 +134,7 @@ def main() -> None:
     live_port = free_port()
     live = serve_live(store, live_port, window_s=600)
     with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0)) as server:
-        prometheus_port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(_demo_rules(ROOT / "deploy/prometheus/recording_rules.yml",
-                                           args.work / "recording.yml")),
-                           str(_demo_rules(ROOT / "deploy/prometheus/alert_rules.yml", args.work / "alerts.yml"))],
-            "scrape_configs": [
-                {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{server.metrics_port}"]}]},
-                {"job_name": "tuneship-monitor", "static_configs": [{"targets": [f"127.0.0.1:{live_port}"]}]}],
-        }
-        (args.work / "prometheus.yml").write_text(yaml.safe_dump(config))
-        prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={args.work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={args.work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-            stdout=subprocess.DEVNULL, stderr=(args.work / "prometheus.log").open("wb"))
+        prometheus, prometheus_port = start_prometheus(args.work, server.metrics_port, live_port)
         try:
             def traffic(texts: list[str], seconds: float, log: PredictionLog | None = None) -> int:
                 sent = 0
