@@ -252,9 +252,10 @@ def _base_copy(repository: Path, target: Path, model: str, version: int) -> None
     candidate adapter is exported against exactly those weights."""
     import os
 
+    from tuneship.exporter import read_config, write_config
+
     folder = target / model
-    folder.mkdir(parents=True)
-    shutil.copy2(repository / model / "config.pbtxt", folder / "config.pbtxt")
+    write_config(target, read_config(repository, model))
 
     def link(source: str, destination: str) -> None:
         try:
