@@ -33,12 +33,14 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[Any, Any, CheckpointI
 
 def train(config: TrainConfig) -> TrainResult:
     """Run one training job, by the module of its task (imports the heavy stack only when called)."""
+    from tuneship.trainer import distributed
     from tuneship.trainer.config import as_task_config, validate_config
     from tuneship.trainer.tasks import task_trainer
 
     config = as_task_config(config)
     validate_config(config)
-    result: TrainResult = task_trainer(config.task).train(config)
+    with distributed.session():  # under torchrun / accelerate launch: one process group, one voice
+        result: TrainResult = task_trainer(config.task).train(config)
     return result
 
 # What other stages use of this one, loaded on first use (tuneship.lazy); mypy reads the imports below.

@@ -30,10 +30,11 @@ def register(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from tuneship.trainer import train
+    from tuneship.trainer import distributed, train
     from tuneship.trainer.config import config_from_args
 
-    train(config_from_args(args))
+    with distributed.session():  # under a launcher, a bad option is reported once too
+        train(config_from_args(args))
     return 0
 
 

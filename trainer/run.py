@@ -15,6 +15,7 @@ from typing import Any
 
 from tuneship.trainer.checkpoint import make_staging_directory, publish_directory
 from tuneship.trainer.config import TrainConfig, save_json
+from tuneship.trainer.distributed import from_main, is_main_process
 from tuneship.trainer.errors import TrainingError
 
 RUN_CONFIG = "tuneship-run.json"  # the options of the run in the work folder, compared on --resume
@@ -35,11 +36,6 @@ def precision_flags(precision: str) -> dict[str, bool]:
     if precision in ("bf16", "fp16") and not cuda:
         raise TrainingError(f"--precision {precision} needs a GPU; use fp32 (or auto) on a CPU")
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def is_main_process() -> bool:
-    """Under torchrun every process trains; only the first evaluates and writes the checkpoint."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def single_class_warning(predicted: list[int], labels: list[str]) -> str:
@@ -109,7 +105,12 @@ def _check_resumable(work: Path, config: TrainConfig) -> None:
 
 
 def prepare_work_dir(work: Path, config: TrainConfig) -> str | None:
-    """The Trainer's checkpoint folder: kept with --resume (the checkpoint to resume from is returned), else new."""
+    """The Trainer's checkpoint folder: kept with --resume (the checkpoint to resume from is returned), else new.
+    Under a launcher rank 0 prepares it and every rank resumes from the checkpoint rank 0 chose."""
+    return from_main(_prepare_work_dir(work, config) if is_main_process() else None)
+
+
+def _prepare_work_dir(work: Path, config: TrainConfig) -> str | None:
     resume_from = None
     if config.resume:
         _check_resumable(work, config)

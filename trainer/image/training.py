@@ -32,6 +32,7 @@ from tuneship.trainer.checkpoint import (
     library_versions,
 )
 from tuneship.trainer.config import resolved_hyperparameters, save_json, validate_config
+from tuneship.trainer.distributed import agree, is_main_process, replicas, world_size
 from tuneship.trainer.errors import DataError, TrainingError
 from tuneship.trainer.evaluation import format_metrics
 from tuneship.trainer.image.backbones import BackboneSpec, backbone_spec, classifier_module, load_pretrained
@@ -43,7 +44,6 @@ from tuneship.trainer.run import (
     TrainResult,
     check_output,
     classifier_metrics,
-    is_main_process,
     precision_flags,
     prepare_work_dir,
     resolved_logging_steps,
@@ -70,6 +70,7 @@ class _Fitted:
     resolved: dict[str, Any]
     plot: Any
     trainable: int = 0  # parameters the method trained (LoRA: adapters and head, before merging)
+    distributed: dict[str, Any] | None = None  # several processes: how many, and the digest of their weights
 
 
 def prepare(config: ImageTrainConfig) -> tuple[ImageData, ImageData, list[str]]:
@@ -237,6 +238,12 @@ def _fit_with_trainer(config: ImageTrainConfig, spec: BackboneSpec, preprocessin
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=True,
         bf16=precision["bf16"], fp16=precision["fp16"], remove_unused_columns=False,
         label_names=["labels"],
+        use_cpu=not torch.cuda.is_available(),  # without it accelerate runs torchrun's ranks apart, unsharded
+        # A classifier's loss is a mean over its own batch: transformers' token averaging across ranks would
+        # scale it (and its gradient) by the number of processes.
+        average_tokens_across_devices=False,
+        # Every trained weight of every method takes part in each step: DDP need not search for unused ones.
+        ddp_find_unused_parameters=False,
     )
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
@@ -251,6 +258,7 @@ def _fit_with_trainer(config: ImageTrainConfig, spec: BackboneSpec, preprocessin
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.monotonic() - started
     trained: Any = trainer.model
+    distributed = replicas(trained)  # what the ranks trained (with LoRA: adapters and head), compared
     if config.method == "lora":
         trained = trained.merge_and_unload()
     resolved.update({"logging_steps": logging_steps, "eval_steps": config.eval_steps or "epoch",
@@ -261,7 +269,8 @@ def _fit_with_trainer(config: ImageTrainConfig, spec: BackboneSpec, preprocessin
     return _Fitted(model=trained.eval(), log_history=history, seconds=seconds,
                    images_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
                    steps=int(trainer.state.global_step), precision=resolved["precision"], resolved=resolved,
-                   plot=lambda path: plot_training_curve(history, path, title), trainable=trainable)
+                   plot=lambda path: plot_training_curve(history, path, title), trainable=trainable,
+                   distributed=distributed)
 
 
 def _extension(data: bytes) -> str:
@@ -293,6 +302,8 @@ def train(config: ImageTrainConfig) -> TrainResult:
     output = Path(config.output)
     check_output(output, config.overwrite)
     train_data, evaluation, labels = prepare(config)
+    agree("training and eval images", data_fingerprint([e.digest for e in train_data.examples + evaluation.examples],
+                                                       [e.label for e in train_data.examples + evaluation.examples]))
     for note in train_data.notes:
         print(f"note: {note}")
     print(imbalance_report(train_data))
@@ -301,6 +312,10 @@ def train(config: ImageTrainConfig) -> TrainResult:
     label_index = {label: i for i, label in enumerate(labels)}
     work = work_dir(output)
     if config.method == "features":
+        if not is_main_process():  # a linear head on cached features: rank 0 fits it alone
+            return TrainResult(checkpoint=output, metrics={}, train_seconds=0.0)
+        if world_size() > 1:
+            print("features: rank 0 fits the head alone (the other processes have nothing to share)")
         fitted = _fit_features(config, spec, preprocessing, train_data,
                                [label_index[x] for x in train_data.labels], labels)
     else:
@@ -353,6 +368,8 @@ def train(config: ImageTrainConfig) -> TrainResult:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host": os.uname().nodename,
         }
+        if fitted.distributed:
+            manifest["distributed"] = fitted.distributed
         save_json(staging / MANIFEST, manifest)
 
     write_checkpoint(output, fill, work)

@@ -8,6 +8,7 @@ metrics, curves and held-out data as a classifier's.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -18,9 +19,11 @@ from tuneship.trainer.checkpoint import (
     FORMAT_VERSION,
     MANIFEST,
     METRICS,
+    data_fingerprint,
     library_versions,
 )
 from tuneship.trainer.config import resolved_hyperparameters, save_json, validate_config
+from tuneship.trainer.distributed import agree, is_main_process, replicas
 from tuneship.trainer.errors import TrainingError
 from tuneship.trainer.instruct.base_model import resolve_causal_lm
 from tuneship.trainer.instruct.config import InstructTrainConfig
@@ -96,6 +99,11 @@ def _check_tokenizer(tokenizer: Any, base: Path) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
+def _fingerprint(data: InstructData) -> str:
+    return data_fingerprint([json.dumps(c.prompt, sort_keys=True) for c in data.conversations],
+                            [c.answer for c in data.conversations])
+
+
 def _exact_match_subset(data: InstructData, config: InstructTrainConfig) -> list[Conversation]:
     if not data.answers or config.exact_match_samples <= 0:
         return []
@@ -107,6 +115,8 @@ def train(config: InstructTrainConfig) -> TrainResult:
     output = Path(config.output)
     check_output(output, config.overwrite)
     train_data, eval_data = prepare_instructions(config)
+    fingerprint = _fingerprint(train_data)
+    agree("training and eval data", f"{fingerprint} {_fingerprint(eval_data)}")
     for note in train_data.notes:
         print(f"note: {note}")
     print(f"{train_data.name}: {len(train_data.conversations)} conversations; {eval_data.name}: "
@@ -126,7 +136,7 @@ def train(config: InstructTrainConfig) -> TrainResult:
     _check_tokenizer(tokenizer, base)
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-    probe = _exact_match_subset(eval_data, config)
+    probe = _exact_match_subset(eval_data, config) if is_main_process() else []
     metrics: dict[str, Any] = {}
     if probe:
         print(f"measuring the base model: greedy answers to {len(probe)} held-out prompts ...", flush=True)
@@ -155,6 +165,7 @@ def train(config: InstructTrainConfig) -> TrainResult:
         dataloader_num_workers=0, disable_tqdm=True, max_length=config.max_length,
         bf16=precision == "bf16", fp16=precision == "fp16", completion_only_loss=True,
         use_cpu=not torch.cuda.is_available(),  # transformers allows CPU bf16 autocast only when told so
+        ddp_find_unused_parameters=False,  # every trained weight takes part in each step
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(train_data), eval_dataset=_dataset(eval_data),
                          processing_class=tokenizer, peft_config=_peft_config(config))
@@ -163,13 +174,13 @@ def train(config: InstructTrainConfig) -> TrainResult:
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.monotonic() - started
-    if int(os.environ.get("RANK", "0")) != 0:
-        return TrainResult(checkpoint=output, metrics={}, train_seconds=seconds)
-
-    # The last evaluation, if the Trainer ran one at the final step; else one now.
+    # The last evaluation, if the Trainer ran one at the final step; else one now (on every rank: it is sharded).
     finals = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == trainer.state.global_step]
     evaluation = finals[-1] if finals else trainer.evaluate()
     trained = trainer.model
+    distributed = replicas(trained)
+    if not is_main_process():
+        return TrainResult(checkpoint=output, metrics={}, train_seconds=seconds)
     metrics.update({
         "eval_loss": round(float(evaluation["eval_loss"]), 4),
         "perplexity": round(perplexity(float(evaluation["eval_loss"])), 3),
@@ -196,6 +207,9 @@ def train(config: InstructTrainConfig) -> TrainResult:
                             f"{config.method} instruction tuning of {Path(str(config.model)).name} on "
                             f"{train_data.name} ({len(train_data.conversations)} conversations)", metric="none")
         manifest = _manifest(config, base, train_data, eval_data, metrics, trained, precision, logging_steps)
+        manifest["data"]["fingerprint"] = fingerprint
+        if distributed:
+            manifest["distributed"] = distributed
         manifest.update(method_fields)
         save_json(staging / MANIFEST, manifest)
 

@@ -20,13 +20,13 @@ from tuneship.trainer.checkpoint import (
     library_versions,
 )
 from tuneship.trainer.config import resolved_hyperparameters, save_json, validate_config
+from tuneship.trainer.distributed import agree, is_main_process, replicas, world_size
 from tuneship.trainer.evaluation import format_metrics
 from tuneship.trainer.plots import plot_training_curve
 from tuneship.trainer.run import (
     TrainResult,
     check_output,
     classifier_metrics,
-    is_main_process,
     precision_flags,
     prepare_work_dir,
     resolved_logging_steps,
@@ -102,6 +102,8 @@ class _Fitted:
     precision: str
     resolved: dict[str, Any]
     """Values the defaults left open, as this run used them (for the manifest)."""
+    distributed: dict[str, Any] | None = None
+    """Several processes: how many, and the digest of the weights they all ended with."""
 
 
 def _fit_with_trainer(config: TextTrainConfig, base: Path, tokenizer: Any, prepared: PreparedData,
@@ -153,6 +155,12 @@ def _fit_with_trainer(config: TextTrainConfig, base: Path, tokenizer: Any, prepa
         disable_tqdm=True,  # TrainingProgress below is the only progress output
         bf16=precision["bf16"],
         fp16=precision["fp16"],
+        use_cpu=not torch.cuda.is_available(),  # without it accelerate runs torchrun's ranks apart, unsharded
+        # A classifier's loss is a mean over its own batch: transformers' token averaging across ranks would
+        # scale it (and its gradient) by the number of processes.
+        average_tokens_across_devices=False,
+        # Every trained weight of every method takes part in each step: DDP need not search for unused ones.
+        ddp_find_unused_parameters=False,
     )
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
@@ -185,7 +193,7 @@ def _fit_with_trainer(config: TextTrainConfig, base: Path, tokenizer: Any, prepa
         examples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
         steps=int(trainer.state.global_step), save=lambda directory: method.save(trained, directory),
         plot=lambda path: plot_training_curve(trainer.state.log_history, path, _curve_title(config, prepared)),
-        precision=resolved, resolved=chosen,
+        precision=resolved, resolved=chosen, distributed=replicas(trained),
     )
 
 
@@ -215,6 +223,8 @@ def train(config: TextTrainConfig) -> TrainResult:
     output = Path(config.output)
     check_output(output, config.overwrite)
     prepared = prepare_data(config)
+    agree("training and eval data", data_fingerprint(prepared.train.texts + prepared.evaluation.texts,
+                                                     prepared.train.labels + prepared.evaluation.labels))
     base = resolve_base_model(str(config.model))
     for note in prepared.train.notes:
         print(f"note: {note}")
@@ -229,6 +239,10 @@ def train(config: TextTrainConfig) -> TrainResult:
     label_index = {label: i for i, label in enumerate(prepared.labels)}
     work = work_dir(output)
     if config.method == "features":
+        if not is_main_process():  # a linear head on cached features: rank 0 fits it alone
+            return TrainResult(checkpoint=output, metrics={}, train_seconds=0.0)
+        if world_size() > 1:
+            print("features: rank 0 fits the head alone (the other processes have nothing to share)")
         fitted = _fit_features(config, base, tokenizer, prepared, label_index)
     else:
         fitted = _fit_with_trainer(config, base, tokenizer, prepared, label_index, work)
@@ -288,4 +302,4 @@ def _manifest(config: TextTrainConfig, base: Path, prepared: PreparedData, metri
         "versions": library_versions(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": os.uname().nodename,
-    }
+    } | ({"distributed": fitted.distributed} if fitted.distributed else {})
