@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=200, help="tweets held out for before/after exact match")
     parser.add_argument("--reviews", type=int, default=200, help="review prompts served before the shift")
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--replay-ratio", type=float, default=1.0, help="original conversations per correction")
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: the checkpoint's recipe")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_update_loop.json"))
     args = parser.parse_args()
 
@@ -136,7 +138,7 @@ def main() -> None:
                                           {"id": a.log_id, "rating": "bad", "correction": truth}, f"rating:{i}")
                      for i, (a, (_, truth)) in enumerate(zip(answers, asked, strict=True))]
             imported = store.generations.import_feedback(name, items)
-            time.sleep(5)
+            time.sleep(35)  # the live gauges' next scrape, then the quality alert's (shortened) 30 s hold
             results["feedback"] = {
                 "matched": imported.matched, "rated_good": sum(bool(i.rating) for i in items),
                 "corrected": sum(i.correction is not None for i in items),
@@ -169,7 +171,9 @@ def main() -> None:
             try:
                 report = run_update(UpdateOptions(name=name, new_data=corrections, output=args.work / "candidate",
                                                   repository=repository, checkpoint=args.checkpoint,
-                                                  url=server.grpc_url, epochs=args.epochs))
+                                                  url=server.grpc_url, epochs=args.epochs,
+                                                  replay_ratio=args.replay_ratio,
+                                                  learning_rate=args.learning_rate))
             finally:
                 stop.set()
                 worker.join()
