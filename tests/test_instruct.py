@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,6 +125,53 @@ def test_int4_is_k_quant_in_every_layer_with_the_output_layer_pruned(instruct_ch
     lm_head = next(n for n in nbits if n.output[0] == "logits")
     producer = {o: n for n in graph.node for o in n.output}[lm_head.input[0]]
     assert producer.op_type in ("Gather", "Unsqueeze", "Slice"), producer.op_type  # the pruned prefill
+
+
+@pytest.mark.slow
+def test_int8_is_8_bit_weights_in_every_layer(instruct_checkpoint: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.exporter.instruct.measure import GenaiRunner
+
+    export_checkpoint(ExportOptions(checkpoint=instruct_checkpoint, name="chat", repository=tmp_path,
+                                    precision="int8", gate_samples=8, force=True))
+    report = json.loads((tmp_path / "chat" / "export_report.json").read_text())
+    assert report["chosen"] == "int8" and [v["name"] for v in report["variants"]] == ["fp32", "int8"]
+    graph = onnx.load(str(tmp_path / "chat" / "1" / "model.onnx"), load_external_data=False).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 2 * 5 + 1 and all(next(a.i for a in n.attribute if a.name == "bits") == 8 for n in nbits)
+    tokens, _ = GenaiRunner(tmp_path / "chat" / "1").greedy([1, 2, 3, 4], 4)
+    assert len(tokens) >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("int4_passes", [False, True])
+def test_auto_builds_int8_only_when_int4_fails_the_gate(instruct_checkpoint: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, int4_passes: bool) -> None:
+    """The quantization ladder: int4 is tried first; only if it loses more than the gate allows is int8 built,
+    measured and gated too. (int4's answers are made worse here: a 2-layer random model quantizes too well.)"""
+    from tuneship.exporter import ExportOptions, export_checkpoint
+    from tuneship.exporter.instruct import export as instruct_export
+
+    measure = instruct_export._measure
+
+    def int4_as_wished(variant: Any, *args: Any) -> Any:
+        report = measure(variant, *args)
+        if variant.precision == "int4" and not int4_passes:
+            report.exact_match, report.answers = -1.0, ["-"] * len(report.answers)
+        return report
+
+    monkeypatch.setattr(instruct_export, "_measure", int4_as_wished)
+    export_checkpoint(ExportOptions(checkpoint=instruct_checkpoint, name="chat", repository=tmp_path,
+                                    gate_samples=8, accuracy_threshold=100.0 if int4_passes else 1.0))
+    report = json.loads((tmp_path / "chat" / "export_report.json").read_text())
+    variants = {v["name"]: v for v in report["variants"]}
+    if int4_passes:
+        assert set(variants) == {"fp32", "int4"}
+    else:
+        assert set(variants) == {"fp32", "int4", "int8"} and not variants["int4"]["passed"]
+        assert variants["int8"]["passed"] and report["chosen"] in ("fp32", "int8")
 
 
 def _pytorch_answer(checkpoint: Path, prompt: str, max_tokens: int) -> str:

@@ -1,5 +1,5 @@
-"""Variants of a causal LM built by onnxruntime-genai's model builder (fp32 and int4 on CPU; fp16 and int4 on
-CUDA), each a folder with the ONNX graph, its weights, genai_config.json and the tokenizer files."""
+"""Variants of a causal LM built by onnxruntime-genai's model builder (fp32, int4 and int8 on CPU; fp16 and int4
+on CUDA), each a folder with the ONNX graph, its weights, genai_config.json and the tokenizer files."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tuneship.exporter.instruct.options import INT4_METHODS as INT4_METHODS
 BUILDS = {
     ("cpu", "fp32"): ("fp32", "cpu"),
     ("cpu", "int4"): ("int4", "cpu"),
+    ("cpu", "int8"): ("int8", "cpu"),  # 8-bit weights in every MatMul (MatMulNBits, round to nearest)
     ("gpu", "fp16"): ("fp16", "cuda"),
     ("gpu", "int4"): ("int4", "cuda"),
 }
