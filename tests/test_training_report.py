@@ -75,3 +75,32 @@ def test_transformers_bars_are_off_when_stderr_is_not_a_terminal(monkeypatch: py
         finally:
             if not before:
                 transformers_logging.disable_progress_bar()
+
+
+def test_the_libraries_bars_are_off_in_a_training_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """datasets' map bars (trl prepares the instruct data with them) and transformers' weight-loading bars are
+    off while training writes to a log, and as they were afterwards."""
+    import sys
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    from tuneship.trainer.run import library_bars_only_on_a_terminal
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    before = transformers_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Cannot enable progress bars")
+        transformers_logging.enable_progress_bar()
+        datasets.enable_progress_bars()
+        try:
+            with library_bars_only_on_a_terminal():
+                assert not transformers_logging.is_progress_bar_enabled()
+                assert not datasets.is_progress_bar_enabled()
+            assert transformers_logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()
+        finally:
+            if not before[0]:
+                transformers_logging.disable_progress_bar()
+            if not before[1]:
+                datasets.disable_progress_bars()

@@ -39,7 +39,9 @@ def train(config: TrainConfig) -> TrainResult:
 
     config = as_task_config(config)
     validate_config(config)
-    with distributed.session():  # under torchrun / accelerate launch: one process group, one voice
+    from tuneship.trainer.run import library_bars_only_on_a_terminal
+
+    with distributed.session(), library_bars_only_on_a_terminal():  # under a launcher: one group, one voice
         result: TrainResult = task_trainer(config.task).train(config)
     return result
 

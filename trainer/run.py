@@ -4,11 +4,12 @@ checkpoint written aside and renamed into place, and warnings shown the same way
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,34 @@ def precision_flags(precision: str) -> dict[str, bool]:
     if precision in ("bf16", "fp16") and not cuda:
         raise TrainingError(f"--precision {precision} needs a GPU; use fp32 (or auto) on a CPU")
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+@contextlib.contextmanager
+def library_bars_only_on_a_terminal() -> Iterator[None]:
+    """The libraries' own progress bars (transformers loading weights, datasets mapping trl's data) redraw with
+    carriage returns: on a terminal a bar, in a log a line of kilobytes per bar. Off unless stderr is a terminal,
+    as tuneship's own progress is."""
+    if sys.stderr.isatty():
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    try:
+        import datasets
+    except ImportError:  # only the instruct task (trl) needs it
+        datasets = None
+    transformers_was = transformers_logging.is_progress_bar_enabled()
+    datasets_was = datasets is not None and datasets.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    if datasets is not None:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if transformers_was:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+        if datasets_was and datasets is not None:
+            datasets.enable_progress_bars()
 
 
 def single_class_warning(predicted: list[int], labels: list[str]) -> str:
