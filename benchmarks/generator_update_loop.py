@@ -1,6 +1,7 @@
 """The generator quality demonstration (BENCHMARKS.md): a sentiment-tuned instruct model is asked about tweets after
-reviews, Prometheus compares its answers with the version's reference, ratings and corrections come back, and
-`tuneship update` tunes it on them, gates both versions as served and switches the live server.
+reviews, then asked to reply to tweets (a task it was never taught); Prometheus compares its answers with the
+version's reference, ratings and corrections of the tweet answers come back, and `tuneship update` tunes it on
+them, gates both versions as served and switches the live server.
 
     .venv/bin/python benchmarks/generator_update_loop.py runs/demo-repo --model chat --checkpoint runs/demo-rt \
         --out benchmarks/results/generator_update_loop.json
@@ -32,6 +33,9 @@ from update_loop import _query, _value, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Is this tweet positive or negative? Answer with one word.\n\n{text}"
+# A new kind of request the sentiment tune was never taught: it answers a sentiment word anyway (or repeats one
+# until max_tokens), which moves the answers' label shares and lengths away from the reference.
+REPLY = "Write a short friendly reply to this tweet.\n\n{text}"
 
 
 def _tweets(seed: int) -> list[tuple[str, str]]:
@@ -53,9 +57,12 @@ def main() -> None:
     parser.add_argument("--feedback", type=int, default=300, help="tweets asked, then rated and corrected")
     parser.add_argument("--eval", type=int, default=200, help="tweets held out for before/after exact match")
     parser.add_argument("--reviews", type=int, default=200, help="review prompts served before the shift")
+    parser.add_argument("--replies", type=int, default=200, help="tweets to reply to (the second shift)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--replay-ratio", type=float, default=1.0, help="original conversations per correction")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the checkpoint's recipe")
+    parser.add_argument("--load-interval", type=float, default=0.1,
+                        help="seconds between the requests that keep the server busy during the update")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_update_loop.json"))
     args = parser.parse_args()
 
@@ -134,6 +141,15 @@ def main() -> None:
             time.sleep(35)
             results["tweets_phase"] = {**figures(), "seconds": round(time.monotonic() - started, 1)}
             print(f"tweets phase: {results['tweets_phase']}", flush=True)
+            # The second shift: callers start asking for replies (not logged for feedback: their right answers
+            # are not sentiment words, so they cannot correct this model's task).
+            started = time.monotonic()
+            replies = [[{"role": "user", "content": REPLY.format(text=p.rsplit("\n\n", 1)[-1])}]
+                       for p, _ in later[:args.replies]]
+            ask(replies, None)
+            time.sleep(35)
+            results["replies_phase"] = {**figures(), "seconds": round(time.monotonic() - started, 1)}
+            print(f"replies phase: {results['replies_phase']}", flush=True)
             items = [feedback_from_record({"id": a.log_id, "rating": "good"} if same(a.text) == same(truth) else
                                           {"id": a.log_id, "rating": "bad", "correction": truth}, f"rating:{i}")
                      for i, (a, (_, truth)) in enumerate(zip(answers, asked, strict=True))]
@@ -164,6 +180,7 @@ def main() -> None:
                             answered[0] += 1
                         except TritonError as error:
                             failures.append(str(error))
+                        stop.wait(args.load_interval)  # steady traffic, not a loop that starves the training
 
             worker = threading.Thread(target=load)
             worker.start()

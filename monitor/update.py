@@ -44,7 +44,8 @@ class GateRow:
 
     @property
     def change_points(self) -> float:
-        return 100 * (self.candidate - self.serving)
+        # Rounded: 0.855 - 0.865 is -1.0000000000000009 points in floats, which failed a 1-point allowance.
+        return round(100 * (self.candidate - self.serving), 6)
 
 
 @dataclass

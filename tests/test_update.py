@@ -136,3 +136,13 @@ def test_new_labels_the_model_does_not_have_are_refused_before_training(reposito
     with pytest.raises(UpdateError, match="is the serving checkpoint itself"):
         run_update(UpdateOptions(name="tiny", new_data=data, output=serving, repository=repository))
     assert (serving / "tuneship.json").is_file()
+
+
+@pytest.mark.parametrize(("serving", "candidate", "points"), [(0.865, 0.855, -1.0), (0.795, 0.806, 1.1),
+                                                             (0.6833333333, 0.8166666667, 13.333333)])
+def test_gate_changes_are_points_without_float_noise(serving: float, candidate: float, points: float) -> None:
+    """A drop of exactly the allowance passes: 0.855 - 0.865 in floats is -1.0000000000000009 points."""
+    from tuneship.monitor.update import GateRow
+
+    change = GateRow("original eval", 200, serving, candidate).change_points
+    assert change == points
