@@ -81,7 +81,9 @@ def test_each_export_refuses_options_it_cannot_honour_before_any_work() -> None:
         TextClassifierExport(TextExportOptions(checkpoint=nowhere, precision="int4")).check_options()
     with pytest.raises(ExportError, match="--precision int4 is not available for image classifiers"):
         ImageClassifierExport(ImageExportOptions(checkpoint=nowhere, precision="int4")).check_options()
-    with pytest.raises(ExportError, match="--precision int8 is not available for an instruct checkpoint on a CPU"):
-        InstructExport(InstructExportOptions(checkpoint=nowhere, precision="int8")).check_options()
+    with pytest.raises(ExportError, match="--precision int8 is not available for an instruct checkpoint on a GPU"):
+        InstructExport(InstructExportOptions(checkpoint=nowhere, precision="int8", target="gpu")).check_options()
+    with pytest.raises(ExportError, match="--precision fp16 is not available for an instruct checkpoint on a CPU"):
+        InstructExport(InstructExportOptions(checkpoint=nowhere, precision="fp16")).check_options()
     with pytest.raises(ExportError, match=r"model name '\.\./x'"):
         TextClassifierExport(TextExportOptions(checkpoint=nowhere, name="../x"))
