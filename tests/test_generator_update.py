@@ -45,6 +45,7 @@ def test_an_instruct_update_publishes_only_a_better_candidate_live(repository: P
                         answered[0] += 1
                     except TritonError as error:
                         failures.append(str(error))
+                    stop.wait(0.05)  # steady traffic through the update, not a loop that starves its training
 
         worker = threading.Thread(target=load)
         worker.start()

@@ -61,6 +61,7 @@ def test_a_better_candidate_is_published_live_with_no_failed_request(repository:
                         answered[0] += 1
                     except TritonError as error:
                         failures.append(str(error))
+                    stop.wait(0.02)  # steady traffic through the update, not a loop that starves its training
 
         worker = threading.Thread(target=load)
         worker.start()
