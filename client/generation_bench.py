@@ -12,7 +12,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,10 +63,12 @@ class _Stream:
     seconds: float
 
 
-async def _one(generator: AsyncGenerator, prompt: Prompt, new_tokens: int, timeout_s: float) -> _Stream:
+async def _one(generator: AsyncGenerator, prompt: Prompt, new_tokens: int, timeout_s: float,
+               params: Mapping[str, Any] | None = None) -> _Stream:
     started = time.perf_counter()
     stamps: list[float] = []
-    stream = generator.stream(prompt, max_tokens=new_tokens, min_tokens=new_tokens, timeout_s=timeout_s)
+    stream = generator.stream(prompt, max_tokens=new_tokens, min_tokens=new_tokens, timeout_s=timeout_s,
+                              **(params or {}))
     async for _piece in stream:
         stamps.append(time.perf_counter())
     seconds = time.perf_counter() - started
@@ -76,8 +78,10 @@ async def _one(generator: AsyncGenerator, prompt: Prompt, new_tokens: int, timeo
 
 
 async def run_level(generator: AsyncGenerator, prompts: Sequence[Prompt], concurrency: int, streams: int,
-                    new_tokens: int, timeout_s: float) -> StreamLevel:
-    """N callers, each `streams` answers one after another; figures over every stream of the level."""
+                    new_tokens: int, timeout_s: float, params: Mapping[str, Any] | None = None) -> StreamLevel:
+    """N callers, each `streams` answers one after another; figures over every stream of the level. The
+    inter-token latency is the gap between streamed pieces: a piece holds every token decoded since the last one
+    left (the generator's `stream_interval_ms`; `params={"stream_interval_ms": 0}` asks for one per token)."""
     done: list[_Stream] = []
     errors: list[str] = []
 
@@ -85,7 +89,7 @@ async def run_level(generator: AsyncGenerator, prompts: Sequence[Prompt], concur
         for turn in range(streams):
             prompt = prompts[(index * streams + turn) % len(prompts)]
             try:
-                done.append(await _one(generator, prompt, new_tokens, timeout_s))
+                done.append(await _one(generator, prompt, new_tokens, timeout_s, params))
             except TritonError as error:
                 errors.append(str(error))
 
@@ -107,7 +111,8 @@ async def run_level(generator: AsyncGenerator, prompts: Sequence[Prompt], concur
 
 async def run_generation_bench(url: str, model: str, levels: Sequence[int], prompts: Sequence[Prompt],
                                new_tokens: int = 64, streams: int = 4, timeout_s: float = 120.0,
-                               options: ClientOptions | None = None, progress: bool = True) -> list[StreamLevel]:
+                               options: ClientOptions | None = None, progress: bool = True,
+                               params: Mapping[str, Any] | None = None) -> list[StreamLevel]:
     """Every level in turn on one connection, after one warm-up answer (the first stream pays for loading)."""
     results = []
     async with AsyncTritonClient(url, options) as client:
@@ -115,7 +120,7 @@ async def run_generation_bench(url: str, model: str, levels: Sequence[int], prom
         generator = AsyncGenerator(client, model)
         await _one(generator, prompts[0], min(new_tokens, 8), timeout_s)
         for concurrency in levels:
-            result = await run_level(generator, prompts, concurrency, streams, new_tokens, timeout_s)
+            result = await run_level(generator, prompts, concurrency, streams, new_tokens, timeout_s, params)
             results.append(result)
             if progress:
                 print(format_level(result), flush=True)

@@ -83,6 +83,12 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
             raise InvalidInputError(f"adapter {adapter!r}: the name of an adapter published for the model (1-64 "
                                     "letters, digits, '.', '_' or '-')")
         sampling["adapter"] = adapter
+    interval = params.get("stream_interval_ms")
+    if interval is not None:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval <= 1000:
+            raise InvalidInputError(f"stream_interval_ms must be a number of milliseconds from 0 to 1000, "
+                                    f"got {interval!r}")
+        sampling["stream_interval_ms"] = interval
     if params.get("raw") is not None:  # in sampling_parameters, which every generator takes
         if not isinstance(params["raw"], bool):
             raise InvalidInputError(f"raw must be True or False, got {params['raw']!r}")
@@ -93,7 +99,7 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
     kinds = {"max_tokens": np.int32, "min_tokens": np.int32, "temperature": np.float32, "top_p": np.float32,
              "top_k": np.int32, "repetition_penalty": np.float32, "random_seed": np.uint64}
     for name, value in params.items():
-        if value is None or name in CONSTRAINTS or name in ("session", "adapter", "raw"):
+        if value is None or name in CONSTRAINTS or name in ("session", "adapter", "raw", "stream_interval_ms"):
             continue
         if name == "stop":
             stops = [value] if isinstance(value, str) else list(value)
@@ -105,7 +111,7 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
         if name not in kinds:
             raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, min_tokens, "
                                     "temperature, top_p, top_k, repetition_penalty, seed, stop, choices, regex, "
-                                    "json_schema, session, adapter or raw")
+                                    "json_schema, session, adapter, raw or stream_interval_ms")
         tensors[name] = one(value, kinds[name])
     return tensors
 

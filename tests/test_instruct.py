@@ -217,6 +217,35 @@ def test_streamed_equals_whole_equals_pytorch(server: TritonServer, instruct_che
                                              {"model": "chat"}) == 2
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_pieces_leave_at_most_every_stream_interval(server: TritonServer) -> None:
+    """The first piece at once, then at most one per interval, the rest with the last; 0 is one per token.
+    Either way the pieces join to the same answer."""
+    messages = [{"role": "user", "content": PROMPT}]
+
+    def pieces(**params: object) -> tuple[list[str], float, str]:
+        with TritonClient(server.grpc_url) as client:
+            stream = Generator(client, "chat").stream(messages, max_tokens=40, min_tokens=40, **params)
+            started = time.monotonic()
+            received = list(stream)
+            assert stream.generation is not None and stream.generation.tokens == 40
+            return [p for p in received if p], time.monotonic() - started, stream.generation.text
+
+    every, _, text = pieces(stream_interval_ms=0)
+    coarse, seconds, coarse_text = pieces(stream_interval_ms=1000)
+    assert "".join(every) == text == "".join(coarse) == coarse_text
+    assert len(every) >= 20  # nearly every token of the tiny model's answer is text of its own
+    assert 1 <= len(coarse) <= 2 + int(seconds)
+    with TritonClient(server.grpc_url) as client, pytest.raises(InvalidInputError, match="stream_interval_ms"):
+        Generator(client, "chat").generate(PROMPT, stream_interval_ms=-5)
+    body = json.dumps({"text_input": PROMPT, "parameters": {"max_tokens": 2, "stream_interval_ms": "soon"}})
+    request = urllib.request.Request(f"http://{server.http_url}/v2/models/chat/generate", data=body.encode())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400 and "stream_interval_ms must be a number" in refused.value.read().decode()
+
+
 def test_the_served_generator_config_carries_its_serving_options(generator_repository: Path) -> None:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
@@ -226,6 +255,7 @@ def test_the_served_generator_config_carries_its_serving_options(generator_repos
     assert config.parameters["intra_op_threads"].string_value == "2"
     assert config.parameters["max_concurrency"].string_value == "8"
     assert config.parameters["max_sessions"].string_value == "64"
+    assert config.parameters["stream_interval_ms"].string_value == "20"
     assert {o.name for o in config.output} >= {"prompt_tokens", "cached_prompt_tokens"}
 
 

@@ -67,7 +67,8 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
     config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value("KIND_CPU"), count=1)
     config.version_policy.latest.num_versions = serving.versions_to_serve
     for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency", "max_queue",
-                "intra_op_threads", "batching", "max_sessions", "session_cache_mb", "session_ttl_s"):
+                "intra_op_threads", "batching", "max_sessions", "session_cache_mb", "session_ttl_s",
+                "stream_interval_ms"):
         config.parameters[key].string_value = str(getattr(serving, key))
     config.parameters["task"].string_value = TEXT_GENERATION.name
     return config
