@@ -2,16 +2,17 @@
 
     .venv/bin/python benchmarks/generation_concurrency.py --out runs/bench/generation_concurrency
 
-SmolLM2-135M-Instruct int4 (k_quant, output layer pruned: the exporter's own build), published twice into one
-repository with the same limits (8 running, 16 queued), once with `batching continuous` (`chat`) and once with
-`batching per-request` (`chat_per_request`, the design before it), and served by one embedded Triton. Measured in
-one run, the two models taking turns at each level, three rounds over every level (the round of median aggregate
-speed is reported, every round's aggregate too), so a change in the shared machine's speed reaches both:
+SmolLM2-135M-Instruct int4 (k_quant, output layer pruned: the exporter's own build), published three times into one
+repository with the same limits (8 running, 16 queued): `batching continuous` with the default 20 ms stream interval
+(`chat`), the same sending a piece per token (`chat_every_token`, `stream_interval_ms` 0), and `batching
+per-request` (`chat_per_request`, the design before continuous batching), served by one embedded Triton. Measured
+in one run, the models taking turns at each level, three rounds over every level (the round of median aggregate
+speed is reported, every round's aggregate too), so a change in the shared machine's speed reaches every design:
 
 - 1, 2, 4, 8 concurrent callers, each streaming 3 answers of exactly 64 tokens one after another
   (`tuneship bench`'s generator load: time to first token p50/p99, inter-token latency, tokens/s);
-- one stream alone served against the same folder in process (onnxruntime-genai greedy, 64 tokens), ten rounds
-  interleaved with the served single stream;
+- one stream alone served (both continuous models) against the same folder in process (onnxruntime-genai greedy,
+  64 tokens), ten rounds interleaved;
 - head of line: a short request's time to first token when idle, and 0.3 s after a 1,024-token answer started;
 - a nine-turn conversation (48-token answers), with a session id and without: each turn's time to first token.
 
@@ -38,7 +39,9 @@ STREAMS_PER_CALLER = 3
 ROUNDS = 3
 LONG_TOKENS = 1024
 SHORT = [{"role": "user", "content": "Is this review positive or negative?\n\nA gripping, beautifully acted film."}]
-MODELS = {"continuous": "chat", "per-request": "chat_per_request"}
+MODELS = {"continuous": "chat", "every token": "chat_every_token", "per-request": "chat_per_request"}
+SERVING = {"continuous": {"batching": "continuous"}, "every token": {"batching": "continuous", "stream_interval_ms": 0},
+           "per-request": {"batching": "per-request"}}
 
 
 def build(workdir: Path) -> Any:
@@ -52,9 +55,9 @@ def publish(repository: Path, variant: Any) -> None:
     from tuneship.exporter.instruct.options import GenerationServing
     from tuneship.exporter.instruct.publishing import publish_generator
 
-    for batching, name in MODELS.items():
+    for design, name in MODELS.items():
         publish_generator(repository, name, variant, GenerationServing(max_concurrency=8, max_queue=16,
-                                                                       batching=batching), keep=None)
+                                                                       **SERVING[design]), keep=None)
 
 
 async def head_of_line(url: str, model: str, rounds: int = 3) -> dict[str, Any]:
@@ -122,7 +125,8 @@ async def conversation(url: str, model: str, session: bool) -> list[dict[str, An
 
 
 def single_stream(url: str, folder: Path, rounds: int = 10) -> dict[str, Any]:
-    """Served (continuous) against in process, one stream alone, taking turns."""
+    """Served (continuous, pieces at the default interval and every token) against in process, one stream
+    alone, taking turns."""
     from tuneship.client import Generator, TritonClient
     from tuneship.exporter.instruct.measure import GenaiRunner
 
@@ -132,24 +136,30 @@ def single_stream(url: str, folder: Path, rounds: int = 10) -> dict[str, Any]:
     text = runner.tokenizer.apply_chat_template(json.dumps(SHORT), template_str=template, add_generation_prompt=True)
     ids = [int(t) for t in runner.tokenizer.encode(text)]
     runner.greedy(ids, 4)
-    served, local = [], []
+    served: dict[str, list[float]] = {"continuous": [], "every token": []}
+    local: list[float] = []
     with TritonClient(url) as client:
-        generator = Generator(client, MODELS["continuous"])
         for _ in range(rounds):
-            time.sleep(1.0)
-            stream = generator.stream(SHORT, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS)
-            for _piece in stream:
-                pass
-            assert stream.generation is not None
-            served.append(stream.generation.tokens_per_second)
+            for design, speeds in served.items():
+                time.sleep(1.0)
+                stream = Generator(client, MODELS[design]).stream(SHORT, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS)
+                for _piece in stream:
+                    pass
+                assert stream.generation is not None
+                speeds.append(stream.generation.tokens_per_second)
             time.sleep(1.0)
             started = time.perf_counter()
             tokens, first = runner.greedy(ids, NEW_TOKENS, min_new_tokens=NEW_TOKENS)
             local.append((len(tokens) - 1) / (time.perf_counter() - started - first))
     del runner
-    return {"served_tokens_per_second": round(statistics.median(served), 1),
-            "in_process_tokens_per_second": round(statistics.median(local), 1),
-            "served_share": round(statistics.median(served) / statistics.median(local), 3)}
+    in_process = statistics.median(local)
+    return {"in_process_tokens_per_second": round(in_process, 1),
+            **{f"served_{design.replace(' ', '_')}_tokens_per_second": round(statistics.median(v), 1)
+               for design, v in served.items()},
+            **{f"served_{design.replace(' ', '_')}_share": round(statistics.median(v) / in_process, 3)
+               for design, v in served.items()},
+            "every_round": {"in_process": [round(x, 1) for x in local],
+                            **{design: [round(x, 1) for x in v] for design, v in served.items()}}}
 
 
 def main() -> None:
@@ -206,7 +216,8 @@ def main() -> None:
                       for (design, level), results in rounds.items()}
             if args.quick:
                 return
-            hol = {design: asyncio.run(head_of_line(server.grpc_url, model)) for design, model in MODELS.items()}
+            hol = {design: asyncio.run(head_of_line(server.grpc_url, MODELS[design]))
+                   for design in ("continuous", "per-request")}
             print(json.dumps({"head_of_line": hol}, indent=2), flush=True)
             chats = {"session": asyncio.run(conversation(server.grpc_url, MODELS["continuous"], True)),
                      "no_session": asyncio.run(conversation(server.grpc_url, MODELS["continuous"], False))}
