@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/generation_concurrency.py --out runs/bench/generation_concurrency
 
 SmolLM2-135M-Instruct int4 (k_quant, output layer pruned: the exporter's own build), published three times into one
-repository with the same limits (8 running, 16 queued): `batching continuous` with the default 20 ms stream interval
+repository with the same limits (8 running, 16 queued): `batching continuous` with the default 50 ms stream interval
 (`chat`), the same sending a piece per token (`chat_every_token`, `stream_interval_ms` 0), and `batching
 per-request` (`chat_per_request`, the design before continuous batching), served by one embedded Triton. Measured
 in one run, the models taking turns at each level, three rounds over every level (the round of median aggregate

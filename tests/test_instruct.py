@@ -255,7 +255,7 @@ def test_the_served_generator_config_carries_its_serving_options(generator_repos
     assert config.parameters["intra_op_threads"].string_value == "2"
     assert config.parameters["max_concurrency"].string_value == "8"
     assert config.parameters["max_sessions"].string_value == "64"
-    assert config.parameters["stream_interval_ms"].string_value == "20"
+    assert config.parameters["stream_interval_ms"].string_value == "50"
     assert {o.name for o in config.output} >= {"prompt_tokens", "cached_prompt_tokens"}
 
 

@@ -38,10 +38,10 @@ class GenerationServing:
         "type": positive_int})
     session_ttl_s: int = field(default=600, metadata={
         "help": "instruct: seconds a session's cache is kept after its last turn", "type": positive_int})
-    stream_interval_ms: int = field(default=20, metadata={
-        "help": "instruct: a stream's pieces leave at most this often (the first at once, the rest with the last "
-                "piece); 0 sends every token. Each piece is a round trip to the server, paid between decode steps: "
-                "on 2 CPU cores per-token pieces cost a tenth of one stream's speed", "type": non_negative_int})
+    stream_interval_ms: int = field(default=50, metadata={
+        "help": "instruct: a stream's pieces leave at most this often, in ms (the first at once, the rest with the "
+                "last piece); 0 sends every token. Each piece is a round trip to the server between decode steps: "
+                "on 2 CPU cores per-token pieces cost about a fifth of the tokens", "type": non_negative_int})
     intra_op_threads: int = field(default=0, metadata=THREADS)
     versions_to_serve: int = field(default=1, metadata=VERSIONS)
     batching: str = field(default="continuous", metadata={
