@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuneship.arguments import existing_path, positive_float, positive_int
+from tuneship.arguments import existing_path, non_negative_int, positive_float, positive_int
 
 
 def concurrency_levels(text: str) -> tuple[int, ...]:
@@ -45,5 +45,8 @@ class BenchOptions:
         "help": "a generator: tokens in every streamed answer (its minimum and maximum)", "type": positive_int})
     streams: int = field(default=4, metadata={
         "help": "a generator: answers each caller streams one after another per level", "type": positive_int})
+    stream_interval_ms: int | None = field(default=None, metadata={
+        "help": "a generator: ask for a piece at most every N ms (0: one per token, so the inter-token latency is "
+                "per token; default: the model's --stream-interval-ms)", "type": non_negative_int})
     output: Path = field(default=Path("runs/bench/latency"), metadata={
         "help": "prefix of the .csv, .json and .png written"})

@@ -243,6 +243,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if served is None or not served.classifies:
         raise CommandError(f"model {args.model!r} is neither a classifier nor a generator "
                            f"({served.description if served is not None else 'no tuneship task'})")
+    for_generators = [flag for name, flag in given_fields(args, BenchOptions).items()
+                      if name in ("max_tokens", "streams", "stream_interval_ms")]
+    if for_generators:
+        raise CommandError(f"{', '.join(for_generators)}: for a generator only; model {args.model!r} is a classifier")
     given = "images" if bench.images is not None else "texts"
     if served.item_source != given:
         raise CommandError(f"model {args.model!r} takes images: pass --images FOLDER" if given == "texts" else
@@ -285,15 +289,16 @@ def _bench_generator(args: argparse.Namespace, bench: BenchOptions, options: Any
     wrong = [given[name] for name in ("batch_size", "images", "window_s", "max_windows", "tolerance") if name in given]
     if wrong:
         raise CommandError(f"{', '.join(wrong)}: not an option for a generator (model {args.model!r}); it takes "
-                           "--concurrency, --max-tokens, --streams, --texts")
+                           "--concurrency, --max-tokens, --streams, --stream-interval-ms, --texts")
     levels = bench.concurrency if "concurrency" in given else GENERATOR_LEVELS
     prompts = review_prompts(texts) if bench.texts is None else [[{"role": "user", "content": t}] for t in texts]
     print(f"concurrent streams on {args.model} at {args.url}: {bench.max_tokens} tokens per answer, "
           f"{bench.streams} answers per caller per level")
     print(LEVEL_HEADER)
     with explained(args.url, args.model):
+        params = {} if bench.stream_interval_ms is None else {"stream_interval_ms": bench.stream_interval_ms}
         results = asyncio.run(run_generation_bench(args.url, args.model, levels, prompts, bench.max_tokens,
-                                                   bench.streams, args.timeout, options))
+                                                   bench.streams, args.timeout, options, params=params))
     title = f"{args.model}: {bench.max_tokens}-token streams"
     for path in write_generation_outputs({args.model: results}, bench.output, title):
         print(f"wrote {path}")

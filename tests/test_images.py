@@ -311,6 +311,9 @@ def test_bench_and_tune_send_images_to_an_image_classifier(faces_checkpoint: Pat
     assert [r["concurrency"] for r in rows] == [1, 2] and all(r["errors"] == 0 and r["requests"] > 0 for r in rows)
     assert main(["bench", "--url", server.grpc_url, "--model", "faces", "--window", "0.3"]) == 2
     assert "takes images: pass --images" in capsys.readouterr().err
+    assert main(["bench", "--url", server.grpc_url, "--model", "faces", "--images", str(images),
+                 "--stream-interval-ms", "0"]) == 2
+    assert "--stream-interval-ms: for a generator only; model 'faces' is a classifier" in capsys.readouterr().err
 
     repository = tmp_path / "repository"
     shutil.copytree(faces_repository, repository)

@@ -429,7 +429,7 @@ def test_bench_streams_a_generator_at_each_level(server: TritonServer, tmp_path:
 
     prefix = tmp_path / "gen"
     assert main(["bench", "--url", server.grpc_url, "--model", "chat", "--concurrency", "1,3", "--max-tokens", "6",
-                 "--streams", "2", "--output", str(prefix)]) == 0
+                 "--streams", "2", "--stream-interval-ms", "0", "--output", str(prefix)]) == 0
     levels = json.loads(prefix.with_suffix(".json").read_text())["chat"]
     assert [level["concurrency"] for level in levels] == [1, 3]
     # Every answer is exactly --max-tokens long (min = max), so aggregate tokens are streams x tokens.
