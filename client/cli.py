@@ -244,7 +244,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         raise CommandError(f"model {args.model!r} is neither a classifier nor a generator "
                            f"({served.description if served is not None else 'no tuneship task'})")
     for_generators = [flag for name, flag in given_fields(args, BenchOptions).items()
-                      if name in ("max_tokens", "streams", "stream_interval_ms")]
+                      if name in GENERATOR_ONLY]
     if for_generators:
         raise CommandError(f"{', '.join(for_generators)}: for a generator only; model {args.model!r} is a classifier")
     given = "images" if bench.images is not None else "texts"
@@ -272,6 +272,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 
 GENERATOR_LEVELS = (1, 2, 4, 8)
+# `tuneship bench` options that only mean something for a generator's streams (BenchOptions fields).
+GENERATOR_ONLY = ("max_tokens", "streams", "stream_interval_ms")
 
 
 def _bench_generator(args: argparse.Namespace, bench: BenchOptions, options: Any, texts: list[Any]) -> int:
