@@ -14,7 +14,8 @@ speed is reported, every round's aggregate too), so a change in the shared machi
 - one stream alone served (both continuous models) against the same folder in process (onnxruntime-genai greedy,
   64 tokens), ten rounds interleaved;
 - head of line: a short request's time to first token when idle, and 0.3 s after a 1,024-token answer started;
-- a nine-turn conversation (48-token answers), with a session id and without: each turn's time to first token.
+- a nine-turn conversation (48-token answers), with a session id and without, three times: each turn's median time
+  to first token (`--conversation-only` runs just this).
 
 Writes OUT.json and OUT.png (aggregate tokens/s and time to first token against streams).
 """
@@ -124,6 +125,16 @@ async def conversation(url: str, model: str, session: bool) -> list[dict[str, An
     return turns
 
 
+def conversations(url: str, model: str, session: bool, repeats: int = 3) -> dict[str, Any]:
+    """`conversation` `repeats` times: each turn's median time to first token (one chat's turns vary with what
+    else the machine does at that moment) and every run's."""
+    runs = [asyncio.run(conversation(url, model, session)) for _ in range(repeats)]
+    turns = [{"ttft_ms": round(statistics.median(run[i]["ttft_ms"] for run in runs), 1),
+              "prompt_tokens": runs[0][i]["prompt_tokens"], "cached_prompt_tokens": runs[0][i]["cached_prompt_tokens"]}
+             for i in range(len(runs[0]))]
+    return {"turns": turns, "every_run_ttft_ms": [[t["ttft_ms"] for t in run] for run in runs]}
+
+
 def single_stream(url: str, folder: Path, rounds: int = 10) -> dict[str, Any]:
     """Served (continuous, pieces at the default interval and every token) against in process, one stream
     alone, taking turns."""
@@ -169,6 +180,8 @@ def main() -> None:
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels")
     parser.add_argument("--quick", action="store_true", help="the levels only, continuous only (a quick look)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds over every level and design")
+    parser.add_argument("--conversation-only", action="store_true",
+                        help="only the nine-turn conversations (written to OUT_conversation.json)")
     args = parser.parse_args()
     levels_run = [int(x) for x in args.levels.split(",")]
     designs = {"continuous": MODELS["continuous"]} if args.quick else MODELS
@@ -197,6 +210,17 @@ def main() -> None:
         levels: dict[str, list[Any]] = {name: [] for name in designs}
         with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0,
                                        metrics_port=0)) as server:
+            if args.conversation_only:
+                chats = {"session": conversations(server.grpc_url, MODELS["continuous"], True),
+                         "no_session": conversations(server.grpc_url, MODELS["continuous"], False)}
+                ratios = {name: round(c["turns"][-1]["ttft_ms"] / c["turns"][0]["ttft_ms"], 2)
+                          for name, c in chats.items()}
+                summary = {"ninth_turn_vs_first_ttft": ratios, "conversation": chats}
+                path = args.out.parent / f"{args.out.name}_conversation.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(summary, indent=2) + "\n")
+                print(json.dumps(summary["ninth_turn_vs_first_ttft"]), "wrote", path)
+                return
             rounds: dict[tuple[str, int], list[Any]] = {}
             for round_ in range(args.rounds):
                 for index, level in enumerate(levels_run):
@@ -219,18 +243,19 @@ def main() -> None:
             hol = {design: asyncio.run(head_of_line(server.grpc_url, MODELS[design]))
                    for design in ("continuous", "per-request")}
             print(json.dumps({"head_of_line": hol}, indent=2), flush=True)
-            chats = {"session": asyncio.run(conversation(server.grpc_url, MODELS["continuous"], True)),
-                     "no_session": asyncio.run(conversation(server.grpc_url, MODELS["continuous"], False))}
-            for name, turns in chats.items():
-                print(name, [(t["ttft_ms"], t["prompt_tokens"], t["cached_prompt_tokens"]) for t in turns], flush=True)
+            chats = {"session": conversations(server.grpc_url, MODELS["continuous"], True),
+                     "no_session": conversations(server.grpc_url, MODELS["continuous"], False)}
+            for name, chat in chats.items():
+                print(name, [(t["ttft_ms"], t["prompt_tokens"], t["cached_prompt_tokens"]) for t in chat["turns"]],
+                      flush=True)
             single = single_stream(server.grpc_url, folder)
             print(json.dumps({"single_stream": single}, indent=2), flush=True)
     paths = write_generation_outputs(levels, args.out, "SmolLM2-135M int4 through Triton, 64-token streams")
     base = {row.concurrency: row.aggregate_tokens_per_second for row in levels["continuous"]}
     summary = {"aggregate_vs_one_stream": {str(c): round(v / base[1], 2) for c, v in base.items()},
                "aggregate_every_round": spread, "head_of_line": hol, "single_stream": single, "conversation": chats,
-               "ninth_turn_vs_first_ttft": {name: round(t[-1]["ttft_ms"] / t[0]["ttft_ms"], 2)
-                                            for name, t in chats.items()},
+               "ninth_turn_vs_first_ttft": {name: round(c["turns"][-1]["ttft_ms"] / c["turns"][0]["ttft_ms"], 2)
+                                            for name, c in chats.items()},
                "levels": {design: [row.__dict__ for row in rows] for design, rows in levels.items()}}
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("aggregate_vs_one_stream",)}, indent=2))

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,5 +89,66 @@ def test_a_follow_up_turn_prefills_only_what_is_new_and_answers_the_same(generat
         _, cold = turn(follow, 2, "other")
         assert cold == len(opening)  # another session does not read s1's cache
         assert len(batcher.sessions) == 2
+    finally:
+        batcher.close()
+
+
+@pytest.mark.slow
+def test_a_turn_that_ends_keeps_the_templates_turn_end_for_the_follow_up(generator_repository: Path) -> None:
+    """An answer that stops at its end marker runs the template's turn end (marker, next user header) through its
+    row before the session keeps it: the follow-up prefills only its own words and answers as a full prefill, and
+    a row decoding beside it is not disturbed."""
+    import onnxruntime_genai as og
+
+    folder = generator_repository / "chat" / "1"
+    sys.path.insert(0, str(folder))
+    from tuneship_batcher import ContinuousBatcher, Sequence
+    from tuneship_batcher import SessionCache as ServedCache
+
+    tokenizer = og.Tokenizer(og.Model(str(folder)))
+    first = [int(t) for t in tokenizer.encode("Old films are")]
+    batcher = ContinuousBatcher(str(folder), slots=3, threads=2, capacity=64,
+                                sessions=ServedCache(max_sessions=4, max_bytes=1 << 30, ttl_s=60))
+
+    def start(prompt: list[int], count: int, session: str | None, minimum: int = 0) -> Any:
+        got: list[int] = []
+        done = threading.Event()
+        ended: list[str] = []
+        sequence = Sequence(prompt, count, lambda t: got.append(t) is None,
+                            lambda r, e: (ended.append(r), done.set()), min_new_tokens=minimum, session=session,
+                            repetition_penalty=5.0)  # the tiny model repeats one token otherwise
+        batcher.submit(sequence)
+        return got, done, ended, sequence
+
+    def turn(prompt: list[int], count: int, session: str | None, minimum: int = 0) -> tuple[list[int], int, str]:
+        got, done, ended, sequence = start(prompt, count, session, minimum)
+        assert done.wait(60)
+        return got, sequence.cached, ended[0]
+
+    try:
+        batcher.eos = set()  # plain argmax first, to pick a token the answer will reach as its end marker
+        ref, _, _ = turn(first, 6, None)
+        at = next(i for i in range(1, 6) if ref[i] not in ref[:i])
+        batcher.eos = {ref[at]}
+        turn_end = [ref[at], 7, 8]
+        batcher.set_turn_end(turn_end)
+        beside_alone, _, _ = turn([*first, 9], 12, None, minimum=12)
+
+        got, done, _, _ = start([*first, 9], 12, None, minimum=12)  # decoding while the session's turn ends
+        answer, _, reason = turn(first, 8, "s1")
+        assert done.wait(60) and got == beside_alone
+        assert reason == "stop" and answer == ref[:at]
+        follow = first + answer + turn_end + [int(t) for t in tokenizer.encode(" and new ones")]
+        again, cached, _ = turn(follow, 5, "s1", minimum=5)
+        assert cached == len(first) + len(answer) + len(turn_end)  # the turn end came from the cache too
+        cold, _, _ = turn(follow, 5, None, minimum=5)
+        assert again == cold
+        # A turn cut at its length: its last token (never fed back) and the turn end are run through it too.
+        cut, _, reason = turn(first, 2, "s2", minimum=2)
+        assert reason == "length"
+        follow = first + cut + turn_end + [5]
+        again, cached, _ = turn(follow, 3, "s2", minimum=3)
+        assert cached == len(follow) - 1
+        assert again == turn(follow, 3, None, minimum=3)[0]
     finally:
         batcher.close()

@@ -219,6 +219,7 @@ class ContinuousBatcher:
         self.on_step = on_step  # called with each decode step's batch size (the served model's metric)
         self.sessions = sessions if sessions is not None else SessionCache(0, 0, 0.0)
         self.shared_prefix: Cached | None = None
+        self.turn_end: list[int] = []  # what the chat template adds after an answer, before the next user turn
         self.thread = threading.Thread(target=self._loop, name="continuous-batcher", daemon=True)
         self.thread.start()
 
@@ -267,6 +268,12 @@ class ContinuousBatcher:
         n = len(ids)
         self.shared_prefix = Cached(ids, [k[0, :, :n].copy() for k in self.keys],
                                     [v[0, :, :n].copy() for v in self.values])
+
+    def set_turn_end(self, ids: list[int]) -> None:
+        """The tokens a chat template always puts after an answer that ended (its end marker and the next user
+        turn's header): a session's turn that ends with the end marker feeds them before its cache is kept, so the
+        follow-up prefills only its own question, as the first turn does."""
+        self.turn_end = list(ids)
 
     def close(self) -> None:
         with self.condition:
@@ -397,6 +404,10 @@ class ContinuousBatcher:
             with contextlib.suppress(Exception):
                 self.on_step(rows)
         stepped = list(self.running)
+        if self.turn_end and any(s.session is not None for s in stepped):
+            # A session's turn that ends runs its turn end through the graph (_feed_turn_end) before the other
+            # rows are delivered, and ONNX Runtime's outputs are views of memory a later run may reuse.
+            logits = logits.copy()
         for sequence in stepped:  # every cache grew by one: before any row moves into a freed slot
             sequence.length += 1
         for row, sequence in enumerate(stepped):
@@ -405,7 +416,7 @@ class ContinuousBatcher:
     def _deliver(self, sequence: Sequence, logits: np.ndarray[Any, Any]) -> None:
         token = sequence.choose(logits, self.eos)
         if token in self.eos and sequence.generated >= sequence.min_new_tokens:
-            self._remove(sequence)
+            self._remove(sequence, closing=self._turn_closing(sequence, token))
             self._finish(sequence, FINISHED_BY_STOP, None)
             return
         sequence.generated += 1
@@ -422,7 +433,7 @@ class ContinuousBatcher:
             self._remove(sequence)
             self._finish(sequence, FINISHED_BY_STOP, None)
         elif sequence.generated >= sequence.max_new_tokens or sequence.length + 1 >= self.capacity:
-            self._remove(sequence)
+            self._remove(sequence, closing=self._turn_closing(sequence, None))
             self._finish(sequence, FINISHED_BY_LENGTH, None)
 
     @staticmethod
@@ -432,13 +443,16 @@ class ContinuousBatcher:
 
     # -- the caches -----------------------------------------------------------------------------------------
 
-    def _remove(self, sequence: Sequence, keep: bool = True) -> None:
+    def _remove(self, sequence: Sequence, keep: bool = True, closing: list[int] | None = None) -> None:
         """Free `sequence`'s slot: the last running row moves into it (its valid cache copied), so running rows
-        stay at the front and a step's views are one contiguous block. A session's cache is kept first."""
+        stay at the front and a step's views are one contiguous block. A session's cache is kept first, after
+        `closing` (_turn_closing) is run through it."""
         slot = sequence.slot
         if keep and sequence.session is not None and sequence.length > 0 and self.sessions.max_sessions > 0:
             n = sequence.length  # the prompt and every generated token but the last (never fed)
             ids = (sequence.prompt + sequence.output)[:n]
+            fed = self._feed(sequence, closing or [])
+            n, ids = n + fed, ids + (closing or [])[:fed]
             self.sessions.put(sequence.session, Cached(ids, [k[slot, :, :n].copy() for k in self.keys],
                                                        [v[slot, :, :n].copy() for v in self.values],
                                                        adapter=sequence.cache_key))
@@ -450,6 +464,29 @@ class ContinuousBatcher:
             self.running[slot] = last
         self.running.pop()
         sequence.slot = -1
+
+    def _turn_closing(self, sequence: Sequence, eos: int | None) -> list[int]:
+        """The tokens a session's next prompt holds right after this turn's cache: those never fed (a cut answer's
+        last token) and the template's turn end (`set_turn_end`). `eos`: the end marker the answer stopped at;
+        None for an answer cut at its length."""
+        if not self.turn_end or sequence.session is None or self.sessions.max_sessions <= 0:
+            return []
+        if eos is not None:
+            return list(self.turn_end) if self.turn_end[0] == eos else []
+        return [sequence.output[-1], *self.turn_end] if sequence.output else []
+
+    def _feed(self, sequence: Sequence, tokens: list[int]) -> int:
+        """Run `tokens` through the finished row (one small prefill, for sessions only); how many its cache grew
+        by: all of them, or none where the row has no room or the run fails (the next turn then prefills them)."""
+        if not tokens or sequence.length + len(tokens) >= self.capacity:
+            return 0
+        ids = np.asarray([tokens], dtype=np.int64)
+        mask = np.ones((1, sequence.length + len(tokens)), dtype=np.int64)
+        try:
+            self._run(ids, mask, sequence.slot, sequence.slot + 1, [sequence.adapter])
+        except Exception:  # the answer is already whole; only the next turn's reuse is shorter
+            return 0
+        return len(tokens)
 
     def _grow(self, capacity: int) -> None:
         """Buffers of `capacity` positions per slot, the running rows' caches carried over."""

@@ -246,6 +246,7 @@ class TritonPythonModel:
                 on_step=self._stepped, sessions=self.sessions)
             if self.template is not None:
                 self.batcher.share_prefix(self._template_opening())
+                self.batcher.set_turn_end(self._turn_end())
         # LoRA adapters beside the versions (<model>/adapters/<name>/), for this version's weights only; watched,
         # and looked at again when a request names one not loaded yet.
         self.model_dir = args["model_repository"]
@@ -476,6 +477,27 @@ class TritonPythonModel:
         while shared < min(len(first), len(second)) and first[shared] == second[shared]:
             shared += 1
         return first[:shared]
+
+    def _turn_end(self) -> list[int]:
+        """The tokens the template puts after an answer, from its end marker up to the next user's words: the
+        common part of two follow-ups of one answer, after the first turn's prompt and the answer. Empty when the
+        template renders the first turn differently once it is followed (the batcher then keeps what it has)."""
+        def ids(messages: list[dict[str, str]]) -> list[int]:
+            return [int(t) for t in self.tokenizer.encode(self.tokenizer.apply_chat_template(
+                json.dumps(messages), template_str=self.template, add_generation_prompt=True))]
+
+        first = [{"role": "user", "content": "a"}]
+        prompt = ids(first)
+        one, two = (ids([*first, {"role": "assistant", "content": "Fine"}, {"role": "user", "content": question}])
+                    for question in ("Zebra 42?", "Quick brown?"))
+        shared = 0
+        while shared < min(len(one), len(two)) and one[shared] == two[shared]:
+            shared += 1
+        if one[:len(prompt)] != prompt:
+            return []
+        tail = one[len(prompt):shared]
+        ends = [i for i, token in enumerate(tail) if token in self.eos]
+        return tail[ends[0]:] if ends else []
 
     def _stepped(self, rows: int) -> None:
         """After each decode step (the batcher's thread): the batch size, and the kept sessions now and then."""
