@@ -213,7 +213,7 @@ def test_concurrent_async_callers_are_batched_and_each_gets_its_own_answer(
     import openai
 
     questions = [f"{word} films are" for word in ("Good", "Long", "Old", "Silent")]
-    tokens = 160  # long enough for the four to overlap
+    tokens = 320  # long enough for the four to overlap (their arrivals through the API are staggered)
     with TritonClient(server.grpc_url) as grpc:
         generator = Generator(grpc, "chat")
         expected = [generator.generate(q, max_tokens=tokens, min_tokens=tokens, temperature=0, raw=True).text
