@@ -270,9 +270,9 @@ class ContinuousBatcher:
                                     [v[0, :, :n].copy() for v in self.values])
 
     def set_turn_end(self, ids: list[int]) -> None:
-        """The tokens a chat template always puts after an answer that ended (its end marker and the next user
-        turn's header): a session's turn that ends with the end marker feeds them before its cache is kept, so the
-        follow-up prefills only its own question, as the first turn does."""
+        """The tokens a chat template always puts after an answer (its end marker and the next user turn's header):
+        a session's finished turn feeds them (_turn_closing) before its cache is kept, so the follow-up prefills
+        only its own question, as the first turn does."""
         self.turn_end = list(ids)
 
     def close(self) -> None:
@@ -405,8 +405,8 @@ class ContinuousBatcher:
                 self.on_step(rows)
         stepped = list(self.running)
         if self.turn_end and any(s.session is not None for s in stepped):
-            # A session's turn that ends runs its turn end through the graph (_feed_turn_end) before the other
-            # rows are delivered, and ONNX Runtime's outputs are views of memory a later run may reuse.
+            # A session's turn that ends runs its closing tokens through the graph (_feed) before the other rows
+            # are delivered, and ONNX Runtime's outputs are views of memory a later run may reuse.
             logits = logits.copy()
         for sequence in stepped:  # every cache grew by one: before any row moves into a freed slot
             sequence.length += 1
@@ -443,7 +443,7 @@ class ContinuousBatcher:
 
     # -- the caches -----------------------------------------------------------------------------------------
 
-    def _remove(self, sequence: Sequence, keep: bool = True, closing: list[int] | None = None) -> None:
+    def _remove(self, sequence: Sequence, keep: bool = True, closing: list[int] | tuple[()] = ()) -> None:
         """Free `sequence`'s slot: the last running row moves into it (its valid cache copied), so running rows
         stay at the front and a step's views are one contiguous block. A session's cache is kept first, after
         `closing` (_turn_closing) is run through it."""
@@ -451,8 +451,8 @@ class ContinuousBatcher:
         if keep and sequence.session is not None and sequence.length > 0 and self.sessions.max_sessions > 0:
             n = sequence.length  # the prompt and every generated token but the last (never fed)
             ids = (sequence.prompt + sequence.output)[:n]
-            fed = self._feed(sequence, closing or [])
-            n, ids = n + fed, ids + (closing or [])[:fed]
+            if closing and self._feed(sequence, list(closing)):
+                n, ids = n + len(closing), ids + list(closing)
             self.sessions.put(sequence.session, Cached(ids, [k[slot, :, :n].copy() for k in self.keys],
                                                        [v[slot, :, :n].copy() for v in self.values],
                                                        adapter=sequence.cache_key))
@@ -475,18 +475,18 @@ class ContinuousBatcher:
             return list(self.turn_end) if self.turn_end[0] == eos else []
         return [sequence.output[-1], *self.turn_end] if sequence.output else []
 
-    def _feed(self, sequence: Sequence, tokens: list[int]) -> int:
-        """Run `tokens` through the finished row (one small prefill, for sessions only); how many its cache grew
-        by: all of them, or none where the row has no room or the run fails (the next turn then prefills them)."""
-        if not tokens or sequence.length + len(tokens) >= self.capacity:
-            return 0
+    def _feed(self, sequence: Sequence, tokens: list[int]) -> bool:
+        """Run `tokens` through the finished row (one small prefill, for sessions only); False where the row has
+        no room or the run fails (the next turn then prefills them)."""
+        if sequence.length + len(tokens) >= self.capacity:
+            return False
         ids = np.asarray([tokens], dtype=np.int64)
         mask = np.ones((1, sequence.length + len(tokens)), dtype=np.int64)
         try:
             self._run(ids, mask, sequence.slot, sequence.slot + 1, [sequence.adapter])
         except Exception:  # the answer is already whole; only the next turn's reuse is shorter
-            return 0
-        return len(tokens)
+            return False
+        return True
 
     def _grow(self, capacity: int) -> None:
         """Buffers of `capacity` positions per slot, the running rows' caches carried over."""

@@ -53,6 +53,14 @@ MAX_SESSION_ID = 128
 MAX_STREAM_INTERVAL_MS = 1000
 
 
+def _shared_length(first: list[int], second: list[int]) -> int:
+    """How many leading tokens two renderings of the chat template have in common."""
+    shared = 0
+    while shared < min(len(first), len(second)) and first[shared] == second[shared]:
+        shared += 1
+    return shared
+
+
 def _invalid(message: str) -> Any:
     """The caller's mistake. A gRPC stream carries an error's message only, so it starts with its status (the
     client types it by that); unary calls and the generate endpoints get the code too (400 over HTTP)."""
@@ -473,10 +481,7 @@ class TritonPythonModel:
         first, second = ([int(t) for t in self.tokenizer.encode(self.tokenizer.apply_chat_template(
             json.dumps([{"role": "user", "content": text}]), template_str=self.template, add_generation_prompt=True))]
             for text in ("a", "Zebra 42?"))
-        shared = 0
-        while shared < min(len(first), len(second)) and first[shared] == second[shared]:
-            shared += 1
-        return first[:shared]
+        return first[:_shared_length(first, second)]
 
     def _turn_end(self) -> list[int]:
         """The tokens the template puts after an answer, from its end marker up to the next user's words: the
@@ -490,12 +495,9 @@ class TritonPythonModel:
         prompt = ids(first)
         one, two = (ids([*first, {"role": "assistant", "content": "Fine"}, {"role": "user", "content": question}])
                     for question in ("Zebra 42?", "Quick brown?"))
-        shared = 0
-        while shared < min(len(one), len(two)) and one[shared] == two[shared]:
-            shared += 1
         if one[:len(prompt)] != prompt:
             return []
-        tail = one[len(prompt):shared]
+        tail = one[len(prompt):_shared_length(one, two)]
         ends = [i for i, token in enumerate(tail) if token in self.eos]
         return tail[ends[0]:] if ends else []
 
