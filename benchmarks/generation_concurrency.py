@@ -11,6 +11,8 @@ speed is reported, every round's aggregate too), so a change in the shared machi
 
 - 1, 2, 4, 8 concurrent callers, each streaming 3 answers of exactly 64 tokens one after another
   (`tuneship bench`'s generator load: time to first token p50/p99, inter-token latency, tokens/s);
+- the same load on the continuous model's batcher in this process, callbacks doing nothing (taking its turn at
+  each level): the ceiling the graph and the scheduler leave for serving;
 - one stream alone served (both continuous models) against the same folder in process (onnxruntime-genai greedy,
   64 tokens), ten rounds interleaved;
 - head of line: a short request's time to first token when idle, and 0.3 s after a 1,024-token answer started;
@@ -135,6 +137,64 @@ def conversations(url: str, model: str, session: bool, repeats: int = 3) -> dict
     return {"turns": turns, "every_run_ttft_ms": [[t["ttft_ms"] for t in run] for run in runs]}
 
 
+class InProcess:
+    """The served model's batcher in this process, fed the same callers and prompts with callbacks that do
+    nothing: the aggregate the graph and the scheduler allow before any serving (Triton, the stub's IPC, the
+    token's decoding, the caller's process), i.e. the ceiling of the served continuous design."""
+
+    def __init__(self, folder: Path, slots: int = 8) -> None:
+        from tuneship.exporter.instruct.measure import GenaiRunner
+        from tuneship.exporter.triton_models.batcher import ContinuousBatcher
+
+        tokenizer = GenaiRunner(folder).tokenizer
+        template_path = folder / "chat_template.jinja"
+        template = template_path.read_text() if template_path.is_file() else None
+
+        def ids(messages: Any) -> list[int]:
+            text = tokenizer.apply_chat_template(json.dumps(messages), template_str=template,
+                                                 add_generation_prompt=True)
+            return [int(t) for t in tokenizer.encode(text)]
+
+        self.ids = ids
+        self.batcher = ContinuousBatcher(str(folder), slots=slots)
+        first, second = ids([{"role": "user", "content": "a"}]), ids([{"role": "user", "content": "Zebra 42?"}])
+        shared = next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), len(first))
+        self.batcher.share_prefix(first[:shared])  # as the generator model does at load
+
+    def level(self, prompts: list[Any], callers: int, streams: int, new_tokens: int) -> float:
+        """Aggregate tokens/s of `callers` callers, each `streams` answers one after another (run_level's load)."""
+        import threading
+
+        from tuneship.exporter.triton_models.batcher import Sequence
+
+        encoded = [self.ids(p) for p in prompts]
+        done = threading.Semaphore(0)
+        tokens = [0]
+
+        def start(caller: int, turn: int) -> None:
+            def finished(_reason: str, _error: BaseException | None) -> None:
+                if turn + 1 < streams:
+                    start(caller, turn + 1)  # the caller's next answer, submitted as its last one ends
+                done.release()
+
+            def counted(_token: int) -> bool:
+                tokens[0] += 1
+                return True
+
+            prompt = encoded[(caller * streams + turn) % len(encoded)]
+            self.batcher.submit(Sequence(prompt, new_tokens, counted, finished, min_new_tokens=new_tokens))
+
+        started = time.perf_counter()
+        for caller in range(callers):
+            start(caller, 0)
+        for _ in range(callers * streams):
+            done.acquire()
+        return round(tokens[0] / (time.perf_counter() - started), 2)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
 def single_stream(url: str, folder: Path, rounds: int = 10) -> dict[str, Any]:
     """Served (continuous, pieces at the default interval and every token) against in process, one stream
     alone, taking turns."""
@@ -222,6 +282,8 @@ def main() -> None:
                 print(json.dumps(summary["ninth_turn_vs_first_ttft"]), "wrote", path)
                 return
             rounds: dict[tuple[str, int], list[Any]] = {}
+            ceiling = InProcess(folder)
+            in_process: dict[int, list[float]] = {}
             for round_ in range(args.rounds):
                 for index, level in enumerate(levels_run):
                     ahead = (index + round_) % 2 == 0
@@ -232,6 +294,15 @@ def main() -> None:
                                                                   progress=False))[0]
                         rounds.setdefault((design, level), []).append(result)
                         print(f"{design:>12} {format_level(result)}", flush=True)
+                    time.sleep(2.0)
+                    in_process.setdefault(level, []).append(
+                        ceiling.level(prompts, level, STREAMS_PER_CALLER, NEW_TOKENS))
+                    print(f"{'in process':>12} {level:>5} {in_process[level][-1]:>11.1f} tok/s", flush=True)
+            ceiling.close()
+            medians = {level: statistics.median(values) for level, values in in_process.items()}
+            batcher = {"aggregate_tokens_per_second": medians, "every_round": in_process,
+                       "vs_one_stream": {str(c): round(v / medians[levels_run[0]], 2) for c, v in medians.items()}}
+            print(json.dumps({"batcher_in_process": batcher["vs_one_stream"]}), flush=True)
             for (design, _level), results in rounds.items():
                 # The round of median aggregate speed: a real measurement, not a blend of three.
                 ordered = sorted(results, key=lambda r: r.aggregate_tokens_per_second)
@@ -253,7 +324,8 @@ def main() -> None:
     paths = write_generation_outputs(levels, args.out, "SmolLM2-135M int4 through Triton, 64-token streams")
     base = {row.concurrency: row.aggregate_tokens_per_second for row in levels["continuous"]}
     summary = {"aggregate_vs_one_stream": {str(c): round(v / base[1], 2) for c, v in base.items()},
-               "aggregate_every_round": spread, "head_of_line": hol, "single_stream": single, "conversation": chats,
+               "aggregate_every_round": spread, "batcher_in_process": batcher, "head_of_line": hol,
+               "single_stream": single, "conversation": chats,
                "ninth_turn_vs_first_ttft": {name: round(c["turns"][-1]["ttft_ms"] / c["turns"][0]["ttft_ms"], 2)
                                             for name, c in chats.items()},
                "levels": {design: [row.__dict__ for row in rows] for design, rows in levels.items()}}

@@ -76,6 +76,8 @@ class Sequence:
         self.slot = -1
 
     def choose(self, logits: np.ndarray[Any, Any], eos: set[int]) -> int:
+        if self.temperature <= 0 and self.repetition_penalty == 1.0 and self.generated >= self.min_new_tokens:
+            return int(np.argmax(logits))  # plain greedy: no copy of the 49k scores to adjust
         scores = logits.astype(np.float32, copy=True)
         if self.repetition_penalty != 1.0 and self.seen:
             index = np.fromiter(self.seen, dtype=np.int64)
