@@ -8,10 +8,12 @@ callers' work does not share its interpreter), all on loopback. In one run, the 
 rounds:
 
 - 1 and 8 concurrent callers, each streaming 3 answers of exactly 64 tokens one after another: the project's
-  AsyncGenerator over gRPC against the `openai` package's AsyncOpenAI streaming chat completions (the same
-  messages; time to first token is the first content piece at the caller, tokens from each path's usage);
-- one caller alone, 20 short answers per path alternating request by request: the median time to first token of
-  each path and their difference, the API's added latency.
+  AsyncGenerator over gRPC against the `openai` package's AsyncOpenAI streaming chat completions and against the
+  same requests over bare HTTP connections (what the API costs apart from the package's parsing in the caller;
+  the same messages; time to first token is the first content piece at the caller, tokens from each path's usage);
+- one caller alone, 60 short answers per path taking turns request by request: the median time to first token
+  over gRPC, through the API with the `openai` package and over a bare HTTP connection (what the API adds apart
+  from the package's own work), and the API's own measure (route to first piece, from its /metrics).
 
 Writes OUT.json and OUT.png (aggregate tokens/s and time to first token p50 for both paths).
 """
@@ -35,7 +37,10 @@ LEVELS = (1, 8)
 NEW_TOKENS = 64
 STREAMS_PER_CALLER = 3
 ROUNDS = 3
-PAIRS = 20
+PAIRS = 60
+# The paths measured, by name: gRPC (the project's AsyncGenerator), the API through the `openai` package, the API
+# over a bare HTTP connection (the caller's own parsing left out).
+PATHS = {"grpc": "grpc", "openai-api": "api", "api-http": "http"}
 SHORT = [{"role": "user", "content": "Is this review positive or negative?\n\nA gripping, beautifully acted film."}]
 
 
@@ -89,11 +94,16 @@ async def level(path: str, grpc_url: str, api_url: str, callers: int, reviews: l
 
         async def caller(index: int) -> list[tuple[float, int, float]]:
             done = []
+            bare = HttpCaller(api_url)
             for turn in range(STREAMS_PER_CALLER):
                 messages = messages_of(reviews[(index * STREAMS_PER_CALLER + turn) % len(reviews)])
-                one = grpc_stream(generator, messages, NEW_TOKENS) if path == "grpc" else api_stream(
-                    client, messages, NEW_TOKENS)
-                done.append(await one)
+                if path == "grpc":
+                    done.append(await grpc_stream(generator, messages, NEW_TOKENS))
+                elif path == "http":
+                    done.append(await bare.stream(messages, NEW_TOKENS))
+                else:
+                    done.append(await api_stream(client, messages, NEW_TOKENS))
+            await bare.close()
             return done
 
         started = time.perf_counter()
@@ -107,29 +117,101 @@ async def level(path: str, grpc_url: str, api_url: str, callers: int, reviews: l
             "ttft_p50_ms": round(statistics.median(ttfts), 1), "ttft_max_ms": round(ttfts[-1], 1)}
 
 
+class HttpCaller:
+    """Streamed chat completions over one kept-alive HTTP/1.1 connection, no client library: what the API itself
+    costs, apart from the `openai` package's own work in the caller."""
+
+    def __init__(self, api_url: str) -> None:
+        from urllib.parse import urlsplit
+
+        self.where = urlsplit(api_url)
+        self.connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def stream(self, messages: list[dict[str, str]], tokens: int) -> tuple[float, int, float]:
+        """(first piece s, completion tokens, total s) of one answer of exactly `tokens` tokens."""
+        body = json.dumps({"model": "chat", "messages": messages, "max_tokens": tokens, "min_tokens": tokens,
+                           "stream": True, "stream_options": {"include_usage": True}}).encode()
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {self.where.netloc}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        started = time.perf_counter()
+        if self.connection is None:
+            self.connection = await asyncio.open_connection(self.where.hostname, self.where.port)
+        reader, writer = self.connection
+        writer.write(head + body)
+        first = None
+        count = 0
+        while line := await reader.readline():
+            if line.startswith(b"data: [DONE]"):
+                break
+            if not line.startswith(b"data: "):
+                continue
+            # The opening chunk ("role", empty content) leaves with the first piece; the piece's own line follows.
+            if first is None and b'"content":"' in line and b'"content":""' not in line:
+                first = time.perf_counter() - started
+            elif b'"usage":{' in line:
+                count = int(json.loads(line[6:])["usage"]["completion_tokens"])
+        while (line := await reader.readline()) and line != b"0\r\n":  # the chunked body's last chunk
+            pass
+        await reader.readline()
+        return first or 0.0, count, time.perf_counter() - started
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            self.connection[1].close()
+            await self.connection[1].wait_closed()
+
+
+def _api_ttft(api_url: str) -> tuple[float, float]:
+    """The API's own time-to-first-token histogram (sum, count), from its /metrics."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{api_url}/metrics", timeout=10).read().decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("tuneship_api_time_to_first_token_seconds_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("tuneship_api_time_to_first_token_seconds_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
 async def added_latency(grpc_url: str, api_url: str) -> dict[str, Any]:
-    """One caller, short answers, the paths alternating request by request: each path's median first token."""
+    """One caller, short answers, three paths taking turns request by request: each path's median first token
+    (gRPC, the API over bare HTTP, the API through the `openai` package), and the API's own measure of it (from
+    a request's arrival at its route to the first piece from Triton, mean)."""
     import openai
 
     from tuneship.client import AsyncGenerator, AsyncTritonClient
 
-    grpc_ms, api_ms = [], []
+    grpc_ms, http_ms, api_ms = [], [], []
     async with AsyncTritonClient(grpc_url) as triton:
         generator = AsyncGenerator(triton, "chat")
         client = openai.AsyncOpenAI(base_url=f"{api_url}/v1", api_key="none", max_retries=0)
-        for _ in range(3):  # warm both paths (connections, the template cache)
+        bare = HttpCaller(api_url)
+        for _ in range(3):  # warm every path (connections, the template cache)
             await grpc_stream(generator, SHORT, 4)
+            await bare.stream(SHORT, 4)
             await api_stream(client, SHORT, 4)
-        for index in range(2 * PAIRS):
+        before = _api_ttft(api_url)
+        for index in range(3 * PAIRS):
             await asyncio.sleep(0.2)
-            if index % 2 == 0:
+            if index % 3 == 0:
                 grpc_ms.append(1000 * (await grpc_stream(generator, SHORT, 4))[0])
+            elif index % 3 == 1:
+                http_ms.append(1000 * (await bare.stream(SHORT, 4))[0])
             else:
                 api_ms.append(1000 * (await api_stream(client, SHORT, 4))[0])
+        after = _api_ttft(api_url)
         await client.close()
-    return {"grpc_ttft_p50_ms": round(statistics.median(grpc_ms), 2),
+        await bare.close()
+    grpc = statistics.median(grpc_ms)
+    return {"grpc_ttft_p50_ms": round(grpc, 2),
             "api_ttft_p50_ms": round(statistics.median(api_ms), 2),
-            "added_ms": round(statistics.median(api_ms) - statistics.median(grpc_ms), 2), "pairs": PAIRS}
+            "http_ttft_p50_ms": round(statistics.median(http_ms), 2),
+            "added_ms": round(statistics.median(api_ms) - grpc, 2),
+            "added_bare_http_ms": round(statistics.median(http_ms) - grpc, 2),
+            "api_route_ttft_mean_ms": round(1000 * (after[0] - before[0]) / max(1.0, after[1] - before[1]), 2),
+            "pairs": PAIRS}
 
 
 @contextlib.contextmanager
@@ -167,7 +249,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (speed, first) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, marker in (("grpc", "o"), ("openai-api", "s")):
+    for name, marker in (("grpc", "o"), ("openai-api", "s"), ("api-http", "^")):
         mine = [r for r in rows if r["path"] == name]
         speed.plot([r["callers"] for r in mine], [r["aggregate_tokens_per_second"] for r in mine], marker=marker,
                    label=name)
@@ -207,11 +289,11 @@ def main() -> None:
             rounds: dict[tuple[str, int], list[dict[str, Any]]] = {}
             for round_ in range(args.rounds):
                 for index, callers in enumerate(LEVELS):
-                    order = ("grpc", "openai-api") if (index + round_) % 2 == 0 else ("openai-api", "grpc")
-                    for path in order:
+                    turn = (index + round_) % len(PATHS)
+                    names = list(PATHS)
+                    for path in names[turn:] + names[:turn]:
                         time.sleep(2.0)
-                        row = asyncio.run(level("grpc" if path == "grpc" else "api", server.grpc_url, api_url,
-                                                callers, reviews))
+                        row = asyncio.run(level(PATHS[path], server.grpc_url, api_url, callers, reviews))
                         row["path"] = path
                         rounds.setdefault((path, callers), []).append(row)
                         print(json.dumps(row), flush=True)
@@ -224,18 +306,23 @@ def main() -> None:
         median = dict(ordered[len(ordered) // 2])
         median["rounds_aggregate_tokens_per_second"] = [r["aggregate_tokens_per_second"] for r in rows]
         median_rows.append(median)
-    share = {}
+    share: dict[str, dict[str, float]] = {"openai-api": {}, "api-http": {}}
+    pooled: dict[str, dict[str, float]] = {"openai-api": {}, "api-http": {}}  # every round's tokens/s summed
     for callers in LEVELS:
         grpc = next(r for r in median_rows if r["path"] == "grpc" and r["callers"] == callers)
-        api_row = next(r for r in median_rows if r["path"] == "openai-api" and r["callers"] == callers)
-        share[str(callers)] = round(api_row["aggregate_tokens_per_second"] / grpc["aggregate_tokens_per_second"], 3)
+        for path, shares in share.items():
+            row = next(r for r in median_rows if r["path"] == path and r["callers"] == callers)
+            shares[str(callers)] = round(row["aggregate_tokens_per_second"] / grpc["aggregate_tokens_per_second"], 3)
+            pooled[path][str(callers)] = round(sum(row["rounds_aggregate_tokens_per_second"])
+                                               / sum(grpc["rounds_aggregate_tokens_per_second"]), 3)
     result = {"model": "SmolLM2-135M-Instruct int4 (k_quant), continuous batching, max_concurrency 8",
               "new_tokens": NEW_TOKENS, "streams_per_caller": STREAMS_PER_CALLER, "rounds": args.rounds,
-              "levels": median_rows, "api_share_of_grpc_tokens_per_second": share, "first_token": latency}
+              "levels": median_rows, "api_share_of_grpc_tokens_per_second": share,
+              "api_share_of_grpc_every_round_summed": pooled, "first_token": latency}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot(median_rows, args.out.with_suffix(".png"))
-    print(json.dumps({"share": share, "first_token": latency}, indent=2))
+    print(json.dumps({"share": share, "pooled": pooled, "first_token": latency}, indent=2))
 
 
 if __name__ == "__main__":
