@@ -142,6 +142,18 @@ def nodes() -> int:
     return max(1, world_size() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
+def _settle() -> None:
+    """A barrier at the end of a run that went well. gloo's worker thread frees a finished collective's tensors
+    (a Python decref, so it takes the GIL) after the caller already saw the collective complete; a rank with nothing
+    left to do could reach interpreter shutdown first, and the worker's late GIL request then aborts the process
+    ("terminate called without an active exception", one run in two of the image test). The barrier's enqueue
+    waits for that worker (it holds the work queue's lock while it frees), and the barrier frees no Python objects."""
+    if _group_ready():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 @contextmanager
 def session() -> Iterator[None]:
     """One training run on this process: alone, nothing happens. Under a launcher, the process group is made and
@@ -161,6 +173,7 @@ def session() -> Iterator[None]:
         sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (closed below)
     try:
         yield
+        _settle()
     except Exception as error:
         if not quiet:
             raise
