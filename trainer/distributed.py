@@ -148,9 +148,11 @@ def _settle() -> None:
     left to do could reach interpreter shutdown first, and the worker's late GIL request then aborts the process
     ("terminate called without an active exception", one run in two of the image test). The barrier's enqueue
     waits for that worker (it holds the work queue's lock while it frees), and the barrier frees no Python objects."""
-    if _group_ready():
-        import torch.distributed as dist
+    if world_size() < 2:
+        return
+    import torch.distributed as dist
 
+    if dist.is_initialized():  # a group to settle, never one made for this
         dist.barrier()
 
 

@@ -478,22 +478,17 @@ class TritonPythonModel:
     def _template_opening(self) -> list[int]:
         """The tokens every chat request starts with (the template's system prompt and first role marker): the
         common prefix of two different conversations."""
-        first, second = ([int(t) for t in self.tokenizer.encode(self.tokenizer.apply_chat_template(
-            json.dumps([{"role": "user", "content": text}]), template_str=self.template, add_generation_prompt=True))]
-            for text in ("a", "Zebra 42?"))
+        first, second = (self._chat_ids([{"role": "user", "content": text}]) for text in ("a", "Zebra 42?"))
         return first[:_shared_length(first, second)]
 
     def _turn_end(self) -> list[int]:
         """The tokens the template puts after an answer, from its end marker up to the next user's words: the
         common part of two follow-ups of one answer, after the first turn's prompt and the answer. Empty when the
         template renders the first turn differently once it is followed (the batcher then keeps what it has)."""
-        def ids(messages: list[dict[str, str]]) -> list[int]:
-            return [int(t) for t in self.tokenizer.encode(self.tokenizer.apply_chat_template(
-                json.dumps(messages), template_str=self.template, add_generation_prompt=True))]
-
         first = [{"role": "user", "content": "a"}]
-        prompt = ids(first)
-        one, two = (ids([*first, {"role": "assistant", "content": "Fine"}, {"role": "user", "content": question}])
+        prompt = self._chat_ids(first)
+        answered = [*first, {"role": "assistant", "content": "Fine"}]
+        one, two = (self._chat_ids([*answered, {"role": "user", "content": question}])
                     for question in ("Zebra 42?", "Quick brown?"))
         if one[:len(prompt)] != prompt:
             return []
@@ -551,8 +546,7 @@ class TritonPythonModel:
                     isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
                     and isinstance(m.get("content"), str) for m in parsed):
                 raise ValueError("messages must be a JSON list of {role: system|user|assistant, content: text}")
-            return self.tokenizer.apply_chat_template(json.dumps(parsed), template_str=self.template,
-                                                      add_generation_prompt=True)
+            return self._chat(parsed)
         if text is None or not str(text).strip():
             raise ValueError("text_input is empty (send a prompt, or chat messages in 'messages')")
         if len(str(text).encode("utf-8")) > self.max_input_bytes:
@@ -563,8 +557,15 @@ class TritonPythonModel:
             raise ValueError(f"raw must be true or false, got {raw!r}")
         if self.template is None or raw or any(marker in text for marker in self.markers):
             return text
-        return self.tokenizer.apply_chat_template(json.dumps([{"role": "user", "content": text}]),
-                                                  template_str=self.template, add_generation_prompt=True)
+        return self._chat([{"role": "user", "content": text}])
+
+    def _chat(self, messages: list[dict[str, str]]) -> str:
+        """`messages` in the model's chat template, ending with the assistant's turn opened."""
+        return str(self.tokenizer.apply_chat_template(json.dumps(messages), template_str=self.template,
+                                                      add_generation_prompt=True))
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(self._chat(messages))]
 
     def _search(self, options: dict[str, Any], prompt_tokens: int) -> tuple[dict[str, Any], int]:
         max_tokens = int(options.get("max_tokens", self.default_max_tokens))
