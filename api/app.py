@@ -36,6 +36,7 @@ from tuneship.api.protocol import (
     finish_reason,
     generation_params,
 )
+from tuneship.api.tools import ToolCall, ToolPlan, tool_plan
 from tuneship.client import AsyncGenerator, AsyncTextStream, AsyncTritonClient, ClientOptions, Generation, TritonError
 
 OWNER = "tuneship"
@@ -192,11 +193,13 @@ async def _complete(state: _State, request: Request, endpoint: str,
     served = await _resolve(state, body.model)
     params = generation_params(body)
     include_usage = body.stream_options.include_usage if body.stream_options else False
-    return await _answer(state, request, endpoint, served, prompt(), params, body.stream, include_usage)
+    plan = tool_plan(body.tools, body.tool_choice) if isinstance(body, ChatCompletionRequest) else None
+    return await _answer(state, request, endpoint, served, prompt(), params, body.stream, include_usage, plan)
 
 
 async def _answer(state: _State, request: Request, endpoint: str, served: ServedModel, prompt: Any,
-                  params: dict[str, Any], streaming: bool, include_usage: bool) -> Response:
+                  params: dict[str, Any], streaming: bool, include_usage: bool,
+                  plan: ToolPlan | None = None) -> Response:
     request.scope.get(SCOPE_KEY, {})["model"] = served.id
     arrived = time.perf_counter()
     if served.adapter is not None:
@@ -204,7 +207,7 @@ async def _answer(state: _State, request: Request, endpoint: str, served: Served
     generator = AsyncGenerator(state.client, served.model)
     stream = generator.open(prompt, stream=streaming, timeout_s=state.options.request_timeout_s, **params)
     pieces = aiter(stream)
-    reply = _Reply(endpoint, served.id, include_usage)
+    reply = _Reply(endpoint, served.id, include_usage, plan)
     # Nothing is sent before the first piece (or, not streaming, the whole answer: the server sends it as one): a
     # refusal (queue full, prompt too long, bad pattern) still gets its HTTP status; only a failure after the
     # first token has to travel inside the stream.
@@ -228,17 +231,27 @@ async def _answer(state: _State, request: Request, endpoint: str, served: Served
     async def events() -> AsyncIterator[str]:
         finished = False
         try:
-            # The role and the first piece leave in one write: the caller's first token is not a second,
-            # smaller packet behind the first.
-            yield sse(reply.opening()) + (reply.piece(first) if first is not None else "")
-            if first is not None:
-                async for piece in pieces:
-                    yield reply.piece(piece)
-            generation = stream.generation
-            assert generation is not None
-            finished = True
-            _count_tokens(state, served.id, generation)
-            yield sse(reply.closing(generation))
+            if plan is not None and (plan.always_calls or (first or "").lstrip().startswith("{")):
+                # A tool call: whole before it is sent (its arguments are parsed into the call's fields).
+                text = (first or "") + "".join([piece async for piece in pieces])
+                generation = stream.generation
+                assert generation is not None
+                finished = True
+                _count_tokens(state, served.id, generation)
+                yield sse(reply.opening()) + reply.called(text)
+                yield sse(reply.closing(generation))
+            else:
+                # The role and the first piece leave in one write: the caller's first token is not a second,
+                # smaller packet behind the first.
+                yield sse(reply.opening()) + (reply.piece(first) if first is not None else "")
+                if first is not None:
+                    async for piece in pieces:
+                        yield reply.piece(piece)
+                generation = stream.generation
+                assert generation is not None
+                finished = True
+                _count_tokens(state, served.id, generation)
+                yield sse(reply.closing(generation))
             if include_usage:
                 yield sse(reply.usage_chunk(generation))
         except TritonError as error:
@@ -289,9 +302,12 @@ def _count_tokens(state: _State, model_id: str, generation: Generation) -> None:
 class _Reply:
     """OpenAI's response objects for one answer."""
 
-    def __init__(self, endpoint: str, model_id: str, include_usage: bool = False) -> None:
+    def __init__(self, endpoint: str, model_id: str, include_usage: bool = False,
+                 plan: ToolPlan | None = None) -> None:
         self.chat = endpoint == CHAT
         self.include_usage = include_usage
+        self.plan = plan
+        self.calls: list[ToolCall] | None = None  # what the answer called, once read
         self._around: tuple[str, str] | None = None
         self.id = ("chatcmpl-" if self.chat else "cmpl-") + uuid.uuid4().hex
         self.model = model_id
@@ -302,12 +318,17 @@ class _Reply:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
                 "system_fingerprint": None}
 
+    def _reason(self, generation: Generation) -> str:
+        return "tool_calls" if self.calls else finish_reason(generation.finish_reason)
+
     def whole(self, text: str, generation: Generation) -> dict[str, Any]:
-        reason = finish_reason(generation.finish_reason)
+        self.calls = self.plan.parse(text) if self.plan is not None else None
+        reason = self._reason(generation)
         if self.chat:
-            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text,
-                                                              "refusal": None},
-                                      "logprobs": None, "finish_reason": reason}
+            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+            if self.calls:
+                message.update(content=None, tool_calls=[c.as_openai() for c in self.calls])
+            choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
         return {**self._head(self.object), "choices": [choice], "usage": usage(generation)}
@@ -337,8 +358,16 @@ class _Reply:
         before, after = self._around
         return before + json.dumps(text, ensure_ascii=False)[1:-1] + after
 
+    def called(self, text: str) -> str:
+        """A streamed answer read whole: its calls as one tool_calls delta (or, cut short, its text)."""
+        assert self.plan is not None
+        self.calls = self.plan.parse(text)
+        if not self.calls:
+            return self.piece(text)
+        return sse(self._chunk({"tool_calls": [c.as_openai(i) for i, c in enumerate(self.calls)]}, None))
+
     def closing(self, generation: Generation) -> dict[str, Any]:
-        return self._chunk({} if self.chat else "", finish_reason(generation.finish_reason))
+        return self._chunk({} if self.chat else "", self._reason(generation))
 
     def usage_chunk(self, generation: Generation) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.chat else "text_completion"

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneship.client import AsyncTritonClient, TritonError
-from tuneship.tasks import TEXT_GENERATION, task_of_metadata
+from tuneship.repository_files import ADAPTER_INFO, ADAPTERS_DIR
+from tuneship.tasks import task_of_metadata
 
-ADAPTERS_DIR, ADAPTER_INFO = "adapters", "adapter.json"
 _ADAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SEPARATOR = ":"
 
@@ -101,5 +101,6 @@ class Catalog:
                 metadata = await self.client.get_model_metadata(name, version)
             except TritonError:
                 return False  # unloaded between the index and this call: not served now
-            self._generators[key] = task_of_metadata(metadata) is TEXT_GENERATION
+            task = task_of_metadata(metadata)
+            self._generators[key] = task is not None and task.generates
         return self._generators[key]

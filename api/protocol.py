@@ -15,6 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneship.api.errors import ApiError, bad_parameter, unsupported
+from tuneship.api.tools import call_text, tool_plan, with_tools
+from tuneship.client import wire_options
+from tuneship.serving.params import InvalidParams, SamplingParams
 
 MAX_STOPS = 16
 
@@ -45,9 +48,11 @@ class TextPart(_Strict):
 
 
 class ChatMessage(_Strict):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's calls (api/tools.py)
+    tool_call_id: str | None = None  # which call a tool message answers
 
 
 class _Sampling(_Strict):
@@ -67,13 +72,14 @@ class _Sampling(_Strict):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     # vLLM's extra fields, and the engine's.
-    top_k: int | None = Field(default=None, ge=1)
+    top_k: int | None = None  # checked by SamplingParams, as the client and the server check it
     min_tokens: int | None = Field(default=None, ge=0)
     repetition_penalty: float | None = Field(default=None, gt=0)
     guided_choice: list[str] | None = None
     guided_regex: str | None = None
     guided_json: dict[str, Any] | str | None = None
     session_id: str | None = Field(default=None, min_length=1, max_length=128)
+    cache_salt: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class ChatCompletionRequest(_Sampling):
@@ -118,14 +124,9 @@ def _refuse_unsupported(request: _Sampling) -> None:
         if request.logprobs or request.top_logprobs:
             raise unsupported("logprobs" if request.logprobs else "top_logprobs", "log probabilities are not "
                               "returned by this server")
-        for name in ("tools", "functions"):
-            if getattr(request, name):
-                raise unsupported(name, "this server does not call tools or functions")
-        if request.tool_choice not in (None, "none") or request.function_call not in (None, "none"):
-            raise unsupported("tool_choice" if request.tool_choice not in (None, "none") else "function_call",
-                              "this server does not call tools or functions")
-        if request.parallel_tool_calls:
-            raise unsupported("parallel_tool_calls", "this server does not call tools")
+        if request.functions or request.function_call not in (None, "none"):
+            raise unsupported("functions" if request.functions else "function_call",
+                              "the legacy functions API is not served; send tools and tool_choice")
         if request.store:
             raise unsupported("store", "this server does not store completions")
         if request.service_tier not in (None, "auto", "default"):
@@ -174,6 +175,9 @@ def _constraint(request: _Sampling) -> dict[str, Any]:
             if response_format.json_schema is None or response_format.json_schema.schema_ is None:
                 raise bad_parameter("response_format", "response_format json_schema needs json_schema.schema")
             given["response_format"] = ("json_schema", response_format.json_schema.schema_)
+    plan = tool_plan(request.tools, request.tool_choice) if isinstance(request, ChatCompletionRequest) else None
+    if plan is not None:
+        given["tool_choice"] = next(iter(plan.constraint().items()))
     if len(given) > 1:
         raise bad_parameter(sorted(given)[1], f"give one constraint per request, not {' and '.join(sorted(given))}")
     return dict(given.values())
@@ -199,9 +203,25 @@ def generation_params(request: ChatCompletionRequest | CompletionRequest) -> dic
         if value is not None:
             params[name] = value
     params.update(_constraint(request))
+    if request.cache_salt is not None:
+        params["cache_salt"] = request.cache_salt
     if isinstance(request, CompletionRequest) and request.raw:
         params["raw"] = True
+    _check(params)
     return params
+
+
+# SamplingParams' fields by this API's names where they differ (OpenAI's `seed`).
+_API_NAMES = {"random_seed": "seed"}
+
+
+def _check(params: dict[str, Any]) -> None:
+    """Refused here as the server would refuse it, with the same words (the served model validates with the same
+    SamplingParams), naming the API's field."""
+    try:
+        SamplingParams.from_wire(wire_options(params))
+    except InvalidParams as error:
+        raise bad_parameter(_API_NAMES.get(error.field, error.field), str(error)) from None
 
 
 def chat_messages(request: ChatCompletionRequest, max_chars: int) -> list[dict[str, str]]:
@@ -209,15 +229,22 @@ def chat_messages(request: ChatCompletionRequest, max_chars: int) -> list[dict[s
     OpenAI's newer name for `system`."""
     messages = []
     for index, message in enumerate(request.messages):
-        content = message.content if isinstance(message.content, str) else "".join(p.text for p in message.content)
+        where = f"messages[{index}]"
+        content = message.content if isinstance(message.content, str) or message.content is None else "".join(
+            p.text for p in message.content)
         role = "system" if message.role == "developer" else message.role
+        if message.tool_calls:
+            if role != "assistant":
+                raise bad_parameter(f"messages.{index}.tool_calls", f"{where}: only an assistant message calls tools")
+            calls = call_text(message.tool_calls, where)
+            content = f"{content}\n{calls}" if content else calls
+        if content is None or (not content and role in ("user", "tool")):
+            raise bad_parameter(f"messages.{index}.content", f"{where}: a {role} message needs content")
         messages.append({"role": role, "content": content})
-        if not content and role == "user":
-            raise bad_parameter(f"messages.{index}.content", f"messages[{index}]: a user message needs content")
     total = sum(len(m["content"]) for m in messages)
     if total > max_chars:
         raise prompt_too_long("messages", total, max_chars)
-    return messages
+    return with_tools(messages, tool_plan(request.tools, request.tool_choice))
 
 
 def completion_prompt(request: CompletionRequest, max_chars: int) -> str:

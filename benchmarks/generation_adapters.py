@@ -41,14 +41,14 @@ def greedy_answers(folder: Path, prompts: list[list[int]], adapter: Any, slots: 
 
 def speed(batcher: Any, prompts: list[list[int]], adapters: list[str | None]) -> float:
     """Aggregate tokens/s of len(adapters) streams submitted together, SPEED_TOKENS each."""
-    from tuneship.exporter.triton_models.batcher import Sequence
+    from tuneship.serving import Request, SamplingParams
 
     done = threading.Semaphore(0)
     started = time.perf_counter()
     with batcher.condition:
         for prompt, adapter in zip(prompts, adapters, strict=False):
-            batcher.submit(Sequence(prompt, SPEED_TOKENS, lambda _t: True, lambda _r, _e: done.release(),
-                                    min_new_tokens=SPEED_TOKENS, adapter=adapter))
+            params = SamplingParams(max_tokens=SPEED_TOKENS, min_tokens=SPEED_TOKENS, adapter=adapter)
+            batcher.submit(Request(prompt, params, lambda _t: True, lambda _r, _e: done.release()))
     for _ in adapters:
         done.acquire()
     return len(adapters) * SPEED_TOKENS / (time.perf_counter() - started)
@@ -67,8 +67,7 @@ def main() -> None:
 
     from tuneship.exporter import InstructExportOptions, export_checkpoint
     from tuneship.exporter.instruct.build import build_variant
-    from tuneship.exporter.triton_models.batcher import ContinuousBatcher
-    from tuneship.exporter.triton_models.lora import LoraWeights
+    from tuneship.serving import Engine, LoraWeights
     from tuneship.trainer import normalise, prompt_ids, read_checkpoint, read_conversations
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="adapters-bench-"))
@@ -130,8 +129,9 @@ def main() -> None:
         "1 base, no adapter loaded": (False, [None]),
         f"1 on {names[0]}": (True, [names[0]]),
     }
-    plain = ContinuousBatcher(str(version), slots=8)
-    banked = ContinuousBatcher(str(version), slots=8)
+    # Without the prefix cache: every round computes its prompts, as the figures before it did.
+    plain = Engine(str(version), slots=8, prefix_cache_bytes=0)
+    banked = Engine(str(version), slots=8, prefix_cache_bytes=0)
     banked.set_adapters(adapters)
     speeds: dict[str, list[float]] = {case: [] for case in cases}
     try:

@@ -7,10 +7,10 @@ gate reads; the first 200), for the base SmolLM2-135M-Instruct and the tuned che
 the exporter builds them, greedy answers of 8 tokens:
 
 - onnxruntime-genai's generator alone (what the exporter's gate measured before continuous batching);
-- the served batcher (`exporter/triton_models/batcher.py`) alone, and each prompt among 1, 3 and 7 others: the
+- the serving engine (`serving/engine.py`, prefix cache off) alone, and each prompt among 1, 3 and 7 others: the
   prompts go in groups of 2, 4 and 8 submitted together, so they are prefilled one by one and decoded in one batch;
-- a constrained answer, `guided_choice` ["positive", "negative"] (the served generator's own translation to
-  onnxruntime-genai's grammar guidance), against the free answer.
+- a constrained answer, `guided_choice` ["positive", "negative"] (the same grammar the served engine masks its
+  rows with, run by onnxruntime-genai's guidance), against the free answer.
 
 For each: exact match (the first word, as the exporter scores it) and the share of answers identical to the
 batcher's alone; and for 64-token answers of the first 50 prompts, the share identical alone and among 7 others.
@@ -48,18 +48,18 @@ def built(checkpoint: Path, workdir: Path) -> Path:
 def batched(folder: Path, prompts: list[list[int]], group: int, tokens: int = TOKENS) -> list[list[int]]:
     """Greedy tokens of every prompt, `group` prompts submitted together into `group` slots (`tokens` each, at
     least that many when it is LONG_TOKENS)."""
-    from tuneship.exporter.triton_models.batcher import ContinuousBatcher, Sequence
+    from tuneship.serving import Engine, Request, SamplingParams
 
-    batcher = ContinuousBatcher(str(folder), slots=group)
+    batcher = Engine(str(folder), slots=group, prefix_cache_bytes=0)
     answers: list[list[int]] = [[] for _ in prompts]
     try:
         for start in range(0, len(prompts), group):
             done = threading.Semaphore(0)
             members = range(start, min(start + group, len(prompts)))
             for index in members:
-                batcher.submit(Sequence(prompts[index], tokens, lambda t, i=index: answers[i].append(t) is None,
-                                        lambda reason, error, done=done: done.release(),
-                                        min_new_tokens=tokens if tokens == LONG_TOKENS else 0))
+                params = SamplingParams(max_tokens=tokens, min_tokens=tokens if tokens == LONG_TOKENS else 0)
+                batcher.submit(Request(prompts[index], params, lambda t, i=index: answers[i].append(t) is None,
+                                       lambda reason, error, done=done: done.release()))
             for _ in members:
                 assert done.acquire(timeout=120)
     finally:
@@ -68,13 +68,13 @@ def batched(folder: Path, prompts: list[list[int]], group: int, tokens: int = TO
 
 
 def generator_alone(folder: Path, prompts: list[list[int]], choices: list[str] | None = None) -> list[list[int]]:
-    import onnxruntime_genai as og
+    import json
 
-    from tuneship.exporter.triton_models.guidance import guidance
+    import onnxruntime_genai as og
 
     model = og.Model(str(folder))
     eos = {int(t) for t in og.Tokenizer(model).eos_token_ids}
-    guide = guidance({"guided_choice": choices}) if choices else None
+    guide = ("lark_grammar", "start: " + " | ".join(json.dumps(c) for c in choices)) if choices else None
     answers = []
     for prompt in prompts:
         params = og.GeneratorParams(model)

@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/generation_concurrency.py --out runs/bench/generation_concurrency
 
-SmolLM2-135M-Instruct int4 (k_quant, output layer pruned: the exporter's own build), published three times into one
-repository with the same limits (8 running, 16 queued): `batching continuous` with the default 50 ms stream interval
-(`chat`), the same sending a piece per token (`chat_every_token`, `stream_interval_ms` 0), and `batching
-per-request` (`chat_per_request`, the design before continuous batching), served by one embedded Triton. Measured
+SmolLM2-135M-Instruct int4 (k_quant, output layer pruned: the exporter's own build), published twice into one
+repository with the same limits (8 running, 16 queued): the serving engine with the default 50 ms stream interval
+(`chat`) and the same sending a piece per token (`chat_every_token`, `stream_interval_ms` 0), served by one embedded
+Triton. (The per-request design of issue 23's figures is gone: every request is a row of the engine now.) Measured
 in one run, the models taking turns at each level, three rounds over every level (the round of median aggregate
 speed is reported, every round's aggregate too), so a change in the shared machine's speed reaches every design:
 
@@ -42,9 +42,8 @@ STREAMS_PER_CALLER = 3
 ROUNDS = 3
 LONG_TOKENS = 1024
 SHORT = [{"role": "user", "content": "Is this review positive or negative?\n\nA gripping, beautifully acted film."}]
-MODELS = {"continuous": "chat", "every token": "chat_every_token", "per-request": "chat_per_request"}
-SERVING = {"continuous": {"batching": "continuous"}, "every token": {"batching": "continuous", "stream_interval_ms": 0},
-           "per-request": {"batching": "per-request"}}
+MODELS = {"continuous": "chat", "every token": "chat_every_token"}
+SERVING: dict[str, dict[str, int]] = {"continuous": {}, "every token": {"stream_interval_ms": 0}}
 
 
 def build(workdir: Path) -> Any:
@@ -143,29 +142,18 @@ class InProcess:
     token's decoding, the caller's process), i.e. the ceiling of the served continuous design."""
 
     def __init__(self, folder: Path, slots: int = 8) -> None:
-        from tuneship.exporter.instruct.measure import GenaiRunner
-        from tuneship.exporter.triton_models.batcher import ContinuousBatcher
+        from tuneship.serving import ChatFormat, Engine
 
-        tokenizer = GenaiRunner(folder).tokenizer
-        template_path = folder / "chat_template.jinja"
-        template = template_path.read_text() if template_path.is_file() else None
-
-        def ids(messages: Any) -> list[int]:
-            text = tokenizer.apply_chat_template(json.dumps(messages), template_str=template,
-                                                 add_generation_prompt=True)
-            return [int(t) for t in tokenizer.encode(text)]
-
-        self.ids = ids
-        self.batcher = ContinuousBatcher(str(folder), slots=slots)
-        first, second = ids([{"role": "user", "content": "a"}]), ids([{"role": "user", "content": "Zebra 42?"}])
-        shared = next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), len(first))
-        self.batcher.share_prefix(first[:shared])  # as the generator model does at load
+        chat = ChatFormat(str(folder))
+        self.ids = chat.chat_ids
+        self.batcher = Engine(str(folder), slots=slots)
+        self.batcher.cache_prefix(chat.opening())  # as the generator model does at load
 
     def level(self, prompts: list[Any], callers: int, streams: int, new_tokens: int) -> float:
         """Aggregate tokens/s of `callers` callers, each `streams` answers one after another (run_level's load)."""
         import threading
 
-        from tuneship.exporter.triton_models.batcher import Sequence
+        from tuneship.serving import Request, SamplingParams
 
         encoded = [self.ids(p) for p in prompts]
         done = threading.Semaphore(0)
@@ -182,7 +170,8 @@ class InProcess:
                 return True
 
             prompt = encoded[(caller * streams + turn) % len(encoded)]
-            self.batcher.submit(Sequence(prompt, new_tokens, counted, finished, min_new_tokens=new_tokens))
+            params = SamplingParams(max_tokens=new_tokens, min_tokens=new_tokens)
+            self.batcher.submit(Request(prompt, params, counted, finished))
 
         started = time.perf_counter()
         for caller in range(callers):
@@ -312,7 +301,7 @@ def main() -> None:
             if args.quick:
                 return
             hol = {design: asyncio.run(head_of_line(server.grpc_url, MODELS[design]))
-                   for design in ("continuous", "per-request")}
+                   for design in ("continuous",)}
             print(json.dumps({"head_of_line": hol}, indent=2), flush=True)
             chats = {"session": conversations(server.grpc_url, MODELS["continuous"], True),
                      "no_session": conversations(server.grpc_url, MODELS["continuous"], False)}

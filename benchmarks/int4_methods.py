@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/int4_methods.py runs/instruct-rt
 
 Builds each int4 variant, answers 200 held-out prompts greedily (exact match against the checkpoint's eval set)
-and measures time to first token and decode speed in process.
+and measures time to first token and decode speed in process. The calibrated 4-bit methods (issue 39) are ONNX
+Runtime's weight-only quantizer on the fp32 build (`exporter/instruct/calibrated.py`, what the exporter's ladder
+runs): GPTQ calibrated on 32 held-out prompts beyond the 200 scored ones, and HQQ (no data).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ METHODS = {  # name: (precision, builder extra options)
     "int8 weights, pruned": ("int8", ["prune_lm_head=true"]),
     "int8 k_quant, pruned": ("int8", ["algo_config=k_quant", "prune_lm_head=true"]),
     "int8, fp32 compute, pruned": ("int8", ["prune_lm_head=true", "accuracy_level=1"]),
+    # Issue 39: calibrated 4-bit weights on the pruned fp32 build (the exporter's ladder's rung).
+    "int4 GPTQ, pruned": ("gptq", []),
+    "int4 HQQ, pruned": ("hqq", []),
 }
 
 
@@ -58,11 +63,26 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             out = Path(scratch) / name.replace(" ", "_").replace(",", "")
-            command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(args.checkpoint), "-o",
-                       str(out), "-p", precision, "-e", "cpu", "-c", str(Path(scratch) / "cache")]
-            if extra:
-                command += ["--extra_options", *extra]
-            subprocess.run(command, check=True, capture_output=True)
+            if precision in ("gptq", "hqq"):
+                from tuneship.exporter.instruct.build import build_variant
+                from tuneship.exporter.instruct.calibrated import build_calibrated
+
+                fp32 = Path(scratch) / "fp32-pruned"
+                fp32.mkdir(exist_ok=True)
+                if not (fp32 / "cpu-fp32" / "genai_config.json").is_file():
+                    build_variant(args.checkpoint, fp32, "cpu", "fp32")
+                from tuneship.exporter.instruct.build import GenaiVariant
+
+                held = read_conversations(args.checkpoint / "eval.jsonl")[args.prompts:args.prompts + 32]
+                built = build_calibrated(GenaiVariant("fp32", "fp32", fp32 / "cpu-fp32", "cpu"), out, precision,
+                                         [prompt_ids(tokenizer, c) for c in held])
+                out = built.path
+            else:
+                command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(args.checkpoint), "-o",
+                           str(out), "-p", precision, "-e", "cpu", "-c", str(Path(scratch) / "cache")]
+                if extra:
+                    command += ["--extra_options", *extra]
+                subprocess.run(command, check=True, capture_output=True)
             runner = GenaiRunner(out)
             hits = 0
             for conversation in gate:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from tuneship.client._streams import AsyncInferStream, InferStream
 from tuneship.client.aio_client import AsyncTritonClient
+from tuneship.client.classifier import AsyncClassifier, Classifier
 from tuneship.client.errors import (
     DeadlineExceededError,
     InvalidInputError,
@@ -20,7 +21,15 @@ from tuneship.client.errors import (
     TritonError,
 )
 from tuneship.client.feedback import GenerationRecord, GenerationSink, PredictionSink
-from tuneship.client.generator import AsyncGenerator, AsyncTextStream, Generation, Generator, TextStream
+from tuneship.client.generator import (
+    AsyncGenerator,
+    AsyncTextStream,
+    Generation,
+    Generator,
+    TextStream,
+    sampling_params,
+    wire_options,
+)
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.image_classifier import AsyncImageClassifier, ImageClassifier
 from tuneship.client.metrics import ClientMetrics
@@ -32,12 +41,14 @@ from tuneship.lazy import lazy_names
 
 __all__ = [
     "ADMIN_HEADER",
+    "AsyncClassifier",
     "AsyncGenerator",
     "AsyncImageClassifier",
     "AsyncInferStream",
     "AsyncTextClassifier",
     "AsyncTextStream",
     "AsyncTritonClient",
+    "Classifier",
     "ClientMetrics",
     "ClientOptions",
     "DeadlineExceededError",
@@ -63,6 +74,8 @@ __all__ = [
     "TextStream",
     "TritonClient",
     "TritonError",
+    "sampling_params",
+    "wire_options",
 ]
 
 # What other stages use of this one, loaded on first use (tuneship.lazy); mypy reads the imports below.

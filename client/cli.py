@@ -235,10 +235,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
             client.wait_until_ready(args.model, timeout_s=bench.wait_s)
         # an unknown model or a dead server: say so before the load starts
         metadata = client.get_model_metadata(args.model)
-    from tuneship.tasks import TEXT_GENERATION, task_of_metadata
+    from tuneship.tasks import task_of_metadata
 
     served = task_of_metadata(metadata)
-    if served is TEXT_GENERATION:
+    if served is not None and served.generates:
         return _bench_generator(args, bench, options, texts)
     if served is None or not served.classifies:
         raise CommandError(f"model {args.model!r} is neither a classifier nor a generator "
@@ -371,8 +371,10 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.stats and result is not None:
         prompt = "" if result.prompt_tokens is None else (
             f"; prompt {result.prompt_tokens} tokens, {result.cached_prompt_tokens or 0} from cache")
+        # Decode speed needs two tokens at least (the first one's time is the time to first token).
+        speed = f"{result.tokens_per_second:.1f} tokens/s" if result.tokens > 1 else "too short for a decode speed"
         print(f"{result.tokens} tokens ({result.finish_reason}), first after {1000 * result.time_to_first_token_s:.0f}"
-              f" ms, {result.tokens_per_second:.1f} tokens/s{prompt}", file=sys.stderr)
+              f" ms, {speed}{prompt}", file=sys.stderr)
     return 0
 
 
@@ -402,6 +404,9 @@ def run_chat(args: argparse.Namespace) -> int:
                 history = history[:1] if args.system else []
                 session = f"chat-{uuid.uuid4().hex}"
                 print("(conversation reset)")
+                continue
+            if line.startswith("/") and " " not in line:  # a command, never a message to the model
+                print(f"unknown command {line}: /reset starts over, /exit (or Ctrl-D) leaves", flush=True)
                 continue
             if not line:
                 continue

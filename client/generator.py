@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ from tuneship.client.feedback import GenerationRecord, GenerationSink, record_ge
 from tuneship.client.grpc_client import TritonClient
 from tuneship.client.metrics import ClientMetrics
 from tuneship.client.results import InferResult
+from tuneship.serving.params import InvalidParams, SamplingParams
 
 Message = Mapping[str, str]
 Prompt = str | Sequence[Message]
@@ -53,6 +53,43 @@ class Generation:
         return (self.tokens - 1) / decoding if self.tokens > 1 and decoding > 0 else 0.0
 
 
+# The keyword arguments of generate() / stream() -> SamplingParams' fields (the server's names, vLLM's).
+PARAMETERS = {"max_tokens": "max_tokens", "min_tokens": "min_tokens", "temperature": "temperature", "top_p": "top_p",
+              "top_k": "top_k", "repetition_penalty": "repetition_penalty", "seed": "random_seed", "stop": "stop",
+              "session": "session_id", "adapter": "adapter", "raw": "raw", "stream_interval_ms": "stream_interval_ms",
+              "cache_salt": "cache_salt"}
+# A constrained answer: the parameter here -> the server's (vLLM's) name.
+CONSTRAINTS = {"choices": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json",
+               "grammar": "guided_grammar"}
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def wire_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments by the server's names; an unknown one is refused, naming the known ones."""
+    wire: dict[str, Any] = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        field = PARAMETERS.get(name) or CONSTRAINTS.get(name)
+        if field is None:
+            raise InvalidInputError(f"unknown generation parameter {name!r}; use "
+                                    f"{', '.join([*PARAMETERS, *CONSTRAINTS])}")
+        wire[field] = value
+    return wire
+
+
+def sampling_params(params: Mapping[str, Any]) -> SamplingParams:
+    """The keyword arguments as SamplingParams, checked with the server's words before anything is sent (a value
+    one side refuses, every side refuses: the server and the OpenAI-compatible API build the same type)."""
+    wire = wire_options(params)
+    try:
+        return SamplingParams.from_wire(wire)
+    except InvalidParams as error:
+        client_name = next((k for k, v in {**PARAMETERS, **CONSTRAINTS}.items() if v == error.field), error.field)
+        prefix = f"{client_name}: " if client_name != error.field else ""
+        raise InvalidInputError(f"{prefix}{error}") from None
+
+
 def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
     def one(value: Any, dtype: Any) -> np.ndarray[Any, Any]:
         return np.array([value], dtype=dtype)
@@ -64,109 +101,16 @@ def _inputs(prompt: Prompt, stream: bool, params: Mapping[str, Any]) -> dict[str
         tensors["text_input"] = one(prompt.encode("utf-8"), np.object_)
     else:
         messages = [dict(m) for m in prompt]
-        if not messages or any(m.get("role") not in ("system", "user", "assistant") or not isinstance(
-                m.get("content"), str) for m in messages):
-            raise InvalidInputError("messages must be a non-empty list of {'role': system|user|assistant, "
+        if not messages or any(m.get("role") not in ROLES or not isinstance(m.get("content", ""), str)
+                               for m in messages):
+            raise InvalidInputError(f"messages must be a non-empty list of {{'role': {'|'.join(ROLES)}, "
                                     "'content': text}")
         tensors["messages"] = one(json.dumps(messages).encode("utf-8"), np.object_)
     tensors["stream"] = one(stream, np.bool_)
-    _check_params(params)
-    sampling = _constraint(params)
-    session = params.get("session")
-    if session is not None:
-        if not isinstance(session, str) or not 0 < len(session) <= 128:
-            raise InvalidInputError("session must be a non-empty string of at most 128 characters")
-        sampling["session_id"] = session
-    adapter = params.get("adapter")
-    if adapter is not None:
-        if not isinstance(adapter, str) or not _ADAPTER.match(adapter):
-            raise InvalidInputError(f"adapter {adapter!r}: the name of an adapter published for the model (1-64 "
-                                    "letters, digits, '.', '_' or '-')")
-        sampling["adapter"] = adapter
-    interval = params.get("stream_interval_ms")
-    if interval is not None:
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval <= 1000:
-            raise InvalidInputError(f"stream_interval_ms must be a number of milliseconds from 0 to 1000, "
-                                    f"got {interval!r}")
-        sampling["stream_interval_ms"] = interval
-    if params.get("raw") is not None:  # in sampling_parameters, which every generator takes
-        if not isinstance(params["raw"], bool):
-            raise InvalidInputError(f"raw must be True or False, got {params['raw']!r}")
-        if params["raw"]:
-            sampling["raw"] = True
-    if sampling:
-        tensors["sampling_parameters"] = one(json.dumps(sampling).encode("utf-8"), np.object_)
-    kinds = {"max_tokens": np.int32, "min_tokens": np.int32, "temperature": np.float32, "top_p": np.float32,
-             "top_k": np.int32, "repetition_penalty": np.float32, "random_seed": np.uint64}
-    for name, value in params.items():
-        if value is None or name in CONSTRAINTS or name in ("session", "adapter", "raw", "stream_interval_ms"):
-            continue
-        if name == "stop":
-            stops = [value] if isinstance(value, str) else list(value)
-            if stops:
-                tensors["stop"] = np.array([s.encode("utf-8") for s in stops], dtype=np.object_)
-            continue
-        if name == "seed":
-            name = "random_seed"
-        if name not in kinds:
-            raise InvalidInputError(f"unknown generation parameter {name!r}; use max_tokens, min_tokens, "
-                                    "temperature, top_p, top_k, repetition_penalty, seed, stop, choices, regex, "
-                                    "json_schema, session, adapter, raw or stream_interval_ms")
-        tensors[name] = one(value, kinds[name])
+    wire = sampling_params(params).to_wire()
+    if wire:
+        tensors["sampling_parameters"] = one(json.dumps(wire).encode("utf-8"), np.object_)
     return tensors
-
-
-_ADAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-# A constrained answer: the parameter here -> the server's (vLLM's) name.
-CONSTRAINTS = {"choices": "guided_choice", "regex": "guided_regex", "json_schema": "guided_json"}
-
-
-def _constraint(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The request's constraint as the server takes it (at most one: a list of answers, a regular expression or a
-    JSON schema), checked here with the server's words."""
-    given = {name: params[name] for name in CONSTRAINTS if params.get(name) is not None}
-    if len(given) > 1:
-        raise InvalidInputError(f"give one constraint per request, not {' and '.join(given)}")
-    if not given:
-        return {}
-    name, value = next(iter(given.items()))
-    if name == "choices":
-        if isinstance(value, str) or not all(isinstance(c, str) and c for c in value) or not list(value):
-            raise InvalidInputError("choices must be a non-empty list of non-empty strings")
-        value = list(value)
-    elif name == "regex":
-        if not isinstance(value, str) or not value:
-            raise InvalidInputError("regex must be a non-empty regular expression")
-    else:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as error:
-                raise InvalidInputError(f"json_schema is not valid JSON ({error.msg})") from None
-        if not isinstance(value, Mapping):
-            raise InvalidInputError("json_schema must be a JSON schema (an object)")
-        value = dict(value)
-    return {CONSTRAINTS[name]: value}
-
-
-def _check_params(params: Mapping[str, Any]) -> None:
-    """Refuse what the server would refuse, before anything is sent, with the same words."""
-    max_tokens = params.get("max_tokens")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise InvalidInputError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-    temperature = params.get("temperature")
-    if temperature is not None and temperature < 0:
-        raise InvalidInputError(f"temperature must be >= 0, got {temperature}")
-    top_p = params.get("top_p")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise InvalidInputError(f"top_p must be in (0, 1], got {top_p}")
-    top_k = params.get("top_k")
-    if top_k is not None and top_k < 1:
-        raise InvalidInputError(f"top_k must be at least 1, got {top_k}")
-    penalty = params.get("repetition_penalty")
-    if penalty is not None and penalty <= 0:
-        raise InvalidInputError(f"repetition_penalty must be > 0, got {penalty}")
 
 
 # Every output the model has (None): token counts a newer generator adds reach the client, and an older one's

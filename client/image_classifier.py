@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from tuneship.client.classifier import AsyncClassifier, Classifier, Prediction
 from tuneship.client.errors import InvalidInputError
 from tuneship.client.images import ImageInput, image_bytes
-from tuneship.client.text_classifier import Prediction, _AsyncClassifier, _Classifier
 
 __all__ = ["AsyncImageClassifier", "ImageClassifier", "ImageInput", "Prediction"]
 
@@ -30,7 +30,7 @@ def image_request(chunk: list[bytes]) -> dict[str, np.ndarray[Any, Any]]:
     return {"IMAGE": images}
 
 
-class ImageClassifier(_Classifier):
+class ImageClassifier(Classifier):
     """Classify images given as paths, encoded bytes (JPEG, PNG, ...) or arrays ([H, W] or [H, W, 3] uint8);
     long lists go out as requests of `batch_size` images, `concurrency` at a time. The server decodes, resizes
     and normalises them exactly as the model was trained."""
@@ -46,7 +46,7 @@ class ImageClassifier(_Classifier):
         return super().classify(images, timeout_s)
 
 
-class AsyncImageClassifier(_AsyncClassifier):
+class AsyncImageClassifier(AsyncClassifier):
     """The asyncio twin of ImageClassifier."""
 
     def _split(self, items: Sequence[Any]) -> list[list[Any]]:

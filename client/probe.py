@@ -45,7 +45,7 @@ def generation_probe(metadata: dict[str, Any], text: str) -> dict[str, np.ndarra
     from tuneship.tasks import task_of_metadata
 
     served = task_of_metadata(metadata)
-    if served is None or served.probe != "generation":
+    if served is None or not served.generates:
         return None
     return {"text_input": np.array([text.encode("utf-8")], dtype=np.object_),
             "max_tokens": np.array([1], dtype=np.int32)}

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from tuneship.client import TritonClient, TritonError
 from tuneship.progress import step
+from tuneship.repository_files import LOCK_TIMEOUT_S
 
 PublishMode = Literal["explicit", "poll"]
 
@@ -49,7 +50,7 @@ def publish(client: TritonClient, export_options: Any, mode: PublishMode = "expl
     """
     from tuneship.exporter import repository_lock
 
-    with repository_lock(Path(export_options.repository), getattr(export_options, "lock_timeout_s", 600.0),
+    with repository_lock(Path(export_options.repository), getattr(export_options, "lock_timeout_s", LOCK_TIMEOUT_S),
                          f"tuneship deploy publish of {export_options.checkpoint}"):
         from tuneship.exporter import export_checkpoint
 

@@ -25,6 +25,7 @@ _WHERE = {
     "macro_f1": "tuneship.exporter.quality",
     "pipeline_models": "tuneship.exporter.layout",
     "publish_copy": "tuneship.exporter.repository",
+    "copy_version": "tuneship.exporter.repository",
     "read_config": "tuneship.exporter.repository",
     "read_jsonl": "tuneship.exporter.text.texts",
     "serving_options": "tuneship.exporter.layout",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from tuneship.exporter.repository import Pipeline as Pipeline
     from tuneship.exporter.repository import Snapshot as Snapshot
     from tuneship.exporter.repository import config_path as config_path
+    from tuneship.exporter.repository import copy_version as copy_version
     from tuneship.exporter.repository import existing_versions as existing_versions
     from tuneship.exporter.repository import latest_version as latest_version
     from tuneship.exporter.repository import publish_copy as publish_copy

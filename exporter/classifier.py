@@ -16,6 +16,7 @@ from tuneship.exporter.publishing import check_label_change, keep_variants
 from tuneship.exporter.quality import reference_behaviour
 from tuneship.exporter.run import ExportRunReport, TaskExport
 from tuneship.exporter.selection import VariantReport, apply_gate, choose, format_table
+from tuneship.exporter.timing import MEASURED, Timing
 from tuneship.exporter.validation import ValidationResult
 from tuneship.exporter.variants import CALIBRATION_METHODS, Variant
 
@@ -59,8 +60,8 @@ class ClassifierExport(TaskExport[ClassifierOptionsT, Variant, VariantReport]):
     input_names: list[str]
     gate_ids: list[int] | None
 
-    def __init__(self, options: ClassifierOptionsT) -> None:
-        super().__init__(options)
+    def __init__(self, options: ClassifierOptionsT, timing: Timing = MEASURED) -> None:
+        super().__init__(options, timing)
         self.gate_logits: dict[str, np.ndarray[Any, Any]] = {}
         self.behaviour: dict[str, Any] | None = None
         self.checkpoint_path = Path(options.checkpoint)

@@ -72,7 +72,7 @@ def run_adapters(args: argparse.Namespace) -> int:
 
     from tuneship.exporter.errors import ExportError
     from tuneship.exporter.instruct.adapter_export import remove_adapter
-    from tuneship.exporter.triton_models.lora import INFO_FILE, published
+    from tuneship.serving import INFO_FILE, published
 
     model_dir = args.repository / args.model
     if not (model_dir / "config.pbtxt").is_file():

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tuneship.exporter.errors import ExportError
+from tuneship.repository_files import LOCK_TIMEOUT_S
 
 LOCK_NAME = ".tuneship.lock"
 _held: dict[tuple[Path, int], int] = {}
@@ -35,7 +36,7 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def repository_lock(repository: Path, timeout_s: float = 600.0, what: str = "export") -> Iterator[None]:
+def repository_lock(repository: Path, timeout_s: float = LOCK_TIMEOUT_S, what: str = "export") -> Iterator[None]:
     """Hold the repository's writer lock; wait up to `timeout_s` (0: fail at once) with a message."""
     repository.mkdir(parents=True, exist_ok=True)
     path = (repository / LOCK_NAME).resolve()

@@ -8,6 +8,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.options import LAYOUT_ALIASES, LAYOUTS, ServingOptions
+from tuneship.repository_files import LABELS_FILE
 
 __all__ = ["LAYOUTS", "LAYOUT_ALIASES", "ServingOptions", "add_tensorrt_accelerator", "instance_group",
            "is_single_model", "latest_versions", "parse_pbtxt", "pipeline_parameters", "postprocess_config",
@@ -32,7 +33,7 @@ def postprocess_config(name: str, num_labels: int, options: ServingOptions, pipe
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=options.max_batch_size)
     config.input.add(name="logits", data_type=mc.TYPE_FP32, dims=[num_labels])
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
-    config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[num_labels], label_filename="labels.txt")
+    config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[num_labels], label_filename=LABELS_FILE)
     config.dynamic_batching.max_queue_delay_microseconds = 0
     instance_group(config, "KIND_CPU", options.python_instance_count)
     latest_versions(config, options.versions_to_serve)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneship.arguments import non_negative_float, non_negative_int, positive_float, positive_int
+from tuneship.repository_files import LOCK_TIMEOUT_S
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8", "int4")
 TARGETS = ("cpu", "gpu")
@@ -51,7 +52,7 @@ class ExportOptions:
     keep_variants: bool = field(default=False, metadata={
         "help": "keep every ONNX variant that passed the gate beside the published version, so 'tuneship tune' "
                 "sweeps precisions too (text and image classifiers)"})
-    lock_timeout_s: float = field(default=600.0, metadata={
+    lock_timeout_s: float = field(default=LOCK_TIMEOUT_S, metadata={
         "help": "seconds to wait while another export or publish writes the same repository (0: fail at once)",
         "flag": "--lock-timeout", "type": non_negative_float})
 

@@ -13,6 +13,7 @@ from tuneship.exporter.errors import ExportError
 from tuneship.exporter.quality import REFERENCE_FILE
 from tuneship.exporter.repository import write_text_atomic
 from tuneship.exporter.variants import Variant
+from tuneship.repository_files import LABELS_FILE
 
 if TYPE_CHECKING:
     from tuneship.exporter.selection import VariantReport
@@ -58,7 +59,7 @@ def fill_postprocess(target: Path, labels: list[str], reference: dict[str, Any] 
 
 
 def fill_labels_and_reference(target: Path, labels: list[str], reference: dict[str, Any] | None) -> None:
-    (target / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    (target / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
     if reference is not None:
         (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
 

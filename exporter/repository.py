@@ -166,6 +166,16 @@ def publish_copy(source: Path, repository: Path, config: mc.ModelConfig, replace
     return publish_version(repository, config, fill, keep)
 
 
+def copy_version(repository: Path, target: Path, model: str, version: int) -> Path:
+    """`model`'s config and version `version` from `repository` into `target` under the same number (a scratch
+    repository that must serve what the real one serves), hard-linked where the file system allows."""
+    write_config(target, read_config(repository, model))
+    destination = target / model / str(version)
+    shutil.copytree(repository / model / str(version), destination, copy_function=_link_or_copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return destination
+
+
 class Snapshot:
     """The configs of `models` as they are before a publish, to undo it if the server will not load the result:
     configs live beside the versions, not inside them, so a new version that fails is removed and the old configs

@@ -19,9 +19,9 @@ from tuneship.exporter.errors import ExportError
 from tuneship.exporter.locking import repository_lock
 from tuneship.exporter.options import ExportOptions
 from tuneship.exporter.repository import check_model_name, write_text_atomic
+from tuneship.exporter.timing import MEASURED, Timing
 from tuneship.progress import step
-
-REPORT_FILE = "export_report.json"
+from tuneship.repository_files import REPORT_FILE
 
 
 @dataclass
@@ -60,14 +60,15 @@ class TaskExport(ABC, Generic[OptionsT, VariantT, MeasuredT]):
 
     options_class: type[ExportOptions] = ExportOptions
 
-    def __init__(self, options: OptionsT) -> None:
+    def __init__(self, options: OptionsT, timing: Timing = MEASURED) -> None:
         self.options = options
+        self.timing = timing
         self.name = check_model_name(options.name)
 
     @classmethod
-    def create(cls, options: Any) -> TaskExport[Any, Any, Any]:
+    def create(cls, options: Any, timing: Timing = MEASURED) -> TaskExport[Any, Any, Any]:
         """The export for these options (a task may hand some of them to another export of its own)."""
-        return cls(options)
+        return cls(options, timing)
 
     @property
     def source(self) -> Path:

@@ -33,6 +33,7 @@ from typing import Any
 from tuneship.monitor.generations import answer_words
 from tuneship.monitor.options import UpdateOptions
 from tuneship.monitor.update import GateRow, UpdateError, UpdateReport, _publish, _sample, served_model
+from tuneship.repository_files import ADAPTERS_DIR, LOCK_TIMEOUT_S, REPORT_FILE, SOURCE_FILE
 
 GATE_PROMPTS_MAX = 200
 
@@ -98,6 +99,7 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
     from tuneship.exporter import (
         ExportError,
         InstructExportOptions,
+        copy_version,
         export_checkpoint,
         generation_serving,
         latest_version,
@@ -147,12 +149,12 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
                      options.seed)
     eval_path = checkpoint / "eval.jsonl"
     original_eval = read_conversations(eval_path, GATE_PROMPTS_MAX) if eval_path.is_file() else []
-    report_path = options.repository / model / "export_report.json"
+    report_path = options.repository / model / REPORT_FILE
     served = json.loads(report_path.read_text()) if report_path.is_file() else {}
     serving = generation_serving(options.repository, model)
-    slots = serving.max_concurrency if serving.batching == "continuous" else 1
+    slots = serving.max_concurrency
     base_dir = options.repository / model / str(parent)
-    source_path = base_dir / "tuneship_source.json"
+    source_path = base_dir / SOURCE_FILE
     source = json.loads(source_path.read_text()) if source_path.is_file() else {}
     if adapter is None and source.get("model") and source.get("model") != source.get("checkpoint"):
         raise UpdateError(f"{options.name} v{parent} serves the base model {source['model']} (published with "
@@ -194,7 +196,7 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
                     target=str(served.get("target") or "cpu"),
                     int4_method=str(served.get("int4_method") or "k_quant"), generation=serving))
             else:
-                _base_copy(options.repository, candidate_repo, model, parent)
+                copy_version(options.repository, candidate_repo, model, parent)
                 export_checkpoint(InstructExportOptions(
                     checkpoint=options.output, name=adapter, adapter_of=model, repository=candidate_repo,
                     generation=serving))
@@ -205,8 +207,8 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
         if adapter is None:
             versions = {"serving": (base_dir, None), "candidate": (latest_version(candidate_repo, model), None)}
         else:
-            versions = {"serving": (base_dir, options.repository / model / "adapters" / adapter),
-                        "candidate": (base_dir, candidate_repo / model / "adapters" / adapter)}
+            versions = {"serving": (base_dir, options.repository / model / ADAPTERS_DIR / adapter),
+                        "candidate": (base_dir, candidate_repo / model / ADAPTERS_DIR / adapter)}
 
         def score(which: str, conversations: list[Any]) -> float:
             folder, adapter_dir = versions[which]
@@ -234,34 +236,14 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
         print(report.table())
         print(report.reason)
         if passed and options.publish:
-            with repository_lock(options.repository, 600.0, f"tuneship update of {options.name}"):
+            with repository_lock(options.repository, LOCK_TIMEOUT_S, f"tuneship update of {options.name}"):
                 if adapter is None:
                     report.published_versions = _publish(options, candidate_repo)
                 else:  # the generator watches its adapters' folder: the new one is served without a reload
-                    report.published_versions = publish_adapter(candidate_repo / model / "adapters" / adapter,
+                    report.published_versions = publish_adapter(candidate_repo / model / ADAPTERS_DIR / adapter,
                                                                 options.repository, model, adapter)
             what = f"adapter {adapter} of " if adapter is not None else ""
             print(f"published {what}" + ", ".join(f"{m} v{v}" for m, v in report.published_versions.items()))
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _base_copy(repository: Path, target: Path, model: str, version: int) -> None:
-    """The base generator's serving version in a scratch repository (hard links where the disk allows), so the
-    candidate adapter is exported against exactly those weights."""
-    import os
-
-    from tuneship.exporter import read_config, write_config
-
-    folder = target / model
-    write_config(target, read_config(repository, model))
-
-    def link(source: str, destination: str) -> None:
-        try:
-            os.link(source, destination)
-        except OSError:
-            shutil.copy2(source, destination)
-
-    shutil.copytree(repository / model / str(version), folder / str(version), copy_function=link,
-                    ignore=shutil.ignore_patterns("__pycache__"))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tuneship.exporter import existing_versions
+from tuneship.repository_files import LABELS_FILE
 
 
 class ScoringError(ValueError):
@@ -50,7 +51,7 @@ class PublishedClassifier:
         self.tokenizer.enable_padding(pad_id=int(parameters.get("pad_token_id", "0")),
                                       pad_token=parameters.get("pad_token", "[PAD]"))
         post_dir = repository / pipeline.step("postprocess")
-        labels_file = post_dir / str(self.version if fused else self._matching(post_dir)) / "labels.txt"
+        labels_file = post_dir / str(self.version if fused else self._matching(post_dir)) / LABELS_FILE
         self.labels = [line for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         options = ort.SessionOptions()
         options.log_severity_level = 3

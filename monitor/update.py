@@ -27,8 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.monitor.options import UpdateOptions as UpdateOptions
+from tuneship.repository_files import (
+    ADAPTER_INFO,
+    ADAPTERS_DIR,
+    LABELS_FILE,
+    LOCK_TIMEOUT_S,
+    REPORT_FILE,
+    UPDATE_REPORT,
+    UPDATES_LOG,
+)
 
-UPDATES_FILE = "updates.jsonl"
+UPDATES_FILE = UPDATES_LOG
 
 
 class UpdateError(ValueError):
@@ -88,13 +97,13 @@ def _serving(options: UpdateOptions) -> tuple[int, Path, dict[str, Any]]:
     versions = existing_versions(model_dir) if model_dir.is_dir() else []
     if not versions:
         raise UpdateError(f"{options.repository}: no published {model!r} to update (export one first)")
-    report_path = options.repository / model / "export_report.json"
+    report_path = options.repository / model / REPORT_FILE
     if model != options.name:  # an adapter: its own export report, beside its weights
         adapter = options.name.split(":", 1)[1]
-        report_path = options.repository / model / "adapters" / adapter / "export_report.json"
+        report_path = options.repository / model / ADAPTERS_DIR / adapter / REPORT_FILE
         if not report_path.parent.is_dir():
             raise UpdateError(f"{report_path.parent}: no adapter {adapter!r} is published for {model}")
-        info_path = report_path.parent / "adapter.json"
+        info_path = report_path.parent / ADAPTER_INFO
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         report: dict[str, Any] = {"checkpoint": info.get("checkpoint")}
     else:
@@ -132,7 +141,7 @@ def run_update(options: UpdateOptions) -> UpdateReport:
     report.seconds = round(time.monotonic() - started, 1)
     from tuneship.trainer import save_json
 
-    save_json(options.output / "update_report.json", asdict(report))
+    save_json(options.output / UPDATE_REPORT, asdict(report))
     _record(options.repository / served_model(options.name) / UPDATES_FILE, report)
     return report
 
@@ -233,7 +242,7 @@ def update_text_classifier(options: UpdateOptions, parent: int, checkpoint: Path
         print(report.table())
         print(report.reason)
         if passed and options.publish:
-            with repository_lock(options.repository, 600.0, f"tuneship update of {options.name}"):
+            with repository_lock(options.repository, LOCK_TIMEOUT_S, f"tuneship update of {options.name}"):
                 report.published_versions = _publish(options, candidate_repo)
             print("published " + ", ".join(f"{m} v{v}" for m, v in report.published_versions.items()))
         return report
@@ -269,13 +278,13 @@ def _copy_versions(source: Path, target: Path, name: str, version: int | None = 
         folder = source / model
         chosen = version if version in existing_versions(folder) else None
         versions[model] = publish_copy(pipeline.version_dir(model, chosen), target, pipeline.config(model))
-        for extra in ("labels.txt", "requirements.txt"):
+        for extra in (LABELS_FILE, "requirements.txt"):
             if (folder / extra).is_file():
                 write_text_atomic(target / model / extra, (folder / extra).read_text(encoding="utf-8"))
     if source != target:
-        report = json.loads((source / name / "export_report.json").read_text())
+        report = json.loads((source / name / REPORT_FILE).read_text())
         report.update(repository=str(target), versions=versions)
-        write_text_atomic(target / name / "export_report.json", json.dumps(report, indent=2) + "\n")
+        write_text_atomic(target / name / REPORT_FILE, json.dumps(report, indent=2) + "\n")
     return versions
 
 
@@ -324,7 +333,7 @@ def rollback(repository: Path, name: str, to: int | None = None, url: str | None
     if target not in available:
         raise UpdateError(f"{repository}/{graph} has no version {target} (on disk: {available}; "
                           "export --keep decides how many stay)")
-    with repository_lock(repository, 600.0, f"tuneship rollback of {name} to v{target}"):
+    with repository_lock(repository, LOCK_TIMEOUT_S, f"tuneship rollback of {name} to v{target}"):
         versions = _switch(repository, name, lambda: _copy_versions(repository, repository, name, target), url,
                            admin_key)
     path = repository / name / UPDATES_FILE

@@ -27,4 +27,11 @@ bash scripts/install.sh
 wait "$APT"
 .venv/bin/ruff check .
 bash scripts/typecheck.sh
+# The documentation site: a broken link, a missing anchor or a page left out of the navigation fails.
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+# The whole suite runs on two workers (pytest-xdist), a module per worker at a time: its tests share their module's
+# servers. With arguments (a lane, a file), pytest runs them as given.
+if [[ $# -eq 0 ]]; then
+  set -- -n "${TEST_WORKERS:-2}" --dist loadscope
+fi
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 VIEW=build/typecheck/tuneship
 rm -rf build/typecheck && mkdir -p "$VIEW"
 for entry in tuneship/*; do ln -s "$PWD/$entry" "$VIEW/"; done
-for stage in trainer exporter client deploy tuning monitor api; do ln -s "$PWD/$stage" "$VIEW/$stage"; done
+for stage in trainer exporter client deploy tuning search datacheck monitor api serving; do ln -s "$PWD/$stage" "$VIEW/$stage"; done
 export MYPYPATH="$PWD/build/typecheck"
 MYPY="${MYPY:-.venv/bin/mypy}"
 # Strict where services import us (the client) and where the server runs (deploy, the dispatcher).
@@ -17,8 +17,8 @@ MYPY="${MYPY:-.venv/bin/mypy}"
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
 "$MYPY" --cache-dir .mypy_cache/strict --strict -m tuneship -m tuneship.cli -p tuneship.client -p tuneship.deploy \
-  -p tuneship.api > "$LOGS/strict" 2>&1 & STRICT=$!
-"$MYPY" --cache-dir .mypy_cache/stages -p tuneship.trainer -p tuneship.exporter -p tuneship.tuning -p tuneship.monitor \
+  -p tuneship.api -p tuneship.serving > "$LOGS/strict" 2>&1 & STRICT=$!
+"$MYPY" --cache-dir .mypy_cache/stages -p tuneship.trainer -p tuneship.exporter -p tuneship.tuning -p tuneship.search -p tuneship.datacheck -p tuneship.monitor \
   > "$LOGS/stages" 2>&1 & STAGES=$!
 status=0
 wait "$STRICT" || status=1

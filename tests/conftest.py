@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import glob
 import os
 import random
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +23,15 @@ from servers import running_server
 
 if TYPE_CHECKING:
     from tuneship.deploy import TritonServer
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker (one per core) runs its own tests: math libraries keep to one thread there,
+    or two workers' thread pools spin against each other on two cores. Set before torch is imported; training
+    subprocesses and the servers' stubs inherit it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
+
 
 # The lanes (tests/lanes.py): markers come from the fixtures a test uses; everything else is `fast`.
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -250,3 +262,37 @@ def tiny_server(tiny_repository: Path) -> Iterator[TritonServer]:
     own before and after): it starts once instead of once per module."""
     with running_server(tiny_repository) as server:
         yield server
+
+
+def _postgres_bin() -> Path | None:
+    found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None)
+    return Path(found).resolve().parent if found else None
+
+
+@pytest.fixture(scope="module")
+@costs("integration")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server in a scratch directory, on loopback, for the store's PostgreSQL path."""
+    binaries = _postgres_bin()
+    if binaries is None:
+        pytest.skip("PostgreSQL is not installed (scripts/test.sh installs it in CI)")
+    pytest.importorskip("psycopg")
+    from tuneship.deploy import free_port
+
+    folder = Path(tempfile.mkdtemp(prefix="tuneship-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root: run the server as the postgres user
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    try:
+        subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U",
+                        "tuneship"], check=True, capture_output=True)
+        subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-w", "-l",
+                        str(folder / "log"), "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+                        "start"], check=True, capture_output=True)
+        yield f"postgresql+psycopg://tuneship@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-w", "-m", "fast",
+                        "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -51,6 +51,7 @@ def test_a_chat_request_becomes_the_generators_parameters() -> None:
     ({"store": True}, "store"), ({"max_tokens": 4, "max_completion_tokens": 5}, "max_completion_tokens"),
     ({"guided_choice": ["a"], "guided_regex": "b"}, "guided_regex"), ({"stop": ["x"] * 17}, "stop"),
     ({"stream_options": {"include_usage": True}}, "stream_options"), ({"min_tokens": 9, "max_tokens": 2}, "min_tokens"),
+    ({"top_k": 0}, "top_k"), ({"guided_regex": ""}, "guided_regex"),
 ])
 def test_what_the_engine_cannot_do_is_refused_naming_the_parameter(fields: dict[str, Any], param: str) -> None:
     with pytest.raises(ApiError) as refused:

@@ -104,6 +104,19 @@ BATTERY: dict[str, list[list[str]]] = {
         ["--url", "127.0.0.1:{dead}", "--concurrency", "1", "--timeout", "2"],
         ["--url", "{grpc}", "--batch-size", "0"],
     ],
+    "data": [
+        ["check", "--output", "{tmp}/check", "--data", "{tmp}/missing.csv"],
+        ["check", "--output", "{tmp}/check", "--data", "{tmp}/nolabel.csv"],
+        ["check", "--output", "{tmp}/check", "--task", "instruct"],
+        ["check", "--output", "{tmp}/check", "--folds", "1"],
+    ],
+    "search": [
+        ["--output", "{tmp}/search", "--data", "{tmp}/missing.csv"],
+        ["--output", "{tmp}/search", "--trials", "0"],
+        ["--output", "{tmp}/search", "--space", "{tmp}/missing.yaml"],
+        ["--output", "{tmp}/search", "--publish-from", "{tmp}/no-search"],
+        ["--output", "{tmp}/search", "--task", "instruct", "--layers", "3"],
+    ],
     "tune": [
         ["--model", "tiny", "--latency-budget-ms", "0"],
         ["--model", "tiny", "--latency-budget-ms", "10", "--model-repository", "{tmp}/no-repository"],

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lanes import costs
+from timings import DYNAMIC_INT8_FASTEST
 
 from tuneship.client import TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer, scrape_metrics
@@ -38,7 +39,8 @@ def test_served_int8_equals_what_the_exporter_measured(checkpoint: Path, tmp_pat
 
     repository = tmp_path / "model_repository"
     report = export_checkpoint(ExportOptions(checkpoint=checkpoint, name="tiny8", repository=repository,
-                                             precision="int8", force=True, gate_samples=60))
+                                             precision="int8", force=True, gate_samples=60),
+                               timing=DYNAMIC_INT8_FASTEST)
     assert report.chosen == "int8-dynamic"
     texts = ["a superb and moving film", "dull, tedious and lifeless", "x", "the cast was charming, the plot bland"]
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))

@@ -87,3 +87,15 @@ def test_each_export_refuses_options_it_cannot_honour_before_any_work() -> None:
         InstructExport(InstructExportOptions(checkpoint=nowhere, precision="fp16")).check_options()
     with pytest.raises(ExportError, match=r"model name '\.\./x'"):
         TextClassifierExport(TextExportOptions(checkpoint=nowhere, name="../x"))
+
+
+def test_given_timings_replace_the_measurement_and_name_a_variant_left_out() -> None:
+    from tuneship.exporter.timing import Timing
+
+    timing = Timing.given(latency_ms={"fp32": {"1": 1.0, "32": 10.0}}, decode={"int4": (12.0, 150.0)})
+    assert timing.latencies({"fp32": object()}, {1: {}, 32: {}}) == {"fp32": {"1": 1.0, "32": 10.0}}
+    with pytest.raises(KeyError, match="no latency given for int8-dynamic"):
+        timing.latencies({"fp32": object(), "int8-dynamic": object()}, {1: {}, 32: {}})
+    assert timing.decode("int4", None, [1, 2]) == (12.0, 150.0)
+    with pytest.raises(KeyError, match="no decode speed given for int8"):
+        timing.decode("int8", None, [1, 2])

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from lanes import costs
+from timings import DYNAMIC_INT8_FASTEST
 
 from tuneship.exporter import ExportError, ExportOptions, TextExportOptions, export_checkpoint
 from tuneship.exporter.text.tensorrt_engine import tensorrt_unavailable
@@ -112,7 +113,8 @@ def test_cpu_int8_is_the_fused_graph_quantized_and_served_as_measured(tiny_check
 
     repository = tmp_path / "repo"
     report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
-                                             precision="int8", force=True, gate_samples=60))
+                                             precision="int8", force=True, gate_samples=60),
+                               timing=DYNAMIC_INT8_FASTEST)
     assert report.chosen == "int8-dynamic"
     model_dir = repository / "clf_model"
     ops = {node.op_type for node in onnx.load(str(model_dir / "1" / "model.onnx")).graph.node}

@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lanes import costs
 
 from tuneship.cli import main
 from tuneship.deploy import free_port
 from tuneship.monitor import FeedbackStore, PredictionLog
 from tuneship.monitor.live import serve
 from tuneship.monitor.store import text_hash, window_quality
-
-
-def _postgres_bin() -> Path | None:
-    found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None)
-    return Path(found).resolve().parent if found else None
-
-
-@pytest.fixture(scope="module")
-@costs("integration")
-def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server in a scratch directory, on loopback, for the store's PostgreSQL path."""
-    binaries = _postgres_bin()
-    if binaries is None:
-        pytest.skip("PostgreSQL is not installed (scripts/test.sh installs it in CI)")
-    pytest.importorskip("psycopg")
-    from tuneship.deploy import free_port
-
-    folder = Path(tempfile.mkdtemp(prefix="tuneship-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root: run the server as the postgres user
-        shutil.chown(folder, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    try:
-        subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U",
-                        "tuneship"], check=True, capture_output=True)
-        subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-w", "-l",
-                        str(folder / "log"), "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
-                        "start"], check=True, capture_output=True)
-        yield f"postgresql+psycopg://tuneship@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-w", "-m", "fast",
-                        "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_same_store_code_works_on_a_real_postgresql(postgres_url: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuneship.exporter.instruct.reference import reference_behaviour
-from tuneship.exporter.triton_models.answers import LENGTH_EDGES, label_of, length_bin
+from tuneship.serving import LENGTH_EDGES, label_of, length_bin
 from tuneship.trainer import normalise
 
 

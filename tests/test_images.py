@@ -270,7 +270,7 @@ def test_killed_image_fine_tuning_resumes_from_its_last_checkpoint(tmp_path: Pat
 
     output, work = tmp_path / "run", tmp_path / ".run.work"
     command = [sys.executable, "-m", "tuneship", "train", "--task", "image-classification", "--method", "full",
-               "--output", str(output), "--image-size", "48", "--max-steps", "120", "--eval-steps", "4",
+               "--output", str(output), "--image-size", "48", "--max-steps", "40", "--eval-steps", "4",
                "--batch-size", "8", "--max-train-samples", "64", "--max-eval-samples", "16",
                "--feature-cache", str(tmp_path / "cache")]
     killed_at = kill_at_first_checkpoint(command, work)
@@ -278,7 +278,7 @@ def test_killed_image_fine_tuning_resumes_from_its_last_checkpoint(tmp_path: Pat
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {work / f'checkpoint-{killed_at}'}" in resumed.stdout
-    assert json.loads((output / "metrics.json").read_text(encoding="utf-8"))["steps"] == 120
+    assert json.loads((output / "metrics.json").read_text(encoding="utf-8"))["steps"] == 40
     load_image_classifier(output)  # the resumed run's checkpoint is whole
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from genai import greedy_alone
 from prometheus_client import CollectorRegistry
+from waiting import wait_for
 
 from tuneship.client import (
     AsyncGenerator,
@@ -145,15 +146,58 @@ def test_int8_is_8_bit_weights_in_every_layer(instruct_checkpoint: Path, tmp_pat
     assert len(tokens) >= 1
 
 
-@pytest.mark.parametrize(("exact", "built"), [
-    ({"fp32": 0.86, "int4": 0.855}, ["fp32", "int4"]),          # int4 within the gate: nothing more is built
-    ({"fp32": 0.86, "int4": 0.83, "int8": 0.86}, ["fp32", "int4", "int8"]),
-    ({"fp32": 0.86, "int4": 0.83, "int8": 0.84}, ["fp32", "int4", "int8"]),  # int8 fails too: fp32 is published
+@pytest.mark.integration
+def test_chat_lists_its_commands_for_an_unknown_one_and_stats_say_when_an_answer_is_too_short(
+        server: TritonServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from tuneship.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("/help\nHello there\n/exit\n"))
+    assert main(["chat", "--url", server.grpc_url, "--model", "chat", "--max-tokens", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown command /help: /reset starts over, /exit" in out  # not sent to the model
+    assert out.count("chat> ") == 1  # one answer: to the one message
+    assert main(["generate", "--url", server.grpc_url, "--max-tokens", "1", "--stats", PROMPT]) == 0
+    err = capsys.readouterr().err
+    assert "1 tokens" in err and "too short for a decode speed" in err and "0.0 tokens/s" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gptq", "hqq"])
+def test_calibrated_4_bit_builds_quantize_every_layer_of_the_fp32_build(generator_repository: Path, tmp_path: Path,
+                                                                        method: str) -> None:
+    import onnx
+
+    from tuneship.exporter.instruct.build import GenaiVariant
+    from tuneship.exporter.instruct.calibrated import build_calibrated
+    from tuneship.exporter.instruct.measure import GenaiRunner
+
+    fp32 = GenaiVariant("fp32", "fp32", generator_repository / "chat" / "1", "cpu")
+    built = build_calibrated(fp32, tmp_path, method, prompts=[[1, 9690, 198, 2683, 359, 253], [1, 4093, 198, 72]])
+    graph = onnx.load(str(built.path / "model.onnx"), load_external_data=False).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 2 * 5 + 1 and not [n for n in graph.node if n.op_type == "MatMul"]
+    assert all(next(a.i for a in n.attribute if a.name == "bits") == 4 for n in nbits)
+    assert built.name == f"int4-{method}" and built.precision == "int4"
+    tokens, _ = GenaiRunner(built.path).greedy([1, 2, 3, 4], 4)
+    assert len(tokens) >= 1
+
+
+@pytest.mark.parametrize(("exact", "built", "chosen"), [
+    # int4 within the gate: nothing more is built.
+    ({"fp32": 0.86, "int4": 0.855}, ["fp32", "int4"], "int4"),
+    # int4 fails: the calibrated 4-bit rung and int8 are built; the faster of those that pass is published.
+    ({"fp32": 0.86, "int4": 0.83, "int4-gptq": 0.855, "int8": 0.86}, ["fp32", "int4", "int4-gptq", "int8"],
+     "int4-gptq"),
+    ({"fp32": 0.86, "int4": 0.83, "int4-gptq": 0.84, "int8": 0.86}, ["fp32", "int4", "int4-gptq", "int8"], "int8"),
+    ({"fp32": 0.86, "int4": 0.83, "int4-gptq": 0.84, "int8": 0.84}, ["fp32", "int4", "int4-gptq", "int8"], "fp32"),
 ])
-def test_auto_builds_int8_only_when_int4_fails_the_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                         exact: dict[str, float], built: list[str]) -> None:
-    """The quantization ladder's logic, with the builder and the measurement stood in for (the int8 build itself
-    is tested for real above)."""
+def test_the_ladder_tries_calibrated_4_bit_then_8_bit_when_int4_fails_the_gate(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, exact: dict[str, float], built: list[str],
+        chosen: str) -> None:
+    """The quantization ladder's logic, with the builders and the measurement stood in for (the int8 and the
+    calibrated builds themselves are tested for real)."""
     from tuneship.exporter import InstructExportOptions
     from tuneship.exporter.instruct import export as instruct_export
     from tuneship.exporter.instruct.build import GenaiVariant
@@ -165,25 +209,31 @@ def test_auto_builds_int8_only_when_int4_fails_the_gate(monkeypatch: pytest.Monk
         calls.append(precision)
         return GenaiVariant(precision, precision, tmp_path / precision, "cpu")
 
+    def calibrate(fp32: GenaiVariant, workdir: Path, method: str, prompts: Any) -> GenaiVariant:
+        assert fp32.name == "fp32" and method == "gptq" and prompts == [[7, 8]]  # beyond the gate's prompts
+        calls.append(f"int4-{method}")
+        return GenaiVariant(f"int4-{method}", "int4", tmp_path / method, "cpu")
+
     def measure(variant: GenaiVariant, *_: Any) -> GenaiReport:
-        speed = {"fp32": 60.0, "int4": 190.0, "int8": 130.0}[variant.precision]
-        return GenaiReport(variant.name, variant.precision, 0, exact_match=exact[variant.precision],
+        speed = {"fp32": 60.0, "int4": 190.0, "int4-gptq": 185.0, "int8": 130.0}[variant.name]
+        return GenaiReport(variant.name, variant.precision, 0, exact_match=exact[variant.name],
                            tokens_per_second=speed, answers=["positive"] * 10)
 
     monkeypatch.setattr(instruct_export, "build_variant", build)
+    monkeypatch.setattr(instruct_export, "build_calibrated", calibrate)
     monkeypatch.setattr(instruct_export, "_measure", measure)
     monkeypatch.setattr(instruct_export, "GenaiRunner", lambda path: None)  # validation against PyTorch: none here
+    monkeypatch.setattr("tuneship.trainer.prompt_ids", lambda tokenizer, conversation: conversation)
     export = instruct_export.InstructExport(InstructExportOptions(checkpoint=tmp_path, name="chat"))
     export.check_options()
     export.tokenizer, export.gate, export.answers, export.model_dir = None, [], {"positive", "negative"}, tmp_path
-    export.validation = []
+    export.validation, export.calibration = [], [[7, 8]]
     variants = export.build(tmp_path)
     reports = export.measure(variants)
     assert calls == built and [v.name for v in variants] == built == [r.name for r in reports]
-    chosen, _ = export.choose(reports)
+    picked, _ = export.choose(reports)
     passing = [r for r in reports if r.passed]
-    assert chosen.name == max(passing, key=lambda r: r.tokens_per_second).name
-    assert chosen.name == {3: "int8" if exact.get("int8") == 0.86 else "fp32", 2: "int4"}[len(built)]
+    assert picked.name == max(passing, key=lambda r: r.tokens_per_second).name == chosen
 
 
 def _pytorch_answer(checkpoint: Path, prompt: str, max_tokens: int) -> str:
@@ -254,7 +304,7 @@ def test_the_served_generator_config_carries_its_serving_options(generator_repos
     assert config.model_transaction_policy.decoupled
     assert config.parameters["intra_op_threads"].string_value == "2"
     assert config.parameters["max_concurrency"].string_value == "8"
-    assert config.parameters["max_sessions"].string_value == "64"
+    assert config.parameters["prefix_cache_mb"].string_value == "1024"
     assert config.parameters["stream_interval_ms"].string_value == "50"
     assert {o.name for o in config.output} >= {"prompt_tokens", "cached_prompt_tokens"}
 
@@ -383,9 +433,7 @@ def test_a_cancelled_stream_stops_generating(server: TritonServer) -> None:
             if len(received) == 2:
                 stream.cancel()
                 break
-    deadline = time.monotonic() + 15
-    while cancelled() <= before and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: cancelled() > before, "the cancelled stream counted")
     assert cancelled() == before + 1
     # And the server is free for the next caller.
     with TritonClient(server.grpc_url) as client:
@@ -397,20 +445,25 @@ def test_a_cancelled_stream_stops_generating(server: TritonServer) -> None:
 def test_bad_generation_requests_are_refused(server: TritonServer) -> None:
     with TritonClient(server.grpc_url) as client:
         generator = Generator(client, "chat")
-        with pytest.raises(InvalidInputError, match="max_tokens must be a positive integer"):
+        with pytest.raises(InvalidInputError, match="max_tokens must be at least 1"):
             generator.generate(PROMPT, max_tokens=0)
         with pytest.raises(InvalidInputError, match="the prompt is empty"):
             generator.generate("  ")
         with pytest.raises(InvalidInputError, match="messages must be"):
             generator.generate([{"role": "robot", "content": "x"}])
-        with pytest.raises(InvalidInputError, match="session must be a non-empty string of at most 128"):
+        with pytest.raises(InvalidInputError, match="session: session_id must be a non-empty string of at most 128"):
             generator.generate(PROMPT, session="s" * 129)
     # The server says the same to a caller that skips the client's checks.
-    body = json.dumps({"text_input": PROMPT, "parameters": {"max_tokens": 2, "session_id": "s" * 129}})
-    request = urllib.request.Request(f"http://{server.http_url}/v2/models/chat/generate", data=body.encode())
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=30)
-    assert refused.value.code == 400 and "session_id must be a non-empty string" in refused.value.read().decode()
+    for parameters, message in (({"session_id": "s" * 129}, "session_id must be a non-empty string"),
+                                ({"top_k": 0}, "top_k must be at least 1, got 0")):
+        body = json.dumps({"text_input": PROMPT, "parameters": {"max_tokens": 2, **parameters}})
+        request = urllib.request.Request(f"http://{server.http_url}/v2/models/chat/generate", data=body.encode())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 400 and message in refused.value.read().decode()
+    # And the client refuses it before sending, with the same words.
+    with TritonClient(server.grpc_url) as client, pytest.raises(InvalidInputError, match="top_k must be at least 1"):
+        Generator(client, "chat").generate(PROMPT, top_k=0)
 
 
 def test_classifier_commands_refuse_a_generator_by_its_task(server: TritonServer,
@@ -464,16 +517,15 @@ def test_health_and_healing_work_for_a_streaming_model(server: TritonServer) -> 
     assert server.pid is not None
     (victim,) = [stub.pid for stub in list_stubs(server.pid) if stub.model == "chat"]
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    answered = False
-    while time.monotonic() < deadline and not answered:
-        time.sleep(0.5)
+
+    def answers() -> bool:
         with TritonClient(server.grpc_url) as client:
             try:
-                answered = Generator(client, "chat").generate(PROMPT, max_tokens=4, timeout_s=5).tokens >= 1
+                return Generator(client, "chat").generate(PROMPT, max_tokens=4, timeout_s=5).tokens >= 1
             except Exception:
-                answered = False
-    assert answered, "the generator did not come back within 30 s"
+                return False
+
+    wait_for(answers, "the generator back after its stub was killed", timeout_s=90, interval_s=0.5)
     assert server.watcher is not None and server.watcher.heals >= 1
     assert health().returncode == 0
 
@@ -530,9 +582,9 @@ def test_a_malformed_constraint_is_refused_naming_it(server: TritonServer) -> No
         generator = Generator(client, "chat")
         with pytest.raises(InvalidInputError, match=r"guided_regex: cannot be applied: .*unclosed"):
             generator.generate(PROMPT, max_tokens=4, regex="(unclosed")
-        with pytest.raises(InvalidInputError, match="give one constraint per request, not choices and regex"):
+        with pytest.raises(InvalidInputError, match="one constraint per request, not guided_choice and guided_regex"):
             generator.generate(PROMPT, choices=["a"], regex="a")
-        with pytest.raises(InvalidInputError, match="choices must be a non-empty list"):
+        with pytest.raises(InvalidInputError, match="choices: guided_choice must be a non-empty list"):
             generator.generate(PROMPT, choices=[])
         # The server says the same to a caller that skips the client's checks (Triton's generate endpoint).
         body = json.dumps({"text_input": PROMPT, "parameters": {"max_tokens": 4, "guided_json": "{not json"}})
@@ -568,12 +620,14 @@ def test_a_sessions_follow_up_turn_reports_the_prompt_it_did_not_prefill(server:
         # the assistant marker, which the template's rendering of the answer may tokenize with what follows).
         assert second.cached_prompt_tokens >= first.prompt_tokens - 1
         assert second.text == generator.generate(conversation, max_tokens=6).text  # the same answer without it
+        # The prefix cache is automatic: any request starting with those tokens reuses them, session or not...
         other = generator.generate(conversation, max_tokens=6, session="someone-else")
-        assert other.cached_prompt_tokens == first.cached_prompt_tokens
-    deadline = time.monotonic() + 10
-    while cached_total() < before + first.cached_prompt_tokens + second.cached_prompt_tokens \
-            and time.monotonic() < deadline:
-        time.sleep(0.2)
+        assert other.prompt_tokens is not None and other.cached_prompt_tokens == other.prompt_tokens - 1
+        # ...unless its cache salt differs (a tenant's prompts cannot be probed by another's first-token time).
+        salted = generator.generate(conversation, max_tokens=6, cache_salt="tenant-b")
+        assert salted.cached_prompt_tokens == 0 and salted.text == second.text
+    wait_for(lambda: cached_total() >= before + first.cached_prompt_tokens + second.cached_prompt_tokens,
+             "the cached prompt tokens counted")
     assert cached_total() >= before + first.cached_prompt_tokens + second.cached_prompt_tokens
     assert main(["generate", "--url", server.grpc_url, "--max-tokens", "3", "--session", "cli-1", "--stats",
                  PROMPT]) == 0
@@ -584,26 +638,25 @@ def test_a_sessions_follow_up_turn_reports_the_prompt_it_did_not_prefill(server:
 def test_the_continuous_batch_answers_as_each_request_alone(generator_repository: Path) -> None:
     """In process: 6 requests through 3 slots (rows leave and others take their
     place mid-batch) each get the greedy tokens onnxruntime-genai's own generator gives it alone."""
-    import sys
     import threading
 
     import onnxruntime_genai as og
 
+    from tuneship.serving import Engine, Request, SamplingParams
+
     folder = generator_repository / "chat" / "1"
-    sys.path.insert(0, str(folder))
-    from tuneship_batcher import ContinuousBatcher, Sequence
 
     model = og.Model(str(folder))
     tokenizer = og.Tokenizer(model)
     prompts = [list(tokenizer.encode(f"{word} films are")) for word in ("Good", "Long", "Old", "Silent", "Sad", "New")]
     lengths = [5, 30, 12, 3, 20, 9]
     alone = [greedy_alone(model, prompt, count) for prompt, count in zip(prompts, lengths, strict=True)]
-    batcher = ContinuousBatcher(str(folder), slots=3, threads=2, capacity=16)  # grows as needed
+    batcher = Engine(str(folder), slots=3, threads=2, capacity=16, prefix_cache_bytes=0)  # grows as needed
     got: dict[int, list[int]] = {}
     reasons: dict[int, str] = {}
     done = threading.Semaphore(0)
 
-    def sequence(i: int, stop_after: int | None = None) -> Sequence:
+    def sequence(i: int, stop_after: int | None = None) -> Request:
         got[i] = []
 
         def on_token(token: int) -> bool:
@@ -615,7 +668,8 @@ def test_the_continuous_batch_answers_as_each_request_alone(generator_repository
             reasons[i] = reason
             done.release()
 
-        return Sequence(prompts[i % 6], lengths[i % 6], on_token, on_finish, min_new_tokens=lengths[i % 6])
+        return Request(prompts[i % 6], SamplingParams(max_tokens=lengths[i % 6], min_tokens=lengths[i % 6]),
+                       on_token, on_finish)
 
     try:
         # All queued before the loop looks (its lock is reentrant): the first three share steps, and the others
@@ -655,12 +709,10 @@ def test_answers_are_measured_by_length_and_failed_constraints_are_counted(serve
         next(iter(stream))
         stream.cancel()
         with pytest.raises(InvalidInputError, match="guided_regex: this model's tokens cannot continue"):
-            generator.generate(PROMPT, max_tokens=8, regex="\U000fafb9\xcdD\x81Y")
+            generator.generate(PROMPT, max_tokens=8, regex="[^\\x00-\\U0010FFFF]")
     assert lengths == [3, 5, 9]
-    deadline = time.monotonic() + 5
-    while value("tuneship_generation_constraint_failures_total", 'constraint="guided_regex"') == failed_before:
-        assert time.monotonic() < deadline, "the failed constraint was not counted"
-        time.sleep(0.1)
+    wait_for(lambda: value("tuneship_generation_constraint_failures_total", 'constraint="guided_regex"')
+             != failed_before, "the failed constraint counted")
     assert value("tuneship_generation_answer_tokens_count") - answers_before == 3
     assert value("tuneship_generation_answer_tokens_sum") - tokens_before == sum(lengths)
     assert value("tuneship_generation_constrained_requests_total", 'constraint="guided_regex"') \
@@ -693,9 +745,7 @@ def test_a_closed_set_models_answers_are_counted_by_label(server: TritonServer, 
     for text in [*chosen, free]:
         word = re.findall(r"[a-z0-9]+", text.lower())
         expected[word[0] if word and word[0] in ("negative", "positive") else "other"] += 1
-    deadline = time.monotonic() + 5
-    while sum(counts().values()) - sum(before.values()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: sum(counts().values()) - sum(before.values()) >= 3, "the three answers counted")
     after = counts()
     assert {label: after.get(label, 0.0) - before.get(label, 0.0) for label in expected} == expected
 
@@ -743,11 +793,10 @@ def test_a_version_serves_its_reference_and_a_probe_is_not_counted(server: Trito
         assert probe is not None
         stream_once(client, "chat", probe, 30)  # first: its counts would be sent before the answer's
         assert Generator(client, "chat").generate(PROMPT, max_tokens=5, min_tokens=5).tokens == 5
-    deadline = time.monotonic() + 5
-    while sum(samples("tuneship_generation_requests_total").values()) == before_requests:
-        assert time.monotonic() < deadline, "the answer was not counted"
-        time.sleep(0.1)
-    time.sleep(0.3)
+    wait_for(lambda: sum(samples("tuneship_generation_requests_total").values()) != before_requests,
+             "the answer counted")
+    wait_for(lambda: by("bin", samples("tuneship_generation_answer_length_total")) != before_bins,
+             "the answer's length counted")
     after_bins = by("bin", samples("tuneship_generation_answer_length_total"))
     assert {k: after_bins[k] - before_bins.get(k, 0.0) for k in after_bins if after_bins[k] != before_bins.get(k)} \
         == {"4": 1.0}  # 5 tokens: the bin from 4; the probe's one token (bin 1) not counted

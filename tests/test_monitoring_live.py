@@ -19,6 +19,7 @@ import pytest
 import yaml
 from conftest import require_tool
 from prometheus_client import CollectorRegistry
+from waiting import wait_for
 
 from tuneship.api import ApiOptions, ApiServer
 from tuneship.client import (
@@ -46,6 +47,15 @@ def _query(port: int, expr: str) -> list[dict[str, Any]]:
     assert body["status"] == "success", body
     result: list[dict[str, Any]] = body["data"]["result"]
     return result
+
+
+def _ready(port: int) -> bool:
+    """Prometheus answers 503 until its storage and rules are loaded."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:  # not listening yet, or 503 (HTTPError is an OSError)
+        return False
 
 
 def _fast_rules(source: Path, target: Path) -> Path:
@@ -139,9 +149,10 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
                 threading.Thread(target=generate), threading.Thread(target=through_the_api)]
             for worker in workers:
                 worker.start()
-            time.sleep(5)  # a few scrapes; then every query is asked again until it has data
+            wait_for(lambda: _ready(prometheus_port), "Prometheus ready", timeout_s=60)
+            # Every query is asked again until it has data (rates need a few scrapes first).
             missing = []
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 90
             recording = [rule["record"] for group in yaml.safe_load(
                 (PROMETHEUS_DIR / "recording_rules.yml").read_text())["groups"] for rule in group["rules"]]
             pending = [(f"rule {name}", name, False) for name in recording] + _panel_queries()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from lanes import costs
 from servers import running_server
+from waiting import wait_for
 
 from tuneship.client import TextClassifier, TritonClient, TritonError
 from tuneship.deploy import TritonServer
@@ -71,12 +71,20 @@ def _total(server: TritonServer) -> float:
     return sum(_samples(server, "tuneship_predictions_total").values())
 
 
-def _published(server: TritonServer, count: float, within_s: float = 2.5) -> float:
-    """The predictions counted once `count` are (or `within_s` has passed)."""
-    deadline = time.monotonic() + within_s
-    while _total(server) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
+def _published(server: TritonServer, count: float) -> float:
+    """The predictions counted once at least `count` are: counts reach the endpoint from a timer within
+    quality_flush_s of the request that made them, so no later request is needed."""
+    wait_for(lambda: _total(server) >= count, f"{count:g} predictions published")
     return _total(server)
+
+
+def _settle(server: TritonServer) -> float:
+    """The predictions counted once everything sent before is published: one more text's count arrives with (or
+    after) every earlier pending count, since a flush sends all that is pending."""
+    before = _total(server)
+    with TritonClient(server.grpc_url) as client:
+        TextClassifier(client, "tiny").classify(["settle the counts"])
+    return _published(server, before + 1)
 
 
 def _latest(repository: Path) -> Path:
@@ -102,6 +110,7 @@ def test_each_version_carries_its_reference_and_serves_it_as_gauges(server: Trit
 
 @pytest.mark.integration
 def test_served_predictions_are_counted_by_label_and_confidence(server: TritonServer) -> None:
+    _settle(server)
     before_labels = _samples(server, "tuneship_predictions_total")
     before_bins = _samples(server, "tuneship_prediction_confidence_total")
     before_sum = sum(_samples(server, "tuneship_prediction_confidence_sum").values())
@@ -127,13 +136,12 @@ def test_served_predictions_are_counted_by_label_and_confidence(server: TritonSe
 def test_a_bursts_counts_are_published_when_traffic_stops(server: TritonServer) -> None:
     """40 reviews one after another, then nothing: the counts reach the endpoint within quality_flush_s (1 s) of
     the last request, without waiting for a later one to carry them."""
-    time.sleep(1.2)  # what earlier tests sent is published by now
-    before = _total(server)
+    before = _settle(server)
     with TritonClient(server.grpc_url) as client:
         classifier = TextClassifier(client, "tiny")
         for index in range(40):
             classifier.classify([f"review number {index}: a gripping film"])
-    assert _published(server, before + 40, within_s=1.5) == before + 40  # the flush interval and a margin
+    assert _published(server, before + 40) == before + 40  # from the flush timer: nothing was sent after them
 
 
 @pytest.mark.integration
@@ -146,8 +154,10 @@ def test_refused_and_truncated_texts_are_counted(server: TritonServer) -> None:
         with pytest.raises(TritonError, match="empty"):
             client.infer("tiny", {"TEXT": np.array([[b"   "]], dtype=np.object_)})
         TextClassifier(client, "tiny").classify([" ".join(["long"] * 200)])
-        time.sleep(1.1)
         TextClassifier(client, "tiny").classify(["short"])
+    wait_for(lambda: count("tuneship_texts_refused_total", reason="empty") == empty + 1, "the empty text counted")
+    wait_for(lambda: count("tuneship_texts_truncated_total") == cut + 1, "the long text counted as truncated")
+    _settle(server)  # and nothing more: the short text was not truncated
     assert count("tuneship_texts_refused_total", reason="empty") == empty + 1
     assert count("tuneship_texts_truncated_total") == cut + 1
 
@@ -202,17 +212,11 @@ def test_liveness_probes_are_answered_but_not_counted_as_predictions(server: Tri
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from tuneship.cli import main
 
-    def predicted() -> float:
-        return sum(_samples(server, "tuneship_predictions_total").values())
-
+    before = _settle(server)
+    for _ in range(3):
+        assert main(["health", "--url", server.grpc_url, "--model", "tiny"]) == 0
     with TritonClient(server.grpc_url) as client:
-        client.infer("tiny", {"TEXT": np.array([[b"warm-up"]], dtype=np.object_)})
-        time.sleep(1.1)
-        client.infer("tiny", {"TEXT": np.array([[b"flush"]], dtype=np.object_)})  # earlier counts reach the server
-        before = predicted()
-        for _ in range(3):
-            assert main(["health", "--url", server.grpc_url, "--model", "tiny"]) == 0
-        time.sleep(1.1)
-        TextClassifier(client, "tiny").classify(["one real text"])  # flushes whatever was counted
+        TextClassifier(client, "tiny").classify(["one real text"])
     capsys.readouterr()
-    assert predicted() - before == 1  # the real text only: three probes were answered, none counted
+    # Had the probes been counted, their counts would be published with the real text's or before it.
+    assert _published(server, before + 1) - before == 1  # the real text only: three probes answered, none counted

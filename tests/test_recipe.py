@@ -50,7 +50,7 @@ def test_unknown_recipe_option_names_the_file(tmp_path: Path) -> None:
 def test_unparsable_recipe_is_reported(tmp_path: Path) -> None:
     recipe = tmp_path / "recipe.toml"
     recipe.write_text("method = \n")
-    with pytest.raises(DataError, match=r"recipe\.toml: cannot parse recipe"):
+    with pytest.raises(DataError, match=r"recipe\.toml: cannot parse the recipe"):
         config_from_args(_parse("--recipe", str(recipe)))
 
 

@@ -14,6 +14,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from lanes import costs
 from onnx_models import write_linear_model
+from waiting import wait_for
 
 from tuneship.deploy import ServeOptions, ServerError, TritonServer, free_port, scrape_metrics
 
@@ -209,5 +210,4 @@ def test_serve_command_stops_cleanly_on_signals(tmp_path: Path, signal_name: str
             process.wait()
     assert process.returncode == 0, output
     assert "stopped" in output
-    time.sleep(0.5)
-    assert _processes_mentioning(str(repository)) == []
+    wait_for(lambda: _processes_mentioning(str(repository)) == [], "no process left", timeout_s=10)

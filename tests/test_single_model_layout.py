@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from lanes import costs
+from waiting import wait_for
 
 from tuneship.client import ClientOptions, InvalidInputError, TextClassifier, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
@@ -68,15 +68,15 @@ def test_the_fused_model_answers_as_the_ensemble_does(both_layouts: Path) -> Non
             anonymous.infer("tinyf", {"TEXT": text}, validate=False)
         # Quality metrics, labelled with the model's name: the 8 texts above, not the label probe, published
         # within the flush interval (1 s) with no request after them.
-        deadline, counted = time.monotonic() + 2.5, 0.0
-        while time.monotonic() < deadline:
+
+        def counted() -> float:
             metrics = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-            counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                          if line.startswith("tuneship_predictions_total{") and 'model="tinyf"' in line)
-            if counted >= len(TEXTS):
-                break
-            time.sleep(0.1)
-        assert counted == len(TEXTS)
+            return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                       if line.startswith("tuneship_predictions_total{") and 'model="tinyf"' in line)
+
+        wait_for(lambda: counted() >= len(TEXTS), "the texts counted without a later request")
+        assert counted() == len(TEXTS)
+        metrics = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
         assert 'tuneship_texts_refused_total{model="tinyf",reason="empty"' in metrics
 
 
@@ -164,15 +164,18 @@ def test_a_killed_fused_stub_is_healed(both_layouts: Path) -> None:
         assert server.pid is not None
         victim = next(stub.pid for stub in list_stubs(server.pid) if stub.model == "tinyf")
         os.kill(victim, signal.SIGKILL)
-        deadline, answered = time.monotonic() + 30, False
-        while time.monotonic() < deadline and not answered:
-            time.sleep(0.5)
+
+        def healed() -> bool:
             try:
-                answered = [p.label for p in classifier.classify(TEXTS)] == expected and \
+                return [p.label for p in classifier.classify(TEXTS)] == expected and \
                     any("answering again" in e for e in events)
             except TritonError:  # while the stub is dead
-                answered = False
-        assert answered, events
+                return False
+
+        try:
+            wait_for(healed, "healed after the stub was killed", timeout_s=90, interval_s=0.5)
+        except AssertionError as error:
+            raise AssertionError(f"{error}: {events}") from None
         assert any("tinyf" in e and "died" in e for e in events), events
 
 

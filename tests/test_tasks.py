@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from tuneship.tasks import TASKS, UnknownTaskError, load, resolve_task, task, task_of_json_config, task_of_metadata
+import tuneship.tasks as tasks_module
+from tuneship.tasks import (
+    TASKS,
+    Task,
+    UnknownTaskError,
+    load,
+    resolve_task,
+    task,
+    task_of_json_config,
+    task_of_metadata,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,8 +69,24 @@ def test_every_published_caller_model_records_its_task() -> None:
 # The tasks' own modules may name their task and contract; everyone else asks the table.
 OWN_MODULES = ("tuneship/tasks.py", "trainer/image/", "trainer/instruct/", "exporter/image/", "exporter/instruct/",
                "exporter/triton_models/", "client/image_classifier.py", "client/images.py", "client/generator.py",
-               "client/text_classifier.py", "trainer/config.py")
+               "client/text_classifier.py", "trainer/config.py", "serving/")
 WATCHED = {t.name for t in TASKS.values()} | {name for t in TASKS.values() for name in t.contract.inputs}
+
+
+# The table's rows by their module-level names (TEXT_GENERATION, ...): comparing with one by identity, equality or
+# its name is a task decision too.
+ROWS = {name for name, value in vars(tasks_module).items() if isinstance(value, Task)}
+
+
+def _row(value: ast.expr) -> str | None:
+    """The row a comparison side names: `TEXT_GENERATION`, `tasks.TEXT_GENERATION` or `TEXT_GENERATION.name`."""
+    if isinstance(value, ast.Attribute) and value.attr == "name":
+        value = value.value
+    if isinstance(value, ast.Name) and value.id in ROWS:
+        return value.id
+    if isinstance(value, ast.Attribute) and value.attr in ROWS:
+        return value.attr
+    return None
 
 
 def _decisions(path: Path) -> list[str]:
@@ -73,12 +99,14 @@ def _decisions(path: Path) -> list[str]:
             for value in values:
                 if isinstance(value, ast.Constant) and value.value in WATCHED:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}: compares with {value.value!r}")
+                elif (row := _row(value)) is not None:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: compares with the {row} row")
     return found
 
 
 def test_no_task_decisions_outside_the_table_and_the_tasks_own_modules() -> None:
     decisions = []
-    for stage in ("client", "deploy", "monitor", "exporter", "trainer", "tuneship", "api", "tuning"):
+    for stage in ("client", "deploy", "monitor", "exporter", "trainer", "tuneship", "api", "tuning", "serving"):
         for path in sorted((ROOT / stage).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
             if not relative.startswith(OWN_MODULES):
@@ -90,5 +118,8 @@ def test_the_check_sees_a_sniffing_decision(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     sample = tmp_path / "sniff.py"
     sample.write_text('images = [s["name"] for s in metadata["inputs"]] == ["IMAGE"]\n'
-                      'generator = "text_input" in names\nimage = manifest.get("task") != "image-classification"\n')
-    assert [line.split(": ")[0] for line in _decisions(sample)] == ["sniff.py:1", "sniff.py:2", "sniff.py:3"]
+                      'generator = "text_input" in names\nimage = manifest.get("task") != "image-classification"\n'
+                      'served = task is TEXT_GENERATION\nnamed = config["task"] == tasks.IMAGE_CLASSIFICATION.name\n'
+                      'asked = task.generates or task.classifies\n')
+    assert [line.split(": ")[0] for line in _decisions(sample)] == ["sniff.py:1", "sniff.py:2", "sniff.py:3",
+                                                                     "sniff.py:4", "sniff.py:5"]

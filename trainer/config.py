@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from tuneship.trainer.errors import DataError
 
 METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix-tuning", "features")
@@ -287,6 +285,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             _add_flag(target, f)
 
 
+def train_flags(parser: Any, names: tuple[str, ...]) -> None:
+    """`tuneship train`'s flags for the options `names` (a command that takes some of them as train does)."""
+    seen: set[str] = set()
+    for options in (TrainConfig, TokenOptions, LinearHeadOptions, *task_configs()):
+        for f in dataclasses.fields(options):
+            if f.name in names and f.name not in seen:
+                seen.add(f.name)
+                _add_flag(parser, f)
+
+
 def _add_flag(parser: Any, f: dataclasses.Field[Any]) -> None:
     flag = "--" + f.name.replace("_", "-")
     help_text = str(f.metadata.get("help", ""))
@@ -302,20 +310,12 @@ def _add_flag(parser: Any, f: dataclasses.Field[Any]) -> None:
 
 
 def load_recipe(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"{path}: recipe file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".toml":
-            raw: Any = tomllib.loads(text)
-        else:
-            import yaml
+    from tuneship.mapping_files import MappingFileError, read_mapping
 
-            raw = yaml.safe_load(text) or {}
-    except Exception as error:  # the parsers' own messages carry line numbers
-        raise DataError(f"{path}: cannot parse recipe: {error}") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: a recipe must be a mapping of option names to values")
+    try:
+        raw = read_mapping(path, "recipe")
+    except MappingFileError as error:
+        raise DataError(str(error)) from None
     known = set().union(*(field_names(options) for options in task_configs()))
     recipe: dict[str, Any] = {}
     for key, value in raw.items():

@@ -11,8 +11,9 @@ from tuneship.arguments import Parser
 from tuneship.quiet import quiet_known_warnings
 
 # Stage CLI modules must be cheap to import: heavy libraries are imported inside handlers.
-STAGE_CLIS = ("tuneship.trainer.cli", "tuneship.exporter.cli", "tuneship.deploy.cli", "tuneship.tuning.cli",
-              "tuneship.client.cli", "tuneship.monitor.cli", "tuneship.api.cli")
+STAGE_CLIS = ("tuneship.datacheck.cli", "tuneship.trainer.cli", "tuneship.search.cli", "tuneship.exporter.cli",
+              "tuneship.deploy.cli", "tuneship.tuning.cli", "tuneship.client.cli", "tuneship.monitor.cli",
+              "tuneship.api.cli")
 
 
 def build_parser() -> Parser:

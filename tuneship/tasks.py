@@ -73,10 +73,17 @@ class Task:
     "images" (--images FOLDER)."""
     probe_item: str | None = None
     """"module:NAME" of the item a liveness probe sends (None: the probe's text)."""
+    search_space: str = ""
+    """"module:NAME" of its default search space (a tuneship.space.TaskSpace) for `tuneship search`."""
 
     @property
     def classifies(self) -> bool:
         return self.probe == "items"
+
+    @property
+    def generates(self) -> bool:
+        """Answers with generated text over the stream (its probe is a generation)."""
+        return self.probe == "generation"
 
 
 TEXT_CLASSIFICATION = Task(
@@ -88,7 +95,8 @@ TEXT_CLASSIFICATION = Task(
     client="tuneship.client.text_classifier:TextClassifier", probe="items", layouts=("ensemble", "single"),
     tunable=True, updatable=True, updater="tuneship.monitor.update:update_text_classifier",
     evaluator="tuneship.trainer.text.evaluate:evaluate_texts",
-    encoder="tuneship.client.text_classifier:text_request")
+    encoder="tuneship.client.text_classifier:text_request",
+    search_space="tuneship.trainer.text.search_space:SPACE")
 IMAGE_CLASSIFICATION = Task(
     name="image-classification", description="image classification", modality="image",
     trainer="tuneship.trainer.image.training", train_options="tuneship.trainer.image.config:ImageTrainConfig",
@@ -98,7 +106,7 @@ IMAGE_CLASSIFICATION = Task(
     client="tuneship.client.image_classifier:ImageClassifier", probe="items", tunable=True, sized_by="image_size",
     evaluator="tuneship.trainer.image.evaluate:evaluate_images",
     encoder="tuneship.client.image_classifier:image_request", item_source="images",
-    probe_item="tuneship.client.images:PROBE_PNG")
+    probe_item="tuneship.client.images:PROBE_PNG", search_space="tuneship.trainer.image.search_space:SPACE")
 TEXT_GENERATION = Task(
     name="instruct", description="text generation (instruction-tuned causal LM)", modality="text",
     trainer="tuneship.trainer.instruct.training",
@@ -107,7 +115,8 @@ TEXT_GENERATION = Task(
     export_options="tuneship.exporter.instruct.options:InstructExportOptions",
     contract=ServedContract(inputs=("text_input", "max_tokens"), outputs=("text_output",), decoupled=True),
     client="tuneship.client.generator:Generator", probe="generation", updatable=True,
-    updater="tuneship.monitor.generator_update:update_generator")
+    updater="tuneship.monitor.generator_update:update_generator",
+    search_space="tuneship.trainer.instruct.search_space:SPACE")
 
 TASKS: dict[str, Task] = {task.name: task for task in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, TEXT_GENERATION)}
 DEFAULT_TASK = TEXT_CLASSIFICATION.name

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tuneship.repository_files import LOCK_TIMEOUT_S, REPORT_FILE
 from tuneship.tuning.options import TuneOptions
 from tuneship.tuning.search import Candidate, KeptVariant, runs_graph
 
@@ -69,7 +70,7 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
 
     configs = apply(chosen, ensemble, steps, kept.graph_level if kept else None)
     written = []
-    with repository_lock(options.repository, 600.0, f"tuneship tune of {options.model}"):
+    with repository_lock(options.repository, LOCK_TIMEOUT_S, f"tuneship tune of {options.model}"):
         if kept is not None:
             model_config = next(c for c in configs if c.name == onnx_step.name)
             filename = onnx_step.default_model_filename or "model.onnx"
@@ -79,7 +80,7 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
                                    model_config, replace={filename: kept.path}, link=True)
             written.append(str(options.repository / onnx_step.name / str(version) / filename))
             configs = [c for c in configs if c.name != onnx_step.name]
-            report_path = options.repository / options.model / "export_report.json"
+            report_path = options.repository / options.model / REPORT_FILE
             if report_path.is_file():
                 report = json.loads(report_path.read_text(encoding="utf-8"))
                 report["tuned_variant"] = kept.name

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneship.repository_files import LOCK_TIMEOUT_S, TUNING_PLOT, TUNING_REPORT
 from tuneship.tuning.options import REPORTS, TuneError, TuneOptions
 
 GENERATOR_PERCENTILES = (50, 99)
@@ -55,13 +56,14 @@ class GeneratorTuneReport:
 
 def is_generator(repository: Path, model: str) -> bool:
     from tuneship.exporter import ExportError, read_config
-    from tuneship.tasks import TEXT_GENERATION
+    from tuneship.tasks import task_of_config
 
     try:
         config = read_config(repository, model)
     except ExportError:
         return False
-    return "task" in config.parameters and config.parameters["task"].string_value == TEXT_GENERATION.name
+    task = task_of_config(config)
+    return task is not None and task.generates
 
 
 def choose(trials: list[GeneratorTrial], percentile: int, budget_ms: float) -> tuple[GeneratorTrial | None, str]:
@@ -142,7 +144,7 @@ def tune_generator(options: TuneOptions) -> GeneratorTuneReport:
     chosen, reason = choose(trials, options.percentile, options.latency_budget_ms)
     written: list[str] = []
     if chosen is not None and options.write:
-        with repository_lock(options.repository, 600.0, f"tuneship tune of {options.model}"):
+        with repository_lock(options.repository, LOCK_TIMEOUT_S, f"tuneship tune of {options.model}"):
             fresh = read_config(options.repository, options.model)
             written.append(str(write_config(options.repository, _with(fresh, chosen.max_concurrency,
                                                                       options.concurrency))))
@@ -157,7 +159,7 @@ def save_generator_report(report: GeneratorTuneReport, repository: Path) -> tupl
     from tuneship.exporter import write_text_atomic
 
     folder = repository / report.model
-    json_path, png_path = folder / "tuning_report.json", folder / "tuning.png"
+    json_path, png_path = folder / TUNING_REPORT, folder / TUNING_PLOT
     write_text_atomic(json_path, json.dumps(asdict(report), indent=2) + "\n")
 
     def figure() -> Any:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.arguments import non_negative_float, positive_float, positive_int
+from tuneship.repository_files import REPORTS as FILES_BESIDE_A_MODEL
 
 PERCENTILES = (50, 90, 95, 99)
-REPORTS = ("export_report.json", "tuning_report.json", "tuning.png", "updates.jsonl", "update_report.json")
+REPORTS = FILES_BESIDE_A_MODEL
 
 
 class TuneError(Exception):

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tuneship.repository_files import TUNING_PLOT, TUNING_REPORT
 from tuneship.tuning.search import Trial, frontier
 
 
@@ -98,7 +99,7 @@ def save(report: TuneReport, repository: Path) -> tuple[Path, Path]:
 
     folder = repository / report.model
     data = asdict(report)
-    json_path, png_path = folder / "tuning_report.json", folder / "tuning.png"
+    json_path, png_path = folder / TUNING_REPORT, folder / TUNING_PLOT
     write_text_atomic(json_path, json.dumps(data, indent=2) + "\n")
     temporary = folder / f".tuning.{os.getpid()}.png"
     plot(report, temporary)

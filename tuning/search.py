@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tuneship.repository_files import REPORT_FILE
 from tuneship.tuning.options import TuneError, TuneOptions
 
 
@@ -82,7 +83,7 @@ def kept_variants(repository: Path, model: str, read_index: bool = True) -> tupl
     `read_index` is false)."""
     from tuneship.exporter import VARIANTS_FOLDER, VARIANTS_INDEX, existing_versions
 
-    report_path = repository / model / "export_report.json"
+    report_path = repository / model / REPORT_FILE
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
     published = str(report.get("tuned_variant") or report.get("chosen") or "")
     variation = next((v.get("batch_variation") for v in report.get("variants", []) if v.get("name") == published),

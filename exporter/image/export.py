@@ -19,7 +19,7 @@ from tuneship.exporter.image.options import IMAGE_PRECISIONS, ImageExportOptions
 from tuneship.exporter.image.publishing import publish_image_models
 from tuneship.exporter.image.variants import INPUT, convert_fp16, export_image_onnx, quantize_static_int8
 from tuneship.exporter.quality import softmax
-from tuneship.exporter.selection import VariantReport, time_feeds, unmeasured
+from tuneship.exporter.selection import VariantReport, unmeasured
 from tuneship.exporter.validation import ValidationResult
 from tuneship.exporter.variants import Variant, session_options
 from tuneship.progress import step
@@ -172,7 +172,7 @@ class ImageClassifierExport(ClassifierExport[ImageExportOptions]):
             self.gate_logits[variant.name] = gate
         timing = np.concatenate([validation] * (32 // len(validation) + 1))
         with step(f"timing {len(sessions)} variants in turns at batch 1 and 32"):
-            timings = time_feeds(sessions, {1: {INPUT: timing[:1]}, 32: {INPUT: timing[:32]}})
+            timings = self.timing.latencies(sessions, {1: {INPUT: timing[:1]}, 32: {INPUT: timing[:32]}})
         for report in reports:
             report.latency_ms.update(timings.get(report.name, {}))
         return reports

@@ -32,6 +32,7 @@ from tuneship.exporter.publishing import PYTHON_MODEL_REQUIREMENTS, TRITON_MODEL
 from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
 from tuneship.model_names import step_model
+from tuneship.repository_files import LABELS_FILE
 from tuneship.tasks import IMAGE_CLASSIFICATION
 
 PREPROCESS_REQUIREMENTS = ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
@@ -135,7 +136,7 @@ def publish_image_models(repository: Path, name: str, variant: Variant, labels: 
         step_model(name, "postprocess"): publish_version(repository, post_config,
                                                lambda t: fill_postprocess(t, labels, reference), keep),
     }
-    write_text_atomic(repository / post_config.name / "labels.txt", "\n".join(labels) + "\n")
+    write_text_atomic(repository / post_config.name / LABELS_FILE, "\n".join(labels) + "\n")
     write_text_atomic(repository / step_model(name, "preprocess") / "requirements.txt", PREPROCESS_REQUIREMENTS)
     write_text_atomic(repository / post_config.name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["postprocess"])
     versions[name] = publish_version(repository, image_ensemble_config(name, labels, serving), fill_ensemble, keep)

@@ -33,11 +33,12 @@ from tuneship.exporter.instruct.measure import batched_greedy, torch_greedy
 from tuneship.exporter.instruct.options import InstructExportOptions
 from tuneship.exporter.repository import existing_versions, latest_version, read_config
 from tuneship.exporter.run import ExportRunReport, TaskExport
-from tuneship.exporter.triton_models.lora import ADAPTERS_DIR, INFO_FILE, WEIGHTS_FILE, LoraWeights, check_name
+from tuneship.exporter.timing import MEASURED, Timing
 from tuneship.progress import step
+from tuneship.repository_files import ADAPTERS_DIR, REPORT_FILE, SOURCE_FILE
+from tuneship.serving import INFO_FILE, WEIGHTS_FILE, LoraWeights, check_name
 from tuneship.tasks import TEXT_GENERATION
 
-SOURCE_FILE = "tuneship_source.json"
 GATE_TOKENS = 8
 GATE_PROMPTS_MAX = 200
 
@@ -84,8 +85,8 @@ def read_source(version_dir: Path) -> dict[str, Any]:
 class AdapterExport(TaskExport[InstructExportOptions, AdapterVariant, AdapterReport]):
     options_class = InstructExportOptions
 
-    def __init__(self, options: InstructExportOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: InstructExportOptions, timing: Timing = MEASURED) -> None:
+        super().__init__(options, timing)
         try:
             self.adapter = check_name(options.name)
         except ValueError as error:
@@ -150,7 +151,7 @@ class AdapterExport(TaskExport[InstructExportOptions, AdapterVariant, AdapterRep
         return f"adapter {self.adapter} of {self.name}"
 
     def report_path(self) -> Path:
-        return Path(self.options.repository) / self.name / ADAPTERS_DIR / self.adapter / "export_report.json"
+        return Path(self.options.repository) / self.name / ADAPTERS_DIR / self.adapter / REPORT_FILE
 
     def build(self, workdir: Path) -> list[AdapterVariant]:
         with open(self.version_dir / "genai_config.json", encoding="utf-8") as handle:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.triton_models.lora import node_shapes
+from tuneship.serving import node_shapes
 
 _MODULE = re.compile(r"(?:^|\.)layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.lora_([AB])\.weight$")
 PACKED = ("q_proj", "k_proj", "v_proj")

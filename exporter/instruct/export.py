@@ -22,10 +22,10 @@ from typing import Any
 
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.instruct.build import GenaiVariant, build_variant, check_builder
+from tuneship.exporter.instruct.calibrated import build_calibrated
 from tuneship.exporter.instruct.measure import (
     GenaiReport,
     GenaiRunner,
-    decode_speed,
     first_difference,
     served_greedy,
     torch_greedy,
@@ -33,6 +33,7 @@ from tuneship.exporter.instruct.measure import (
 from tuneship.exporter.instruct.options import InstructExportOptions
 from tuneship.exporter.instruct.publishing import publish_generator
 from tuneship.exporter.run import ExportRunReport, TaskExport
+from tuneship.exporter.timing import MEASURED, Timing
 from tuneship.progress import step
 
 VALIDATION_TOKENS = 16
@@ -51,8 +52,10 @@ def _variants_to_build(options: InstructExportOptions) -> list[str]:
     return wanted[options.precision]
 
 
-# Built only when auto's quantized variants all fail the gate: the next rung of precision, slower and closer.
-FALLBACKS = {"cpu": ["int8"], "gpu": []}
+# Built only when auto's int4 fails the gate, on a CPU: a calibrated 4-bit build (--int4-calibrated) and 8-bit
+# weights; the fastest of the variants that pass is published.
+FALLBACKS = {"cpu": ["int4-calibrated", "int8"], "gpu": []}
+CALIBRATION_PROMPTS = 32
 
 
 @dataclass
@@ -71,12 +74,12 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
     options_class = InstructExportOptions
 
     @classmethod
-    def create(cls, options: Any) -> TaskExport[Any, Any, Any]:
+    def create(cls, options: Any, timing: Timing = MEASURED) -> TaskExport[Any, Any, Any]:
         if getattr(options, "adapter_of", None):
             from tuneship.exporter.instruct.adapter_export import AdapterExport
 
-            return AdapterExport(options)
-        return cls(options)
+            return AdapterExport(options, timing)
+        return cls(options, timing)
 
     def check_options(self) -> None:
         if self.options.keep_variants:
@@ -113,6 +116,8 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
                               "with")
         self.answers = {a.lower() for a in checkpoint.labels}
         self.gate = held_out[:min(options.gate_samples, GATE_PROMPTS_MAX)]
+        # GPTQ's calibration prompts: held out, but never the gate's (its answers must not be fitted to).
+        self.calibration = held_out[len(self.gate):len(self.gate) + CALIBRATION_PROMPTS]
         self.validation = held_out[:min(options.validation_texts, 8)]
 
     @property
@@ -154,19 +159,39 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
         from tuneship.trainer import normalise, prompt_ids
 
         serving = self.options.generation
-        slots = serving.max_concurrency if serving.batching == "continuous" else 1
-        reports = [_measure(v, self.tokenizer, self.gate, self.answers, normalise, prompt_ids, slots)
+        slots = serving.max_concurrency
+        reports = [_measure(v, self.tokenizer, self.gate, self.answers, normalise, prompt_ids, slots, self.timing)
                    for v in variants]
         # The fallback rungs join `variants` (the run picks the published files from that list by name).
-        for precision in FALLBACKS[self.options.target] if self.options.precision == "auto" else []:
-            _gate(reports, self.options.accuracy_threshold, bool(self.answers))
-            if any(r.passed for r in reports[1:]):
-                break
-            with step(f"no quantized variant passed the gate: building {precision}"):
-                variants.append(build_variant(self.model_dir, self.workdir, self.options.target, precision))
-            reports.append(_measure(variants[-1], self.tokenizer, self.gate, self.answers, normalise, prompt_ids,
-                                    slots))
+        _gate(reports, self.options.accuracy_threshold, bool(self.answers))
+        if self.options.precision != "auto" or any(r.passed for r in reports[1:]):
+            return reports
+        for rung in FALLBACKS[self.options.target]:
+            built = self._fallback(rung, variants[0])
+            if built is None:
+                continue
+            variants.append(built)
+            reports.append(_measure(built, self.tokenizer, self.gate, self.answers, normalise, prompt_ids, slots,
+                                    self.timing))
         return reports
+
+    def _fallback(self, rung: str, fp32: GenaiVariant) -> GenaiVariant | None:
+        """A rung of the ladder built (None: skipped by the options)."""
+        from tuneship.trainer import prompt_ids
+
+        if rung != "int4-calibrated":
+            with step(f"int4 failed the gate: building {rung}"):
+                return build_variant(self.model_dir, self.workdir, self.options.target, rung)
+        method = self.options.int4_calibrated
+        if method == "none":
+            return None
+        calibration = [prompt_ids(self.tokenizer, c) for c in self.calibration]
+        if method == "gptq" and not calibration:
+            print("note: no held-out prompts beyond the gate's to calibrate GPTQ with; HQQ (no data) instead")
+            method = "hqq"
+        how = f" on {len(calibration)} held-out prompts" if method == "gptq" else ""
+        with step(f"int4 failed the gate: quantizing the fp32 build with {method.upper()}{how}"):
+            return build_calibrated(fp32, self.workdir, method, calibration)
 
     def choose(self, reports: list[GenaiReport]) -> tuple[GenaiReport, str]:
         _gate(reports, self.options.accuracy_threshold, bool(self.answers))
@@ -191,7 +216,7 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
         from tuneship.trainer import normalise, prompt_ids
 
         serving = self.options.generation
-        slots = serving.max_concurrency if serving.batching == "continuous" else 1
+        slots = serving.max_concurrency
         max_tokens = serving.default_max_tokens
         with step(f"recording {variant.name}'s reference behaviour: {len(self.gate)} held-out answers of up to "
                   f"{max_tokens} tokens"):
@@ -217,11 +242,11 @@ class InstructExport(TaskExport[InstructExportOptions, GenaiVariant, GenaiReport
 
 
 def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: set[str], normalise: Any,
-             prompt_ids: Any, slots: int) -> GenaiReport:
-    """The gate's answers as the variant will be served: through the continuous batcher, `slots` at a time
-    (batched decoding may move a nearly tied greedy answer), or alone with `--batching per-request`."""
+             prompt_ids: Any, slots: int, timing: Timing = MEASURED) -> GenaiReport:
+    """The gate's answers as the variant will be served: through the serving engine, `slots` at a time (batched
+    decoding may move a nearly tied greedy answer)."""
     report = GenaiReport(name=variant.name, precision=variant.precision, size_bytes=variant.size_bytes)
-    how = f"batched {slots} at a time" if slots > 1 else "one at a time"
+    how = f"batched {slots} at a time"
     with step(f"measuring {variant.name}: greedy answers to {len(gate)} held-out prompts ({how}), decode speed"):
         prompts = [prompt_ids(tokenizer, conversation) for conversation in gate]
         generated = served_greedy(variant.path, prompts, GATE_TOKENS, slots)
@@ -230,7 +255,7 @@ def _measure(variant: GenaiVariant, tokenizer: Any, gate: list[Any], answers: se
         if answers:
             hits = sum(normalise(a) == normalise(c.answer) for a, c in zip(report.answers, gate, strict=True))
             report.exact_match = round(hits / len(gate), 4)
-        report.ttft_ms, report.tokens_per_second = decode_speed(runner, prompt_ids(tokenizer, gate[0]))
+        report.ttft_ms, report.tokens_per_second = timing.decode(variant.name, runner, prompt_ids(tokenizer, gate[0]))
     return report
 
 

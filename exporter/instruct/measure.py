@@ -66,18 +66,17 @@ class GenaiRunner:
 
 def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens: int, slots: int,
                    adapter: Any = None) -> list[list[int]]:
-    """Greedy tokens (EOS excluded) of every prompt through the served generator's continuous batcher, all
-    submitted at once: each answer computed among up to `slots - 1` others, as it will be served; with `adapter`
-    (a LoraWeights) through that adapter on the base model at `path`."""
+    """Greedy tokens (EOS excluded) of every prompt through the serving engine, all submitted at once: each answer
+    computed among up to `slots - 1` others, as it will be served; with `adapter` (a LoraWeights) through that
+    adapter on the base model at `path`. The prefix cache is off: each answer is computed whole."""
     import threading
 
-    from tuneship.exporter.triton_models.batcher import ContinuousBatcher
-    from tuneship.exporter.triton_models.batcher import Sequence as BatchedSequence
+    from tuneship.serving import Engine, Request, SamplingParams
 
-    batcher = ContinuousBatcher(str(path), slots=slots)
+    engine = Engine(str(path), slots=slots, prefix_cache_bytes=0)
     name = None
     if adapter is not None:
-        batcher.set_adapters({adapter.name: adapter})
+        engine.set_adapters({adapter.name: adapter})
         name = adapter.name
     answers: list[list[int]] = [[] for _ in prompts]
     done = threading.Semaphore(0)
@@ -95,13 +94,14 @@ def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens:
 
         return on_token
 
+    params = SamplingParams(max_tokens=max_new_tokens, adapter=name)
     try:
         for prompt, tokens in zip(prompts, answers, strict=True):
-            batcher.submit(BatchedSequence(list(prompt), max_new_tokens, collect(tokens), finished, adapter=name))
+            engine.submit(Request(list(prompt), params, collect(tokens), finished))
         for _ in prompts:
             done.acquire()
     finally:
-        batcher.close()
+        engine.close()
     if errors:
         raise errors[0]
     return answers
@@ -109,17 +109,14 @@ def batched_greedy(path: Path, prompts: Sequence[Sequence[int]], max_new_tokens:
 
 def served_greedy(path: Path, prompts: list[list[int]], max_tokens: int, slots: int,
                   adapter_dir: Path | None = None) -> list[list[int]]:
-    """Greedy answers (EOS excluded) as they will be served: through the continuous batcher, `slots` at a time,
-    or alone with `--batching per-request`; with `adapter_dir` (a published adapter's folder) through that adapter
-    (adapters are served by the batcher only)."""
+    """Greedy answers (EOS excluded) as they will be served: through the serving engine, `slots` at a time; with
+    `adapter_dir` (a published adapter's folder) through that adapter."""
+    adapter = None
     if adapter_dir is not None:
-        from tuneship.exporter.triton_models.lora import LoraWeights
+        from tuneship.serving import LoraWeights
 
-        return batched_greedy(path, prompts, max_tokens, max(slots, 2), LoraWeights.load(str(adapter_dir)))
-    if slots > 1:
-        return batched_greedy(path, prompts, max_tokens, slots)
-    alone = GenaiRunner(path)
-    return [alone.greedy(prompt, max_tokens)[0] for prompt in prompts]
+        adapter = LoraWeights.load(str(adapter_dir))
+    return batched_greedy(path, prompts, max_tokens, max(slots, 1), adapter)
 
 
 def torch_greedy(model: Any, prompt: Sequence[int], max_new_tokens: int, eos: set[int]) -> list[int]:

@@ -30,24 +30,17 @@ class GenerationServing:
     max_queue: int = field(default=16, metadata={
         "help": "instruct: requests that may wait for a slot, in arrival order; more are refused at once "
                 "(RESOURCE_EXHAUSTED, naming the limit)", "type": non_negative_int})
-    max_sessions: int = field(default=64, metadata={
-        "help": "instruct: chat sessions whose key/value cache is kept for their next turn (0: none)",
+    prefix_cache_mb: int = field(default=1024, metadata={
+        "help": "instruct: memory for the automatic prefix cache, MiB: any prompt starting with tokens computed "
+                "recently (a shared system prompt, a document asked again, a session's earlier turns) skips them; "
+                "least recently used evicted first; 0 turns it off (sessions then start cold too)",
         "type": non_negative_int})
-    session_cache_mb: int = field(default=1024, metadata={
-        "help": "instruct: memory for kept session caches, MiB (least recently used evicted first)",
-        "type": positive_int})
-    session_ttl_s: int = field(default=600, metadata={
-        "help": "instruct: seconds a session's cache is kept after its last turn", "type": positive_int})
     stream_interval_ms: int = field(default=50, metadata={
         "help": "instruct: a stream's pieces leave at most this often, in ms (the first at once, the rest with the "
                 "last piece); 0 sends every token. Each piece is a round trip to the server between decode steps: "
                 "on 2 CPU cores per-token pieces cost about a fifth of the tokens", "type": non_negative_int})
     intra_op_threads: int = field(default=0, metadata=THREADS)
     versions_to_serve: int = field(default=1, metadata=VERSIONS)
-    batching: str = field(default="continuous", metadata={
-        "help": "instruct: continuous (every running request's next token from one forward pass; a new request "
-                "joins at the next step) or per-request (each request its own generator, as before)",
-        "choices": ("continuous", "per-request")})
 
 
 @dataclass
@@ -55,6 +48,11 @@ class InstructExportOptions(ExportOptions):
     int4_method: str = field(default="k_quant", metadata={
         "help": "instruct int4: onnxruntime-genai's weight quantization (k_quant: every layer int4; k_quant_mixed "
                 "keeps the output layer and the most sensitive layers in int8, slower)", "choices": INT4_METHODS})
+    int4_calibrated: str = field(default="gptq", metadata={
+        "help": "instruct auto on CPU: when int4 fails the gate, the calibrated 4-bit rung tried beside int8 (gptq: "
+                "weights corrected for their inputs, calibrated on held-out prompts beyond the gate's; hqq: fitted "
+                "per block, no data; none: straight to int8); the faster of those that pass is published",
+        "choices": ("gptq", "hqq", "none")})
     adapter_of: str | None = field(default=None, metadata={
         "help": "instruct LoRA: publish the checkpoint's adapter (not a merged copy) as adapter --name of this "
                 "published generator, served beside its other adapters without a restart"})

@@ -13,17 +13,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tuneship.exporter.instruct.build import GenaiVariant
 from tuneship.exporter.instruct.options import GenerationServing
 from tuneship.exporter.repository import publish_version, write_text_atomic
-from tuneship.exporter.triton_models.answers import REFERENCE_FILE
+from tuneship.repository_files import LABELS_FILE, SOURCE_FILE
+from tuneship.serving import REFERENCE_FILE, publish_bundle, requirements
 from tuneship.tasks import TEXT_GENERATION
-
-TRITON_MODELS = Path(__file__).resolve().parents[1] / "triton_models"
-
-
-def requirements(provider: str) -> str:
-    package = "onnxruntime-genai-cuda" if provider == "cuda" else "onnxruntime-genai"
-    return ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"
-            f"numpy<2\n{package}>=0.18,<0.19\nonnxruntime>=1.17\nonnx>=1.16\nsafetensors>=0.4\n")
-
 
 # (name, type, dims, optional): the vLLM/TensorRT-LLM backends' names, so Triton's generate endpoints work.
 INPUTS = (
@@ -67,8 +59,7 @@ def generator_config(name: str, serving: GenerationServing) -> mc.ModelConfig:
     config.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value("KIND_CPU"), count=1)
     config.version_policy.latest.num_versions = serving.versions_to_serve
     for key in ("default_max_tokens", "max_tokens_limit", "max_prompt_tokens", "max_concurrency", "max_queue",
-                "intra_op_threads", "batching", "max_sessions", "session_cache_mb", "session_ttl_s",
-                "stream_interval_ms"):
+                "intra_op_threads", "prefix_cache_mb", "stream_interval_ms"):
         config.parameters[key].string_value = str(getattr(serving, key))
     config.parameters["task"].string_value = TEXT_GENERATION.name
     return config
@@ -84,20 +75,16 @@ def publish_generator(repository: Path, name: str, variant: GenaiVariant, servin
         if reference is not None:
             (target / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
         if source is not None:
-            (target / "tuneship_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+            (target / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
         if labels:
-            (target / "labels.txt").write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+            (target / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
         for item in variant.path.iterdir():
             if item.is_file():
                 shutil.copy2(item, target / item.name)
-        shutil.copy2(TRITON_MODELS / "generator.py", target / "model.py")
-        shutil.copy2(TRITON_MODELS / "batcher.py", target / "tuneship_batcher.py")
-        shutil.copy2(TRITON_MODELS / "guidance.py", target / "tuneship_guidance.py")
-        shutil.copy2(TRITON_MODELS / "lora.py", target / "tuneship_lora.py")
-        shutil.copy2(TRITON_MODELS / "answers.py", target / "tuneship_answers.py")
+        publish_bundle(target)
 
     version = publish_version(repository, generator_config(name, serving), fill, keep)
-    write_text_atomic(repository / name / "requirements.txt", requirements(variant.provider))
+    write_text_atomic(repository / name / "requirements.txt", requirements())
     return version
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tuneship.exporter.triton_models.answers import LENGTH_EDGES, OTHER, label_of, length_bin
+from tuneship.serving import LENGTH_EDGES, OTHER, label_of, length_bin
 
 
 def reference_behaviour(tokens: Sequence[Sequence[int]], texts: Sequence[str], max_tokens: int,

@@ -122,7 +122,7 @@ class TextClassifierExport(ClassifierExport[TextExportOptions]):
                 self.gate_logits[variant.name] = logits
         with step(f"timing {len(sessions)} variants in turns at batch 1 and 32"):
             timings = time_interleaved(sessions, self.tokenizer, self.input_names, self.validation_texts,
-                                       max_length)
+                                       max_length, self.timing.latencies)
             for report in reports:
                 report.latency_ms.update(timings.get(report.name, {}))
         return reports

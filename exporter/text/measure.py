@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from tuneship.exporter.quality import softmax
-from tuneship.exporter.selection import VariantReport, time_feeds
+from tuneship.exporter.selection import VariantReport
 from tuneship.exporter.text.validation import onnx_logits
+from tuneship.exporter.timing import LatencyTimer
 from tuneship.exporter.variants import Variant, session_options
 
 
@@ -49,10 +50,10 @@ def _feeds(tokenizer: Any, input_names: Sequence[str], texts: Sequence[str], bat
 
 
 def time_interleaved(sessions: dict[str, Any], tokenizer: Any, input_names: Sequence[str], texts: Sequence[str],
-                     max_length: int, batches: Sequence[int] = (1, 32), rounds: int = 9) -> dict[str, dict[str, float]]:
-    """time_feeds on tokenized texts, one batch of each size."""
-    return time_feeds(sessions, {batch: _feeds(tokenizer, input_names, texts, batch, max_length)
-                                 for batch in batches}, rounds)
+                     max_length: int, timer: LatencyTimer,
+                     batches: Sequence[int] = (1, 32)) -> dict[str, dict[str, float]]:
+    """`timer` (time_feeds unless figures are given) on tokenized texts, one batch of each size."""
+    return timer(sessions, {batch: _feeds(tokenizer, input_names, texts, batch, max_length) for batch in batches})
 
 
 def measure(

@@ -13,6 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tuneship.exporter.model_configs import instance_group, latest_versions, pipeline_parameters
 from tuneship.exporter.options import ServingOptions
 from tuneship.model_names import step_model
+from tuneship.repository_files import LABELS_FILE
 from tuneship.tasks import TEXT_CLASSIFICATION
 
 
@@ -123,7 +124,7 @@ def single_model_config(name: str, labels: Sequence[str], max_length: int, pad_t
     config.input.add(name="TEXT", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="LABEL", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="PROBABILITIES", data_type=mc.TYPE_FP32, dims=[len(labels)],
-                      label_filename="labels.txt")
+                      label_filename=LABELS_FILE)
     config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
     config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
     instance_group(config, "KIND_CPU", options.instance_count)

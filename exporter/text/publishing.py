@@ -29,6 +29,7 @@ from tuneship.exporter.text.model_configs import (
 )
 from tuneship.exporter.variants import Variant
 from tuneship.model_names import step_model
+from tuneship.repository_files import LABELS_FILE
 
 if TYPE_CHECKING:
     from tuneship.exporter.text.options import TextExportOptions
@@ -82,7 +83,7 @@ def publish_models(options: TextExportOptions, name: str, checkpoint: Any, token
                                    options.keep),
     }
     # Beside config.pbtxt: the labels file the config names, and what the Python models need installed.
-    write_text_atomic(repo / post_config.name / "labels.txt", "\n".join(labels) + "\n")
+    write_text_atomic(repo / post_config.name / LABELS_FILE, "\n".join(labels) + "\n")
     write_text_atomic(repo / tokenizer_name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["tokenizer"])
     write_text_atomic(repo / post_config.name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["postprocess"])
     versions[name] = publish_version(repo, ensemble_config(name, input_names, labels, serving), fill_ensemble,
@@ -115,7 +116,7 @@ def publish_single_model(options: TextExportOptions, name: str, checkpoint: Any,
     config = single_model_config(name, labels, checkpoint.max_length, pad_token, pad_id, options.serving,
                           graph_level=variant.graph_level)
     version = publish_version(options.repository, config, fill, options.keep)
-    write_text_atomic(options.repository / name / "labels.txt", "\n".join(labels) + "\n")
+    write_text_atomic(options.repository / name / LABELS_FILE, "\n".join(labels) + "\n")
     write_text_atomic(options.repository / name / "requirements.txt", PYTHON_MODEL_REQUIREMENTS["pipeline"])
     return {name: version}
 
@@ -148,5 +149,5 @@ def single_model_from_ensemble(repository: Path, name: str, target: Path, target
                           graph_level=model_config.optimization.graph.level)
     config.parameters["pipeline"].string_value = name
     version = publish_version(target, config, fill)
-    write_text_atomic(target / target_name / "labels.txt", "\n".join(labels) + "\n")
+    write_text_atomic(target / target_name / LABELS_FILE, "\n".join(labels) + "\n")
     return version

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tuneship.trainer.callbacks import extra_callbacks
 from tuneship.trainer.checkpoint import (
     EVAL_DATA,
     FORMAT_VERSION,
@@ -254,6 +255,8 @@ def _fit_with_trainer(config: ImageTrainConfig, spec: BackboneSpec, preprocessin
                       data_collator=default_data_collator, compute_metrics=compute_metrics)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(TrainingProgress())
+    for callback in extra_callbacks():
+        trainer.add_callback(callback)
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.monotonic() - started

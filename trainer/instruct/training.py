@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuneship.trainer.callbacks import extra_callbacks
 from tuneship.trainer.checkpoint import (
     EVAL_DATA,
     FORMAT_VERSION,
@@ -171,6 +172,8 @@ def train(config: InstructTrainConfig) -> TrainResult:
                          processing_class=tokenizer, peft_config=_peft_config(config))
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(TrainingProgress())
+    for callback in extra_callbacks():
+        trainer.add_callback(callback)
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.monotonic() - started

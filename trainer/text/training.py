@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.trainer.builtin_data import BUILTIN_DATASETS, load_builtin
+from tuneship.trainer.callbacks import extra_callbacks
 from tuneship.trainer.checkpoint import (
     EVAL_DATA,
     FORMAT_VERSION,
@@ -178,6 +179,8 @@ def _fit_with_trainer(config: TextTrainConfig, base: Path, tokenizer: Any, prepa
     )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(TrainingProgress())
+    for callback in extra_callbacks():
+        trainer.add_callback(callback)
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.monotonic() - started

@@ -11,7 +11,7 @@ own adapter's columns and zeros elsewhere. So rows of different adapters, and ro
 `y + 0` is `y` exactly), share one forward pass: a request's adapter never waits for a batch of its own, and the
 base model's answers are the same with adapters loaded.
 
-No Triton import: the batcher (tuneship_batcher.py) uses it in the served model, the exporter to check names.
+No Triton import: the engine uses it in the served model, the exporter to check names and shape adapters.
 """
 
 from __future__ import annotations
@@ -179,3 +179,57 @@ class Bank:
                 first, end = self.columns[name]
                 mask[row, first:end] = 1.0
         return mask
+
+
+class AdapterWatcher:
+    """Keeps an engine's adapters equal to those published beside a model (`<model>/adapters/`): looked at every
+    `poll_s` seconds, and at once when a request names one not loaded yet, so publishing or removing an adapter
+    needs no reload. Adapters tuned on other weights than the version serves are skipped, with a log line."""
+
+    def __init__(self, model_dir: str, weights: str, apply: Any, log: Any, poll_s: float = 2.0) -> None:
+        import threading
+
+        self.model_dir, self.weights = model_dir, weights
+        self.apply, self.log, self.poll_s = apply, log, poll_s
+        self.stamps: dict[str, float] = {}
+        self.loaded: dict[str, LoraWeights] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.scan()
+        threading.Thread(target=self._watch, name="adapters", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(self.poll_s):
+            try:
+                self.scan()
+            except Exception as error:  # a broken adapter must not stop the watcher (or the model)
+                self.log(f"adapters: {error}")
+
+    def scan(self) -> None:
+        """Load what changed in the adapters folder and hand the whole set to the engine."""
+        with self.lock:
+            found = published(self.model_dir)
+            stamps = {name: stamp for name, (stamp, _) in found.items()}
+            if stamps == self.stamps:
+                return
+            loaded = {}
+            for name, (stamp, folder) in found.items():
+                if self.stamps.get(name) == stamp and name in self.loaded:
+                    loaded[name] = self.loaded[name]
+                    continue
+                try:
+                    weights = LoraWeights.load(folder)
+                except Exception as error:
+                    self.log(f"adapter {name}: cannot be loaded ({error}); skipped")
+                    continue
+                base = str(weights.info.get("base_weights", ""))
+                if self.weights and base != self.weights:
+                    self.log(f"adapter {name} was tuned on weights {base}, this version serves {self.weights}; "
+                             "skipped (export it again for this version)")
+                    continue
+                loaded[name] = weights
+            self.apply(loaded)
+            self.loaded, self.stamps = loaded, stamps
+
+    def close(self) -> None:
+        self.stopping.set()

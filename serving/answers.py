@@ -1,5 +1,5 @@
 """How a generated answer is described for quality monitoring: its length bin and, for a model tuned to answer from
-a closed set, its label. No Triton import: the served generator (copied beside it as `tuneship_answers.py`) and the
+a closed set, its label. No Triton import: the served generator (the serving bundle) and the
 export's reference behaviour (`reference.json`) use the same code, so live shares and reference shares are
 comparable bin for bin and label for label."""
 

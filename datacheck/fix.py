@@ -1,0 +1,72 @@
+"""`--fix`: a cleaned copy written beside the data (never over it): duplicates, near duplicates and conflicting
+rows dropped, label issues dropped or relabelled. Built-in data is copied into the output folder instead."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tuneship.datacheck.findings import Finding
+
+
+def cleaned_path(data: str, output: Path) -> Path:
+    path = Path(data)
+    if not path.is_file():  # a built-in set
+        return output / f"{data}.clean.csv"
+    suffix = path.suffix if path.suffix.lower() in (".csv", ".tsv", ".tab", ".jsonl", ".ndjson") else ".csv"
+    return path.with_name(f"{path.stem}.clean{suffix}")
+
+
+def plan(findings: Sequence[Finding], relabel: bool, threshold: float | None) -> tuple[set[str], dict[str, str]]:
+    """The rows ("file:line") to drop and those to relabel, in the training data."""
+    drop: set[str] = set()
+    relabelled: dict[str, str] = {}
+    for finding in findings:
+        if finding.kind in ("duplicate", "near_duplicate"):
+            drop.add(finding.where)
+        elif finding.kind == "conflict":  # neither label can be trusted: the row and the one it repeats go
+            drop |= {finding.where, finding.other}
+        elif finding.kind == "label_issue" and (threshold is None or finding.score < threshold):
+            if relabel and finding.suggested:
+                relabelled[finding.where] = finding.suggested
+            else:
+                drop.add(finding.where)
+    return drop, {where: label for where, label in relabelled.items() if where not in drop}
+
+
+def write_clean(data: str, target: Path, text_column: str, label_column: str, encoding: str,
+                findings: Sequence[Finding], relabel: bool, threshold: float | None) -> tuple[Path, int, int]:
+    """The cleaned copy, written aside and renamed; (path, rows dropped, rows relabelled)."""
+    from tuneship.trainer.builtin_data import BUILTIN_DATASETS, load_builtin
+    from tuneship.trainer.tables import read_rows
+
+    drop, relabelled = plan(findings, relabel, threshold)
+    if data in BUILTIN_DATASETS:
+        records = [(example.source, {text_column: example.text, label_column: example.label})
+                   for example in load_builtin(data).examples]
+    else:
+        records = [(f"{Path(data)}:{line}", record) for line, record in read_rows(Path(data), encoding)]
+    kept = []
+    for where, record in records:
+        if where in drop:
+            continue
+        if where in relabelled:
+            record = {**record, label_column: relabelled[where]}
+        kept.append(record)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    columns = list(dict.fromkeys(k for record in kept for k in record)) or [text_column, label_column]
+    with temporary.open("w", encoding="utf-8", newline="") as handle:
+        if target.suffix in (".jsonl", ".ndjson"):
+            for record in kept:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            writer = csv.DictWriter(handle, fieldnames=columns,
+                                    delimiter="\t" if target.suffix in (".tsv", ".tab") else ",")
+            writer.writeheader()
+            writer.writerows(kept)
+    os.replace(temporary, target)
+    return target, len(records) - len(kept), len(relabelled)
