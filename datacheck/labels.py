@@ -77,6 +77,9 @@ def label_scores(embeddings: Array, texts: Sequence[str], labels: Sequence[str],
     ids = np.asarray([index[label] for label in labels])
     probabilities = out_of_fold(embeddings, texts, ids, folds, seed)
     quality = np.asarray(get_label_quality_scores(ids, probabilities))
-    flagged = [int(i) for i in find_label_issues(ids, probabilities, return_indices_ranked_by="self_confidence")]
+    # n_jobs=1: cleanlab's default forks a process pool (one task per class, nothing to gain at a few classes), and
+    # a fork of a process holding torch's OpenMP or gRPC threads can hang in the child.
+    flagged = [int(i) for i in find_label_issues(ids, probabilities, return_indices_ranked_by="self_confidence",
+                                                 n_jobs=1)]
     accuracy = float((probabilities.argmax(axis=1) == ids).mean())
     return LabelScores(probabilities, quality, flagged, accuracy)
