@@ -38,4 +38,5 @@ def run_search(args: argparse.Namespace) -> int:
             print(publish(options, pick(options, report.rows)).describe())
     except SearchError as error:
         raise CommandError(str(error)) from None
-    return 0 if report.front else 1
+    # No trial inside the constraints (the closest were printed) is the user's to change: exit 2, as bad input.
+    return 0 if report.front else 2

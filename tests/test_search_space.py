@@ -162,6 +162,17 @@ def test_a_finished_search_is_not_overwritten_without_resume(tmp_path: Path,
     assert "already holds a search" in capsys.readouterr().err
 
 
+def test_a_search_with_no_trial_inside_the_constraints_exits_2(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import tuneship.search.study as study
+
+    missed, met = [_row(0, 0.8, 20.0, [5.0])], [_row(1, 0.8, 10.0)]
+    found = [study.SearchReport(rows=rows, front=front(rows), quality="accuracy", png=None) for rows in (missed, met)]
+    monkeypatch.setattr(study, "search", lambda options: found.pop(0))
+    assert main(["search", "--output", str(tmp_path / "a"), "--max-p99-ms", "15"]) == 2
+    assert main(["search", "--output", str(tmp_path / "b"), "--max-p99-ms", "15"]) == 0
+
+
 def test_a_trials_layout_and_precision_reach_the_export_options(tmp_path: Path) -> None:
     from tuneship.search.trial import export_options
 
