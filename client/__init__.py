@@ -90,7 +90,6 @@ _LAZY_NAMES = {
     "read_image_folder": "tuneship.client.images",
     "review_prompts": "tuneship.client.generation_bench",
     "run_generation_bench": "tuneship.client.generation_bench",
-    "save_png": "tuneship.client.bench",
     "ready_models": "tuneship.client.cli",
     "run_bench": "tuneship.client.bench",
     "stream_once": "tuneship.client.probe",
@@ -101,7 +100,6 @@ __all__ += sorted([*_LAZY_NAMES])
 if TYPE_CHECKING:
     from tuneship.client.bench import builtin_reviews as builtin_reviews
     from tuneship.client.bench import run_bench as run_bench
-    from tuneship.client.bench import save_png as save_png
     from tuneship.client.cli import (
         add_connection_arguments as add_connection_arguments,
     )

@@ -20,6 +20,7 @@ from tuneship.client.aio_client import AsyncTritonClient
 from tuneship.client.errors import PermissionDeniedError, TritonError
 from tuneship.client.options import ClientOptions
 from tuneship.client.text_classifier import text_request
+from tuneship.png import save_png
 
 
 def builtin_reviews() -> list[str]:
@@ -226,22 +227,6 @@ def write_outputs(results: Sequence[LevelResult], prefix: Path, title: str) -> l
     if save_png(lambda: latency_figure(results, title), png_path):
         written.append(png_path)
     return written
-
-
-def save_png(figure: Callable[[], Any], path: Path) -> bool:
-    """Draw `figure()` (a matplotlib Figure) into `path`; False without matplotlib (the client extra does not pull
-    it: the tables are still written)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig = figure()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
 
 
 def latency_figure(results: Sequence[LevelResult], title: str) -> Any:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.client.aio_client import AsyncTritonClient
-from tuneship.client.bench import save_png
 from tuneship.client.errors import TritonError
 from tuneship.client.generator import AsyncGenerator, Prompt
 from tuneship.client.options import ClientOptions
+from tuneship.png import save_png
 
 REVIEW_INSTRUCTION = "Is this review positive or negative?\n\n"
 

@@ -26,7 +26,7 @@ def run_check(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from tuneship.datacheck.check import check
-    from tuneship.datacheck.fix import cleaned_path, write_clean
+    from tuneship.datacheck.fix import write_cleaned_copy
     from tuneship.datacheck.options import DATA_OPTIONS, CheckOptions
     from tuneship.datacheck.report import summary, write
 
@@ -34,14 +34,9 @@ def run_check(args: argparse.Namespace) -> int:
     options: CheckOptions = options_from_args(CheckOptions, args, training=training)
     report = check(options)
     if options.fix:
-        data = str(options.training.get("data") or "rotten-tomatoes")
-        target, dropped, relabelled = write_clean(
-            data, cleaned_path(data, options.output), str(options.training.get("text_column", "text")),
-            str(options.training.get("label_column", "label")), str(options.training.get("encoding", "utf-8")),
-            [f for f in report.findings if f.file != str(options.training.get("eval_file"))], options.relabel,
-            options.fix_threshold)
-        report.cleaned = [str(target)]
-        print(f"cleaned copy: {target} ({dropped} rows dropped, {relabelled} relabelled)")
+        cleaned = write_cleaned_copy(options, report)
+        report.cleaned = [str(cleaned.path)]
+        print(cleaned.describe())
     print(summary(report))
     written = write(options.output, report, {k: str(v) for k, v in asdict(options).items()})
     print("wrote " + ", ".join(str(p) for p in written))

@@ -7,9 +7,12 @@ import csv
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tuneship.datacheck.findings import Finding
+from tuneship.datacheck.options import CheckOptions
+from tuneship.datacheck.report import CheckReport
 
 
 def cleaned_path(data: str, output: Path) -> Path:
@@ -37,9 +40,22 @@ def plan(findings: Sequence[Finding], relabel: bool, threshold: float | None) ->
     return drop, {where: label for where, label in relabelled.items() if where not in drop}
 
 
+@dataclass(frozen=True)
+class Cleaned:
+    """A cleaned copy and what made it: the rows ("file:line") dropped and those relabelled (to which label)."""
+
+    path: Path
+    rows: int
+    dropped: list[str]
+    relabelled: dict[str, str]
+
+    def describe(self) -> str:
+        return f"cleaned copy: {self.path} ({len(self.dropped)} rows dropped, {len(self.relabelled)} relabelled)"
+
+
 def write_clean(data: str, target: Path, text_column: str, label_column: str, encoding: str,
-                findings: Sequence[Finding], relabel: bool, threshold: float | None) -> tuple[Path, int, int]:
-    """The cleaned copy, written aside and renamed; (path, rows dropped, rows relabelled)."""
+                findings: Sequence[Finding], relabel: bool, threshold: float | None) -> Cleaned:
+    """The cleaned copy, written aside and renamed."""
     from tuneship.trainer.builtin_data import BUILTIN_DATASETS, load_builtin
     from tuneship.trainer.tables import read_rows
 
@@ -69,4 +85,15 @@ def write_clean(data: str, target: Path, text_column: str, label_column: str, en
             writer.writeheader()
             writer.writerows(kept)
     os.replace(temporary, target)
-    return target, len(records) - len(kept), len(relabelled)
+    dropped = [where for where, _ in records if where in drop]
+    return Cleaned(target, len(kept), dropped, {w: relabelled[w] for w, _ in records if w in relabelled})
+
+
+def write_cleaned_copy(options: CheckOptions, report: CheckReport) -> Cleaned:
+    """--fix: the training data without what the check found in it (findings in the eval file are reported only)."""
+    training = options.training
+    data = str(training.get("data") or "rotten-tomatoes")
+    return write_clean(data, cleaned_path(data, options.output), str(training.get("text_column", "text")),
+                       str(training.get("label_column", "label")), str(training.get("encoding", "utf-8")),
+                       [f for f in report.findings if f.file != str(training.get("eval_file"))], options.relabel,
+                       options.fix_threshold)

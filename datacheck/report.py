@@ -91,7 +91,7 @@ def write(output: Path, report: CheckReport, options: dict[str, Any]) -> list[Pa
 
 
 def plot(path: Path, report: CheckReport) -> Path | None:
-    from tuneship.client import save_png
+    from tuneship.png import save_png
 
     def figure() -> Any:
         import matplotlib.pyplot as plt

@@ -179,7 +179,7 @@ def _entry(row: Row) -> dict[str, Any]:
 
 def plot(options: SearchOptions, rows: Sequence[Row], quality_name: str) -> Path | None:
     """pareto.png: every finished trial's quality against its p99, the front drawn, the defaults marked."""
-    from tuneship.client import save_png
+    from tuneship.png import save_png
 
     complete = [r for r in rows if r.complete]
     if not complete:

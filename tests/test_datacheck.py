@@ -128,3 +128,31 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tiny_bert: Path, tmp_p
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not output.exists()
+
+
+def test_train_clean_trains_on_the_cleaned_copy_and_records_what_it_dropped(tiny_bert: Path, tmp_path: Path) -> None:
+    from tuneship.trainer import read_checkpoint
+
+    train, evaluation, _flipped, planted = _planted(tmp_path)
+    before = train.read_bytes()
+    output = tmp_path / "model"
+    assert main(["train", "--data", str(train), "--eval-file", str(evaluation), "--model", str(tiny_bert),
+                 "--max-length", "32", "--epochs", "1", "--output", str(output), "--clean"]) == 0
+    assert train.read_bytes() == before  # the cleaned copy is beside it
+    manifest = read_checkpoint(output).manifest
+    record = manifest["data_check"]
+    assert record["source"] == str(train) and record["cleaned"] == str(train.with_name("train.clean.csv"))
+    dropped = {int(where.rsplit(":", 1)[1]) for where in record["dropped"]}
+    # (the tiny encoder's embeddings are near one another, so near duplicates are many here: what the check
+    # finds is its own test's business; this one holds that what it found was dropped and recorded)
+    assert planted["duplicate"] <= dropped and planted["conflict"] <= dropped
+    assert record["findings"]["duplicate"] == len(planted["duplicate"]) and record["findings"]["conflict"] >= 1
+    assert record["rows"] == 304 - len(record["dropped"]) == manifest["data"]["train_examples"]
+    assert json.loads(Path(record["report"]).read_text())["cleaned"] == [record["cleaned"]]
+    assert Path(record["report"]).parent == tmp_path / "model.data-check"
+
+
+def test_train_clean_is_an_option_of_text_classification_only(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--task", "instruct", "--clean", "--output", str(tmp_path / "m")]) == 2
+    assert "--clean is an option of text-classification training" in capsys.readouterr().err

@@ -34,8 +34,27 @@ def run_train(args: argparse.Namespace) -> int:
     from tuneship.trainer.config import config_from_args
 
     with distributed.session():  # under a launcher, a bad option is reported once too
-        train(config_from_args(args))
+        config = config_from_args(args)
+        if getattr(config, "clean", False):
+            config = _cleaned(config)
+        train(config)
     return 0
+
+
+def _cleaned(config: Any) -> Any:
+    """--clean: the data check (the stage before training) writes the cleaned copy this run trains on."""
+    from tuneship.trainer import DataError, distributed
+
+    if distributed.world_size() > 1:
+        raise DataError("--clean under a launcher: every process would check and write the same copy; run "
+                        "`tuneship data check --fix` once, then train on the cleaned copy")
+    from tuneship.datacheck.clean import clean_for_training
+    from tuneship.datacheck.options import DataCheckError
+
+    try:
+        return clean_for_training(config)
+    except DataCheckError as error:
+        raise DataError(f"--clean: {error}") from None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -213,6 +213,10 @@ def task_configs() -> list[type[TrainConfig]]:
     return [config_class(task) for task in TASKS]
 
 
+INTERNAL_FIELDS = {"data_check"}
+"""Options tuneship sets itself (no flag, no recipe key)."""
+
+
 def field_names(options: type[Any]) -> set[str]:
     return {f.name for f in dataclasses.fields(options)}
 
@@ -296,6 +300,8 @@ def train_flags(parser: Any, names: tuple[str, ...]) -> None:
 
 
 def _add_flag(parser: Any, f: dataclasses.Field[Any]) -> None:
+    if "flag" in f.metadata and f.metadata["flag"] is None:  # set by tuneship itself, never given
+        return
     flag = "--" + f.name.replace("_", "-")
     help_text = str(f.metadata.get("help", ""))
     if "default" not in help_text and f.default is not None:
@@ -316,7 +322,7 @@ def load_recipe(path: Path) -> dict[str, Any]:
         raw = read_mapping(path, "recipe")
     except MappingFileError as error:
         raise DataError(str(error)) from None
-    known = set().union(*(field_names(options) for options in task_configs()))
+    known = set().union(*(field_names(options) for options in task_configs())) - INTERNAL_FIELDS
     recipe: dict[str, Any] = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")

@@ -61,9 +61,12 @@ def fit_linear_head(features: FloatArray, label_ids: Sequence[int], num_labels: 
 
 
 def plot_search(search: list[dict[str, float]], path: Path, classifier: str) -> None:
-    import matplotlib
+    from tuneship.png import save_png
 
-    matplotlib.use("Agg")
+    save_png(lambda: _search_figure(search, classifier), path)
+
+
+def _search_figure(search: list[dict[str, float]], classifier: str) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axis = plt.subplots(figsize=(7, 4), dpi=100)
@@ -72,5 +75,4 @@ def plot_search(search: list[dict[str, float]], path: Path, classifier: str) -> 
     axis.set_ylabel("3-fold cross-validated accuracy")
     axis.set_title(f"features + {classifier}: choosing C")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig

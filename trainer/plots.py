@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tuneship.png import save_png
+
 
 def plot_training_curve(log_history: list[dict[str, Any]], path: Path, title: str = "training curve",
                         metric: str = "eval_accuracy") -> None:
-    import matplotlib
+    save_png(lambda: _curve(log_history, title, metric), path)
 
-    matplotlib.use("Agg")
+
+def _curve(log_history: list[dict[str, Any]], title: str, metric: str) -> Any:
     import matplotlib.pyplot as plt
 
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
@@ -36,5 +39,4 @@ def plot_training_curve(log_history: list[dict[str, Any]], path: Path, title: st
     loss_axis.set_title(title, fontsize=10)
     loss_axis.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig

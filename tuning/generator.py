@@ -155,8 +155,8 @@ def tune_generator(options: TuneOptions) -> GeneratorTuneReport:
 
 
 def save_generator_report(report: GeneratorTuneReport, repository: Path) -> tuple[Path, Path | None]:
-    from tuneship.client import save_png
     from tuneship.exporter import write_text_atomic
+    from tuneship.png import save_png
 
     folder = repository / report.model
     json_path, png_path = folder / TUNING_REPORT, folder / TUNING_PLOT

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from tuneship.repository_files import TUNING_PLOT, TUNING_REPORT
 from tuneship.tuning.search import Trial, frontier
@@ -55,9 +55,12 @@ def row(trial: Trial, percentile: int, budget_ms: float, chosen: bool = False, l
 
 
 def plot(report: TuneReport, path: Path) -> None:
-    import matplotlib
+    from tuneship.png import save_png
 
-    matplotlib.use("Agg")
+    save_png(lambda: _figure(report), path)
+
+
+def _figure(report: TuneReport) -> Any:
     import matplotlib.pyplot as plt
 
     key = f"p{report.percentile}"
@@ -90,8 +93,7 @@ def plot(report: TuneReport, path: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
 def save(report: TuneReport, repository: Path) -> tuple[Path, Path]:
@@ -101,7 +103,5 @@ def save(report: TuneReport, repository: Path) -> tuple[Path, Path]:
     data = asdict(report)
     json_path, png_path = folder / TUNING_REPORT, folder / TUNING_PLOT
     write_text_atomic(json_path, json.dumps(data, indent=2) + "\n")
-    temporary = folder / f".tuning.{os.getpid()}.png"
-    plot(report, temporary)
-    os.replace(temporary, png_path)
+    plot(report, png_path)
     return json_path, png_path

@@ -305,4 +305,5 @@ def _manifest(config: TextTrainConfig, base: Path, prepared: PreparedData, metri
         "versions": library_versions(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": os.uname().nodename,
-    } | ({"distributed": fitted.distributed} if fitted.distributed else {})
+    } | ({"distributed": fitted.distributed} if fitted.distributed else {}) \
+      | ({"data_check": config.data_check} if config.data_check else {})
