@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
 
     imported = actions.add_parser(
         "import", help="import labelled texts (text,label) or ratings and corrections of generated answers "
-        "(id or prompt/messages, rating, correction); CSV/TSV/JSONL, validated")
+        "(id or prompt/messages, rating, correction); CSV/TSV/JSONL, or a Label Studio JSON export; validated")
     imported.add_argument("file", type=existing_file)
     imported.add_argument("--model", required=True, help="the served model (ensemble, or generator) the feedback "
                           "is for")
@@ -52,6 +52,29 @@ def register(subparsers: Any) -> None:
     exported.add_argument("--since-hours", type=positive_float, default=None,
                           help="only labels received in the last N hours (default: all)")
     exported.set_defaults(handler=run_export)
+
+    queue = actions.add_parser(
+        "queue", help="pick served predictions for people to label (a random share, the data check's suspects, "
+        "texts unlike the training data, the least confident); write them as Label Studio tasks and CSV")
+    queue.add_argument("--model", required=True, help="the served classifier whose logged predictions to pick from")
+    queue.add_argument("--store", default=_default_store(), help=STORE_HELP)
+    queue.add_argument("--output", type=Path, default=Path("runs/label-queue"),
+                       help="folder for tasks.json (Label Studio import), label_config.xml and queue.csv")
+    queue.add_argument("--size", type=positive_int, default=200, help="texts to pick")
+    queue.add_argument("--random-share", type=share, default=0.2,
+                       help="share picked at random from every open prediction (an unbiased accuracy estimate)")
+    queue.add_argument("--reference", default=None,
+                       help="the training data (a file or built-in set): served texts least like it are picked "
+                            "as drifted (--novel-share of the queue)")
+    queue.add_argument("--novel-share", type=share, default=0.2, help="share for the texts least like --reference")
+    queue.add_argument("--suspects", type=existing_file, default=None,
+                       help="a data check's issues.csv: its label issues and conflicts join the queue "
+                            "(--suspect-share of it)")
+    queue.add_argument("--suspect-share", type=share, default=0.2, help="share for the data check's suspects")
+    queue.add_argument("--since-hours", type=positive_float, default=None,
+                       help="only predictions of the last N hours (default: all)")
+    queue.add_argument("--seed", type=int, default=42, help="seed of the random share")
+    queue.set_defaults(handler=run_queue)
 
     stats = actions.add_parser("stats", help="predictions logged, labels received and accuracy per version")
     stats.add_argument("--store", default=_default_store(), help=STORE_HELP)
@@ -101,10 +124,59 @@ def _store(location: str) -> Any:
         raise CommandError(str(error)) from None
 
 
+def share(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value}: give a share between 0 and 1")
+    return number
+
+
+def run_queue(args: argparse.Namespace) -> int:
+    from tuneship.monitor.queue import QueueError, QueueOptions, describe, make_queue
+
+    options = QueueOptions(model=args.model, output=args.output, size=args.size, random_share=args.random_share,
+                           novel_share=args.novel_share, suspect_share=args.suspect_share, reference=args.reference,
+                           suspects=args.suspects, seed=args.seed,
+                           since=time.time() - args.since_hours * 3600 if args.since_hours else None)
+    if args.random_share + args.novel_share + args.suspect_share > 1.0:
+        raise CommandError("--random-share, --novel-share and --suspect-share add up to more than 1")
+    with _store(args.store) as store:
+        try:
+            queue = make_queue(options, store)
+        except QueueError as error:
+            raise CommandError(str(error)) from None
+    print(describe(queue))
+    print("wrote " + ", ".join(str(p) for p in queue.written))
+    print(f"Label Studio: a project with {queue.written[1].name} as its labelling interface, import "
+          f"{queue.written[0].name}; export it as JSON and `tuneship feedback import <export>.json --model "
+          f"{args.model}`")
+    return 0
+
+
+def _import_label_studio(args: argparse.Namespace) -> int:
+    from tuneship.monitor.labelstudio import LabelStudioError, read_export
+
+    with _store(args.store) as store:
+        labels = store.labels_of(args.model)
+        if not labels:
+            raise CommandError(f"--model {args.model}: no prediction log in {store.url}, so its labels are unknown")
+        try:
+            found, skipped = read_export(Path(args.file), args.model, labels)
+        except LabelStudioError as error:
+            raise CommandError(str(error)) from None
+        result = store.import_labels(args.model, [f.text for f in found], [f.label for f in found])
+    print(f"{len(found)} labelled tasks for {args.model} into {store.url}: {result.matched} matched a logged "
+          f"prediction, {result.added} new examples, {result.unchanged} already labelled"
+          + (f"; {skipped} tasks nobody labelled were left out" if skipped else ""))
+    return 0
+
+
 def run_import(args: argparse.Namespace) -> int:
     from tuneship.monitor.generations import is_answer_feedback
     from tuneship.trainer import DataError, load_file
 
+    if Path(args.file).suffix.lower() == ".json":  # a Label Studio export (CSV, TSV and JSONL are tables)
+        return _import_label_studio(args)
     try:
         if is_answer_feedback(Path(args.file)):
             return _import_answer_feedback(args)

@@ -47,6 +47,22 @@ class Labelled:
 
 
 @dataclass
+class Served:
+    """A logged prediction waiting for its label."""
+
+    id: int
+    version: str | None
+    text: str
+    predicted_label: str
+    probabilities: dict[str, float]
+    predicted_at: float
+
+    @property
+    def confidence(self) -> float:
+        return max(self.probabilities.values(), default=0.0)
+
+
+@dataclass
 class ImportResult:
     matched: int  # labels given to predictions already logged
     added: int  # labelled examples with no logged prediction
@@ -158,6 +174,36 @@ class FeedbackStore:
         with self.engine.connect() as connection:
             return [Labelled(r.model, r.version, r.text, r.text_hash, r.true_label, r.predicted_label, r.labelled_at)
                     for r in connection.execute(query)]
+
+    def open_predictions(self, model: str, since: float | None = None) -> list[Served]:
+        """Logged predictions that kept their text and have no label yet, newest first, one per text."""
+        sa, table = self.sa, self.table
+        query = (sa.select(table.c.id, table.c.version, table.c.text, table.c.text_hash, table.c.predicted_label,
+                           table.c.probabilities, table.c.predicted_at)
+                 .where(table.c.model == model, table.c.text.is_not(None), table.c.predicted_label.is_not(None),
+                        table.c.true_label.is_(None))
+                 .order_by(table.c.predicted_at.desc(), table.c.id.desc()))
+        if since is not None:
+            query = query.where(table.c.predicted_at >= since)
+        seen: set[str] = set()
+        found = []
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                if row.text_hash in seen:
+                    continue
+                seen.add(row.text_hash)
+                found.append(Served(row.id, row.version, row.text, row.predicted_label,
+                                    json.loads(row.probabilities or "{}"), row.predicted_at))
+        return found
+
+    def labels_of(self, model: str) -> list[str]:
+        """The classes a model answers with, as its logged predictions name them (their probabilities' keys)."""
+        sa, table = self.sa, self.table
+        query = (sa.select(table.c.probabilities).where(table.c.model == model, table.c.probabilities.is_not(None))
+                 .order_by(table.c.id.desc()).limit(1))
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return sorted(json.loads(row.probabilities)) if row is not None else []
 
     def recent_answers(self, model: str, limit: int) -> list[tuple[str, str]]:
         """The latest logged answers that kept their text: (text, predicted label), newest first."""
