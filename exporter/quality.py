@@ -67,9 +67,35 @@ def reference_behaviour(logits: np.ndarray[Any, Any], labels: Sequence[str],
         "macro_f1": None,
     }
     if true_ids is not None and len(true_ids) == count:
-        reference["accuracy"] = round(float((predicted == np.asarray(true_ids)).mean()), 6)
+        correct = predicted == np.asarray(true_ids)
+        reference["accuracy"] = round(float(correct.mean()), 6)
         reference["macro_f1"] = round(macro_f1(true_ids, predicted.tolist(), len(labels)), 6)
+        reference["bin_accuracy"] = bin_accuracy(top, correct)
     return reference
+
+
+def bin_accuracy(top: np.ndarray[Any, Any], correct: np.ndarray[Any, Any],
+                 edges: Sequence[float] = CONFIDENCE_EDGES) -> dict[str, float]:
+    """How often an answer is right, per bin of its top-class probability: the calibration that estimates
+    accuracy before labels arrive (confidence-based performance estimation, as NannyML's CBPE does).
+
+    An isotonic fit of right-or-wrong on the top-class probability (scikit-learn's), averaged over the held-out
+    answers in each bin; a bin with none takes the fit at its middle. Live, the estimate is the sum over bins of
+    the live share of answers in the bin times this accuracy (a Prometheus recording rule): it moves when the
+    confidences move, with no labels."""
+    from sklearn.isotonic import IsotonicRegression
+
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    fit.fit(top.astype(np.float64), correct.astype(np.float64))
+    calibrated = fit.predict(top.astype(np.float64))
+    bins = confidence_bins(top, edges)
+    uppers = [*edges[1:], 1.0]
+    table = {}
+    for index, name in enumerate(bin_names(edges)):
+        inside = bins == index
+        value = calibrated[inside].mean() if inside.any() else fit.predict([(edges[index] + uppers[index]) / 2])[0]
+        table[name] = round(float(value), 6)
+    return table
 
 
 def psi(live: Mapping[str, float], reference: Mapping[str, float], floor: float = 0.001) -> float:

@@ -33,6 +33,8 @@ from tuneship.client import (
     TritonClient,
 )
 from tuneship.deploy import ServeOptions, TritonServer, free_port
+from tuneship.monitor import FeedbackStore, PredictionLog
+from tuneship.monitor.live import serve as serve_live_quality
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +91,10 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
     metrics = ClientMetrics(registry)
     client_port = free_port()
     metrics.serve(client_port)
+    # Labels for some served answers, so the live-accuracy series (tuneship monitor serve) has data too.
+    store = FeedbackStore(str(tmp_path / "feedback.db"))
+    quality_port = free_port()
+    quality = serve_live_quality(store, quality_port, window_s=3600)
     with TritonServer(ServeOptions(model_repository=repository, grpc_port=0, http_port=0,
                                    metrics_port=0)) as server, \
             ApiServer(ApiOptions(url=server.grpc_url, port=0)) as api:
@@ -101,6 +107,7 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
                 {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{server.metrics_port}"]}]},
                 {"job_name": "tuneship-client", "static_configs": [{"targets": [f"127.0.0.1:{client_port}"]}]},
                 {"job_name": "tuneship-api", "static_configs": [{"targets": [f"127.0.0.1:{api.port}"]}]},
+                {"job_name": "tuneship-monitor", "static_configs": [{"targets": [f"127.0.0.1:{quality_port}"]}]},
             ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -113,7 +120,8 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
 
             def load() -> None:
                 with TritonClient(server.grpc_url, metrics=metrics) as client:
-                    classifier = TextClassifier(client, "tiny", batch_size=4, concurrency=2)
+                    classifier = TextClassifier(client, "tiny", batch_size=4, concurrency=2,
+                                                log=PredictionLog(store))
                     while not stop.is_set():
                         classifier.classify(["a superb film", "dull and bland", "gripping", "an awful mess"] * 2)
                         # A failure now and then, so the client error panels have something to show.
@@ -150,6 +158,9 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
             for worker in workers:
                 worker.start()
             wait_for(lambda: _ready(prometheus_port), "Prometheus ready", timeout_s=60)
+            wait_for(lambda: any(row["predictions"] for row in store.counts()), "served answers logged")
+            store.import_labels("tiny", ["a superb film", "dull and bland", "gripping", "an awful mess"],
+                                ["positive", "negative", "positive", "negative"])
             # Every query is asked again until it has data (rates need a few scrapes first).
             missing = []
             deadline = time.monotonic() + 90
@@ -175,3 +186,5 @@ def test_dashboard_and_rules_return_data_from_a_live_triton(tiny_repository: Pat
         finally:
             process.terminate()
             process.wait(timeout=30)
+            quality.shutdown()
+            store.close()

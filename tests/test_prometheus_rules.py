@@ -104,6 +104,15 @@ def _confidence(model: str, per_step: float, confidence_per_step: float, referen
             _series(f'tuneship_reference_mean_confidence{{model="{model}",version="1"}}', f"{reference:g}x240")]
 
 
+def _estimated(model: str, per_step: dict[str, float], reference: float) -> list[dict[str, str]]:
+    """Answers by confidence bin, and the calibration: answers in bin 0.50 right 60% of the time, in 0.99 99%."""
+    calibration = {"0.50": 0.6, "0.99": 0.99}
+    return [*_bins(model, per_step, {name: 0.5 for name in per_step}),
+            *(_series(f'tuneship_reference_bin_accuracy{{model="{model}",version="1",bin="{name}"}}', f"{value:g}x240")
+              for name, value in calibration.items()),
+            _series(f'tuneship_reference_accuracy{{model="{model}",version="1"}}', f"{reference:g}x240")]
+
+
 CASES: list[dict[str, Any]] = [
     {"alert": "TritonP99LatencyOverSLO", "eval_time": "10m",
      "series": [_series('nv_inference_request_summary_us{model="slow",version="1",quantile="0.99"}', "600000x60"),
@@ -254,6 +263,12 @@ CASES: list[dict[str, Any]] = [
      "series": [*_confidence("doubtful", 10, 6, 0.9), *_confidence("fine", 10, 8.5, 0.9)],
      "expect": [({"model": "doubtful", "version": "1", "severity": "ticket"},
                  "doubtful v1: mean confidence 0.60 is over 0.1 below the reference")]},
+    {"alert": "EstimatedAccuracyBelowReference", "eval_time": "50m",
+     "series": [*_estimated("unsure", {"0.50": 7, "0.99": 3}, 0.95),  # 0.7*0.6 + 0.3*0.99 = 0.717
+                *_estimated("sure", {"0.50": 1, "0.99": 9}, 0.95),  # 0.951
+                *_estimated("quiet", {"0.50": 0.1, "0.99": 0.0}, 0.95)],  # unsure, but 24 predictions
+     "expect": [({"model": "unsure", "version": "1", "severity": "ticket"},
+                 "unsure v1: estimated accuracy 0.717 is over 5 points under its reference (no labels needed)")]},
     {"alert": "LiveAccuracyBelowReference", "eval_time": "40m",
      "series": [_series('tuneship_live_accuracy{model="m",version="2",job="monitor"}', "0.8x200"),
                 _series('tuneship_live_labelled{model="m",version="2",job="monitor"}', "120x200"),
@@ -347,6 +362,10 @@ def test_quality_recording_rules_compute_shares_psi_and_mean_confidence(tmp_path
     from tuneship.exporter.quality import psi
 
     series = [*_labels("m", {"a": 12, "b": 3}, {"a": 0.5, "b": 0.5}),
+              *(_series(f'tuneship_prediction_confidence_total{{model="m",version="1",bin="{name}"}}', "0+7.5x240")
+                for name in ("0.50", "0.90")),
+              *(_series(f'tuneship_reference_bin_accuracy{{model="m",version="1",bin="{name}"}}', f"{value}x240")
+                for name, value in (("0.50", 0.6), ("0.90", 0.85))),
               _series('tuneship_prediction_confidence_sum{model="m",version="1"}', "0+10.5x240"),
               _series('tuneship_reference_mean_confidence{model="m",version="1"}', "0.9x240")]
     expected = [
@@ -354,6 +373,7 @@ def test_quality_recording_rules_compute_shares_psi_and_mean_confidence(tmp_path
         ("model_version:predictions:rate30m", {}, 1.0),
         ("model_version:prediction_label_psi:30m", {}, round(psi({"a": 0.8, "b": 0.2}, {"a": 0.5, "b": 0.5}), 6)),
         ("model_version:prediction_confidence:mean30m", {}, 0.7),
+        ("model_version:estimated_accuracy:30m", {}, 0.725),  # 0.5 of answers at 0.6, 0.5 at 0.85
     ]
     tests = [{"expr": f"round({name}, 0.000001)", "eval_time": "40m", "exp_samples": [
         {"labels": "{" + ",".join(f'{k}="{v}"' for k, v in {"model": "m", "version": "1", **extra}.items()) + "}",

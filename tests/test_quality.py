@@ -32,6 +32,23 @@ def test_reference_behaviour_counts_labels_bins_and_accuracy() -> None:
     assert reference_behaviour(logits, ["a", "b"], None)["accuracy"] is None
 
 
+def test_the_calibration_per_bin_is_how_often_such_answers_were_right_and_never_falls_with_confidence() -> None:
+    from tuneship.exporter.quality import bin_accuracy
+
+    rng = np.random.default_rng(0)
+    top = rng.uniform(0.5, 1.0, 4000)
+    correct = rng.uniform(0.0, 1.0, 4000) < (top - 0.1)  # a model right 10 points less often than it is sure
+    table = bin_accuracy(top, correct)
+    assert list(table) == bin_names()
+    values = list(table.values())
+    assert values == sorted(values) and all(0.0 <= v <= 1.0 for v in values)
+    assert table["0.80"] == pytest.approx(0.85 - 0.1, abs=0.05) and table["0.95"] == pytest.approx(0.87, abs=0.05)
+    # CBPE: the estimate on held-out answers is their accuracy (the bins' shares times the bins' accuracy).
+    bins = confidence_bins(top)
+    estimate = sum((bins == i).mean() * table[name] for i, name in enumerate(bin_names()))
+    assert estimate == pytest.approx(correct.mean(), abs=0.01)
+
+
 def test_confidence_bins_close_the_last_bin_at_one() -> None:
     assert confidence_bins(np.array([0.0, 0.5, 0.59, 0.99, 1.0])).tolist() == [0, 1, 1, 7, 7]
     assert bin_names()[:2] == ["0.00", "0.50"]
@@ -106,6 +123,10 @@ def test_each_version_carries_its_reference_and_serves_it_as_gauges(server: Trit
     assert sum(bins.values()) == pytest.approx(1.0, abs=1e-4)
     assert _samples(server, "tuneship_reference_mean_confidence")[(("version", version),)] == pytest.approx(
         reference["mean_confidence"], abs=1e-6)
+    calibrated = _samples(server, "tuneship_reference_bin_accuracy")  # the estimate's calibration, per bin
+    assert set(reference["bin_accuracy"]) == set(bin_names())
+    for name, value in reference["bin_accuracy"].items():
+        assert calibrated[(("bin", name), ("version", version))] == pytest.approx(value, abs=1e-6)
 
 
 @pytest.mark.integration

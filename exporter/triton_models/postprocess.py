@@ -57,6 +57,10 @@ class QualityMetrics:
                                               gauge),
             "ref_mean": pb_utils.MetricFamily("tuneship_reference_mean_confidence",
                                               "Mean top-class probability on held-out texts at export", gauge),
+            "ref_bin_accuracy": pb_utils.MetricFamily(
+                "tuneship_reference_bin_accuracy",
+                "How often an answer in each top-class probability bin was right on held-out texts at export "
+                "(calibrated): the live estimate of accuracy weighs it by the live bin shares", gauge),
             "ref_accuracy": pb_utils.MetricFamily("tuneship_reference_accuracy",
                                                   "Accuracy on held-out texts at export", gauge),
         }
@@ -73,6 +77,8 @@ class QualityMetrics:
             gauges.append(("ref_mean", {}, reference["mean_confidence"]))
             if reference.get("accuracy") is not None:
                 gauges.append(("ref_accuracy", {}, reference["accuracy"]))
+            gauges += [("ref_bin_accuracy", {"bin": name}, value)
+                       for name, value in (reference.get("bin_accuracy") or {}).items()]
             for family, extra, value in gauges:
                 metric = self.families[family].Metric(labels={**base, **extra})
                 metric.set(float(value))
