@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=1000)
     parser.add_argument("--flip", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--fine-tune", action="store_true",
+                        help="the check's --fine-tune: the encoder fine-tuned on each fold, blended in")
     args = parser.parse_args()
 
     from sklearn.linear_model import LogisticRegression
@@ -83,7 +85,7 @@ def main() -> None:
     eval_file = write(folder / "eval.csv", eval_rows)
     flipped_lines = {i + 2 for i in flipped}
 
-    options = CheckOptions(output=folder / "check", training={"data": str(noisy_file)})
+    options = CheckOptions(output=folder / "check", training={"data": str(noisy_file)}, fine_tune=args.fine_tune)
     report = check(options)
     issues = [f for f in report.findings if f.kind == "label_issue"]
     found = {f.line for f in issues}
@@ -107,8 +109,11 @@ def main() -> None:
     ours_p, ours_r, _ = precision_recall_curve(truth, -np.asarray(list(quality.values())))
     base_p, base_r, _ = precision_recall_curve(truth, -given)
 
-    cleaned, dropped, _ = write_clean(str(noisy_file), cleaned_path(str(noisy_file), folder), "text", "label",
-                                      "utf-8", report.findings, False, None)
+    cut = sorted(quality, key=quality.__getitem__)[:len(flipped)]  # the check's ranking, as many as there are flips
+    cut_hits = len({int(where.rsplit(":", 1)[1]) for where in cut} & flipped_lines)
+    copy = write_clean(str(noisy_file), cleaned_path(str(noisy_file), folder), "text", "label", "utf-8",
+                       report.findings, False, None)
+    cleaned, dropped = copy.path, len(copy.dropped)
     accuracy = {
         "flipped labels": train_and_score(noisy_file, eval_file, folder / "ckpt-noisy"),
         "--fix copy": train_and_score(cleaned, eval_file, folder / "ckpt-clean"),
@@ -119,13 +124,16 @@ def main() -> None:
         "rows": len(noisy), "flipped": len(flipped), "flagged": len(found),
         "precision": round(precision, 3), "recall": round(recall, 3),
         "out_of_fold_accuracy": round(report.out_of_fold_accuracy, 3),
+        "fine_tune": args.fine_tune,
+        "ranking_cut_at_flips": {"flagged": len(flipped), "precision": round(cut_hits / len(flipped), 3),
+                                 "recall": round(cut_hits / len(flipped), 3)},
         "baseline_minilm_logreg": {"flagged": len(flipped), "precision": round(baseline_hits / len(flipped), 3),
                                    "recall": round(baseline_hits / len(flipped), 3)},
         "fix_dropped_rows": dropped,
         "features_method_accuracy_on_untouched_eval": {k: round(v, 4) for k, v in accuracy.items()},
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "label_issues.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / f"label_issues{'_finetuned' if args.fine_tune else ''}.json").write_text(json.dumps(summary, indent=2) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,7 +150,7 @@ def main() -> None:
     axes.set_title(f"{len(flipped)} of {len(noisy)} rotten-tomatoes labels flipped")
     axes.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "label_issues.png", dpi=110)
+    fig.savefig(RESULTS / f"label_issues{'_finetuned' if args.fine_tune else ''}.png", dpi=110)
     print(json.dumps(summary, indent=2))
 
 

@@ -3,6 +3,10 @@ duplicates, conflicts, leaks and outliers from the same embeddings; report, and 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 from tuneship.datacheck.duplicates import leaks, within
 from tuneship.datacheck.findings import Finding
 from tuneship.datacheck.labels import check_folds, label_scores
@@ -56,8 +60,17 @@ def check(options: CheckOptions) -> CheckReport:
     unique = [i for i, row in enumerate(train) if row.where not in repeated]
     rows = [train[i] for i in unique]
     classes = sorted({r.label for r in train})
+    fine_tuned: Callable[[Any], Any] | None = None
+    if options.fine_tune:
+        from tuneship.datacheck.finetuned import fine_tuned_out_of_fold
+
+        fine_tuned = functools.partial(
+            fine_tuned_out_of_fold, [r.text for r in rows], classes=classes, folds=options.folds, seed=options.seed,
+            encoder=options.encoder, max_length=options.max_length, epochs=options.fine_tune_epochs,
+            work=options.output / ".folds")
+
     scores = label_scores(train_vectors[unique], [r.text for r in rows], [r.label for r in rows], classes,
-                          options.folds, options.seed)
+                          options.folds, options.seed, fine_tuned)
     for i in scores.flagged:
         row = rows[i]
         suggested = classes[int(np.argmax(scores.probabilities[i]))]

@@ -4,7 +4,7 @@ the encoder's embeddings, one on TF-IDF words and pairs), blended; cleanlab rank
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,7 @@ def blend(first: Array, second: Array, label_ids: Array) -> Array:
 
 
 def label_scores(embeddings: Array, texts: Sequence[str], labels: Sequence[str], classes: list[str], folds: int,
-                 seed: int) -> LabelScores:
+                 seed: int, fine_tuned: Callable[[Array], Array] | None = None) -> LabelScores:
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -76,6 +76,8 @@ def label_scores(embeddings: Array, texts: Sequence[str], labels: Sequence[str],
     index = {label: i for i, label in enumerate(classes)}
     ids = np.asarray([index[label] for label in labels])
     probabilities = out_of_fold(embeddings, texts, ids, folds, seed)
+    if fine_tuned is not None:  # --fine-tune: blended in by the same rule (a weight on the log loss)
+        probabilities = blend(fine_tuned(ids), probabilities, ids)
     quality = np.asarray(get_label_quality_scores(ids, probabilities))
     # n_jobs=1: cleanlab's default forks a process pool (one task per class, nothing to gain at a few classes), and
     # a fork of a process holding torch's OpenMP or gRPC threads can hang in the child.

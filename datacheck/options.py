@@ -41,6 +41,11 @@ class CheckOptions:
     fix_threshold: float | None = field(default=None, metadata={
         "help": "--fix: act on label issues whose label quality is below this (default: every flagged one)",
         "type": positive_float})
+    fine_tune: bool = field(default=False, metadata={
+        "help": "also fine-tune the encoder on each fold (one training run per fold: slower) and blend its "
+                "out-of-fold probabilities in: better label issues where frozen features are often wrong"})
+    fine_tune_epochs: float = field(default=1.0, metadata={"help": "--fine-tune: epochs per fold",
+                                                           "type": positive_float})
     seed: int = field(default=42, metadata={"help": "random seed of the folds"})
 
     @property

@@ -75,6 +75,19 @@ def test_planted_label_errors_duplicates_a_conflict_and_a_leak_are_found(tiny_be
     assert (output / "check.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_fine_tuned_folds_blend_in_and_leave_nothing_behind(tiny_bert: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    train, _evaluation, flipped, _planted_rows = _planted(tmp_path)
+    output = tmp_path / "check"
+    assert main(["data", "check", "--data", str(train), "--encoder", str(tiny_bert), "--max-length", "32",
+                 "--near-threshold", "1", "--folds", "3", "--fine-tune", "--output", str(output)]) == 0
+    assert capsys.readouterr().out.count("fine-tuning fold") == 3  # one training run per fold
+    issues = {int(row["line"]) for row in _findings(output) if row["kind"] == "label_issue"}
+    assert len(issues & flipped) >= 0.8 * len(flipped)  # blended by log loss: never much worse than without
+    assert not (output / ".folds").exists()
+    assert json.loads((output / "report.json").read_text())["options"]["fine_tune"] == "True"
+
+
 def test_fix_writes_a_cleaned_copy_beside_the_file_never_over_it(tiny_bert: Path, tmp_path: Path) -> None:
     train, _evaluation, flipped, _planted_rows = _planted(tmp_path)
     before = train.read_bytes()
