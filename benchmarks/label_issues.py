@@ -133,7 +133,8 @@ def main() -> None:
         "features_method_accuracy_on_untouched_eval": {k: round(v, 4) for k, v in accuracy.items()},
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"label_issues{'_finetuned' if args.fine_tune else ''}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    name = f"label_issues{'_finetuned' if args.fine_tune else ''}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,7 +151,7 @@ def main() -> None:
     axes.set_title(f"{len(flipped)} of {len(noisy)} rotten-tomatoes labels flipped")
     axes.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"label_issues{'_finetuned' if args.fine_tune else ''}.png", dpi=110)
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
     print(json.dumps(summary, indent=2))
 
 
