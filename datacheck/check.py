@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tuneship.datacheck.duplicates import leaks, within
@@ -17,9 +18,14 @@ from tuneship.datacheck.rows import read
 
 
 def _check_options(options: CheckOptions) -> None:
-    if options.task != "text-classification":
-        raise DataCheckError(f"--task {options.task}: tuneship data check reads text-classification data "
-                             "(images and instruct conversations are not checked yet)")
+    if options.task not in ("text-classification", "instruct"):
+        raise DataCheckError(f"--task {options.task}: tuneship data check reads text-classification and instruct "
+                             "data (images are not checked yet)")
+    if options.task == "instruct" and options.fix and not Path(str(options.training.get("data"))).is_file():
+        raise DataCheckError("--fix writes a cleaned copy of a file; built-in instruct data is not one (export it "
+                             "as JSONL first)")
+    if options.task == "instruct" and options.fine_tune:
+        raise DataCheckError("--fine-tune fine-tunes an encoder classifier per fold: text-classification only")
     unknown = sorted(set(options.training) - set(DATA_OPTIONS))
     if unknown:
         raise DataCheckError(f"--{unknown[0].replace('_', '-')}: not a data option of the check")
@@ -39,6 +45,10 @@ def check(options: CheckOptions) -> CheckReport:
     from tuneship.datacheck.embeddings import embed
 
     _check_options(options)
+    if options.task == "instruct":
+        from tuneship.datacheck.instruct import check_instruct
+
+        return check_instruct(options)
     training = options.training
     data = str(training.get("data") or "rotten-tomatoes")
     text_column, label_column = str(training.get("text_column", "text")), str(training.get("label_column", "label"))

@@ -8,10 +8,13 @@ from typing import Any
 KINDS = {
     "label_issue": "the given label is probably wrong (out-of-fold probabilities, cleanlab)",
     "duplicate": "the same text and label again",
-    "conflict": "the same text (or the same after case and punctuation) under another label",
+    "conflict": "the same text (or the same after case and punctuation) under another label (instruct: answer)",
     "near_duplicate": "nearly the same text (case, punctuation, or embeddings this close)",
     "leak": "an evaluation text that is also in the training data",
     "outlier": "far from every other training text",
+    "invalid": "instruct: a record the trainer would refuse (why: in `suggested`)",
+    "template": "instruct: turns out of the chat template's order, or a control marker in a message",
+    "truncated": "instruct: longer than the training's token budget, so the answer is cut",
 }
 
 

@@ -9,6 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuneship.datacheck.findings import Finding
 from tuneship.datacheck.options import CheckOptions
@@ -28,7 +29,7 @@ def plan(findings: Sequence[Finding], relabel: bool, threshold: float | None) ->
     drop: set[str] = set()
     relabelled: dict[str, str] = {}
     for finding in findings:
-        if finding.kind in ("duplicate", "near_duplicate"):
+        if finding.kind in ("duplicate", "near_duplicate", "invalid"):
             drop.add(finding.where)
         elif finding.kind == "conflict":  # neither label can be trusted: the row and the one it repeats go
             drop |= {finding.where, finding.other}
@@ -53,24 +54,37 @@ class Cleaned:
         return f"cleaned copy: {self.path} ({len(self.dropped)} rows dropped, {len(self.relabelled)} relabelled)"
 
 
+def _relabelled(record: Any, label_column: str, label: str) -> Any:
+    """A row with another label; a conversation with another answer (its last message)."""
+    if isinstance(record, dict) and isinstance(record.get("messages"), list):
+        return {**record, "messages": [*record["messages"][:-1], {**record["messages"][-1], "content": label}]}
+    if isinstance(record, dict) and "output" in record and label_column not in record:  # Alpaca
+        return {**record, "output": label}
+    return {**record, label_column: label}
+
+
 def write_clean(data: str, target: Path, text_column: str, label_column: str, encoding: str,
                 findings: Sequence[Finding], relabel: bool, threshold: float | None) -> Cleaned:
     """The cleaned copy, written aside and renamed."""
     from tuneship.trainer.builtin_data import BUILTIN_DATASETS, load_builtin
-    from tuneship.trainer.tables import read_rows
+    from tuneship.trainer.tables import jsonl_records, read_rows
 
     drop, relabelled = plan(findings, relabel, threshold)
     if data in BUILTIN_DATASETS:
         records = [(example.source, {text_column: example.text, label_column: example.label})
                    for example in load_builtin(data).examples]
     else:
-        records = [(f"{Path(data)}:{line}", record) for line, record in read_rows(Path(data), encoding)]
+        path = Path(data)
+        # JSONL records are copied as they are (a conversation's messages stay a list); tables row by row.
+        rows = jsonl_records(path, encoding) if path.suffix.lower() in (".jsonl", ".ndjson") else \
+            read_rows(path, encoding)
+        records = [(f"{path}:{line}", record) for line, record in rows]
     kept = []
     for where, record in records:
         if where in drop:
             continue
         if where in relabelled:
-            record = {**record, label_column: relabelled[where]}
+            record = _relabelled(record, label_column, relabelled[where])
         kept.append(record)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -46,6 +46,11 @@ class CheckOptions:
                 "out-of-fold probabilities in: better label issues where frozen features are often wrong"})
     fine_tune_epochs: float = field(default=1.0, metadata={"help": "--fine-tune: epochs per fold",
                                                            "type": positive_float})
+    chat_model: str | None = field(default=None, metadata={
+        "help": "instruct: the base model whose tokenizer and chat template the training uses (default: smollm2)"})
+    conversation_tokens: int | None = field(default=None, metadata={
+        "help": "instruct: the training's token budget per conversation; longer ones are reported as truncated "
+                "(default: the instruct task's, 256)", "type": positive_int})
     seed: int = field(default=42, metadata={"help": "random seed of the folds"})
 
     @property

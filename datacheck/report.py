@@ -52,14 +52,15 @@ def class_table(rows: Sequence[Row], findings: Sequence[Finding]) -> dict[str, d
 def summary(report: CheckReport) -> str:
     lines = [f"{report.train_rows} training rows" + (f", {report.eval_rows} evaluation rows" if report.eval_rows
                                                       else "") +
-             f"; out-of-fold accuracy {report.out_of_fold_accuracy:.3f}", f"{'finding':<16}{'rows':>7}  meaning"]
+             (f"; out-of-fold accuracy {report.out_of_fold_accuracy:.3f}" if report.out_of_fold_accuracy ==
+              report.out_of_fold_accuracy else ""), f"{'finding':<16}{'rows':>7}  meaning"]
     for kind, count in report.counts().items():
         lines.append(f"{kind:<16}{count:>7}  {KINDS[kind]}")
     lines.append(f"{'class':<16}{'rows':>7}{'share':>8}{'issues':>8}{'rate':>7}")
     for label, row in report.classes.items():
         lines.append(f"{label[:15]:<16}{row['examples']:>7}{row['share']:>8.1%}{row['label_issues']:>8}"
                      f"{row['issue_rate']:>7.1%}")
-    worst = max(row["imbalance"] for row in report.classes.values())
+    worst = max((row["imbalance"] for row in report.classes.values()), default=1.0)
     if worst >= 5:
         lines.append(f"note: the largest class has {worst:g}x the examples of the smallest")
     return "\n".join(lines)

@@ -123,7 +123,7 @@ def test_the_fix_plan_drops_both_sides_of_a_conflict_and_respects_the_threshold(
     (None, ["--data", "{tmp}/missing.csv"], "missing.csv: no such file"),
     ("nolabel", ["--data", "{tmp}/nolabel.csv"], "nolabel.csv:2: no column 'label'"),
     ("few", ["--data", "{tmp}/few.csv"], "class 'negative' has 3 examples; 5-fold cross-validation needs at least 5"),
-    (None, ["--task", "image-classification"], "tuneship data check reads text-classification data"),
+    (None, ["--task", "image-classification"], "tuneship data check reads text-classification and instruct data"),
     (None, ["--relabel"], "--relabel is what --fix does"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tiny_bert: Path, tmp_path: Path,
@@ -169,3 +169,59 @@ def test_train_clean_is_an_option_of_text_classification_only(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--task", "instruct", "--clean", "--output", str(tmp_path / "m")]) == 2
     assert "--clean is an option of text-classification training" in capsys.readouterr().err
+
+
+def _instruct_file(folder: Path) -> tuple[Path, Path, dict[str, int]]:
+    """Conversations (a classifier in words) with one of each instruct problem planted; lines as in the file."""
+    rows = synthetic_reviews(120, seed=21)
+    records: list[object] = [{"messages": [{"role": "user", "content": f"Positive or negative?\n\n{text}"},
+                                           {"role": "assistant", "content": label}]} for text, label in rows]
+    planted = {}
+    records.append(records[0])
+    planted["duplicate"] = len(records)
+    first = records[1]["messages"]  # type: ignore[index]
+    other = "negative" if first[1]["content"] == "positive" else "positive"
+    records.append({"messages": [first[0], {"role": "assistant", "content": other}]})
+    planted["conflict"] = len(records)
+    records.append({"messages": [{"role": "user", "content": "Positive or negative?\n\nfine"},
+                                 {"role": "assistant", "content": ""}]})
+    planted["invalid"] = len(records)
+    records.append({"messages": [{"role": "user", "content": "Positive or negative?"},
+                                 {"role": "user", "content": "superb film <|im_end|> really"},
+                                 {"role": "assistant", "content": "positive"}]})
+    planted["template"] = len(records)
+    records.append({"messages": [{"role": "user", "content": "Positive or negative?\n\n" + "great film " * 200},
+                                 {"role": "assistant", "content": "positive"}]})
+    planted["truncated"] = len(records)
+    train = folder / "chats.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in records))
+    evaluation = folder / "held.jsonl"
+    evaluation.write_text(json.dumps(records[5]) + "\n")
+    planted["leak"] = 1
+    return train, evaluation, planted
+
+
+def test_instruct_data_reports_every_problem_the_trainer_would_stop_at_and_more(
+        tiny_bert: Path, tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train, evaluation, planted = _instruct_file(tmp_path)
+    output = tmp_path / "check"
+    assert main(["data", "check", "--task", "instruct", "--data", str(train), "--eval-file", str(evaluation),
+                 "--encoder", str(tiny_bert), "--chat-model", str(tiny_llama), "--near-threshold", "1",
+                 "--folds", "3", "--output", str(output), "--fix"]) == 0
+    found: dict[str, set[int]] = {}
+    for row in _findings(output):
+        found.setdefault(row["kind"], set()).add(int(row["line"]))
+    for kind, line in planted.items():
+        assert line in found.get(kind, set()), (kind, found)
+    assert found["duplicate"] == {planted["duplicate"]} and found["invalid"] == {planted["invalid"]}
+    assert found["truncated"] == {planted["truncated"]} and found["template"] == {planted["template"]}
+    template = next(r for r in _findings(output) if r["kind"] == "template")
+    assert "second user turn" in template["suggested"] and "'<|im_end|>'" in template["suggested"]
+    cleaned = train.with_name("chats.clean.jsonl")  # the trainer reads the copy: the invalid record is gone
+    from tuneship.trainer.instruct.data import load_instruct_file
+
+    kept = load_instruct_file(cleaned).conversations
+    dropped = int(capsys.readouterr().out.split(" rows dropped")[0].rsplit("(", 1)[1])
+    assert len(cleaned.read_text().splitlines()) == 125 - dropped and dropped >= 4  # incl. the invalid record
+    texts = {c.messages[0]["content"] for c in kept}
+    assert "Positive or negative?\n\nfine" not in texts
