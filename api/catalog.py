@@ -9,16 +9,14 @@ yet: a model loaded or an adapter published a moment ago is found without waitin
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuneship.client import AsyncTritonClient, TritonError
-from tuneship.repository_files import ADAPTER_INFO, ADAPTERS_DIR
+from tuneship.repository import published_adapters, published_at
 from tuneship.tasks import task_of_metadata
 
-_ADAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SEPARATOR = ":"
 
 
@@ -28,23 +26,6 @@ class ServedModel:
     model: str  # the generator's name on the server
     adapter: str | None
     created: int  # when it was published (seconds since the epoch), as OpenAI's `created`
-
-
-def published_adapters(repository: Path, model: str) -> dict[str, int]:
-    """Adapters published beside a generator: name -> when (adapter.json is written last, so a half-published
-    adapter is not listed)."""
-    root = repository / model / ADAPTERS_DIR
-    found: dict[str, int] = {}
-    try:
-        folders = sorted(root.iterdir())
-    except OSError:
-        return found
-    for folder in folders:
-        try:
-            found[folder.name] = int((folder / ADAPTER_INFO).stat().st_mtime)
-        except OSError:
-            continue
-    return {name: when for name, when in found.items() if _ADAPTER.match(name)}
 
 
 class Catalog:
@@ -87,12 +68,8 @@ class Catalog:
         return found
 
     def _created(self, name: str, default: int) -> int:
-        if self.repository is None:
-            return default
-        try:
-            return int((self.repository / name / "config.pbtxt").stat().st_mtime)
-        except OSError:
-            return default
+        when = published_at(self.repository, name) if self.repository is not None else None
+        return default if when is None else when
 
     async def _is_generator(self, name: str, version: str) -> bool:
         key = f"{name}@{version}"

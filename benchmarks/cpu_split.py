@@ -42,8 +42,7 @@ def main() -> None:
     from tuneship.client.bench import builtin_reviews, run_bench
     from tuneship.deploy import ServeOptions, TritonServer
     from tuneship.deploy.stubs import list_stubs
-    from tuneship.exporter.layout import graph_model
-    from tuneship.exporter.model_configs import parse_pbtxt, to_pbtxt
+    from tuneship.repository import graph_model, parse_pbtxt, to_pbtxt
 
     texts = builtin_reviews()
     with tempfile.TemporaryDirectory(prefix="cpu-split-") as scratch:

@@ -43,7 +43,7 @@ def main() -> None:
 
     from tuneship.client.bench import builtin_reviews, run_bench
     from tuneship.deploy import ServeOptions, TritonServer
-    from tuneship.exporter.model_configs import is_single_model, parse_pbtxt, to_pbtxt
+    from tuneship.repository import is_single_model, parse_pbtxt, to_pbtxt
 
     texts = builtin_reviews()
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in KNOBS}

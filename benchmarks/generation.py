@@ -125,7 +125,7 @@ def main() -> None:
 
     from tuneship.client import TritonClient
     from tuneship.deploy import ServeOptions, TritonServer
-    from tuneship.exporter.repository import existing_versions
+    from tuneship.repository import existing_versions
 
     tokenizer = AutoTokenizer.from_pretrained(str(args.checkpoint))
     ids = list(tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,

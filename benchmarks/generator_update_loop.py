@@ -70,12 +70,12 @@ def main() -> None:
 
     from tuneship.client import Generator, TritonClient, TritonError
     from tuneship.deploy import ServeOptions, TritonServer, free_port
-    from tuneship.exporter import latest_version
     from tuneship.monitor import FeedbackStore, PredictionLog
     from tuneship.monitor.generations import feedback_from_record
     from tuneship.monitor.generator_update import _matcher, served_exact_match
     from tuneship.monitor.live import serve as serve_live
     from tuneship.monitor.update import UpdateOptions, run_update
+    from tuneship.repository import latest_version
     from tuneship.trainer import read_conversations
     from tuneship.trainer.instruct.data import Conversation
 

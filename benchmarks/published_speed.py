@@ -31,7 +31,7 @@ from onnx_timing import benchmark_arguments, interleaved_medians
 
 def published_graph(model_dir: Path) -> tuple[Path, int]:
     """(model.onnx of the newest version, the ONNX Runtime graph level its config asks for)."""
-    from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.repository import parse_pbtxt
 
     config = parse_pbtxt((model_dir / "config.pbtxt").read_text(encoding="utf-8"))
     version = max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))

@@ -129,7 +129,7 @@ def measure(url: str, model: str, input_name: str, texts: list[str], requests: i
 
 def _copy_renamed(source: Path, root: Path, name: str) -> str:
     """A published model served under another name (its config says the new one), beside the original."""
-    from tuneship.exporter.model_configs import parse_pbtxt, to_pbtxt
+    from tuneship.repository import parse_pbtxt, to_pbtxt
 
     shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("variants", "__pycache__"))
     config = parse_pbtxt((root / name / "config.pbtxt").read_text(encoding="utf-8"))

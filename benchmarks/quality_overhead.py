@@ -28,7 +28,7 @@ LEVELS = (1, 8)
 
 
 def _copy(repository: Path, model: str, target: Path, quality: bool) -> Path:
-    from tuneship.exporter.model_configs import parse_pbtxt, to_pbtxt
+    from tuneship.repository import parse_pbtxt, to_pbtxt
 
     for name in (model, f"{model}_tokenizer", f"{model}_model", f"{model}_postprocess"):
         shutil.copytree(repository / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -129,8 +129,7 @@ def component_cost(repository: Path, model: str, texts: list[str], executes: int
 
     import numpy as np
 
-    from tuneship.exporter.model_configs import parse_pbtxt
-    from tuneship.exporter.repository import existing_versions
+    from tuneship.repository import existing_versions, parse_pbtxt
 
     figures: dict[str, Any] = {}
     rng = np.random.default_rng(0)

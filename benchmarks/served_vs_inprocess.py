@@ -46,8 +46,8 @@ def in_process(repository: Path, model: str, texts: list[str], seconds: float) -
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    from tuneship.exporter.model_configs import parse_pbtxt
     from tuneship.exporter.variants import session_options
+    from tuneship.repository import parse_pbtxt
 
     tokenizer_config = parse_pbtxt((repository / f"{model}_tokenizer" / "config.pbtxt").read_text(encoding="utf-8"))
     model_config = parse_pbtxt((repository / f"{model}_model" / "config.pbtxt").read_text(encoding="utf-8"))

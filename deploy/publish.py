@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from tuneship.client import TritonClient, TritonError
 from tuneship.progress import step
-from tuneship.repository_files import LOCK_TIMEOUT_S
+from tuneship.repository import LOCK_TIMEOUT_S
 
 PublishMode = Literal["explicit", "poll"]
 
@@ -48,7 +48,7 @@ def publish(client: TritonClient, export_options: Any, mode: PublishMode = "expl
     The repository's writer lock is held from before the export until the new version serves (or has been
     rolled back), so two publishes cannot interleave their versions and rollbacks.
     """
-    from tuneship.exporter import repository_lock
+    from tuneship.repository import repository_lock
 
     with repository_lock(Path(export_options.repository), getattr(export_options, "lock_timeout_s", LOCK_TIMEOUT_S),
                          f"tuneship deploy publish of {export_options.checkpoint}"):
@@ -62,7 +62,7 @@ def switch_to(client: TritonClient, repository: Path, name: str, produce: Callab
               mode: PublishMode = "explicit", timeout_s: float = 180.0) -> PublishResult:
     """Run `produce` (it writes the pipeline's next versions into the repository and returns them), then make the
     server serve them; on failure remove them again. The caller holds the repository lock."""
-    from tuneship.exporter import Snapshot, pipeline_models
+    from tuneship.repository import Snapshot, pipeline_models
 
     models = pipeline_models(repository, name)
     started = time.monotonic()

@@ -11,27 +11,14 @@ from tuneship.lazy import lazy_names
 
 _WHERE = {
     "INVARIANCE_TOLERANCE": "tuneship.exporter.selection",
-    "Pipeline": "tuneship.exporter.repository",
-    "Snapshot": "tuneship.exporter.repository",
-    "config_path": "tuneship.exporter.repository",
     "VARIANTS_FOLDER": "tuneship.exporter.publishing",
     "VARIANTS_INDEX": "tuneship.exporter.publishing",
     "add_export_arguments": "tuneship.exporter.cli",
-    "existing_versions": "tuneship.exporter.repository",
     "export_options_from_args": "tuneship.exporter.cli",
-    "graph_model": "tuneship.exporter.layout",
-    "is_single_model": "tuneship.exporter.model_configs",
-    "latest_version": "tuneship.exporter.repository",
     "macro_f1": "tuneship.exporter.quality",
-    "pipeline_models": "tuneship.exporter.layout",
-    "publish_copy": "tuneship.exporter.repository",
-    "copy_version": "tuneship.exporter.repository",
-    "read_config": "tuneship.exporter.repository",
     "read_jsonl": "tuneship.exporter.text.texts",
     "serving_options": "tuneship.exporter.layout",
     "single_model_from_ensemble": "tuneship.exporter.text.publishing",
-    "write_config": "tuneship.exporter.repository",
-    "write_text_atomic": "tuneship.exporter.repository",
     "ExportError": "tuneship.exporter.errors",
     "ExportOptions": "tuneship.exporter.options",
     "ClassifierExportOptions": "tuneship.exporter.options",
@@ -44,7 +31,6 @@ _WHERE = {
     "served_greedy": "tuneship.exporter.instruct.measure",
     "export_checkpoint": "tuneship.exporter.export",
     "ServingOptions": "tuneship.exporter.options",
-    "repository_lock": "tuneship.exporter.locking",
 }
 
 __all__ = sorted(_WHERE)
@@ -60,27 +46,13 @@ if TYPE_CHECKING:
     from tuneship.exporter.instruct.options import GenerationServing as GenerationServing
     from tuneship.exporter.instruct.options import InstructExportOptions as InstructExportOptions
     from tuneship.exporter.instruct.publishing import generation_serving as generation_serving
-    from tuneship.exporter.layout import graph_model as graph_model
-    from tuneship.exporter.layout import pipeline_models as pipeline_models
     from tuneship.exporter.layout import serving_options as serving_options
-    from tuneship.exporter.locking import repository_lock as repository_lock
-    from tuneship.exporter.model_configs import is_single_model as is_single_model
     from tuneship.exporter.options import ClassifierExportOptions as ClassifierExportOptions
     from tuneship.exporter.options import ExportOptions as ExportOptions
     from tuneship.exporter.options import ServingOptions as ServingOptions
     from tuneship.exporter.publishing import VARIANTS_FOLDER as VARIANTS_FOLDER
     from tuneship.exporter.publishing import VARIANTS_INDEX as VARIANTS_INDEX
     from tuneship.exporter.quality import macro_f1 as macro_f1
-    from tuneship.exporter.repository import Pipeline as Pipeline
-    from tuneship.exporter.repository import Snapshot as Snapshot
-    from tuneship.exporter.repository import config_path as config_path
-    from tuneship.exporter.repository import copy_version as copy_version
-    from tuneship.exporter.repository import existing_versions as existing_versions
-    from tuneship.exporter.repository import latest_version as latest_version
-    from tuneship.exporter.repository import publish_copy as publish_copy
-    from tuneship.exporter.repository import read_config as read_config
-    from tuneship.exporter.repository import write_config as write_config
-    from tuneship.exporter.repository import write_text_atomic as write_text_atomic
     from tuneship.exporter.selection import INVARIANCE_TOLERANCE as INVARIANCE_TOLERANCE
     from tuneship.exporter.text.options import TextExportOptions as TextExportOptions
     from tuneship.exporter.text.publishing import single_model_from_ensemble as single_model_from_ensemble

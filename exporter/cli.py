@@ -12,9 +12,10 @@ from typing import Any
 from tuneship.exporter.image.options import ImageExportOptions
 from tuneship.exporter.instruct.options import InstructExportOptions
 from tuneship.exporter.options import DEFAULT_KEEP as DEFAULT_KEEP
-from tuneship.exporter.options import LAYOUT_ALIASES, ClassifierExportOptions, ExportOptions
+from tuneship.exporter.options import ClassifierExportOptions, ExportOptions
 from tuneship.exporter.text.options import TextExportOptions
 from tuneship.options import add_options, field_names, given_fields, options_from_args
+from tuneship.repository import LAYOUT_ALIASES
 
 # Every task's export options: `tuneship export` takes the union, the checkpoint's task keeps its own.
 TASK_OPTIONS: tuple[type[Any], ...] = (TextExportOptions, ImageExportOptions, InstructExportOptions)

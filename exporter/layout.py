@@ -13,22 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.options import ServingOptions
-from tuneship.exporter.repository import Pipeline
-
-
-def served_layout(repository: Path, name: str) -> str | None:
-    """"ensemble", "single", "other" (a model tuneship did not publish as a classifier) or None (no such model)."""
-    return Pipeline(repository, name).layout
-
-
-def pipeline_models(repository: Path, name: str) -> list[str]:
-    """The models a published pipeline is made of, the one callers use last (the order they are loaded in)."""
-    return Pipeline(repository, name).models
-
-
-def graph_model(repository: Path, name: str) -> str:
-    """The model whose versions hold the ONNX graph (and so number the pipeline's versions)."""
-    return Pipeline(repository, name).graph_model
+from tuneship.repository import Pipeline, served_layout
 
 
 def check_layout(repository: Path, name: str, layout: str) -> None:

@@ -4,15 +4,13 @@ image/publishing.py, instruct/publishing.py)."""
 
 from __future__ import annotations
 
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tuneship.exporter.options import LAYOUT_ALIASES, LAYOUTS, ServingOptions
-from tuneship.repository_files import LABELS_FILE
+from tuneship.exporter.options import ServingOptions
+from tuneship.repository import LABELS_FILE
 
-__all__ = ["LAYOUTS", "LAYOUT_ALIASES", "ServingOptions", "add_tensorrt_accelerator", "instance_group",
-           "is_single_model", "latest_versions", "parse_pbtxt", "pipeline_parameters", "postprocess_config",
-           "to_pbtxt"]
+__all__ = ["ServingOptions", "add_tensorrt_accelerator", "instance_group", "latest_versions", "pipeline_parameters",
+           "postprocess_config"]
 
 
 def pipeline_parameters(config: mc.ModelConfig, pipeline: str, options: ServingOptions) -> None:
@@ -39,20 +37,6 @@ def postprocess_config(name: str, num_labels: int, options: ServingOptions, pipe
     latest_versions(config, options.versions_to_serve)
     pipeline_parameters(config, pipeline, options)
     return config
-
-
-def is_single_model(config: mc.ModelConfig) -> bool:
-    """Whether `config` is a single-model classifier (one Python model running the ONNX graph itself)."""
-    return config.backend == "python" and "layout" in config.parameters and \
-        config.parameters["layout"].string_value in ("single", *LAYOUT_ALIASES)
-
-
-def to_pbtxt(config: mc.ModelConfig) -> str:
-    return str(text_format.MessageToString(config))
-
-
-def parse_pbtxt(text: str) -> mc.ModelConfig:
-    return text_format.Parse(text, mc.ModelConfig())
 
 
 def add_tensorrt_accelerator(config: mc.ModelConfig, precision_mode: str = "FP16",

@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneship.arguments import non_negative_float, non_negative_int, positive_float, positive_int
-from tuneship.repository_files import LOCK_TIMEOUT_S
+from tuneship.repository import LAYOUT_ALIASES, LAYOUTS, LOCK_TIMEOUT_S
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8", "int4")
 TARGETS = ("cpu", "gpu")
 # One default for `export` and `deploy publish`: enough versions on disk to roll back twice.
 DEFAULT_KEEP = 3
-LAYOUTS = ("ensemble", "single")
-# "fused" was the single-model layout's first name; it also named ONNX Runtime's operator fusion, so it was renamed.
-# Repositories published under the old name keep working, and the old flag value is taken with a notice.
-LAYOUT_ALIASES = {"fused": "single"}
+# LAYOUT_ALIASES: "fused" was the single-model layout's first name; it also named ONNX Runtime's operator fusion, so
+# it was renamed. Repositories published under the old name keep working, and the old flag value is taken with a
+# notice.
 
 
 @dataclass

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from tuneship.exporter.errors import ExportError
 from tuneship.exporter.quality import REFERENCE_FILE
-from tuneship.exporter.repository import write_text_atomic
 from tuneship.exporter.variants import Variant
-from tuneship.repository_files import LABELS_FILE
+from tuneship.repository import LABELS_FILE, write_text_atomic
 
 if TYPE_CHECKING:
     from tuneship.exporter.selection import VariantReport
@@ -32,7 +31,7 @@ PYTHON_MODEL_REQUIREMENTS = {
 
 def published_labels(repository: Path, name: str) -> list[str] | None:
     """The labels of the text classifier `name` already in the repository (its ensemble config), if any."""
-    from tuneship.exporter.repository import Pipeline
+    from tuneship.repository import Pipeline
 
     config = Pipeline(repository, name).caller
     if config is None:

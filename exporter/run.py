@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.locking import repository_lock
 from tuneship.exporter.options import ExportOptions
-from tuneship.exporter.repository import check_model_name, write_text_atomic
 from tuneship.exporter.timing import MEASURED, Timing
 from tuneship.progress import step
-from tuneship.repository_files import REPORT_FILE
+from tuneship.repository import REPORT_FILE, check_model_name, repository_lock, write_text_atomic
 
 
 @dataclass

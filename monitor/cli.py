@@ -205,7 +205,7 @@ def _import_answer_feedback(args: argparse.Namespace) -> int:
 
 def _export_answers(args: argparse.Namespace, since: float | None) -> int:
     """A generator's right answers (corrections, answers rated good) as chat conversations to train on."""
-    from tuneship.exporter import write_text_atomic
+    from tuneship.repository import write_text_atomic
 
     with _store(args.store) as store:
         rows = store.generations.reviewed(args.model, since=since)
@@ -230,7 +230,7 @@ def run_export(args: argparse.Namespace) -> int:
     if not kept:
         raise CommandError(f"no labelled texts for {args.model!r} in {store.url}"
                            + (f" ({len(rows)} labelled rows were logged redacted: only hashes)" if rows else ""))
-    from tuneship.exporter import write_text_atomic
+    from tuneship.repository import write_text_atomic
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, "".join(json.dumps({"text": row.text, "label": row.true_label}, ensure_ascii=False)

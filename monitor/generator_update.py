@@ -33,7 +33,7 @@ from typing import Any
 from tuneship.monitor.generations import answer_words
 from tuneship.monitor.options import UpdateOptions
 from tuneship.monitor.update import GateRow, UpdateError, UpdateReport, _publish, _sample, served_model
-from tuneship.repository_files import ADAPTERS_DIR, LOCK_TIMEOUT_S, REPORT_FILE, SOURCE_FILE
+from tuneship.repository import ADAPTERS_DIR, REPORT_FILE, SOURCE_FILE
 
 GATE_PROMPTS_MAX = 200
 
@@ -80,7 +80,7 @@ def _keep_training_data(checkpoint: Path, data: Path) -> None:
     next update replays it (the scratch copy it was trained from is removed)."""
     import json
 
-    from tuneship.exporter import write_text_atomic
+    from tuneship.repository import write_text_atomic
 
     kept = checkpoint / "update_train.jsonl"
     shutil.copyfile(data, kept)
@@ -97,16 +97,13 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
     from transformers import AutoTokenizer
 
     from tuneship.exporter import (
-        ExportError,
         InstructExportOptions,
-        copy_version,
         export_checkpoint,
         generation_serving,
-        latest_version,
         publish_adapter,
-        repository_lock,
     )
     from tuneship.progress import step
+    from tuneship.repository import RepositoryError, copy_version, latest_version, repository_lock
     from tuneship.trainer import (
         DataError,
         InstructTrainConfig,
@@ -200,7 +197,7 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
                 export_checkpoint(InstructExportOptions(
                     checkpoint=options.output, name=adapter, adapter_of=model, repository=candidate_repo,
                     generation=serving))
-        except ExportError as error:
+        except RepositoryError as error:  # ExportError is one
             raise UpdateError(f"the candidate could not be exported as the serving one is: {error}") from None
         tokenizer = AutoTokenizer.from_pretrained(str(options.output))
         versions: dict[str, tuple[Path, Path | None]]
@@ -236,7 +233,7 @@ def update_generator(options: UpdateOptions, parent: int, checkpoint: Path, mani
         print(report.table())
         print(report.reason)
         if passed and options.publish:
-            with repository_lock(options.repository, LOCK_TIMEOUT_S, f"tuneship update of {options.name}"):
+            with repository_lock(options.repository, what=f"tuneship update of {options.name}"):
                 if adapter is None:
                     report.published_versions = _publish(options, candidate_repo)
                 else:  # the generator watches its adapters' folder: the new one is served without a reload

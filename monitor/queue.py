@@ -92,8 +92,7 @@ def novelty(texts: Sequence[str], reference: Sequence[str]) -> list[float]:
 
 
 def _reference_texts(reference: str) -> list[str]:
-    from tuneship.trainer import DataError, load_builtin, load_file
-    from tuneship.trainer.builtin_data import BUILTIN_DATASETS
+    from tuneship.trainer import BUILTIN_DATASETS, DataError, load_builtin, load_file
 
     try:
         data = load_builtin(reference) if reference in BUILTIN_DATASETS else load_file(Path(reference))

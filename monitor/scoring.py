@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneship.exporter import existing_versions
-from tuneship.repository_files import LABELS_FILE
+from tuneship.repository import LABELS_FILE, existing_versions
 
 
 class ScoringError(ValueError):
@@ -27,7 +26,7 @@ class PublishedClassifier:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        from tuneship.exporter import Pipeline
+        from tuneship.repository import Pipeline
 
         pipeline = Pipeline(repository, name)
         fused = pipeline.single_model

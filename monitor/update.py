@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.monitor.options import UpdateOptions as UpdateOptions
-from tuneship.repository_files import (
+from tuneship.repository import (
     ADAPTER_INFO,
     ADAPTERS_DIR,
     LABELS_FILE,
-    LOCK_TIMEOUT_S,
     REPORT_FILE,
     UPDATE_REPORT,
     UPDATES_LOG,
@@ -90,7 +89,7 @@ def served_model(name: str) -> str:
 
 
 def _serving(options: UpdateOptions) -> tuple[int, Path, dict[str, Any]]:
-    from tuneship.exporter import existing_versions, graph_model
+    from tuneship.repository import existing_versions, graph_model
 
     model = served_model(options.name)
     model_dir = options.repository / graph_model(options.repository, model)
@@ -148,9 +147,10 @@ def run_update(options: UpdateOptions) -> UpdateReport:
 
 def update_text_classifier(options: UpdateOptions, parent: int, checkpoint: Path,
                            manifest: dict[str, Any]) -> UpdateReport:
-    from tuneship.exporter import TextExportOptions, export_checkpoint, read_jsonl, repository_lock, serving_options
+    from tuneship.exporter import TextExportOptions, export_checkpoint, read_jsonl, serving_options
     from tuneship.monitor.scoring import PublishedClassifier
     from tuneship.progress import step
+    from tuneship.repository import repository_lock
     from tuneship.trainer import (
         DataError,
         TextTrainConfig,
@@ -242,7 +242,7 @@ def update_text_classifier(options: UpdateOptions, parent: int, checkpoint: Path
         print(report.table())
         print(report.reason)
         if passed and options.publish:
-            with repository_lock(options.repository, LOCK_TIMEOUT_S, f"tuneship update of {options.name}"):
+            with repository_lock(options.repository, what=f"tuneship update of {options.name}"):
                 report.published_versions = _publish(options, candidate_repo)
             print("published " + ", ".join(f"{m} v{v}" for m, v in report.published_versions.items()))
         return report
@@ -270,7 +270,7 @@ def _shadow(options: UpdateOptions, candidate: Any) -> dict[str, Any]:
 def _copy_versions(source: Path, target: Path, name: str, version: int | None = None) -> dict[str, int]:
     """The pipeline's models' files of one version in `source` (default: the latest) as the next versions in the
     served repository: the candidate exactly as gated, or an earlier version brought back."""
-    from tuneship.exporter import Pipeline, existing_versions, publish_copy, write_text_atomic
+    from tuneship.repository import Pipeline, existing_versions, publish_copy, write_text_atomic
 
     pipeline = Pipeline(source, name)
     versions = {}
@@ -323,7 +323,7 @@ def rollback(repository: Path, name: str, to: int | None = None, url: str | None
              admin_key: str | None = None) -> dict[str, int]:
     """Serve an earlier version again (default: the one before the latest), published as the next version so
     that history only grows and a polling server sees an ordinary update."""
-    from tuneship.exporter import existing_versions, graph_model, repository_lock
+    from tuneship.repository import existing_versions, graph_model, repository_lock
 
     graph = graph_model(repository, name)
     available = existing_versions(repository / graph) if (repository / graph).is_dir() else []
@@ -333,7 +333,7 @@ def rollback(repository: Path, name: str, to: int | None = None, url: str | None
     if target not in available:
         raise UpdateError(f"{repository}/{graph} has no version {target} (on disk: {available}; "
                           "export --keep decides how many stay)")
-    with repository_lock(repository, LOCK_TIMEOUT_S, f"tuneship rollback of {name} to v{target}"):
+    with repository_lock(repository, what=f"tuneship rollback of {name} to v{target}"):
         versions = _switch(repository, name, lambda: _copy_versions(repository, repository, name, target), url,
                            admin_key)
     path = repository / name / UPDATES_FILE

@@ -26,7 +26,8 @@ def pick(options: SearchOptions, rows: list[Row]) -> Row:
 
 
 def publish(options: SearchOptions, row: Row) -> Any:
-    from tuneship.exporter import ExportError, export_checkpoint
+    from tuneship.exporter import export_checkpoint
+    from tuneship.repository import RepositoryError
     from tuneship.tasks import load
     from tuneship.tasks import task as task_row
 
@@ -37,7 +38,7 @@ def publish(options: SearchOptions, row: Row) -> Any:
           f"p99 {row.p99_ms:.1f} ms) as {options.name} in {options.repository}")
     try:
         return export_checkpoint(export)
-    except ExportError as error:
+    except RepositoryError as error:  # ExportError is one
         raise SearchError(f"--publish: trial {row.number}: {error}") from None
 
 

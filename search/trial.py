@@ -110,7 +110,8 @@ def run_trial(options: SearchOptions, space: Space, chosen: Mapping[str, Any], f
               measure: Measurer, report: Callable[[int, float], bool] | None) -> Outcome:
     """Train, export, measure; TrialFailed says why a trial could not finish (the search goes on), TrialPruned
     comes through from training; a DataError (the data, not the trial) is the caller's to stop on."""
-    from tuneship.exporter import ExportError, export_checkpoint
+    from tuneship.exporter import export_checkpoint
+    from tuneship.repository import RepositoryError
     from tuneship.search.pruning import pruning_callback
     from tuneship.tasks import task as task_row
     from tuneship.trainer import TrainingError, train
@@ -136,7 +137,7 @@ def run_trial(options: SearchOptions, space: Space, chosen: Mapping[str, Any], f
     try:
         exported = export_checkpoint(export_options(options.task, result.checkpoint, name, repository, chosen,
                                                     gate_samples=options.gate_samples, keep=1))
-    except ExportError as error:
+    except RepositoryError as error:  # ExportError is one
         raise TrialFailed(f"export: {str(error).splitlines()[0]}") from error
     models = list(getattr(exported, "versions", {}) or {name: 1})
     try:

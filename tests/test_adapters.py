@@ -19,6 +19,7 @@ from waiting import wait_for
 from tuneship.client import Generator, InvalidInputError, TritonClient
 from tuneship.deploy import TritonServer
 from tuneship.exporter.errors import ExportError
+from tuneship.repository import RepositoryError
 
 REVIEW = "Is this review positive or negative? Answer with one word.\n\nA gripping, beautifully acted film."
 TWEET = "Is this tweet positive, negative or neutral? Answer with one word.\n\nugh, mondays again"
@@ -144,7 +145,7 @@ def test_an_adapter_of_other_weights_or_a_bad_name_is_refused(adapter_repository
     with pytest.raises(ExportError, match="--name: adapter name"):
         export_checkpoint(InstructExportOptions(checkpoint=tweets_checkpoint, name="_x", repository=repository,
                                                 adapter_of="base", gate_samples=8))
-    with pytest.raises(ExportError, match="is 'nope' in this repository"):
+    with pytest.raises(RepositoryError, match="is 'nope' in this repository"):
         export_checkpoint(InstructExportOptions(checkpoint=tweets_checkpoint, name="tweets",
                                                 repository=repository, adapter_of="nope", gate_samples=8))
     assert not (repository / "merged" / "adapters").exists() and not (repository / "tweets").exists()
@@ -276,8 +277,8 @@ def test_an_adapter_is_updated_as_an_adapter_and_served_without_a_reload(
     from transformers import AutoTokenizer
 
     from tuneship.exporter.instruct.measure import served_greedy
-    from tuneship.exporter.repository import existing_versions
     from tuneship.monitor.update import UPDATES_FILE, UpdateError, UpdateOptions, run_update
+    from tuneship.repository import existing_versions
     from tuneship.trainer import prompt_ids
     from tuneship.trainer.instruct.data import Conversation
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from tuneship.api import ApiError, ApiOptions, ApiServer
-from tuneship.api.catalog import published_adapters
 from tuneship.api.protocol import ChatCompletionRequest, CompletionRequest, chat_messages, generation_params
 from tuneship.client import Generation, ServerError
+from tuneship.repository import published_adapters
 
 
 def _chat(**fields: Any) -> ChatCompletionRequest:

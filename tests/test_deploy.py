@@ -15,6 +15,7 @@ from lanes import costs
 from tuneship.client import ADMIN_HEADER, ClientOptions, PermissionDeniedError, TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.deploy.publish import PublishError, publish, served_versions
+from tuneship.repository import RepositoryError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "s3cret-admin-key"
@@ -149,7 +150,7 @@ def test_a_version_that_fails_to_load_is_rolled_back(server: TritonServer, repos
 def test_concurrent_publishes_into_one_repository_take_turns(server: TritonServer, repository: Path,
                                                              second_checkpoint: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from tuneship.exporter import ExportError, ExportOptions, TextExportOptions
+    from tuneship.exporter import ExportOptions, TextExportOptions
 
     def options(lock_timeout_s: float = 600.0) -> ExportOptions:
         return TextExportOptions(checkpoint=second_checkpoint, name="tiny", repository=repository, precision="fp32",
@@ -185,7 +186,7 @@ def test_concurrent_publishes_into_one_repository_take_turns(server: TritonServe
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         from tuneship.exporter import export_checkpoint
 
-        with pytest.raises(ExportError, match=r"being written by a test holding the lock \(pid"):
+        with pytest.raises(RepositoryError, match=r"being written by a test holding the lock \(pid"):
             export_checkpoint(options(lock_timeout_s=0))
     finally:
         holder.kill()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tuneship.repository import RepositoryError
+
 
 def _report(name: str, precision: str, b32: float, drop: float) -> object:
     from tuneship.exporter.selection import VariantReport
@@ -49,10 +51,10 @@ def test_a_batch_invariant_variant_is_preferred_within_the_invariance_margin() -
 
 def test_a_label_change_is_refused_unless_asked_for(tmp_path: Path) -> None:
     from tuneship.exporter.errors import ExportError
-    from tuneship.exporter.model_configs import to_pbtxt
     from tuneship.exporter.options import ServingOptions
     from tuneship.exporter.publishing import check_label_change
     from tuneship.exporter.text.model_configs import ensemble_config
+    from tuneship.repository import to_pbtxt
 
     (tmp_path / "sentiment").mkdir()
     config = ensemble_config("sentiment", ["input_ids", "attention_mask"], ["neg", "pos"], ServingOptions())
@@ -85,7 +87,7 @@ def test_each_export_refuses_options_it_cannot_honour_before_any_work() -> None:
         InstructExport(InstructExportOptions(checkpoint=nowhere, precision="int8", target="gpu")).check_options()
     with pytest.raises(ExportError, match="--precision fp16 is not available for an instruct checkpoint on a CPU"):
         InstructExport(InstructExportOptions(checkpoint=nowhere, precision="fp16")).check_options()
-    with pytest.raises(ExportError, match=r"model name '\.\./x'"):
+    with pytest.raises(RepositoryError, match=r"model name '\.\./x'"):
         TextClassifierExport(TextExportOptions(checkpoint=nowhere, name="../x"))
 
 

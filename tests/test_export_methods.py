@@ -14,6 +14,7 @@ from timings import DYNAMIC_INT8_FASTEST
 
 from tuneship.exporter import ExportError, ExportOptions, TextExportOptions, export_checkpoint
 from tuneship.exporter.text.tensorrt_engine import tensorrt_unavailable
+from tuneship.repository import RepositoryError
 from tuneship.trainer import TextTrainConfig, load_classifier, train
 from tuneship.trainer.text.evaluate import predict_logits
 
@@ -109,7 +110,7 @@ def test_a_variant_over_the_accuracy_gate_needs_force(tiny_checkpoint: Path, tmp
 
 def test_cpu_int8_is_the_fused_graph_quantized_and_served_as_measured(tiny_checkpoint: Path,
                                                                         tmp_path: Path) -> None:
-    from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.repository import parse_pbtxt
 
     repository = tmp_path / "repo"
     report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
@@ -140,7 +141,7 @@ def test_export_leaves_the_models_attention_implementation_as_it_was(tiny_checkp
 
 @pytest.mark.skipif(tensorrt_unavailable() is None, reason="TensorRT and a GPU present: an engine is published")
 def test_gpu_target_writes_fp16_with_the_tensorrt_accelerator(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.repository import parse_pbtxt
 
     repository = tmp_path / "repo"
     report = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="clf", repository=repository,
@@ -183,7 +184,7 @@ def test_corrupt_weights_are_named_and_nothing_changes(tiny_checkpoint: Path, po
 
 def test_a_path_in_the_model_name_is_refused(tiny_checkpoint: Path, populated_repository: Path) -> None:
     before = _snapshot(populated_repository)
-    with pytest.raises(ExportError, match=r"invalid model name '\.\./escape'"):
+    with pytest.raises(RepositoryError, match=r"invalid model name '\.\./escape'"):
         export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, name="../escape", repository=populated_repository))
     assert _snapshot(populated_repository) == before
     assert not (populated_repository.parent / "escape").exists()

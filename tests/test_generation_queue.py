@@ -25,7 +25,7 @@ PROMPT = "Is this review positive or negative? A gripping film."
 @pytest.fixture(scope="module")
 @costs("integration")
 def server(generator_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    from tuneship.exporter import read_config, write_config
+    from tuneship.repository import read_config, write_config
 
     repository = tmp_path_factory.mktemp("one-slot")
     shutil.copytree(generator_repository / "chat", repository / "chat")

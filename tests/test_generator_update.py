@@ -14,8 +14,8 @@ from lanes import costs
 
 from tuneship.client import Generator, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
-from tuneship.exporter.repository import existing_versions
 from tuneship.monitor.update import UPDATES_FILE, UpdateError, UpdateOptions, run_update
+from tuneship.repository import existing_versions
 
 pytestmark = pytest.mark.integration
 

@@ -301,7 +301,7 @@ def test_bench_and_tune_send_images_to_an_image_classifier(faces_checkpoint: Pat
     import shutil
 
     from tuneship.cli import main
-    from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.repository import parse_pbtxt
     from tuneship.tuning import TuneOptions, tune
 
     images = faces_checkpoint / "eval_images"
@@ -330,7 +330,7 @@ def test_bench_and_tune_send_images_to_an_image_classifier(faces_checkpoint: Pat
 def test_gpu_target_publishes_fp16_on_a_gpu_instance_with_tensorrt(faces_checkpoint: Path, tmp_path: Path) -> None:
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from tuneship.exporter.model_configs import parse_pbtxt
+    from tuneship.repository import parse_pbtxt
 
     report = export_checkpoint(ExportOptions(checkpoint=faces_checkpoint, name="faces_gpu", target="gpu",
                                              repository=tmp_path / "repository"))

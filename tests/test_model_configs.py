@@ -8,15 +8,23 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import is_single_model, parse_pbtxt, postprocess_config, to_pbtxt
+from tuneship.exporter.model_configs import postprocess_config
 from tuneship.exporter.options import ServingOptions
-from tuneship.exporter.repository import check_model_name, existing_versions, prune_versions, publish_version
 from tuneship.exporter.text.model_configs import (
     ensemble_config,
     onnx_model_config,
     single_model_config,
     tokenizer_config,
+)
+from tuneship.repository import (
+    RepositoryError,
+    check_model_name,
+    existing_versions,
+    is_single_model,
+    parse_pbtxt,
+    prune_versions,
+    publish_version,
+    to_pbtxt,
 )
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
@@ -92,7 +100,7 @@ def test_python_models_declare_string_and_token_tensors() -> None:
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", "", ".hidden", "x" * 200, "sp ace", "a..b"])
 def test_bad_model_names_are_refused(name: str) -> None:
-    with pytest.raises(ExportError, match="invalid model name"):
+    with pytest.raises(RepositoryError, match="invalid model name"):
         check_model_name(name)
 
 

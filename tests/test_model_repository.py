@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tuneship.exporter.errors import ExportError
 from tuneship.exporter.options import ServingOptions
-from tuneship.exporter.repository import Pipeline, publish_copy, publish_version, read_config, write_config
 from tuneship.exporter.text.model_configs import ensemble_config, onnx_model_config, single_model_config
 from tuneship.model_names import STEP_SUFFIXES, step_model
+from tuneship.repository import Pipeline, RepositoryError, publish_copy, publish_version, read_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +30,7 @@ def test_an_ensemble_pipeline_knows_its_models_and_steps(tmp_path: Path) -> None
     assert pipeline.models == ["clf_tokenizer", "clf_model", "clf_postprocess", "clf"]
     assert pipeline.graph_model == "clf_model" and pipeline.step("tokenizer") == "clf_tokenizer"
     assert pipeline.version_dir("clf_model").name == "1"
-    with pytest.raises(ExportError, match=r"clf_tokenizer/config.pbtxt does not exist: the published pipeline"):
+    with pytest.raises(RepositoryError, match=r"clf_tokenizer/config.pbtxt does not exist: the published pipeline"):
         pipeline.config("clf_tokenizer")
 
 
@@ -46,7 +45,7 @@ def test_a_missing_or_broken_pipeline_is_named(tmp_path: Path) -> None:
     assert Pipeline(tmp_path, "nothing").layout is None and not Pipeline(tmp_path, "nothing").exists
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.pbtxt").write_text("name: 'bad' platform: [")
-    with pytest.raises(ExportError, match=r"bad/config.pbtxt: not a valid Triton model config"):
+    with pytest.raises(RepositoryError, match=r"bad/config.pbtxt: not a valid Triton model config"):
         Pipeline(tmp_path, "bad")
     with pytest.raises(ValueError, match="unknown pipeline step 'decoder'"):
         step_model("clf", "decoder")
@@ -68,7 +67,7 @@ def test_a_copied_version_is_the_next_one_with_its_replacements(tmp_path: Path) 
 
 
 # The repository layer, the naming convention and the Triton models' own code may spell step names.
-SPELLERS = ("exporter/repository.py", "tuneship/model_names.py", "exporter/triton_models/")
+SPELLERS = ("tuneship/repository/", "tuneship/model_names.py", "exporter/triton_models/")
 
 
 def _spellings(path: Path) -> list[str]:
@@ -87,7 +86,7 @@ def test_nobody_else_spells_a_step_models_name() -> None:
         for path in sorted((ROOT / stage).rglob("*.py")):
             if not path.relative_to(ROOT).as_posix().startswith(SPELLERS):
                 spelled += _spellings(path)
-    assert spelled == [], "use tuneship.model_names.step_model or exporter.repository.Pipeline:\n" + "\n".join(spelled)
+    assert spelled == [], "use tuneship.model_names.step_model or tuneship.repository.Pipeline:\n" + "\n".join(spelled)
 
 
 def test_the_check_sees_a_spelled_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,18 +96,20 @@ def test_the_check_sees_a_spelled_name(tmp_path: Path, monkeypatch: pytest.Monke
     assert [line.split(": ")[0] for line in _spellings(sample)] == ["spell.py:1"]
 
 
-def test_only_the_exporter_opens_a_models_config_file() -> None:
-    """Deploy, the tuner, the update loop and the client read and write configs through the repository layer."""
+def test_only_the_repository_layer_opens_a_models_config_file() -> None:
+    """Every stage reads and writes configs through the repository layer (tuneship.repository)."""
     import ast
 
     found = []
-    for stage in ("client", "deploy", "monitor", "tuning", "trainer", "tuneship"):
+    for stage in ("client", "deploy", "monitor", "tuning", "trainer", "tuneship", "api", "search", "datacheck"):
         for path in sorted((ROOT / stage).rglob("*.py")):
+            if path.relative_to(ROOT).as_posix().startswith("tuneship/repository/"):
+                continue
             tree = ast.parse(path.read_text(encoding="utf-8"))
             prose = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}  # docstrings
             for node in ast.walk(tree):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and "config.pbtxt" in node.value \
                         and id(node) not in prose:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert found == [], "use tuneship.exporter's read_config / write_config / Snapshot / config_path:\n" + \
+    assert found == [], "use tuneship.repository's read_config / write_config / Snapshot / config_path:\n" + \
         "\n".join(found)

@@ -1,4 +1,4 @@
-"""The repository's file names are spelled in one module (tuneship/repository_files.py). The Python models Triton
+"""The repository's file names are spelled in one module (tuneship/repository/files.py). The Python models Triton
 runs (copied into repositories, where tuneship is not installed) keep their own copies, which must agree."""
 
 from __future__ import annotations
@@ -6,16 +6,17 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tuneship import repository_files
+from tuneship.repository import files as repository_files
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("trainer", "exporter", "deploy", "client", "tuning", "search", "datacheck", "monitor", "api", "tuneship")
+STAGES = ("trainer", "exporter", "deploy", "client", "tuning", "search", "datacheck", "monitor", "api", "tuneship",
+          "serving")
 NAMES = {repository_files.LABELS_FILE, repository_files.REPORT_FILE, repository_files.SOURCE_FILE,
          repository_files.ADAPTER_INFO, repository_files.UPDATES_LOG, repository_files.UPDATE_REPORT,
          repository_files.TUNING_REPORT}
 # Code that runs inside Triton reads these files without tuneship: its own spelling, checked below.
 SERVED = {"exporter/triton_models/postprocess.py", "serving/triton/generator.py", "serving/adapters.py"}
-OWNER = "tuneship/repository_files.py"
+OWNER = "tuneship/repository/files.py"
 
 
 def _literals(path: Path) -> list[tuple[int, str]]:
@@ -32,7 +33,7 @@ def test_the_repository_names_are_spelled_only_in_their_module() -> None:
             if relative in SERVED or relative == OWNER:
                 continue
             found += [f"{relative}:{line}: {value!r}" for line, value in _literals(path)]
-    assert not found, "use tuneship.repository_files instead of:\n" + "\n".join(found)
+    assert not found, "use tuneship.repository's names instead of:\n" + "\n".join(found)
 
 
 def test_the_served_models_spell_them_as_the_module_does() -> None:

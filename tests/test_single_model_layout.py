@@ -17,9 +17,8 @@ from tuneship.client import ClientOptions, InvalidInputError, TextClassifier, Tr
 from tuneship.deploy import ServeOptions, TritonServer
 from tuneship.exporter import TextExportOptions, export_checkpoint
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import is_single_model, parse_pbtxt
 from tuneship.exporter.options import ServingOptions
-from tuneship.exporter.repository import existing_versions
+from tuneship.repository import existing_versions, is_single_model, parse_pbtxt
 
 pytestmark = pytest.mark.integration
 
@@ -252,9 +251,8 @@ def test_the_old_name_fused_still_works_with_a_notice(tmp_path: Path, capsys: py
 
     monkeypatch.setattr("tuneship.exporter.export.checkpoint_task", lambda path: "text-classification")
     from tuneship.exporter.cli import add_export_arguments, export_options_from_args
-    from tuneship.exporter.model_configs import is_single_model
-    from tuneship.exporter.repository import Pipeline, write_config
     from tuneship.exporter.text.model_configs import single_model_config
+    from tuneship.repository import Pipeline, is_single_model, write_config
 
     parser = argparse.ArgumentParser()
     add_export_arguments(parser)

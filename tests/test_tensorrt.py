@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tuneship.exporter.errors import ExportError
-from tuneship.exporter.model_configs import parse_pbtxt, to_pbtxt
 from tuneship.exporter.options import ServingOptions
 from tuneship.exporter.text.model_configs import tensorrt_model_config
 from tuneship.exporter.text.tensorrt_engine import ShapeProfile, default_profile, tensorrt_unavailable
+from tuneship.repository import parse_pbtxt, to_pbtxt
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 

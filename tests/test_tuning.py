@@ -11,7 +11,7 @@ import pytest
 
 from tuneship.client import TextClassifier, TritonClient
 from tuneship.deploy import ServeOptions, TritonServer
-from tuneship.exporter.model_configs import parse_pbtxt
+from tuneship.repository import parse_pbtxt
 from tuneship.tuning import Candidate, Trial, TuneOptions, choose, frontier, save, single_model_advice, tune
 
 
@@ -109,7 +109,7 @@ def test_invariance_wins_within_the_margin_and_not_beyond() -> None:
 @pytest.mark.integration
 def test_tune_sweeps_the_kept_variants_and_publishes_a_chosen_one(tiny_repository: Path, tmp_path: Path) -> None:
     from tuneship.exporter import ExportOptions, export_checkpoint
-    from tuneship.exporter.repository import existing_versions
+    from tuneship.repository import existing_versions
     from tuneship.tuning import kept_variants, pipeline_models, write_back
 
     repository = tmp_path / "repo"

@@ -15,10 +15,9 @@ from lanes import costs
 from tuneship.cli import main
 from tuneship.client import TextClassifier, TritonClient, TritonError
 from tuneship.deploy import ServeOptions, TritonServer
-from tuneship.exporter.model_configs import parse_pbtxt, to_pbtxt
-from tuneship.exporter.repository import existing_versions
 from tuneship.monitor import FeedbackStore
 from tuneship.monitor.update import UPDATES_FILE, UpdateError, UpdateOptions, run_update
+from tuneship.repository import existing_versions, parse_pbtxt, to_pbtxt
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """How a published pipeline names its models: `<name>` is the model callers use, its steps `<name>_<suffix>`.
 
 The one place the convention is spelled (the exporter writes it, the client finds a classifier's postprocess step
-by it when the config API is admin-only); everything else asks the repository layer (`tuneship.exporter.repository`).
+by it when the config API is admin-only); everything else asks the repository layer (`tuneship.repository`).
 """
 
 STEP_SUFFIXES = {"tokenizer": "_tokenizer", "preprocess": "_preprocess", "graph": "_model",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tuneship.repository_files import LOCK_TIMEOUT_S, REPORT_FILE
+from tuneship.repository import REPORT_FILE
 from tuneship.tuning.options import TuneOptions
 from tuneship.tuning.search import Candidate, KeptVariant, runs_graph
 
@@ -48,14 +48,14 @@ def apply(candidate: Candidate, ensemble: mc.ModelConfig, steps: Sequence[mc.Mod
 
 
 def write_configs(repository: Path, configs: Sequence[mc.ModelConfig]) -> list[str]:
-    from tuneship.exporter import write_config
+    from tuneship.repository import write_config
 
     return [str(write_config(repository, config)) for config in configs]
 
 
 def install_variant(repository: Path, onnx_step: mc.ModelConfig, source: Path) -> None:
     """Put a variant's ONNX file in place of the latest version's model file (in the scratch repository)."""
-    from tuneship.exporter import existing_versions
+    from tuneship.repository import existing_versions
 
     folder = repository / onnx_step.name
     target = folder / str(existing_versions(folder)[-1]) / (onnx_step.default_model_filename or "model.onnx")
@@ -66,11 +66,11 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
                onnx_step: mc.ModelConfig, chosen: Candidate, kept: KeptVariant | None) -> list[str]:
     """The chosen configs, under the repository lock; a chosen variant other than the published one becomes the
     ONNX model's next version (atomically, as an export publishes) and the export report says which is served."""
-    from tuneship.exporter import latest_version, publish_copy, repository_lock, write_text_atomic
+    from tuneship.repository import latest_version, publish_copy, repository_lock, write_text_atomic
 
     configs = apply(chosen, ensemble, steps, kept.graph_level if kept else None)
     written = []
-    with repository_lock(options.repository, LOCK_TIMEOUT_S, f"tuneship tune of {options.model}"):
+    with repository_lock(options.repository, what=f"tuneship tune of {options.model}"):
         if kept is not None:
             model_config = next(c for c in configs if c.name == onnx_step.name)
             filename = onnx_step.default_model_filename or "model.onnx"
@@ -92,7 +92,8 @@ def write_back(options: TuneOptions, ensemble: mc.ModelConfig, steps: Sequence[m
 def single_model_copy(options: TuneOptions, scratch: Path, candidate: Candidate, kept: KeptVariant | None) -> str:
     """The published ensemble as a single-model classifier beside it in the scratch repository, at `candidate`'s
     settings (and precision variant)."""
-    from tuneship.exporter import read_config, single_model_from_ensemble
+    from tuneship.exporter import single_model_from_ensemble
+    from tuneship.repository import read_config
 
     name = f"{options.model}_single_model"
     version = single_model_from_ensemble(options.repository, options.model, scratch, name)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneship.repository_files import LOCK_TIMEOUT_S, TUNING_PLOT, TUNING_REPORT
+from tuneship.repository import TUNING_PLOT, TUNING_REPORT
 from tuneship.tuning.options import REPORTS, TuneError, TuneOptions
 
 GENERATOR_PERCENTILES = (50, 99)
@@ -55,12 +55,12 @@ class GeneratorTuneReport:
 
 
 def is_generator(repository: Path, model: str) -> bool:
-    from tuneship.exporter import ExportError, read_config
+    from tuneship.repository import RepositoryError, read_config
     from tuneship.tasks import task_of_config
 
     try:
         config = read_config(repository, model)
-    except ExportError:
+    except RepositoryError:  # ExportError is one
         return False
     task = task_of_config(config)
     return task is not None and task.generates
@@ -105,7 +105,7 @@ def _with(config: Any, max_concurrency: int, callers: int) -> Any:
 def tune_generator(options: TuneOptions) -> GeneratorTuneReport:
     from tuneship.client import TritonClient, builtin_reviews, review_prompts, run_generation_bench
     from tuneship.deploy import ServeOptions, TritonServer
-    from tuneship.exporter import read_config, repository_lock, write_config
+    from tuneship.repository import read_config, repository_lock, write_config
 
     if options.percentile not in GENERATOR_PERCENTILES:
         raise TuneError(f"--percentile {options.percentile}: a generator's budget bounds time to first token at "
@@ -144,7 +144,7 @@ def tune_generator(options: TuneOptions) -> GeneratorTuneReport:
     chosen, reason = choose(trials, options.percentile, options.latency_budget_ms)
     written: list[str] = []
     if chosen is not None and options.write:
-        with repository_lock(options.repository, LOCK_TIMEOUT_S, f"tuneship tune of {options.model}"):
+        with repository_lock(options.repository, what=f"tuneship tune of {options.model}"):
             fresh = read_config(options.repository, options.model)
             written.append(str(write_config(options.repository, _with(fresh, chosen.max_concurrency,
                                                                       options.concurrency))))
@@ -155,8 +155,8 @@ def tune_generator(options: TuneOptions) -> GeneratorTuneReport:
 
 
 def save_generator_report(report: GeneratorTuneReport, repository: Path) -> tuple[Path, Path | None]:
-    from tuneship.exporter import write_text_atomic
     from tuneship.png import save_png
+    from tuneship.repository import write_text_atomic
 
     folder = repository / report.model
     json_path, png_path = folder / TUNING_REPORT, folder / TUNING_PLOT

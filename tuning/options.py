@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneship.arguments import non_negative_float, positive_float, positive_int
-from tuneship.repository_files import REPORTS as FILES_BESIDE_A_MODEL
+from tuneship.repository import REPORTS as FILES_BESIDE_A_MODEL
 
 PERCENTILES = (50, 90, 95, 99)
 REPORTS = FILES_BESIDE_A_MODEL

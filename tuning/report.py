@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneship.repository_files import TUNING_PLOT, TUNING_REPORT
+from tuneship.repository import TUNING_PLOT, TUNING_REPORT
 from tuneship.tuning.search import Trial, frontier
 
 
@@ -97,7 +97,7 @@ def _figure(report: TuneReport) -> Any:
 
 
 def save(report: TuneReport, repository: Path) -> tuple[Path, Path]:
-    from tuneship.exporter import write_text_atomic
+    from tuneship.repository import write_text_atomic
 
     folder = repository / report.model
     data = asdict(report)

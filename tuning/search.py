@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tuneship.repository_files import REPORT_FILE
+from tuneship.repository import REPORT_FILE
 from tuneship.tuning.options import TuneError, TuneOptions
 
 
@@ -54,7 +54,7 @@ class KeptVariant:
 def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[mc.ModelConfig]]:
     """(the model callers use, the models it schedules): an ensemble and its steps, or a single-model classifier and no
     steps (it runs its graph itself)."""
-    from tuneship.exporter import ExportError, Pipeline, config_path
+    from tuneship.repository import Pipeline, RepositoryError, config_path
     from tuneship.tasks import task_of_config
 
     try:
@@ -70,7 +70,7 @@ def pipeline_models(repository: Path, model: str) -> tuple[mc.ModelConfig, list[
             raise TuneError(f"{model}: tuneship tune measures classifier ensembles (TEXT or IMAGE in); this model "
                             f"is {what}")
         steps = [pipeline.config(step) for step in pipeline.models[:-1]]
-    except ExportError as error:
+    except RepositoryError as error:  # ExportError is one
         raise TuneError(str(error)) from None
     if not any(config.platform == "onnxruntime_onnx" for config in steps):
         raise TuneError(f"{model}: no ONNX Runtime model among its steps; only ONNX pipelines are tuned")
@@ -81,7 +81,8 @@ def kept_variants(repository: Path, model: str, read_index: bool = True) -> tupl
                                                                                  list[KeptVariant]]:
     """(the published variant's name, its batch variation, the other variants the export kept; none when
     `read_index` is false)."""
-    from tuneship.exporter import VARIANTS_FOLDER, VARIANTS_INDEX, existing_versions
+    from tuneship.exporter import VARIANTS_FOLDER, VARIANTS_INDEX
+    from tuneship.repository import existing_versions
 
     report_path = repository / model / REPORT_FILE
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
@@ -106,7 +107,7 @@ def kept_variants(repository: Path, model: str, read_index: bool = True) -> tupl
 
 def runs_graph(config: mc.ModelConfig) -> bool:
     """The model that runs the ONNX graph: the ensemble's ONNX Runtime step, or a single-model classifier."""
-    from tuneship.exporter import is_single_model
+    from tuneship.repository import is_single_model
 
     return config.platform == "onnxruntime_onnx" or is_single_model(config)
 

@@ -29,10 +29,9 @@ from tuneship.exporter.model_configs import (
 )
 from tuneship.exporter.options import ServingOptions
 from tuneship.exporter.publishing import PYTHON_MODEL_REQUIREMENTS, TRITON_MODELS, fill_postprocess
-from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.variants import Variant
 from tuneship.model_names import step_model
-from tuneship.repository_files import LABELS_FILE
+from tuneship.repository import LABELS_FILE, publish_version, write_text_atomic
 from tuneship.tasks import IMAGE_CLASSIFICATION
 
 PREPROCESS_REQUIREMENTS = ("# Needed by this Python model in the Triton image: pip install -r requirements.txt\n"

@@ -31,11 +31,10 @@ from tuneship.exporter.instruct.adapters import (
 )
 from tuneship.exporter.instruct.measure import batched_greedy, torch_greedy
 from tuneship.exporter.instruct.options import InstructExportOptions
-from tuneship.exporter.repository import existing_versions, latest_version, read_config
 from tuneship.exporter.run import ExportRunReport, TaskExport
 from tuneship.exporter.timing import MEASURED, Timing
 from tuneship.progress import step
-from tuneship.repository_files import ADAPTERS_DIR, REPORT_FILE, SOURCE_FILE
+from tuneship.repository import ADAPTERS_DIR, REPORT_FILE, SOURCE_FILE, existing_versions, latest_version, read_config
 from tuneship.serving import INFO_FILE, WEIGHTS_FILE, LoraWeights, check_name
 from tuneship.tasks import TEXT_GENERATION
 

@@ -12,8 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tuneship.exporter.instruct.build import GenaiVariant
 from tuneship.exporter.instruct.options import GenerationServing
-from tuneship.exporter.repository import publish_version, write_text_atomic
-from tuneship.repository_files import LABELS_FILE, SOURCE_FILE
+from tuneship.repository import LABELS_FILE, SOURCE_FILE, publish_version, write_text_atomic
 from tuneship.serving import REFERENCE_FILE, publish_bundle, requirements
 from tuneship.tasks import TEXT_GENERATION
 
@@ -93,7 +92,7 @@ def generation_serving(repository: Path, name: str) -> GenerationServing:
     tune` or a hand edit left there), so a new version published for it (`tuneship update`) keeps them."""
     from dataclasses import fields
 
-    from tuneship.exporter.repository import read_config
+    from tuneship.repository import read_config
 
     config = read_config(repository, name)
     values: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tuneship.exporter.model_configs import instance_group, latest_versions, pipeline_parameters
 from tuneship.exporter.options import ServingOptions
 from tuneship.model_names import step_model
-from tuneship.repository_files import LABELS_FILE
+from tuneship.repository import LABELS_FILE
 from tuneship.tasks import TEXT_CLASSIFICATION
 
 

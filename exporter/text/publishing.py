@@ -19,7 +19,6 @@ from tuneship.exporter.publishing import (
     published_labels,
 )
 from tuneship.exporter.quality import REFERENCE_FILE
-from tuneship.exporter.repository import publish_version, write_text_atomic
 from tuneship.exporter.text.model_configs import (
     ensemble_config,
     onnx_model_config,
@@ -29,7 +28,7 @@ from tuneship.exporter.text.model_configs import (
 )
 from tuneship.exporter.variants import Variant
 from tuneship.model_names import step_model
-from tuneship.repository_files import LABELS_FILE
+from tuneship.repository import LABELS_FILE, publish_version, write_text_atomic
 
 if TYPE_CHECKING:
     from tuneship.exporter.text.options import TextExportOptions
@@ -126,7 +125,7 @@ def single_model_from_ensemble(repository: Path, name: str, target: Path, target
     classifier `target_name` in `target`, with the ensemble's serving settings: what `--layout single` would have
     published for the same export (`tuneship tune` measures it beside the ensemble)."""
     from tuneship.exporter.layout import serving_options
-    from tuneship.exporter.repository import Pipeline
+    from tuneship.repository import Pipeline
 
     pipeline = Pipeline(repository, name)
     graph, tokenizer, post = (pipeline.version_dir(pipeline.step(step)) for step in ("graph", "tokenizer",

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tuneship.exporter.errors import ExportError
-from tuneship.repository_files import LOCK_TIMEOUT_S
+from tuneship.repository.errors import RepositoryError
+from tuneship.repository.files import LOCK_TIMEOUT_S
 
 LOCK_NAME = ".tuneship.lock"
 _held: dict[tuple[Path, int], int] = {}
@@ -61,7 +61,7 @@ def repository_lock(repository: Path, timeout_s: float = LOCK_TIMEOUT_S, what: s
         except BlockingIOError:
             holder = _holder(path)
             if timeout_s <= 0:
-                raise ExportError(f"{repository} is being written by {holder}; try again when it is done "
+                raise RepositoryError(f"{repository} is being written by {holder}; try again when it is done "
                                   "(or wait for it with --lock-timeout SECONDS)") from None
             print(f"waiting for {holder} to finish writing {repository} (up to {timeout_s:.0f}s) ...",
                   file=sys.stderr, flush=True)
@@ -72,7 +72,7 @@ def repository_lock(repository: Path, timeout_s: float = LOCK_TIMEOUT_S, what: s
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise ExportError(f"{repository} was still being written by {_holder(path)} after "
+                        raise RepositoryError(f"{repository} was still being written by {_holder(path)} after "
                                           f"{timeout_s:.0f}s; nothing was published") from None
                     time.sleep(0.2)
         os.ftruncate(handle, 0)
