@@ -179,7 +179,7 @@ def test_concurrent_publishes_into_one_repository_take_turns(server: TritonServe
     # A writer that may not wait is told who holds the repository, and nothing is published.
     holder = subprocess.Popen(
         [sys.executable, "-c", "import time\nfrom pathlib import Path\n"
-         "from tuneship.exporter import repository_lock"
+         "from tuneship.repository import repository_lock"
          f"\nwith repository_lock(Path({str(repository)!r}), what='a test holding the lock'):\n"
          "    print('held', flush=True)\n    time.sleep(120)"], stdout=subprocess.PIPE, text=True)
     try:
@@ -190,7 +190,7 @@ def test_concurrent_publishes_into_one_repository_take_turns(server: TritonServe
             export_checkpoint(options(lock_timeout_s=0))
     finally:
         holder.kill()
-        holder.wait()
+        holder.wait(timeout=30)
     assert not (repository / "tiny_model" / "4").exists()
     # Published configs are readable by a server running as another user.
     assert (repository / "tiny_model" / "config.pbtxt").stat().st_mode & 0o777 == 0o644
