@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tuneship.datacheck.duplicates import leaks, within
@@ -18,14 +17,16 @@ from tuneship.datacheck.rows import read
 
 
 def _check_options(options: CheckOptions) -> None:
-    if options.task not in ("text-classification", "instruct"):
-        raise DataCheckError(f"--task {options.task}: tuneship data check reads text-classification and instruct "
-                             "data (images are not checked yet)")
-    if options.task == "instruct" and options.fix and not Path(str(options.training.get("data"))).is_file():
-        raise DataCheckError("--fix writes a cleaned copy of a file; built-in instruct data is not one (export it "
-                             "as JSONL first)")
-    if options.task == "instruct" and options.fine_tune:
-        raise DataCheckError("--fine-tune fine-tunes an encoder classifier per fold: text-classification only")
+    from tuneship.tasks import TASKS, UnknownTaskError, task
+
+    try:
+        row = task(options.task)
+    except UnknownTaskError as error:
+        raise DataCheckError(str(error)) from None
+    if row.data_check is None:
+        checked = ", ".join(name for name, t in TASKS.items() if t.data_check)
+        raise DataCheckError(f"--task {options.task}: tuneship data check reads {checked} data ({row.description} "
+                             "is not checked yet)")
     unknown = sorted(set(options.training) - set(DATA_OPTIONS))
     if unknown:
         raise DataCheckError(f"--{unknown[0].replace('_', '-')}: not a data option of the check")
@@ -40,15 +41,20 @@ def _check_options(options: CheckOptions) -> None:
 
 
 def check(options: CheckOptions) -> CheckReport:
+    """The check of the task's data (the task table's `data_check`), after the options are checked."""
+    from tuneship.tasks import load, task
+
+    _check_options(options)
+    report: CheckReport = load(str(task(options.task).data_check))(options)
+    return report
+
+
+def check_texts(options: CheckOptions) -> CheckReport:
+    """A text classifier's data (the task table's `data_check` of text-classification)."""
     import numpy as np
 
     from tuneship.datacheck.embeddings import embed
 
-    _check_options(options)
-    if options.task == "instruct":
-        from tuneship.datacheck.instruct import check_instruct
-
-        return check_instruct(options)
     training = options.training
     data = str(training.get("data") or "rotten-tomatoes")
     text_column, label_column = str(training.get("text_column", "text")), str(training.get("label_column", "label"))

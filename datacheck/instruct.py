@@ -134,6 +134,11 @@ def check_instruct(options: CheckOptions) -> CheckReport:
 
     training = options.training
     data = str(training.get("data") or TASK_DEFAULTS["instruct"].data)
+    if options.fine_tune:
+        raise DataCheckError("--fine-tune fine-tunes an encoder classifier per fold: text classification only")
+    if options.fix and not Path(data).is_file():
+        raise DataCheckError(f"--fix writes a cleaned copy of a file; {data} is built-in data, not a file (export "
+                             "it as JSONL first)")
     encoding = str(training.get("encoding", "utf-8"))
     train = read(data, encoding, "train")
     evaluation = read(str(training["eval_file"]), encoding, "eval") if training.get("eval_file") else Read([], [], [])

@@ -168,15 +168,17 @@ def _trial_log(path: Path) -> Iterator[None]:
 def _items(options: SearchOptions) -> list[Any]:
     """What the measurer sends: the bundled reviews (text), images of the data (images), review prompts."""
     from tuneship.client import builtin_reviews, review_prompts
+    from tuneship.tasks import task
 
-    if options.task == "image-classification":
+    served = task(options.task)
+    if served.item_source == "images":
         from tuneship.trainer.image.data import load_images
 
         data = load_images(str(options.training.get("data") or "faces"),
                            str(options.training.get("image_column", "image")),
                            str(options.training.get("label_column", "label")))
         return [example.read() for example in data.examples[:64]]
-    if options.task == "instruct":
+    if not served.classifies:  # a generator: prompts asking about the reviews
         return list(review_prompts(builtin_reviews()))
     return builtin_reviews()
 

@@ -123,7 +123,7 @@ def test_the_fix_plan_drops_both_sides_of_a_conflict_and_respects_the_threshold(
     (None, ["--data", "{tmp}/missing.csv"], "missing.csv: no such file"),
     ("nolabel", ["--data", "{tmp}/nolabel.csv"], "nolabel.csv:2: no column 'label'"),
     ("few", ["--data", "{tmp}/few.csv"], "class 'negative' has 3 examples; 5-fold cross-validation needs at least 5"),
-    (None, ["--task", "image-classification"], "tuneship data check reads text-classification and instruct data"),
+    (None, ["--task", "image-classification"], "tuneship data check reads text-classification, instruct data"),
     (None, ["--relabel"], "--relabel is what --fix does"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tiny_bert: Path, tmp_path: Path,

@@ -30,7 +30,7 @@ def test_every_entry_of_a_row_names_something_that_exists(name: str) -> None:
     assert callable(load(row.exporter)) and callable(load(row.client))
     assert load(row.exporter).options_class is load(row.export_options)  # the CLI's options are the export's
     assert callable(load(row.trainer).train)
-    for reference in (row.evaluator, row.encoder or None, row.probe_item):
+    for reference in (row.evaluator, row.encoder or None, row.probe_item, row.data_check):
         if reference is not None:
             assert load(reference) is not None
     assert row.layouts[0] == "ensemble" or len(row.layouts) == 1
@@ -106,7 +106,8 @@ def _decisions(path: Path) -> list[str]:
 
 def test_no_task_decisions_outside_the_table_and_the_tasks_own_modules() -> None:
     decisions = []
-    for stage in ("client", "deploy", "monitor", "exporter", "trainer", "tuneship", "api", "tuning", "serving"):
+    for stage in ("client", "deploy", "monitor", "exporter", "trainer", "tuneship", "api", "tuning", "serving",
+                  "search", "datacheck"):
         for path in sorted((ROOT / stage).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
             if not relative.startswith(OWN_MODULES):

@@ -75,6 +75,8 @@ class Task:
     """"module:NAME" of the item a liveness probe sends (None: the probe's text)."""
     search_space: str = ""
     """"module:NAME" of its default search space (a tuneship.space.TaskSpace) for `tuneship search`."""
+    data_check: str | None = None
+    """"module:function(options) -> CheckReport": `tuneship data check` of its training data (None: not checked)."""
 
     @property
     def classifies(self) -> bool:
@@ -96,7 +98,7 @@ TEXT_CLASSIFICATION = Task(
     tunable=True, updatable=True, updater="tuneship.monitor.update:update_text_classifier",
     evaluator="tuneship.trainer.text.evaluate:evaluate_texts",
     encoder="tuneship.client.text_classifier:text_request",
-    search_space="tuneship.trainer.text.search_space:SPACE")
+    search_space="tuneship.trainer.text.search_space:SPACE", data_check="tuneship.datacheck.check:check_texts")
 IMAGE_CLASSIFICATION = Task(
     name="image-classification", description="image classification", modality="image",
     trainer="tuneship.trainer.image.training", train_options="tuneship.trainer.image.config:ImageTrainConfig",
@@ -116,7 +118,8 @@ TEXT_GENERATION = Task(
     contract=ServedContract(inputs=("text_input", "max_tokens"), outputs=("text_output",), decoupled=True),
     client="tuneship.client.generator:Generator", probe="generation", updatable=True,
     updater="tuneship.monitor.generator_update:update_generator",
-    search_space="tuneship.trainer.instruct.search_space:SPACE")
+    search_space="tuneship.trainer.instruct.search_space:SPACE",
+    data_check="tuneship.datacheck.instruct:check_instruct")
 
 TASKS: dict[str, Task] = {task.name: task for task in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, TEXT_GENERATION)}
 DEFAULT_TASK = TEXT_CLASSIFICATION.name
