@@ -24,17 +24,23 @@ from tuneship.deploy.options import ServeOptions
 from tuneship.options import add_options, options_from_args
 
 ADMIN_KEY_HELP = "key for Triton's restricted APIs (default: $TUNESHIP_ADMIN_KEY)"
+SERVE_DECIDES = ("url", "host", "port", "repository")
+"""The API's options `serve --openai-port` sets itself: this server's gRPC address, its --host, the port, its
+repository."""
 
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the embedded Triton server on a model repository")
     add_options(serve, ServeOptions)  # every flag from ServeOptions' fields
+    from tuneship.api.options import ApiOptions
+
     api = serve.add_argument_group("OpenAI-compatible API (off unless --openai-port is given)")
     api.add_argument("--openai-port", type=port_number, default=None,
                      help="also serve /v1/chat/completions, /v1/completions and /v1/models on this port (same "
                           "--host), in front of this server's generators")
-    api.add_argument("--api-key", default=None,
-                     help="the API's callers must send 'Authorization: Bearer KEY' (default: $TUNESHIP_API_KEY)")
+    # The API's own options, as `tuneship api` takes them; where it listens and what it serves, serve decides.
+    add_options(api, ApiOptions, skip=(*SERVE_DECIDES, "tls_cert", "tls_key"))
+    # ServeOptions' tls_cert and tls_key are Triton's; the API's take their own names here.
     api.add_argument("--api-tls-cert", type=existing_path, default=None, help="HTTPS for the API: certificate (PEM)")
     api.add_argument("--api-tls-key", type=existing_path, default=None, help="HTTPS for the API: private key (PEM)")
     serve.set_defaults(handler=run_serve)
@@ -111,11 +117,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _openai_api(args: argparse.Namespace, options: ServeOptions, grpc_url: str) -> Any:
     from tuneship.api import ApiOptions, ApiServer
+    from tuneship.options import options_from_args
 
     key = args.api_key or os.environ.get("TUNESHIP_API_KEY") or None
-    return ApiServer(ApiOptions(url=grpc_url, host=options.host, port=args.openai_port, api_key=key,
-                                tls_cert=args.api_tls_cert, tls_key=args.api_tls_key,
-                                repository=options.model_repository))
+    return ApiServer(options_from_args(ApiOptions, args, url=grpc_url, host=options.host, port=args.openai_port,
+                                       api_key=key, repository=options.model_repository,
+                                       tls_cert=args.api_tls_cert, tls_key=args.api_tls_key))
 
 
 def run_deploy(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -184,7 +185,8 @@ def test_serve_command_stops_cleanly_on_signals(tmp_path: Path, signal_name: str
     ports = [str(free_port()) for _ in range(4)]
     process = subprocess.Popen(
         [sys.executable, "-m", "tuneship", "serve", "--model-repository", str(repository),
-         "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2], "--openai-port", ports[3]],
+         "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2], "--openai-port", ports[3],
+         "--max-body-bytes", "200"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert process.stdout is not None
@@ -202,6 +204,12 @@ def test_serve_command_stops_cleanly_on_signals(tmp_path: Path, signal_name: str
         api = f"http://127.0.0.1:{ports[3]}"
         assert urllib.request.urlopen(f"{api}/health", timeout=10).status == 200
         assert json.loads(urllib.request.urlopen(f"{api}/v1/models", timeout=10).read())["data"] == []
+        # The API's own options reach it through serve: a body over --max-body-bytes is refused.
+        large = urllib.request.Request(f"{api}/v1/completions", data=json.dumps(
+            {"model": "linear", "prompt": "x" * 400}).encode(), headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(large, timeout=10)
+        assert refused.value.code == 413
         process.send_signal(getattr(signal, signal_name))
         output, _ = process.communicate(timeout=60)
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,11 @@ def _flag(spec: dataclasses.Field[Any]) -> str | None:
     return flag
 
 
-def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *classes: type[Any]) -> None:
-    """One flag per field of the dataclasses `classes` (fields with `flag: None` are left to the command)."""
-    seen = {action.dest for action in parser._actions}
+def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *classes: type[Any],
+                skip: Collection[str] = ()) -> None:
+    """One flag per field of the dataclasses `classes` (fields with `flag: None` are left to the command, and so
+    are the fields named in `skip`: another command embedding these options decides them)."""
+    seen = {action.dest for action in parser._actions} | set(skip)
     for options in classes:
         for spec in dataclasses.fields(options):
             nested = _nested(spec)
