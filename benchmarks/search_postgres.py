@@ -88,7 +88,11 @@ def main() -> None:
             "machine": machine(), "command": " ".join(command), "workers": args.workers, "budget": args.trials,
             "exit_codes": codes, "seconds": round(seconds, 1), "trials_in_study": len(trials),
             "states": {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
+            "not_complete": [{"number": t.number, "state": t.state.name, "reason": t.user_attrs.get("reason")}
+                             for t in trials if t.state.name != "COMPLETE"],
             "complete_distinct_numbers": len({t.number for t in complete}),
+            "complete_choices_distinct": len({json.dumps(t.user_attrs.get("choice"), sort_keys=True)
+                                              for t in complete}),
             "complete_distinct_folders": len(set(folders)),
             "rows_per_worker_log": per_worker,
         }
