@@ -107,7 +107,9 @@ BATTERY: dict[str, list[list[str]]] = {
     "data": [
         ["check", "--output", "{tmp}/check", "--data", "{tmp}/missing.csv"],
         ["check", "--output", "{tmp}/check", "--data", "{tmp}/nolabel.csv"],
-        ["check", "--output", "{tmp}/check", "--task", "instruct"],
+        ["check", "--output", "{tmp}/check", "--task", "image-classification"],
+        ["check", "--output", "{tmp}/check", "--task", "instruct", "--data", "{tmp}/missing.jsonl"],
+        ["check", "--output", "{tmp}/check", "--task", "instruct", "--data", "{tmp}/missing.jsonl", "--fine-tune"],
         ["check", "--output", "{tmp}/check", "--folds", "1"],
     ],
     "search": [
