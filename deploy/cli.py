@@ -32,7 +32,7 @@ repository."""
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the embedded Triton server on a model repository")
     add_options(serve, ServeOptions)  # every flag from ServeOptions' fields
-    from tuneship.api.options import ApiOptions
+    from tuneship.api import ApiOptions
 
     api = serve.add_argument_group("OpenAI-compatible API (off unless --openai-port is given)")
     api.add_argument("--openai-port", type=port_number, default=None,

@@ -413,7 +413,10 @@ def test_concurrent_streams_are_each_answered_correctly(server: TritonServer) ->
     before = batched()
     assert asyncio.run(streams()) == expected * 2  # each its own greedy answer, alone or in company
     alone, steps = (now - then for now, then in zip(batched(), before, strict=True))
-    assert steps > alone  # some decode steps served several streams at once (how many depends on timing)
+    # Every decode step is counted once, by how many rows it served. How many steps the eight streams shared
+    # depends on when each arrived (a busy machine can serialise them), so that is not asserted here: the engine's
+    # own tests (tests/test_engine.py) show rows sharing steps with their arrival fixed.
+    assert 15 <= steps <= 8 * 16 and 0 <= alone <= steps
 
 
 @pytest.mark.slow
