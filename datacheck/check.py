@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tuneship.datacheck.duplicates import leaks, within
 from tuneship.datacheck.findings import Finding
@@ -14,6 +16,9 @@ from tuneship.datacheck.options import DATA_OPTIONS, CheckOptions, DataCheckErro
 from tuneship.datacheck.outliers import outliers
 from tuneship.datacheck.report import CheckReport, class_table
 from tuneship.datacheck.rows import read
+
+if TYPE_CHECKING:
+    from tuneship.datacheck.fix import Cleaned
 
 
 def _check_options(options: CheckOptions) -> None:
@@ -99,3 +104,31 @@ def check_texts(options: CheckOptions) -> CheckReport:
                        eval_rows=len(evaluation), out_of_fold_accuracy=scores.out_of_fold_accuracy,
                        flagged_quality=flagged_quality, cleaned=[],
                        label_quality={row.where: float(q) for row, q in zip(rows, scores.quality, strict=True)})
+
+
+@dataclass
+class CheckRun:
+    """A check as the command runs it: the report, the cleaned copy (with --fix) and the files written."""
+
+    report: CheckReport
+    cleaned: Cleaned | None
+    written: list[Path]
+
+
+def check_and_report(options: CheckOptions) -> CheckRun:
+    """Check, write the cleaned copy when asked, print the summary, write the report (`tuneship data check`
+    and `tuneship train --clean` alike)."""
+    from dataclasses import asdict
+
+    from tuneship.datacheck.fix import write_cleaned_copy
+    from tuneship.datacheck.report import summary, write
+
+    report = check(options)
+    cleaned = write_cleaned_copy(options, report) if options.fix else None
+    if cleaned is not None:
+        report.cleaned = [str(cleaned.path)]
+        print(cleaned.describe())
+    print(summary(report))
+    written = write(options.output, report, {k: str(v) for k, v in asdict(options).items()})
+    print("wrote " + ", ".join(str(p) for p in written))
+    return CheckRun(report, cleaned, written)

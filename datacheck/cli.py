@@ -23,21 +23,10 @@ def register(subparsers: Any) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from tuneship.datacheck.check import check
-    from tuneship.datacheck.fix import write_cleaned_copy
+    from tuneship.datacheck.check import check_and_report
     from tuneship.datacheck.options import DATA_OPTIONS, CheckOptions
-    from tuneship.datacheck.report import summary, write
+    from tuneship.trainer.config import train_values
 
-    training = {name: getattr(args, name) for name in DATA_OPTIONS if hasattr(args, name)}
-    options: CheckOptions = options_from_args(CheckOptions, args, training=training)
-    report = check(options)
-    if options.fix:
-        cleaned = write_cleaned_copy(options, report)
-        report.cleaned = [str(cleaned.path)]
-        print(cleaned.describe())
-    print(summary(report))
-    written = write(options.output, report, {k: str(v) for k, v in asdict(options).items()})
-    print("wrote " + ", ".join(str(p) for p in written))
+    options = options_from_args(CheckOptions, args, training=train_values(args, DATA_OPTIONS))
+    check_and_report(options)
     return 0

@@ -25,9 +25,9 @@ def run_search(args: argparse.Namespace) -> int:
     from tuneship.search.options import DATA_OPTIONS, SearchError, SearchOptions
     from tuneship.search.publish import pick, publish, rows_from
     from tuneship.search.study import search
+    from tuneship.trainer.config import train_values
 
-    training = {name: getattr(args, name) for name in DATA_OPTIONS if hasattr(args, name)}
-    options: SearchOptions = options_from_args(SearchOptions, args, training=training)
+    options: SearchOptions = options_from_args(SearchOptions, args, training=train_values(args, DATA_OPTIONS))
     try:
         if options.publish_from is not None:
             row = pick(options, rows_from(options, options.publish_from))

@@ -299,6 +299,11 @@ def train_flags(parser: Any, names: tuple[str, ...]) -> None:
                 _add_flag(parser, f)
 
 
+def train_values(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The options of `names` a command declared with `train_flags` was given (the others keep train's defaults)."""
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
 def _add_flag(parser: Any, f: dataclasses.Field[Any]) -> None:
     if "flag" in f.metadata and f.metadata["flag"] is None:  # set by tuneship itself, never given
         return
